@@ -1,0 +1,570 @@
+//! Reads one Alembic revision file with a real Python parser: its header variables, its
+//! shiftguard declarations and the `op.*` operations of `upgrade()`.
+//!
+//! Nothing here executes Python. Header values must be literals (strings, `None`, tuples or lists
+//! of strings), which is what `alembic revision` writes in both its classic (`revision = "…"`) and
+//! its type-annotated (`revision: str = "…"`) templates.
+
+use ruff_python_ast::visitor::{Visitor, walk_expr, walk_stmt};
+use ruff_python_ast::{Expr, ExprCall, Stmt};
+use ruff_text_size::{Ranged, TextSize};
+use thiserror::Error;
+
+use crate::revision::Phase;
+
+/// Module-level variable that declares a revision's phase.
+pub const PHASE_VARIABLE: &str = "shiftguard_phase";
+/// Module-level variable that declares the oldest build revision a contract revision tolerates.
+pub const REQUIRES_APP_VARIABLE: &str = "shiftguard_requires_app_at_least";
+const DECLARATION_PREFIX: &str = "shiftguard_";
+
+/// A value with the 1-based line it was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub line: u32,
+}
+
+/// Everything shiftguard reads from one revision file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevisionFile {
+    /// `revision`; `None` when the file does not set it (then it is not a revision file).
+    pub revision: Option<Located<String>>,
+    /// `down_revision`; `None` when the file does not set it at all (`down_revision = None` is
+    /// `Some` of an empty list).
+    pub down_revision: Option<Located<Vec<String>>>,
+    pub branch_labels: Vec<String>,
+    pub depends_on: Vec<String>,
+    /// First paragraph of the module docstring, as `alembic history` shows it.
+    pub message: Option<String>,
+    pub declared_phase: Option<Located<Phase>>,
+    pub requires_app_at_least: Option<Located<String>>,
+    /// Calls on `op` (or on a `batch_op` bound by `with op.batch_alter_table(...)`) in `upgrade()`.
+    pub operations: Vec<Operation>,
+}
+
+/// One migration operation found in `upgrade()`, reduced to the facts the phase rules need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Operation {
+    /// The `op` method name, e.g. `add_column`.
+    pub name: String,
+    pub line: u32,
+    /// The table it acts on, when written as a literal (or given by `batch_alter_table`).
+    pub table: Option<String>,
+    /// The column it acts on, when written as a literal.
+    pub column: Option<String>,
+    /// `nullable=` of the column (add_column) or of the change (alter_column), when a literal.
+    pub nullable: Option<bool>,
+    /// A `server_default=` other than `None` is given.
+    pub has_server_default: bool,
+    /// `alter_column(new_column_name=…)`.
+    pub renames_column: bool,
+    /// `alter_column(type_=…)`.
+    pub changes_type: bool,
+    /// The SQL text of `op.execute(…)`, when it is a literal (or `sa.text(literal)`).
+    pub sql: Option<String>,
+}
+
+/// Why a revision file could not be read.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlembicFileError {
+    /// The file is not valid Python.
+    #[error("python syntax error: {message}")]
+    Syntax { line: u32, message: String },
+    /// A header or declaration holds something other than the literals shiftguard reads.
+    #[error("`{name}` must be {expected}")]
+    BadValue {
+        name: String,
+        line: u32,
+        expected: &'static str,
+    },
+    /// A `shiftguard_*` variable that shiftguard does not know (most likely a typo).
+    #[error(
+        "unknown declaration `{name}` (known: {PHASE_VARIABLE}, {REQUIRES_APP_VARIABLE})"
+    )]
+    UnknownDeclaration { name: String, line: u32 },
+}
+
+impl AlembicFileError {
+    /// The 1-based line the error is about.
+    pub fn line(&self) -> u32 {
+        match self {
+            AlembicFileError::Syntax { line, .. }
+            | AlembicFileError::BadValue { line, .. }
+            | AlembicFileError::UnknownDeclaration { line, .. } => *line,
+        }
+    }
+}
+
+/// Parses the source text of one revision file.
+pub fn parse_revision_file(source: &str) -> Result<RevisionFile, AlembicFileError> {
+    let lines = LineIndex::new(source);
+    let module = ruff_python_parser::parse_module(source)
+        .map_err(|error| AlembicFileError::Syntax {
+            line: lines.line(error.location.start()),
+            message: error.error.to_string(),
+        })?
+        .into_syntax();
+
+    let mut file = RevisionFile {
+        message: module_docstring(&module.body).map(first_paragraph),
+        ..RevisionFile::default()
+    };
+    for stmt in &module.body {
+        let (target, value) = match stmt {
+            Stmt::Assign(assign) if assign.targets.len() == 1 => {
+                (&assign.targets[0], Some(&*assign.value))
+            }
+            Stmt::AnnAssign(assign) => (&*assign.target, assign.value.as_deref()),
+            Stmt::FunctionDef(function) if function.name.as_str() == "upgrade" => {
+                let mut finder = OperationFinder {
+                    lines: &lines,
+                    batch_tables: Vec::new(),
+                    operations: Vec::new(),
+                };
+                finder.visit_body(&function.body);
+                file.operations = finder.operations;
+                continue;
+            }
+            _ => continue,
+        };
+        let (Expr::Name(name), Some(value)) = (target, value) else {
+            continue;
+        };
+        let line = lines.line(stmt.start());
+        read_header(&mut file, name.id.as_str(), value, line)?;
+    }
+    Ok(file)
+}
+
+fn read_header(
+    file: &mut RevisionFile,
+    name: &str,
+    value: &Expr,
+    line: u32,
+) -> Result<(), AlembicFileError> {
+    let bad = |expected| AlembicFileError::BadValue {
+        name: name.to_owned(),
+        line,
+        expected,
+    };
+    match name {
+        "revision" => {
+            let id = string_literal(value).ok_or_else(|| bad("a string literal"))?;
+            file.revision = Some(Located {
+                value: id.to_owned(),
+                line,
+            });
+        }
+        "down_revision" => {
+            let parents =
+                string_list(value).ok_or_else(|| bad("None, a string or a tuple of strings"))?;
+            file.down_revision = Some(Located {
+                value: parents,
+                line,
+            });
+        }
+        "branch_labels" => {
+            file.branch_labels =
+                string_list(value).ok_or_else(|| bad("None, a string or a tuple of strings"))?;
+        }
+        "depends_on" => {
+            file.depends_on =
+                string_list(value).ok_or_else(|| bad("None, a string or a tuple of strings"))?;
+        }
+        PHASE_VARIABLE => {
+            let phase = string_literal(value)
+                .and_then(Phase::parse)
+                .ok_or_else(|| bad("\"expand\", \"data\" or \"contract\""))?;
+            file.declared_phase = Some(Located { value: phase, line });
+        }
+        REQUIRES_APP_VARIABLE => {
+            let id = string_literal(value).ok_or_else(|| bad("a revision id string"))?;
+            file.requires_app_at_least = Some(Located {
+                value: id.to_owned(),
+                line,
+            });
+        }
+        other if other.starts_with(DECLARATION_PREFIX) => {
+            return Err(AlembicFileError::UnknownDeclaration {
+                name: other.to_owned(),
+                line,
+            });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn module_docstring(body: &[Stmt]) -> Option<&str> {
+    match body.first()? {
+        Stmt::Expr(expr) => string_literal(&expr.value),
+        _ => None,
+    }
+}
+
+fn first_paragraph(doc: &str) -> String {
+    let paragraph = doc.trim().split("\n\n").next().unwrap_or_default();
+    paragraph.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn string_literal(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::StringLiteral(literal) => Some(literal.value.to_str()),
+        _ => None,
+    }
+}
+
+/// `None`, a string, or a tuple/list of strings, as Alembic accepts for its header edges.
+fn string_list(expr: &Expr) -> Option<Vec<String>> {
+    match expr {
+        Expr::NoneLiteral(_) => Some(Vec::new()),
+        Expr::StringLiteral(literal) => Some(vec![literal.value.to_str().to_owned()]),
+        Expr::Tuple(tuple) => collect_strings(&tuple.elts),
+        Expr::List(list) => collect_strings(&list.elts),
+        _ => None,
+    }
+}
+
+fn collect_strings(elements: &[Expr]) -> Option<Vec<String>> {
+    elements
+        .iter()
+        .map(|element| string_literal(element).map(str::to_owned))
+        .collect()
+}
+
+/// Collects `op.<name>(…)` calls, and `<alias>.<name>(…)` calls where `alias` is bound by
+/// `with op.batch_alter_table("table") as alias`.
+struct OperationFinder<'s> {
+    lines: &'s LineIndex,
+    /// Batch aliases in scope: (alias name, table).
+    batch_tables: Vec<(String, Option<String>)>,
+    operations: Vec<Operation>,
+}
+
+impl<'a> Visitor<'a> for OperationFinder<'_> {
+    fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        let Stmt::With(with) = stmt else {
+            return walk_stmt(self, stmt);
+        };
+        let scope = self.batch_tables.len();
+        for item in &with.items {
+            self.visit_expr(&item.context_expr);
+            if let (Expr::Call(call), Some(target)) = (&item.context_expr, &item.optional_vars)
+                && let Expr::Name(alias) = &**target
+                && receiver_and_method(call) == Some(("op", "batch_alter_table"))
+            {
+                let table = call.arguments.args.first().and_then(string_literal);
+                self.batch_tables
+                    .push((alias.id.to_string(), table.map(str::to_owned)));
+            }
+        }
+        self.visit_body(&with.body);
+        self.batch_tables.truncate(scope);
+    }
+
+    fn visit_expr(&mut self, expr: &'a Expr) {
+        if let Expr::Call(call) = expr
+            && let Some((receiver, method)) = receiver_and_method(call)
+        {
+            if receiver == "op" && !is_helper(method) {
+                self.record(call, method, None);
+            } else if let Some((_, table)) = self
+                .batch_tables
+                .iter()
+                .rev()
+                .find(|(alias, _)| alias == receiver)
+            {
+                let table = table.clone();
+                self.record(call, method, Some(table));
+            }
+        }
+        walk_expr(self, expr);
+    }
+}
+
+/// `op` methods that are not schema operations.
+fn is_helper(method: &str) -> bool {
+    matches!(
+        method,
+        "batch_alter_table" | "get_context" | "get_bind" | "f" | "inline_literal" | "implementation_for"
+    )
+}
+
+impl OperationFinder<'_> {
+    /// `batch_table` is `Some` for a batch operation: the table comes from the `with` and the
+    /// positional arguments start one earlier than on `op`.
+    fn record(&mut self, call: &ExprCall, method: &str, batch_table: Option<Option<String>>) {
+        let args = &call.arguments.args;
+        let keyword = |name: &str| call.arguments.find_keyword(name).map(|k| &k.value);
+        let positional = |index: usize| {
+            let index = if batch_table.is_some() { index - 1 } else { index };
+            args.get(index)
+        };
+        let mut operation = Operation {
+            name: method.to_owned(),
+            line: self.lines.line(call.start()),
+            table: match &batch_table {
+                Some(table) => table.clone(),
+                None => args.first().and_then(string_literal).map(str::to_owned),
+            },
+            ..Operation::default()
+        };
+        match method {
+            "add_column" => {
+                if let Some(Expr::Call(column)) = positional(1) {
+                    operation.column = column
+                        .arguments
+                        .args
+                        .first()
+                        .and_then(string_literal)
+                        .map(str::to_owned);
+                    let column_keyword =
+                        |name: &str| column.arguments.find_keyword(name).map(|k| &k.value);
+                    let primary_key = column_keyword("primary_key").and_then(bool_literal);
+                    // SQLAlchemy's Column is nullable unless told otherwise or a primary key.
+                    operation.nullable = Some(
+                        column_keyword("nullable")
+                            .and_then(bool_literal)
+                            .unwrap_or(primary_key != Some(true)),
+                    );
+                    operation.has_server_default =
+                        column_keyword("server_default").is_some_and(|value| !is_none(value));
+                }
+            }
+            "alter_column" | "drop_column" => {
+                operation.column = positional(1).and_then(string_literal).map(str::to_owned);
+                operation.nullable = keyword("nullable").and_then(bool_literal);
+                operation.has_server_default =
+                    keyword("server_default").is_some_and(|value| !is_none(value));
+                operation.renames_column =
+                    keyword("new_column_name").is_some_and(|value| !is_none(value));
+                operation.changes_type = keyword("type_").is_some_and(|value| !is_none(value));
+            }
+            "execute" => {
+                let statement = args.first().or_else(|| keyword("sqltext"));
+                operation.table = None;
+                operation.sql = statement.and_then(sql_text).map(str::to_owned);
+            }
+            _ => {}
+        }
+        self.operations.push(operation);
+    }
+}
+
+/// `name.method(…)` -> `(name, method)`.
+fn receiver_and_method(call: &ExprCall) -> Option<(&str, &str)> {
+    let Expr::Attribute(attribute) = &*call.func else {
+        return None;
+    };
+    let Expr::Name(receiver) = &*attribute.value else {
+        return None;
+    };
+    Some((receiver.id.as_str(), attribute.attr.as_str()))
+}
+
+/// A SQL literal, or `text(literal)` / `sa.text(literal)`.
+fn sql_text(expr: &Expr) -> Option<&str> {
+    if let Some(text) = string_literal(expr) {
+        return Some(text);
+    }
+    let Expr::Call(call) = expr else { return None };
+    let is_text = match &*call.func {
+        Expr::Name(name) => name.id.as_str() == "text",
+        Expr::Attribute(attribute) => attribute.attr.as_str() == "text",
+        _ => false,
+    };
+    if is_text {
+        call.arguments.args.first().and_then(string_literal)
+    } else {
+        None
+    }
+}
+
+fn bool_literal(expr: &Expr) -> Option<bool> {
+    match expr {
+        Expr::BooleanLiteral(literal) => Some(literal.value),
+        _ => None,
+    }
+}
+
+fn is_none(expr: &Expr) -> bool {
+    matches!(expr, Expr::NoneLiteral(_))
+}
+
+/// Byte offset -> 1-based line number.
+struct LineIndex {
+    starts: Vec<u32>,
+}
+
+impl LineIndex {
+    fn new(source: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            source
+                .bytes()
+                .enumerate()
+                .filter(|&(_, byte)| byte == b'\n')
+                .map(|(offset, _)| offset as u32 + 1),
+        );
+        LineIndex { starts }
+    }
+
+    fn line(&self, offset: TextSize) -> u32 {
+        let offset = u32::from(offset);
+        self.starts.partition_point(|&start| start <= offset) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TYPED: &str = r#""""add display name
+
+Revision ID: b2
+Revises: a1
+Create Date: 2026-11-25 10:00:00
+
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+revision: str = "b2"
+down_revision: Union[str, Sequence[str], None] = "a1"
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    op.add_column("users", sa.Column("display_name", sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("users", "display_name")
+"#;
+
+    #[test]
+    fn reads_typed_headers_and_upgrade_operations_only() {
+        let file = parse_revision_file(TYPED).expect("parses");
+        assert_eq!(file.revision.as_ref().map(|r| r.value.as_str()), Some("b2"));
+        assert_eq!(file.revision.as_ref().map(|r| r.line), Some(13));
+        assert_eq!(file.down_revision.map(|d| d.value), Some(vec!["a1".into()]));
+        assert!(file.branch_labels.is_empty());
+        assert_eq!(file.message.as_deref(), Some("add display name"));
+        assert_eq!(file.operations.len(), 1, "downgrade() is not read");
+        let op = &file.operations[0];
+        assert_eq!(op.name, "add_column");
+        assert_eq!(op.line, 21);
+        assert_eq!(op.table.as_deref(), Some("users"));
+        assert_eq!(op.column.as_deref(), Some("display_name"));
+        assert_eq!(op.nullable, Some(true));
+    }
+
+    #[test]
+    fn reads_classic_headers_merges_labels_and_declarations() {
+        let source = r#"'''merge heads'''
+revision = 'm1'
+down_revision = ('a1', 'b2')
+branch_labels = ['core']
+depends_on = 'x9'
+shiftguard_phase = "contract"
+shiftguard_requires_app_at_least: str = "b2"
+
+def upgrade():
+    pass
+"#;
+        let file = parse_revision_file(source).expect("parses");
+        assert_eq!(
+            file.down_revision.map(|d| d.value),
+            Some(vec!["a1".into(), "b2".into()])
+        );
+        assert_eq!(file.branch_labels, vec!["core".to_owned()]);
+        assert_eq!(file.depends_on, vec!["x9".to_owned()]);
+        assert_eq!(
+            file.declared_phase,
+            Some(Located {
+                value: Phase::Contract,
+                line: 6
+            })
+        );
+        assert_eq!(
+            file.requires_app_at_least.map(|r| r.value).as_deref(),
+            Some("b2")
+        );
+        assert!(file.operations.is_empty());
+    }
+
+    #[test]
+    fn batch_operations_take_the_table_from_the_with_block() {
+        let source = r#"
+revision = "c3"
+down_revision = None
+def upgrade():
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.alter_column("email", existing_type=sa.String(), nullable=False)
+        batch_op.drop_column("full_name")
+    op.execute(sa.text("UPDATE users SET display_name = full_name"))
+"#;
+        let file = parse_revision_file(source).expect("parses");
+        let ops: Vec<_> = file
+            .operations
+            .iter()
+            .map(|op| {
+                (
+                    op.name.as_str(),
+                    op.table.as_deref(),
+                    op.column.as_deref(),
+                    op.nullable,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            vec![
+                ("alter_column", Some("users"), Some("email"), Some(false)),
+                ("drop_column", Some("users"), Some("full_name"), None),
+                ("execute", None, None, None),
+            ]
+        );
+        assert_eq!(
+            file.operations[2].sql.as_deref(),
+            Some("UPDATE users SET display_name = full_name")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases = [
+            (
+                "revision = 'a'\ndef upgrade(:\n",
+                "line 2: python syntax error",
+            ),
+            (
+                "revision = make_id()\n",
+                "line 1: `revision` must be a string literal",
+            ),
+            (
+                "revision = 'a'\ndown_revision = 3\n",
+                "line 2: `down_revision` must be None",
+            ),
+            (
+                "revision = 'a'\n\nshiftguard_phase = 'shrink'\n",
+                "line 3: `shiftguard_phase` must be \"expand\"",
+            ),
+            (
+                "shiftguard_requires_app = 'a'\n",
+                "line 1: unknown declaration `shiftguard_requires_app`",
+            ),
+        ];
+        for (source, expected) in cases {
+            let error = parse_revision_file(source).expect_err(source);
+            let error = format!("line {}: {error}", error.line());
+            assert!(error.starts_with(expected), "{source:?}: {error}");
+        }
+    }
+}
