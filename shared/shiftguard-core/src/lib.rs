@@ -17,3 +17,6 @@ pub use compat::{DatabaseState, Reason, Verdict, check_build};
 pub use graph::{RevisionGraph, RevisionIndex, RevisionSet};
 pub use manifest::Manifest;
 pub use revision::{Phase, PhaseSource, Revision};
+
+#[cfg(test)]
+mod properties;

@@ -1,0 +1,66 @@
+//! `shiftguard`: the operator CLI. Parses arguments, runs one command, maps its outcome to an
+//! exit code. Decisions live in `shiftguard-core`; I/O in the adapter crates.
+
+mod check;
+mod manifest;
+mod migrations;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes shared by every command, so pipelines can branch on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0: everything asked about is safe.
+    Safe,
+    /// 1: shiftguard decided, and the answer is "not safe".
+    NotSafe,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shiftguard",
+    version,
+    about = "Keeps a shared database safe while Lambda traffic shifts between app versions",
+    long_about = "Keeps a shared database safe while Lambda traffic shifts between app versions.\n\n\
+        Exit codes: 0 safe, 1 not safe (reasons printed), 2 could not decide (bad input, \
+        unreachable database, unknown revision)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Manifest(manifest::Args),
+    Check(check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Manifest(args) => manifest::run(args),
+        Command::Check(args) => check::run(args),
+    };
+    match result {
+        Ok(Outcome::Safe) => ExitCode::SUCCESS,
+        Ok(Outcome::NotSafe) => ExitCode::from(1),
+        Err(error) => {
+            for line in error_lines(&error) {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One line per problem: a migrations directory with three bad files gives three lines.
+fn error_lines(error: &anyhow::Error) -> Vec<String> {
+    use shiftguard_core::scan::LoadError;
+    match error.downcast_ref::<LoadError>() {
+        Some(LoadError::Invalid(problems)) => problems.iter().map(ToString::to_string).collect(),
+        _ => vec![format!("{error:#}")],
+    }
+}

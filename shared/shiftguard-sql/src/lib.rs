@@ -1,0 +1,15 @@
+//! shiftguard's SQL adapters over sqlx: connections to PostgreSQL, MySQL/MariaDB and SQLite, and
+//! the reader of a database's Alembic state. SQL differs per dialect only where it must.
+//!
+//! **API boundary:** callers get plain values (revision ids) and [`SqlError`]; no sqlx type
+//! crosses into decision code, and no error message carries a password.
+
+pub mod alembic_version;
+pub mod connection;
+pub mod error;
+pub mod url;
+
+pub use alembic_version::{DEFAULT_VERSION_TABLE, read_heads};
+pub use connection::{ConnectSettings, Connection};
+pub use error::SqlError;
+pub use url::{DatabaseUrl, Dialect};
