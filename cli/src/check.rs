@@ -124,7 +124,10 @@ fn decide(args: &Args) -> anyhow::Result<Outcome> {
     })
 }
 
-fn resolve_builds(graph: &RevisionGraph, references: &[String]) -> anyhow::Result<Vec<RevisionIndex>> {
+fn resolve_builds(
+    graph: &RevisionGraph,
+    references: &[String],
+) -> anyhow::Result<Vec<RevisionIndex>> {
     let mut builds = Vec::with_capacity(references.len());
     for reference in references {
         let build = graph

@@ -1,1 +1,8 @@
-//! placeholder
+//! The workspace's one integration-test binary (one binary links once: it matters on 2 cores).
+//! Real PostgreSQL, MariaDB, SQLite files and the real Alembic CLI; `scripts/test` starts them.
+
+mod architecture;
+mod bad_input;
+mod check;
+mod graph;
+mod support;

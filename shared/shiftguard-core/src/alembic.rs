@@ -80,9 +80,7 @@ pub enum AlembicFileError {
         expected: &'static str,
     },
     /// A `shiftguard_*` variable that shiftguard does not know (most likely a typo).
-    #[error(
-        "unknown declaration `{name}` (known: {PHASE_VARIABLE}, {REQUIRES_APP_VARIABLE})"
-    )]
+    #[error("unknown declaration `{name}` (known: {PHASE_VARIABLE}, {REQUIRES_APP_VARIABLE})")]
     UnknownDeclaration { name: String, line: u32 },
 }
 
@@ -288,7 +286,12 @@ impl<'a> Visitor<'a> for OperationFinder<'_> {
 fn is_helper(method: &str) -> bool {
     matches!(
         method,
-        "batch_alter_table" | "get_context" | "get_bind" | "f" | "inline_literal" | "implementation_for"
+        "batch_alter_table"
+            | "get_context"
+            | "get_bind"
+            | "f"
+            | "inline_literal"
+            | "implementation_for"
     )
 }
 
@@ -299,7 +302,11 @@ impl OperationFinder<'_> {
         let args = &call.arguments.args;
         let keyword = |name: &str| call.arguments.find_keyword(name).map(|k| &k.value);
         let positional = |index: usize| {
-            let index = if batch_table.is_some() { index - 1 } else { index };
+            let index = if batch_table.is_some() {
+                index - 1
+            } else {
+                index
+            };
             args.get(index)
         };
         let mut operation = Operation {

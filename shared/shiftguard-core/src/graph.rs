@@ -22,13 +22,19 @@ pub type RevisionIndex = usize;
 pub enum GraphProblem {
     #[error("revision id {id} is declared by more than one file: {}", files.join(", "))]
     DuplicateId { id: String, files: Vec<String> },
-    #[error("{}: down_revision {parent} of revision {id} points at no known revision", file_name(file))]
+    #[error(
+        "{}: down_revision {parent} of revision {id} points at no known revision",
+        file_name(file)
+    )]
     UnknownParent {
         id: String,
         parent: String,
         file: Option<String>,
     },
-    #[error("{}: depends_on {dependency} of revision {id} is neither a revision id nor a branch label", file_name(file))]
+    #[error(
+        "{}: depends_on {dependency} of revision {id} is neither a revision id nor a branch label",
+        file_name(file)
+    )]
     UnknownDependency {
         id: String,
         dependency: String,
@@ -479,10 +485,19 @@ mod tests {
         assert_eq!(ids(&graph, graph.heads()), ["d1", "m1", "x1"]);
         assert_eq!(ids(&graph, graph.bases()), ["a1", "x1"]);
         let d1 = graph.index_of("d1").expect("d1");
-        assert_eq!(ids(&graph, graph.ancestors([d1]).iter()), ["a1", "b1", "c1", "d1"]);
+        assert_eq!(
+            ids(&graph, graph.ancestors([d1]).iter()),
+            ["a1", "b1", "c1", "d1"]
+        );
         let c1 = graph.index_of("c1").expect("c1");
-        assert_eq!(ids(&graph, graph.descendants([c1]).iter()), ["c1", "d1", "m1"]);
-        let order: Vec<&str> = graph.topological().map(|i| graph.revision(i).id.as_str()).collect();
+        assert_eq!(
+            ids(&graph, graph.descendants([c1]).iter()),
+            ["c1", "d1", "m1"]
+        );
+        let order: Vec<&str> = graph
+            .topological()
+            .map(|i| graph.revision(i).id.as_str())
+            .collect();
         assert_eq!(order, ["a1", "b1", "c1", "m1", "d1", "x1"]);
     }
 

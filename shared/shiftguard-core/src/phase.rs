@@ -44,9 +44,15 @@ impl PhaseError {
 pub fn classify(operation: &Operation) -> Option<Phase> {
     use Phase::*;
     match operation.name.as_str() {
-        "create_table" | "create_index" | "create_foreign_key" | "create_unique_constraint"
-        | "create_check_constraint" | "create_primary_key" | "create_exclude_constraint"
-        | "create_table_comment" | "create_sequence" => Some(Expand),
+        "create_table"
+        | "create_index"
+        | "create_foreign_key"
+        | "create_unique_constraint"
+        | "create_check_constraint"
+        | "create_primary_key"
+        | "create_exclude_constraint"
+        | "create_table_comment"
+        | "create_sequence" => Some(Expand),
         "add_column" => {
             // A NOT NULL column without a default rejects every insert from old code.
             if operation.nullable == Some(false) && !operation.has_server_default {
@@ -56,7 +62,9 @@ pub fn classify(operation: &Operation) -> Option<Phase> {
             }
         }
         "alter_column" => {
-            if operation.renames_column || operation.changes_type || operation.nullable == Some(false)
+            if operation.renames_column
+                || operation.changes_type
+                || operation.nullable == Some(false)
             {
                 Some(Contract)
             } else {
@@ -203,7 +211,11 @@ mod tests {
                 Expand,
                 Inferred,
             ),
-            ("    op.drop_column('users', 'full_name')", Contract, Inferred),
+            (
+                "    op.drop_column('users', 'full_name')",
+                Contract,
+                Inferred,
+            ),
             ("    op.drop_table('users')", Contract, Inferred),
             ("    op.drop_constraint('fk', 'users')", Contract, Inferred),
             (
@@ -262,9 +274,7 @@ mod tests {
         );
         check(
             "shiftguard_phase = 'expand'\n\ndef upgrade():\n    op.add_column('u', sa.Column('x', sa.Integer()))\n    op.drop_column('u', 'y')\n",
-            Err(
-                "line 3: declared expand, but `op.drop_column` at line 7 is a contract operation",
-            ),
+            Err("line 3: declared expand, but `op.drop_column` at line 7 is a contract operation"),
         );
         check(
             "shiftguard_requires_app_at_least = 'a'\ndef upgrade():\n    pass\n",

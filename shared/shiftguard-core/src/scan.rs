@@ -1,8 +1,10 @@
-//! Loads an Alembic `versions/` directory into a validated [`RevisionGraph`].
+//! Loads an Alembic project's revision files into a validated [`RevisionGraph`].
 //!
-//! Which files count follows Alembic: `*.py` files directly in the directory, except
-//! `__init__.py` and editor lock files (`.#…`); anything else is ignored, as Alembic ignores it.
-//! Every problem in every file is reported, not only the first.
+//! The path may be the project directory (holding `alembic.ini`, whose `script_location` and
+//! `version_locations` are followed), the script directory (holding `versions/`), or a versions
+//! directory itself. Which files count follows Alembic: `*.py` files directly in a versions
+//! directory, except `__init__.py` and editor lock files (`.#…`); anything else is ignored, as
+//! Alembic ignores it. Every problem in every file is reported, not only the first.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,17 +24,22 @@ pub enum LoadError {
     Missing { path: PathBuf },
     #[error("{path} is not a directory (pass the Alembic project or its versions/ directory)")]
     NotADirectory { path: PathBuf },
-    #[error("cannot read migrations directory {path}: {source}")]
+    #[error("cannot read migrations directory {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("no revision files (*.py) in {path}")]
-    Empty { path: PathBuf },
+    #[error("no revision files (*.py) in {}", display_paths(paths))]
+    Empty { paths: Vec<PathBuf> },
     /// One or more files or graph edges are wrong; each problem is one line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<Problem>),
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
 }
 
 /// One problem in a migrations directory.
@@ -89,14 +96,14 @@ impl FileError {
 /// A loaded migrations directory.
 #[derive(Debug)]
 pub struct Migrations {
-    /// The directory the revision files were read from.
-    pub versions_dir: PathBuf,
+    /// The directories the revision files were read from.
+    pub versions_dirs: Vec<PathBuf>,
     pub graph: RevisionGraph,
 }
 
-/// Finds the versions directory for `path`: `path/versions` when it exists (an Alembic project),
-/// otherwise `path` itself.
-pub fn versions_dir(path: &Path) -> Result<PathBuf, LoadError> {
+/// Finds the versions directories for `path`: from `alembic.ini` when `path` holds one, else
+/// `path/versions` when it exists, else `path` itself.
+pub fn versions_dirs(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     if !path.exists() {
         return Err(LoadError::Missing {
             path: path.to_owned(),
@@ -107,42 +114,106 @@ pub fn versions_dir(path: &Path) -> Result<PathBuf, LoadError> {
             path: path.to_owned(),
         });
     }
+    let ini = path.join("alembic.ini");
+    if ini.is_file() {
+        let text = std::fs::read_to_string(&ini).map_err(|source| LoadError::Io {
+            path: ini.clone(),
+            source,
+        })?;
+        let here = std::path::absolute(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        return Ok(locations_from_ini(&text, &here));
+    }
     let nested = path.join("versions");
-    Ok(if nested.is_dir() {
+    Ok(vec![if nested.is_dir() {
         nested
     } else {
         path.to_owned()
-    })
+    }])
 }
 
-/// Loads and validates the revisions under `path` (see [`versions_dir`]).
-pub fn load_migrations(path: &Path) -> Result<Migrations, LoadError> {
-    let dir = versions_dir(path)?;
-    let io = |source| LoadError::Io {
-        path: dir.clone(),
-        source,
-    };
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_revision_file = name.ends_with(".py")
-            && name != "__init__.py"
-            && !name.starts_with(".#")
-            && entry.file_type().map_err(io)?.is_file();
-        if is_revision_file {
-            names.push(name);
+/// `version_locations` when set, else `script_location/versions`, from the `[alembic]` section.
+/// `%(here)s` is the ini file's directory (absolute), and so is the base of relative paths.
+fn locations_from_ini(text: &str, here: &Path) -> Vec<PathBuf> {
+    let mut section = "";
+    let (mut script_location, mut version_locations, mut separator) = (None, None, None);
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name;
+            continue;
+        }
+        if section != "alembic" || line.starts_with(['#', ';']) {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().replace("%(here)s", &here.to_string_lossy());
+        match key.trim() {
+            "script_location" => script_location = Some(value),
+            "version_locations" => version_locations = Some(value),
+            "path_separator" | "version_path_separator" => separator = Some(value),
+            _ => {}
         }
     }
-    if names.is_empty() {
-        return Err(LoadError::Empty { path: dir });
+    let resolve = |location: &str| here.join(location);
+    match version_locations {
+        Some(list) => {
+            let parts: Vec<&str> = match separator.as_deref() {
+                Some(";") => list.split(';').collect(),
+                Some("space") => list.split(' ').collect(),
+                Some("newline") => list.lines().collect(),
+                // `os` and `:` on Unix; with no separator configured Alembic splits on spaces
+                // and commas.
+                Some("os" | ":") => list.split(':').collect(),
+                _ => list.split([' ', ',']).collect(),
+            };
+            parts
+                .into_iter()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(resolve)
+                .collect()
+        }
+        None => vec![resolve(script_location.as_deref().unwrap_or("alembic")).join("versions")],
     }
-    names.sort();
+}
 
-    let mut revisions = Vec::with_capacity(names.len());
+/// Loads and validates the revisions under `path` (see [`versions_dirs`]).
+pub fn load_migrations(path: &Path) -> Result<Migrations, LoadError> {
+    let dirs = versions_dirs(path)?;
+    let mut files = Vec::new();
+    for dir in &dirs {
+        let io = |source| LoadError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_revision_file = name.ends_with(".py")
+                && name != "__init__.py"
+                && !name.starts_with(".#")
+                && entry.file_type().map_err(io)?.is_file();
+            if is_revision_file {
+                names.push(name);
+            }
+        }
+        names.sort();
+        files.extend(names.into_iter().map(|name| (dir.join(&name), name)));
+    }
+    if files.is_empty() {
+        return Err(LoadError::Empty { paths: dirs });
+    }
+
+    let mut revisions = Vec::with_capacity(files.len());
     let mut problems = Vec::new();
-    for name in names {
-        let source = std::fs::read(dir.join(&name))
+    for (path, name) in files {
+        let source = std::fs::read(&path)
             .map_err(|e| FileError::Read(e.to_string()))
             .and_then(|bytes| String::from_utf8(bytes).map_err(|_| FileError::NotUtf8));
         match source.and_then(|source| revision_from_source(&source, &name)) {
@@ -157,7 +228,7 @@ pub fn load_migrations(path: &Path) -> Result<Migrations, LoadError> {
         LoadError::Invalid(error.problems.into_iter().map(Problem::Graph).collect())
     })?;
     Ok(Migrations {
-        versions_dir: dir,
+        versions_dirs: dirs,
         graph,
     })
 }
@@ -187,4 +258,38 @@ pub fn revision_from_source(source: &str, file: &str) -> Result<Revision, FileEr
         message: parsed.message,
         file: Some(file.to_owned()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ini_locations() {
+        let here = Path::new("/p");
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[alembic]\nscript_location = %(here)s/migrations\n",
+                &["/p/migrations/versions"],
+            ),
+            (
+                "[alembic]\nscript_location = alembic\n",
+                &["/p/alembic/versions"],
+            ),
+            ("[loggers]\nscript_location = x\n", &["/p/alembic/versions"]),
+            (
+                "[alembic]\nscript_location = a\nversion_locations = %(here)s/v1:%(here)s/v2\npath_separator = os\n",
+                &["/p/v1", "/p/v2"],
+            ),
+            (
+                "[alembic]\nversion_locations = v1 v2\n# path_separator = os\n",
+                &["/p/v1", "/p/v2"],
+            ),
+        ];
+        for (ini, expected) in cases {
+            let found = locations_from_ini(ini, here);
+            let expected: Vec<PathBuf> = expected.iter().map(PathBuf::from).collect();
+            assert_eq!(found, expected, "{ini}");
+        }
+    }
 }

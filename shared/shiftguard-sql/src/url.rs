@@ -181,7 +181,11 @@ mod tests {
                 Dialect::Sqlite,
                 "sqlite database /tmp/lab.db",
             ),
-            ("sqlite::memory:", Dialect::Sqlite, "sqlite in-memory database"),
+            (
+                "sqlite::memory:",
+                Dialect::Sqlite,
+                "sqlite in-memory database",
+            ),
         ];
         for (raw, dialect, target) in cases {
             let url = DatabaseUrl::parse(raw).expect(raw);
@@ -199,9 +203,15 @@ mod tests {
     #[test]
     fn rejects_what_it_cannot_use() {
         let cases = [
-            ("redis://localhost", "unsupported database URL scheme `redis`"),
+            (
+                "redis://localhost",
+                "unsupported database URL scheme `redis`",
+            ),
             ("/tmp/x.db", "unsupported database URL scheme `(none)`"),
-            ("postgres://", "invalid database URL: postgres URL names no host"),
+            (
+                "postgres://",
+                "invalid database URL: postgres URL names no host",
+            ),
         ];
         for (raw, expected) in cases {
             let error = DatabaseUrl::parse(raw).expect_err(raw).to_string();

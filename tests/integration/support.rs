@@ -1,0 +1,352 @@
+//! What the integration tests stand on: the real `shiftguard` binary, the real Alembic CLI, and one
+//! fresh database per test on the real PostgreSQL and MariaDB servers (or a SQLite file).
+//!
+//! Nothing here skips: a missing Alembic or an unreachable server fails the test with a message
+//! saying how to start it (`scripts/test` does all of it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection as _;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_owned()
+}
+
+/// The example Alembic project shipped in the repository.
+pub fn example_project() -> PathBuf {
+    repo_root().join("infra/example")
+}
+
+/// The example's revisions, by role in the running example.
+pub mod example {
+    pub const CREATE_USERS: &str = "d2ca87e6a2c7";
+    pub const ADD_DISPLAY_NAME: &str = "836a014c0874";
+    pub const INDEX_EMAIL: &str = "569d43d582d6";
+    pub const CREATE_AUDIT_LOG: &str = "448b4040d6f2";
+    pub const MERGE: &str = "3f55b760f0a3";
+    pub const DROP_FULL_NAME: &str = "172e330d1de0";
+}
+
+/// The result of running a command: exit code and text output.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs the real `shiftguard` binary with a clean environment for the variables it reads.
+pub fn shiftguard(args: &[&str]) -> Run {
+    Command::new(env!("CARGO_BIN_EXE_shiftguard"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run shiftguard")
+        .into()
+}
+
+/// Parses a `--json` output.
+pub fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            run.stdout, run.stderr
+        )
+    })
+}
+
+/// The Alembic CLI from the project's venv (or `SHIFTGUARD_ALEMBIC`).
+pub fn alembic_binary() -> PathBuf {
+    let path = std::env::var_os("SHIFTGUARD_ALEMBIC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/alembic"));
+    assert!(
+        path.exists(),
+        "alembic not found at {}: run scripts/python-env (or scripts/test)",
+        path.display()
+    );
+    path
+}
+
+/// Runs Alembic in `dir` (the directory holding alembic.ini), with `url` as the database.
+pub fn alembic(dir: &Path, url: Option<&str>, args: &[&str]) -> String {
+    let mut command = Command::new(alembic_binary());
+    command.current_dir(dir).args(args);
+    if let Some(url) = url {
+        command.env("SQLALCHEMY_URL", url);
+    }
+    let run = Run::from(command.output().expect("run alembic"));
+    assert_eq!(
+        run.code, 0,
+        "alembic {args:?} failed:\n{}{}",
+        run.stdout, run.stderr
+    );
+    run.stdout
+}
+
+/// An Alembic project made by `alembic init` in a temporary directory, whose env.py takes the
+/// database from SQLALCHEMY_URL like the example's.
+pub struct AlembicProject {
+    dir: tempfile::TempDir,
+}
+
+impl AlembicProject {
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        alembic(dir.path(), None, &["init", "migrations"]);
+        let project = AlembicProject { dir };
+        let env = project.path().join("migrations/env.py");
+        let source = std::fs::read_to_string(&env).expect("env.py");
+        let source = source.replacen(
+            "config = context.config\n",
+            "config = context.config\nimport os\nif os.environ.get('SQLALCHEMY_URL'):\n    config.set_main_option('sqlalchemy.url', os.environ['SQLALCHEMY_URL'])\n",
+            1,
+        );
+        std::fs::write(env, source).expect("write env.py");
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn versions(&self) -> PathBuf {
+        self.path().join("migrations/versions")
+    }
+
+    /// `alembic revision --rev-id ID -m MESSAGE EXTRA…`; returns the file written.
+    pub fn revision(&self, id: &str, extra: &[&str]) -> PathBuf {
+        let mut args = vec!["revision", "--rev-id", id, "-m", id];
+        args.extend_from_slice(extra);
+        alembic(self.path(), None, &args);
+        self.file_of(id)
+    }
+
+    /// The file of revision `id`.
+    pub fn file_of(&self, id: &str) -> PathBuf {
+        std::fs::read_dir(self.versions())
+            .expect("versions dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{id}_")))
+            })
+            .unwrap_or_else(|| panic!("no file for revision {id}"))
+    }
+
+    /// Replaces the `pass` of `upgrade()` in revision `id` with `body` (indented Python).
+    pub fn set_upgrade(&self, id: &str, body: &str) {
+        let file = self.file_of(id);
+        let source = std::fs::read_to_string(&file).expect("read revision");
+        let marker = "    \"\"\"Upgrade schema.\"\"\"\n    pass";
+        assert!(
+            source.contains(marker),
+            "unexpected template in {}",
+            file.display()
+        );
+        let source = source.replacen(
+            marker,
+            &format!("    \"\"\"Upgrade schema.\"\"\"\n{body}"),
+            1,
+        );
+        std::fs::write(file, source).expect("write revision");
+    }
+
+    /// Switches the project's template to the classic header form (`revision = '…'`) that older
+    /// Alembic versions wrote, so later `alembic revision` calls produce it.
+    pub fn use_classic_template(&self) {
+        let mako = self.path().join("migrations/script.py.mako");
+        let source = std::fs::read_to_string(&mako).expect("script.py.mako");
+        let classic = source
+            .replace(
+                "revision: str = ${repr(up_revision)}",
+                "revision = ${repr(up_revision)}",
+            )
+            .replace(
+                "down_revision: Union[str, Sequence[str], None] = ${repr(down_revision)}",
+                "down_revision = ${repr(down_revision)}",
+            )
+            .replace(
+                "branch_labels: Union[str, Sequence[str], None] = ${repr(branch_labels)}",
+                "branch_labels = ${repr(branch_labels)}",
+            )
+            .replace(
+                "depends_on: Union[str, Sequence[str], None] = ${repr(depends_on)}",
+                "depends_on = ${repr(depends_on)}",
+            );
+        assert_ne!(source, classic, "template did not change");
+        std::fs::write(mako, classic).expect("write template");
+    }
+}
+
+static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "sg_{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A database kind the tests run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    MariaDb,
+    Sqlite,
+}
+
+pub const ALL_KINDS: [Kind; 3] = [Kind::Postgres, Kind::MariaDb, Kind::Sqlite];
+
+fn postgres_admin_url() -> String {
+    std::env::var("SHIFTGUARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn mysql_admin_url() -> String {
+    std::env::var("SHIFTGUARD_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".to_owned())
+}
+
+/// A fresh, empty database; dropped (or deleted) by [`TestDatabase::drop_database`].
+pub struct TestDatabase {
+    pub kind: Kind,
+    name: String,
+    /// For SQLite: the directory holding the file.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(kind: Kind) -> Self {
+        let name = unique_name();
+        let dir = match kind {
+            Kind::Postgres => {
+                admin_postgres(&format!("CREATE DATABASE {name}")).await;
+                None
+            }
+            Kind::MariaDb => {
+                admin_mysql(&format!("CREATE DATABASE {name}")).await;
+                None
+            }
+            Kind::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                std::fs::File::create(dir.path().join(format!("{name}.db"))).expect("db file");
+                Some(dir)
+            }
+        };
+        TestDatabase { kind, name, dir }
+    }
+
+    /// The URL shiftguard (sqlx) takes.
+    pub fn url(&self) -> String {
+        match self.kind {
+            Kind::Postgres => replace_database(&postgres_admin_url(), &self.name),
+            Kind::MariaDb => replace_database(&mysql_admin_url(), &self.name),
+            Kind::Sqlite => format!("sqlite://{}", self.sqlite_path().display()),
+        }
+    }
+
+    /// The URL Alembic (SQLAlchemy) takes.
+    pub fn sqlalchemy_url(&self) -> String {
+        match self.kind {
+            Kind::Postgres => self
+                .url()
+                .replacen("postgres://", "postgresql+psycopg://", 1),
+            Kind::MariaDb => self.url().replacen("mysql://", "mysql+pymysql://", 1),
+            Kind::Sqlite => format!("sqlite:///{}", self.sqlite_path().display()),
+        }
+    }
+
+    fn sqlite_path(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .expect("sqlite database has a directory")
+            .path()
+            .join(format!("{}.db", self.name))
+    }
+
+    /// Runs one statement in this database.
+    pub async fn execute(&self, sql: &str) {
+        let url = self.url();
+        match self.kind {
+            Kind::Postgres => run_postgres(&url, sql).await,
+            Kind::MariaDb => run_mysql(&url, sql).await,
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect sqlite");
+                sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .expect("sqlite statement");
+            }
+        }
+    }
+
+    pub async fn drop_database(self) {
+        match self.kind {
+            Kind::Postgres => {
+                admin_postgres(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .await
+            }
+            Kind::MariaDb => admin_mysql(&format!("DROP DATABASE IF EXISTS {}", self.name)).await,
+            Kind::Sqlite => {}
+        }
+    }
+}
+
+fn replace_database(url: &str, database: &str) -> String {
+    let (server, _) = url.rsplit_once('/').expect("URL has a database path");
+    format!("{server}/{database}")
+}
+
+async fn admin_postgres(sql: &str) {
+    run_postgres(&postgres_admin_url(), sql).await;
+}
+
+async fn admin_mysql(sql: &str) {
+    run_mysql(&mysql_admin_url(), sql).await;
+}
+
+async fn run_postgres(url: &str, sql: &str) {
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {url} is required (scripts/services starts it): {e}")
+    });
+    sqlx::query(sql)
+        .execute(&mut c)
+        .await
+        .expect("postgres statement");
+}
+
+async fn run_mysql(url: &str, sql: &str) {
+    let mut c = sqlx::MySqlConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("MariaDB at {url} is required (scripts/services starts it): {e}")
+        });
+    sqlx::query(sql)
+        .execute(&mut c)
+        .await
+        .expect("mysql statement");
+}
