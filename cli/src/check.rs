@@ -9,7 +9,7 @@ use shiftguard_core::{DatabaseState, Reason, RevisionGraph, Verdict, check_build
 use shiftguard_sql::{ConnectSettings, Connection, DEFAULT_VERSION_TABLE, DatabaseUrl, read_heads};
 
 use crate::Outcome;
-use crate::migrations::{Source, warn_about_assumptions};
+use crate::migrations::{Source, print_warnings};
 
 /// Decide whether app builds can run on the database's current schema.
 #[derive(Debug, clap::Args)]
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 fn decide(args: &Args) -> anyhow::Result<Outcome> {
     let graph = args.source.load()?;
     if !args.json {
-        warn_about_assumptions(&graph);
+        print_warnings(&graph);
     }
     let builds = resolve_builds(&graph, &args.app_revisions)?;
     let url = DatabaseUrl::parse(&args.database_url)?;
@@ -147,7 +147,7 @@ fn read_database_heads(url: &DatabaseUrl, args: &Args) -> anyhow::Result<Vec<Str
     runtime.block_on(async {
         let settings = ConnectSettings {
             timeout: Duration::from_secs(args.connect_timeout),
-            read_only: true,
+            ..ConnectSettings::default()
         };
         let mut connection = Connection::open(url, settings).await?;
         let heads = read_heads(&mut connection, url, &args.version_table).await;

@@ -39,6 +39,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A bug must still end as "could not decide" (2) with one line, never as a pass.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        eprintln!("error: internal error{location}: {message}");
+        std::process::exit(2);
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Manifest(args) => manifest::run(args),

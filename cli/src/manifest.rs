@@ -7,7 +7,7 @@ use anyhow::Context;
 use shiftguard_core::manifest::Manifest;
 
 use crate::Outcome;
-use crate::migrations::{Source, warn_about_assumptions};
+use crate::migrations::{Source, print_warnings};
 
 /// Print the revision graph with phases as JSON (the manifest the hooks ship with).
 #[derive(Debug, clap::Args)]
@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let graph = args.source.load()?;
-    warn_about_assumptions(&graph);
+    print_warnings(&graph);
     let json = Manifest::from_graph(&graph).to_json();
     match &args.output {
         Some(path) => write_atomically(path, &json)

@@ -33,8 +33,21 @@ impl Source {
     }
 }
 
-/// Warnings a person should see about a graph: phases that were assumed rather than known.
-pub fn warn_about_assumptions(graph: &RevisionGraph) {
+/// Warnings a person should see about a graph: several heads, and phases that were assumed
+/// rather than known.
+pub fn print_warnings(graph: &RevisionGraph) {
+    let heads = graph.heads();
+    if heads.len() > 1 {
+        let ids: Vec<&str> = heads
+            .iter()
+            .map(|&i| graph.revision(i).id.as_str())
+            .collect();
+        eprintln!(
+            "warning: the migrations have {} heads ({}); `alembic upgrade head` refuses them, `alembic merge heads` joins them",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
     for index in graph.topological() {
         let revision = graph.revision(index);
         if revision.phase_source == PhaseSource::Assumed {

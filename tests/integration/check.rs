@@ -36,11 +36,12 @@ const STAGES: &[Stage] = &[
         heads: &[CREATE_AUDIT_LOG, INDEX_EMAIL],
         compatible: [true, true, true, true, false, false],
     },
-    // Contract applied: it tolerates builds at or after the expand (declared), not the oldest.
+    // Contract applied: it tolerates builds at or after the merge (declared), which no longer
+    // touch full_name; the dual-writing build and everything older break.
     Stage {
         upgrade_to: &["heads"],
         heads: &[DROP_FULL_NAME],
-        compatible: [false, true, true, true, true, true],
+        compatible: [false, false, false, false, true, true],
     },
 ];
 
@@ -109,7 +110,7 @@ async fn walk_the_example(kind: Kind) {
     assert_eq!(run.code, 1);
     assert!(
         run.stdout.contains(&format!(
-            "database has applied contract revision {DROP_FULL_NAME}, which tolerates builds at or after {ADD_DISPLAY_NAME}; build {CREATE_USERS} is older (rule b: contract tolerance)"
+            "database has applied contract revision {DROP_FULL_NAME}, which tolerates builds at or after {MERGE}; build {CREATE_USERS} is older (rule b: contract tolerance)"
         )),
         "{}",
         run.stdout

@@ -5,8 +5,10 @@
 //! of strings), which is what `alembic revision` writes in both its classic (`revision = "…"`) and
 //! its type-annotated (`revision: str = "…"`) templates.
 
+use std::collections::{HashMap, HashSet};
+
 use ruff_python_ast::visitor::{Visitor, walk_expr, walk_stmt};
-use ruff_python_ast::{Expr, ExprCall, Stmt};
+use ruff_python_ast::{Expr, ExprCall, Stmt, StmtFunctionDef};
 use ruff_text_size::{Ranged, TextSize};
 use thiserror::Error;
 
@@ -63,7 +65,13 @@ pub struct Operation {
     pub changes_type: bool,
     /// The SQL text of `op.execute(…)`, when it is a literal (or `sa.text(literal)`).
     pub sql: Option<String>,
+    /// A fact the phase depends on is not a literal (e.g. `nullable=flag`): not classifiable.
+    pub opaque: bool,
 }
+
+/// The operation name recorded for a call whose target cannot be known statically
+/// (`globals()[name]()`); it is never classified.
+pub const DYNAMIC_CALL: &str = "<dynamic call>";
 
 /// Why a revision file could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -97,6 +105,14 @@ impl AlembicFileError {
 
 /// Parses the source text of one revision file.
 pub fn parse_revision_file(source: &str) -> Result<RevisionFile, AlembicFileError> {
+    // CRLF files: the same lines, so line numbers stay right.
+    let normalized;
+    let source = if source.contains("\r\n") {
+        normalized = source.replace("\r\n", "\n");
+        normalized.as_str()
+    } else {
+        source
+    };
     let lines = LineIndex::new(source);
     let module = ruff_python_parser::parse_module(source)
         .map_err(|error| AlembicFileError::Syntax {
@@ -109,6 +125,14 @@ pub fn parse_revision_file(source: &str) -> Result<RevisionFile, AlembicFileErro
         message: module_docstring(&module.body).map(first_paragraph),
         ..RevisionFile::default()
     };
+    let functions: HashMap<&str, &StmtFunctionDef> = module
+        .body
+        .iter()
+        .filter_map(|stmt| match stmt {
+            Stmt::FunctionDef(function) => Some((function.name.as_str(), function)),
+            _ => None,
+        })
+        .collect();
     for stmt in &module.body {
         let (target, value) = match stmt {
             Stmt::Assign(assign) if assign.targets.len() == 1 => {
@@ -118,7 +142,10 @@ pub fn parse_revision_file(source: &str) -> Result<RevisionFile, AlembicFileErro
             Stmt::FunctionDef(function) if function.name.as_str() == "upgrade" => {
                 let mut finder = OperationFinder {
                     lines: &lines,
+                    functions: &functions,
+                    visited: HashSet::from(["upgrade"]),
                     batch_tables: Vec::new(),
+                    connections: Vec::new(),
                     operations: Vec::new(),
                 };
                 finder.visit_body(&function.body);
@@ -232,54 +259,125 @@ fn collect_strings(elements: &[Expr]) -> Option<Vec<String>> {
         .collect()
 }
 
-/// Collects `op.<name>(…)` calls, and `<alias>.<name>(…)` calls where `alias` is bound by
-/// `with op.batch_alter_table("table") as alias`.
-struct OperationFinder<'s> {
+/// Collects the schema operations `upgrade()` performs: `op.<name>(…)` calls; `<alias>.<name>(…)`
+/// calls where `alias` is bound by `with op.batch_alter_table("table") as alias`; `execute` on a
+/// connection from `op.get_bind()`; and the same inside module-level functions that `upgrade()`
+/// calls (including Alembic's multidb `upgrade_<engine>()` functions, reached through
+/// `globals()[…]()`).
+struct OperationFinder<'a, 's> {
     lines: &'s LineIndex,
+    functions: &'s HashMap<&'a str, &'a StmtFunctionDef>,
+    visited: HashSet<&'a str>,
     /// Batch aliases in scope: (alias name, table).
     batch_tables: Vec<(String, Option<String>)>,
+    /// Names bound to `op.get_bind()`.
+    connections: Vec<String>,
     operations: Vec<Operation>,
 }
 
-impl<'a> Visitor<'a> for OperationFinder<'_> {
+impl<'a> Visitor<'a> for OperationFinder<'a, '_> {
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
-        let Stmt::With(with) = stmt else {
-            return walk_stmt(self, stmt);
-        };
-        let scope = self.batch_tables.len();
-        for item in &with.items {
-            self.visit_expr(&item.context_expr);
-            if let (Expr::Call(call), Some(target)) = (&item.context_expr, &item.optional_vars)
-                && let Expr::Name(alias) = &**target
-                && receiver_and_method(call) == Some(("op", "batch_alter_table"))
-            {
-                let table = call.arguments.args.first().and_then(string_literal);
-                self.batch_tables
-                    .push((alias.id.to_string(), table.map(str::to_owned)));
+        match stmt {
+            Stmt::With(with) => {
+                let scope = self.batch_tables.len();
+                for item in &with.items {
+                    self.visit_expr(&item.context_expr);
+                    if let (Expr::Call(call), Some(target)) =
+                        (&item.context_expr, &item.optional_vars)
+                        && let Expr::Name(alias) = &**target
+                        && receiver_and_method(call) == Some(("op", "batch_alter_table"))
+                    {
+                        let table = call.arguments.args.first().and_then(string_literal);
+                        self.batch_tables
+                            .push((alias.id.to_string(), table.map(str::to_owned)));
+                    }
+                }
+                self.visit_body(&with.body);
+                self.batch_tables.truncate(scope);
             }
+            Stmt::Assign(assign) => {
+                if let (Expr::Call(call), [Expr::Name(name)]) =
+                    (&*assign.value, assign.targets.as_slice())
+                    && receiver_and_method(call) == Some(("op", "get_bind"))
+                {
+                    self.connections.push(name.id.to_string());
+                }
+                walk_stmt(self, stmt);
+            }
+            _ => walk_stmt(self, stmt),
         }
-        self.visit_body(&with.body);
-        self.batch_tables.truncate(scope);
     }
 
     fn visit_expr(&mut self, expr: &'a Expr) {
-        if let Expr::Call(call) = expr
-            && let Some((receiver, method)) = receiver_and_method(call)
-        {
-            if receiver == "op" && !is_helper(method) {
-                self.record(call, method, None);
-            } else if let Some((_, table)) = self
-                .batch_tables
-                .iter()
-                .rev()
-                .find(|(alias, _)| alias == receiver)
-            {
-                let table = table.clone();
-                self.record(call, method, Some(table));
-            }
+        if let Expr::Call(call) = expr {
+            self.visit_call(call);
         }
         walk_expr(self, expr);
     }
+}
+
+impl<'a> OperationFinder<'a, '_> {
+    fn visit_call(&mut self, call: &'a ExprCall) {
+        match &*call.func {
+            Expr::Name(name) => {
+                if let Some((&key, function)) = self.functions.get_key_value(name.id.as_str())
+                    && self.visited.insert(key)
+                {
+                    self.visit_body(&function.body);
+                }
+                return;
+            }
+            Expr::Subscript(_) => {
+                let mut entry_points: Vec<(&'a str, &'a StmtFunctionDef)> = self
+                    .functions
+                    .iter()
+                    .filter(|(name, _)| name.starts_with("upgrade_"))
+                    .map(|(&name, &function)| (name, function))
+                    .collect();
+                entry_points.sort_by_key(|(name, _)| *name);
+                if entry_points.is_empty() {
+                    self.record(call, DYNAMIC_CALL, None);
+                }
+                for (name, function) in entry_points {
+                    if self.visited.insert(name) {
+                        self.visit_body(&function.body);
+                    }
+                }
+                return;
+            }
+            Expr::Attribute(attribute) => {
+                // op.get_bind().execute(…)
+                if let Expr::Call(inner) = &*attribute.value
+                    && receiver_and_method(inner) == Some(("op", "get_bind"))
+                    && is_execute(attribute.attr.as_str())
+                {
+                    self.record(call, "execute", None);
+                    return;
+                }
+            }
+            _ => {}
+        }
+        let Some((receiver, method)) = receiver_and_method(call) else {
+            return;
+        };
+        if receiver == "op" && !is_helper(method) {
+            self.record(call, method, None);
+        } else if self.connections.iter().any(|c| c == receiver) && is_execute(method) {
+            self.record(call, "execute", None);
+        } else if let Some((_, table)) = self
+            .batch_tables
+            .iter()
+            .rev()
+            .find(|(alias, _)| alias == receiver)
+        {
+            let table = table.clone();
+            self.record(call, method, Some(table));
+        }
+    }
+}
+
+fn is_execute(method: &str) -> bool {
+    matches!(method, "execute" | "exec_driver_sql")
 }
 
 /// `op` methods that are not schema operations.
@@ -295,7 +393,7 @@ fn is_helper(method: &str) -> bool {
     )
 }
 
-impl OperationFinder<'_> {
+impl OperationFinder<'_, '_> {
     /// `batch_table` is `Some` for a batch operation: the table comes from the `with` and the
     /// positional arguments start one earlier than on `op`.
     fn record(&mut self, call: &ExprCall, method: &str, batch_table: Option<Option<String>>) {
@@ -318,9 +416,22 @@ impl OperationFinder<'_> {
             },
             ..Operation::default()
         };
+        let literal_bool = |value: Option<&Expr>, opaque: &mut bool| match value {
+            None => None,
+            Some(value) => {
+                let literal = bool_literal(value);
+                *opaque |= literal.is_none();
+                literal
+            }
+        };
         match method {
             "add_column" => {
-                if let Some(Expr::Call(column)) = positional(1) {
+                let Some(Expr::Call(column)) = positional(1) else {
+                    operation.opaque = true;
+                    self.operations.push(operation);
+                    return;
+                };
+                {
                     operation.column = column
                         .arguments
                         .args
@@ -329,20 +440,19 @@ impl OperationFinder<'_> {
                         .map(str::to_owned);
                     let column_keyword =
                         |name: &str| column.arguments.find_keyword(name).map(|k| &k.value);
-                    let primary_key = column_keyword("primary_key").and_then(bool_literal);
+                    let mut opaque = false;
+                    let primary_key = literal_bool(column_keyword("primary_key"), &mut opaque);
+                    let nullable = literal_bool(column_keyword("nullable"), &mut opaque);
+                    operation.opaque = opaque;
                     // SQLAlchemy's Column is nullable unless told otherwise or a primary key.
-                    operation.nullable = Some(
-                        column_keyword("nullable")
-                            .and_then(bool_literal)
-                            .unwrap_or(primary_key != Some(true)),
-                    );
+                    operation.nullable = Some(nullable.unwrap_or(primary_key != Some(true)));
                     operation.has_server_default =
                         column_keyword("server_default").is_some_and(|value| !is_none(value));
                 }
             }
             "alter_column" | "drop_column" => {
                 operation.column = positional(1).and_then(string_literal).map(str::to_owned);
-                operation.nullable = keyword("nullable").and_then(bool_literal);
+                operation.nullable = literal_bool(keyword("nullable"), &mut operation.opaque);
                 operation.has_server_default =
                     keyword("server_default").is_some_and(|value| !is_none(value));
                 operation.renames_column =
@@ -542,6 +652,19 @@ def upgrade():
             file.operations[2].sql.as_deref(),
             Some("UPDATE users SET display_name = full_name")
         );
+    }
+
+    #[test]
+    fn follows_helpers_multidb_entry_points_and_crlf() {
+        let source = "\"\"\"drop it\r\n\r\nRevision ID: d1\r\n\"\"\"\r\nrevision = 'd1'\r\ndown_revision = None\r\n\r\ndef upgrade(engine_name=''):\r\n    globals()['upgrade_%s' % engine_name]()\r\n    _shared()\r\n\r\ndef _shared():\r\n    op.create_index('ix', 't', ['a'])\r\n\r\ndef upgrade_engine1():\r\n    op.drop_column('t', 'b')\r\n\r\ndef downgrade_engine1():\r\n    op.add_column('t', sa.Column('b', sa.Integer()))\r\n";
+        let file = parse_revision_file(source).expect("parses");
+        assert_eq!(file.message.as_deref(), Some("drop it"));
+        let ops: Vec<(&str, u32)> = file
+            .operations
+            .iter()
+            .map(|op| (op.name.as_str(), op.line))
+            .collect();
+        assert_eq!(ops, [("drop_column", 16), ("create_index", 13)]);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum GraphProblem {
         dependency: String,
         file: Option<String>,
     },
+    #[error("branch label {label} is declared by more than one revision: {}", ids.join(", "))]
+    DuplicateBranchLabel { label: String, ids: Vec<String> },
     #[error("revisions form a cycle: {}", ids.join(" -> "))]
     Cycle { ids: Vec<String> },
     #[error(
@@ -183,7 +185,19 @@ impl RevisionGraph {
         let mut labels: HashMap<&str, RevisionIndex> = HashMap::new();
         for (index, revision) in revisions.iter().enumerate() {
             for label in &revision.branch_labels {
-                labels.entry(label.as_str()).or_insert(index);
+                if let Some(&first) = labels.get(label.as_str()) {
+                    problems.push(GraphProblem::DuplicateBranchLabel {
+                        label: label.clone(),
+                        ids: vec![revisions[first].id.clone(), revision.id.clone()],
+                    });
+                } else if by_id.contains_key(label) {
+                    problems.push(GraphProblem::DuplicateBranchLabel {
+                        label: label.clone(),
+                        ids: vec![label.clone(), revision.id.clone()],
+                    });
+                } else {
+                    labels.insert(label.as_str(), index);
+                }
             }
         }
 
@@ -519,6 +533,19 @@ mod tests {
                 "b1.py: down_revision zz of revision b1 points at no known revision",
                 "revisions form a cycle: c1 -> d1 -> c1",
             ]
+        );
+    }
+
+    #[test]
+    fn branch_labels_are_unique() {
+        let mut a = rev("a1", &[]);
+        a.branch_labels = vec!["core".into()];
+        let mut b = rev("b1", &[]);
+        b.branch_labels = vec!["core".into()];
+        let error = RevisionGraph::new(vec![a, b]).expect_err("duplicate label");
+        assert_eq!(
+            error.to_string(),
+            "branch label core is declared by more than one revision: a1, b1"
         );
     }
 

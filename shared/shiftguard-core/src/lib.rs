@@ -1,12 +1,15 @@
-//! shiftguard's pure domain: the Alembic revision graph, revision phases and the rule that decides
-//! whether an app build can run on a database's schema.
+//! shiftguard's pure domain: the Alembic revision graph, revision phases, the rule that decides
+//! whether an app build can run on a database's schema, the configuration file, and the
+//! decisions of the backfill engine.
 //!
 //! **Invariant:** this crate does no network or database I/O and depends on no async runtime,
 //! SQL driver or AWS crate; decisions here are tested without I/O. Its one I/O is reading a
 //! migrations directory from the local disk ([`scan`]).
 
 pub mod alembic;
+pub mod backfill;
 pub mod compat;
+pub mod config;
 pub mod graph;
 pub mod manifest;
 pub mod phase;

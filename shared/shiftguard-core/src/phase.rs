@@ -43,6 +43,9 @@ impl PhaseError {
 /// The phase of one operation, or `None` when it cannot be told from the call alone.
 pub fn classify(operation: &Operation) -> Option<Phase> {
     use Phase::*;
+    if operation.opaque {
+        return None;
+    }
     match operation.name.as_str() {
         "create_table"
         | "create_index"
@@ -97,7 +100,9 @@ pub fn classify_sql(sql: &str) -> Option<Phase> {
             "ALTER" if has("DROP") || has("RENAME") || has("TYPE") || has("MODIFY") => {
                 Phase::Contract
             }
-            "ALTER" if has("NOT") && has("NULL") && has("SET") => Phase::Contract,
+            "ALTER" if has("NOT") && has("NULL") && (has("SET") || !has("DEFAULT")) => {
+                Phase::Contract
+            }
             "ALTER" if has("ADD") => Phase::Expand,
             _ => return None,
         };
@@ -250,6 +255,43 @@ mod tests {
                 Inferred,
             ),
             ("    op.execute(build_sql())", Contract, Assumed),
+            (
+                "    op.execute(\"ALTER TABLE users ADD COLUMN x int NOT NULL\")",
+                Contract,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"ALTER TABLE users ADD COLUMN x int NOT NULL DEFAULT 0\")",
+                Expand,
+                Inferred,
+            ),
+            (
+                "    op.add_column('users', sa.Column('x', sa.Integer(), nullable=flag))",
+                Contract,
+                Assumed,
+            ),
+            ("    op.add_column('users', column)", Contract, Assumed),
+            (
+                "    op.alter_column('users', 'x', nullable=flag)",
+                Contract,
+                Assumed,
+            ),
+            (
+                "    conn = op.get_bind()\n    conn.execute(sa.text('ALTER TABLE users DROP COLUMN x'))",
+                Contract,
+                Inferred,
+            ),
+            (
+                "    op.get_bind().exec_driver_sql('UPDATE users SET x = 1')",
+                Data,
+                Inferred,
+            ),
+            (
+                "    if True:\n        for _ in range(1):\n            op.drop_table('t')",
+                Contract,
+                Inferred,
+            ),
+            ("    globals()['helper']()", Contract, Assumed),
             ("    op.some_plugin_operation('x')", Contract, Assumed),
             (
                 "    op.create_table('t')\n    op.bulk_insert(t, [{'id': 1}])",

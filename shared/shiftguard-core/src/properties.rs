@@ -7,14 +7,16 @@ use crate::compat::{DatabaseState, Reason, check_build};
 use crate::graph::{RevisionGraph, RevisionIndex};
 use crate::revision::{Phase, PhaseSource, Revision};
 
-/// One generated revision: parent picks (among earlier revisions), phase, optional tolerance pick.
-type Spec = (Vec<Index>, u8, Option<Index>);
+/// One generated revision: parent picks (among earlier revisions), phase, optional tolerance pick,
+/// optional `depends_on` pick (among earlier revisions).
+type Spec = (Vec<Index>, u8, Option<Index>, Option<Index>);
 
 fn dag() -> impl Strategy<Value = RevisionGraph> {
     prop::collection::vec(
         (
             prop::collection::vec(any::<Index>(), 0..=2),
             0..3u8,
+            prop::option::of(any::<Index>()),
             prop::option::of(any::<Index>()),
         ),
         1..40,
@@ -24,7 +26,7 @@ fn dag() -> impl Strategy<Value = RevisionGraph> {
 
 fn build_graph(specs: Vec<Spec>) -> RevisionGraph {
     let mut revisions: Vec<Revision> = Vec::with_capacity(specs.len());
-    for (i, (parent_picks, phase, tolerance)) in specs.into_iter().enumerate() {
+    for (i, (parent_picks, phase, tolerance, dependency)) in specs.into_iter().enumerate() {
         let mut parents: Vec<String> = if i == 0 {
             Vec::new()
         } else {
@@ -35,11 +37,16 @@ fn build_graph(specs: Vec<Spec>) -> RevisionGraph {
         };
         parents.sort();
         parents.dedup();
+        let depends_on: Vec<String> = dependency
+            .filter(|_| i > 0)
+            .map(|pick| format!("r{}", pick.index(i)))
+            .into_iter()
+            .collect();
         let phase = [Phase::Expand, Phase::Data, Phase::Contract][phase as usize];
         revisions.push(Revision {
             id: format!("r{i}"),
             parents,
-            depends_on: Vec::new(),
+            depends_on,
             branch_labels: Vec::new(),
             phase,
             phase_source: PhaseSource::Declared,
@@ -67,7 +74,8 @@ fn state(graph: &RevisionGraph, heads: &[RevisionIndex]) -> DatabaseState {
     DatabaseState::new(graph, &ids).expect("heads come from the graph")
 }
 
-/// Reachability by repeated relaxation: slow, obviously right.
+/// Reachability over `down_revision` and `depends_on` by repeated relaxation: slow, obviously
+/// right.
 fn naive_ancestors(graph: &RevisionGraph, root: RevisionIndex) -> Vec<bool> {
     let mut reached = vec![false; graph.len()];
     reached[root] = true;
@@ -76,7 +84,13 @@ fn naive_ancestors(graph: &RevisionGraph, root: RevisionIndex) -> Vec<bool> {
         changed = false;
         for index in 0..graph.len() {
             if reached[index] {
-                for &parent in graph.parents(index) {
+                let revision = graph.revision(index);
+                let required = revision
+                    .parents
+                    .iter()
+                    .chain(&revision.depends_on)
+                    .map(|id| graph.index_of(id).expect("generated ids exist"));
+                for parent in required {
                     if !reached[parent] {
                         reached[parent] = true;
                         changed = true;
@@ -116,9 +130,15 @@ proptest! {
         let heads: Vec<RevisionIndex> = picks.iter().map(|p| p.index(graph.len())).collect();
         let before = state(&graph, &heads);
         for expand in 0..graph.len() {
+            let revision = graph.revision(expand);
+            // Applicable: everything it requires (parents and depends_on) is applied already.
             let applicable = !before.applied().contains(expand)
-                && graph.revision(expand).phase == Phase::Expand
-                && graph.parents(expand).iter().all(|&p| before.applied().contains(p));
+                && revision.phase == Phase::Expand
+                && revision
+                    .parents
+                    .iter()
+                    .chain(&revision.depends_on)
+                    .all(|id| before.applied().contains(graph.index_of(id).expect("known")));
             if !applicable {
                 continue;
             }

@@ -30,6 +30,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path} has no script_location (configuration in pyproject.toml is not read yet): pass the versions directory instead"
+    )]
+    NoScriptLocation { path: PathBuf },
     #[error("no revision files (*.py) in {}", display_paths(paths))]
     Empty { paths: Vec<PathBuf> },
     /// One or more files or graph edges are wrong; each problem is one line.
@@ -124,7 +128,7 @@ pub fn versions_dirs(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
             path: path.to_owned(),
             source,
         })?;
-        return Ok(locations_from_ini(&text, &here));
+        return locations_from_ini(&text, &here).ok_or(LoadError::NoScriptLocation { path: ini });
     }
     let nested = path.join("versions");
     Ok(vec![if nested.is_dir() {
@@ -136,23 +140,39 @@ pub fn versions_dirs(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 
 /// `version_locations` when set, else `script_location/versions`, from the `[alembic]` section.
 /// `%(here)s` is the ini file's directory (absolute), and so is the base of relative paths.
-fn locations_from_ini(text: &str, here: &Path) -> Vec<PathBuf> {
-    let mut section = "";
-    let (mut script_location, mut version_locations, mut separator) = (None, None, None);
-    for line in text.lines() {
-        let line = line.trim();
+/// `None` when the file has no `script_location`.
+fn locations_from_ini(text: &str, here: &Path) -> Option<Vec<PathBuf>> {
+    // configparser: `key = value`, where indented lines continue the previous value.
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut section = String::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if raw.starts_with([' ', '\t']) {
+            if section == "alembic"
+                && let Some((_, value)) = entries.last_mut()
+            {
+                value.push('\n');
+                value.push_str(line);
+            }
+            continue;
+        }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name;
+            section = name.to_owned();
             continue;
         }
-        if section != "alembic" || line.starts_with(['#', ';']) {
-            continue;
+        if section == "alembic"
+            && let Some((key, value)) = line.split_once('=')
+        {
+            entries.push((key.trim().to_owned(), value.trim().to_owned()));
         }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let value = value.trim().replace("%(here)s", &here.to_string_lossy());
-        match key.trim() {
+    }
+    let (mut script_location, mut version_locations, mut separator) = (None, None, None);
+    for (key, value) in entries {
+        let value = value.replace("%(here)s", &here.to_string_lossy());
+        match key.as_str() {
             "script_location" => script_location = Some(value),
             "version_locations" => version_locations = Some(value),
             "path_separator" | "version_path_separator" => separator = Some(value),
@@ -160,7 +180,8 @@ fn locations_from_ini(text: &str, here: &Path) -> Vec<PathBuf> {
         }
     }
     let resolve = |location: &str| here.join(location);
-    match version_locations {
+    let script_location = script_location?;
+    Some(match version_locations {
         Some(list) => {
             let parts: Vec<&str> = match separator.as_deref() {
                 Some(";") => list.split(';').collect(),
@@ -169,7 +190,7 @@ fn locations_from_ini(text: &str, here: &Path) -> Vec<PathBuf> {
                 // `os` and `:` on Unix; with no separator configured Alembic splits on spaces
                 // and commas.
                 Some("os" | ":") => list.split(':').collect(),
-                _ => list.split([' ', ',']).collect(),
+                _ => list.split([' ', ',', '\n']).collect(),
             };
             parts
                 .into_iter()
@@ -178,8 +199,8 @@ fn locations_from_ini(text: &str, here: &Path) -> Vec<PathBuf> {
                 .map(resolve)
                 .collect()
         }
-        None => vec![resolve(script_location.as_deref().unwrap_or("alembic")).join("versions")],
-    }
+        None => vec![resolve(&script_location).join("versions")],
+    })
 }
 
 /// Loads and validates the revisions under `path` (see [`versions_dirs`]).
@@ -276,20 +297,27 @@ mod tests {
                 "[alembic]\nscript_location = alembic\n",
                 &["/p/alembic/versions"],
             ),
-            ("[loggers]\nscript_location = x\n", &["/p/alembic/versions"]),
+            (
+                "[alembic]\nscript_location = a\nversion_locations =\n    %(here)s/v1\n    v2\npath_separator = newline\n",
+                &["/p/v1", "/p/v2"],
+            ),
             (
                 "[alembic]\nscript_location = a\nversion_locations = %(here)s/v1:%(here)s/v2\npath_separator = os\n",
                 &["/p/v1", "/p/v2"],
             ),
             (
-                "[alembic]\nversion_locations = v1 v2\n# path_separator = os\n",
+                "[alembic]\nscript_location = a\nversion_locations = v1 v2\n# path_separator = os\n",
                 &["/p/v1", "/p/v2"],
             ),
         ];
         for (ini, expected) in cases {
-            let found = locations_from_ini(ini, here);
+            let found = locations_from_ini(ini, here).expect("script_location");
             let expected: Vec<PathBuf> = expected.iter().map(PathBuf::from).collect();
             assert_eq!(found, expected, "{ini}");
         }
+        assert_eq!(
+            locations_from_ini("[loggers]\nscript_location = x\n", here),
+            None
+        );
     }
 }

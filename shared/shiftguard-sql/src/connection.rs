@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection as _};
+use sqlx::{ConnectOptions, Connection as _, Database, Decode, Encode, Row, Type};
 
 use crate::error::SqlError;
 use crate::url::{DatabaseUrl, Dialect};
@@ -26,6 +26,8 @@ pub struct ConnectSettings {
     pub timeout: Duration,
     /// Open SQLite files read-only (the server dialects are not affected).
     pub read_only: bool,
+    /// How long SQLite waits for another writer before failing with SQLITE_BUSY.
+    pub sqlite_busy_timeout: Duration,
 }
 
 impl Default for ConnectSettings {
@@ -33,8 +35,104 @@ impl Default for ConnectSettings {
         ConnectSettings {
             timeout: Duration::from_secs(10),
             read_only: true,
+            sqlite_busy_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// A statement parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bind {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+/// The type to read a result column as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Float,
+    Text,
+}
+
+/// One result column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Text(Option<String>),
+}
+
+impl Cell {
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Cell::Int(v) => *v,
+            _ => None,
+        }
+    }
+
+    pub fn float(&self) -> Option<f64> {
+        match self {
+            Cell::Float(v) => *v,
+            Cell::Int(v) => v.map(|v| v as f64),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(v) => v.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the same generic sqlx code on whichever driver connection is open.
+macro_rules! on_each {
+    ($connection:expr, $c:ident => $body:expr) => {
+        match $connection {
+            Connection::Postgres($c) => $body,
+            Connection::MySql($c) => $body,
+            Connection::Sqlite($c) => $body,
+        }
+    };
+}
+
+fn bind_all<'q, DB: Database>(
+    mut query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Int(value) => query.bind(*value),
+            Bind::Text(value) => query.bind(value.as_deref()),
+        };
+    }
+    query
+}
+
+fn cells<'r, R: Row>(row: &'r R, shape: &[Kind]) -> Result<Vec<Cell>, sqlx::Error>
+where
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    shape
+        .iter()
+        .enumerate()
+        .map(|(index, kind)| {
+            Ok(match kind {
+                Kind::Int => Cell::Int(row.try_get(index)?),
+                Kind::Float => Cell::Float(row.try_get(index)?),
+                Kind::Text => Cell::Text(row.try_get(index)?),
+            })
+        })
+        .collect()
 }
 
 impl Connection {
@@ -62,7 +160,8 @@ impl Connection {
                 Dialect::Sqlite => {
                     let options = SqliteConnectOptions::from_str(&url.driver_url)?
                         .read_only(settings.read_only)
-                        .create_if_missing(false);
+                        .create_if_missing(false)
+                        .busy_timeout(settings.sqlite_busy_timeout);
                     Connection::Sqlite(SqliteConnection::connect_with(&options).await?)
                 }
             })
@@ -76,21 +175,57 @@ impl Connection {
         }
     }
 
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Connection::Postgres(_) => Dialect::Postgres,
+            Connection::MySql(_) => Dialect::MySql,
+            Connection::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
     /// Runs a query whose one column is text and returns every row's value.
     pub async fn fetch_strings(&mut self, sql: &str) -> Result<Vec<String>, sqlx::Error> {
-        match self {
-            Connection::Postgres(c) => sqlx::query_scalar(sql).fetch_all(c).await,
-            Connection::MySql(c) => sqlx::query_scalar(sql).fetch_all(c).await,
-            Connection::Sqlite(c) => sqlx::query_scalar(sql).fetch_all(c).await,
-        }
+        on_each!(self, c => sqlx::query_scalar(sql).fetch_all(c).await)
+    }
+
+    /// Runs SQL unprepared (it may hold several statements): BEGIN, COMMIT, SET and DDL.
+    pub async fn raw(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        on_each!(self, c => sqlx::raw_sql(sql).execute(c).await.map(|_| ()))
+    }
+
+    /// Runs one prepared statement; returns the rows it affected.
+    pub async fn execute(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
+        on_each!(self, c => bind_all(sqlx::query(sql), binds).execute(c).await.map(|r| r.rows_affected()))
+    }
+
+    /// Runs one prepared query; returns its first row read as `shape`, if any.
+    pub async fn fetch_row(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        shape: &[Kind],
+    ) -> Result<Option<Vec<Cell>>, sqlx::Error> {
+        on_each!(self, c => {
+            let row = bind_all(sqlx::query(sql), binds).fetch_optional(c).await?;
+            row.map(|row| cells(&row, shape)).transpose()
+        })
+    }
+
+    /// Runs one prepared query; returns every row read as `shape`.
+    pub async fn fetch_rows(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        shape: &[Kind],
+    ) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        on_each!(self, c => {
+            let rows = bind_all(sqlx::query(sql), binds).fetch_all(c).await?;
+            rows.iter().map(|row| cells(row, shape)).collect()
+        })
     }
 
     /// Closes the connection cleanly (errors on close are of no interest to the caller).
     pub async fn close(self) {
-        let _ = match self {
-            Connection::Postgres(c) => c.close().await,
-            Connection::MySql(c) => c.close().await,
-            Connection::Sqlite(c) => c.close().await,
-        };
+        let _ = on_each!(self, c => c.close().await);
     }
 }

@@ -52,7 +52,15 @@ impl DatabaseUrl {
     /// Parses `postgres://`, `postgresql://`, `mysql://`, `mariadb://` and `sqlite:` URLs.
     pub fn parse(raw: &str) -> Result<Self, SqlError> {
         let raw = raw.trim();
-        let scheme = raw.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
+        let written = raw.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
+        // SQLAlchemy spells a driver into the scheme (`postgresql+psycopg`); the dialect is
+        // what counts here.
+        let (scheme, driver) = written.split_once('+').unwrap_or((written, ""));
+        let raw = &if driver.is_empty() {
+            raw.to_owned()
+        } else {
+            format!("{scheme}{}", &raw[written.len()..])
+        };
         match scheme {
             "sqlite" => Ok(Self::sqlite(raw)),
             "postgres" | "postgresql" | "mysql" | "mariadb" => Self::server(raw, scheme),
@@ -94,9 +102,16 @@ impl DatabaseUrl {
         } else {
             Dialect::MySql
         };
+        // A Unix socket is given as `?host=/run/postgresql` (or `?socket=` for MySQL).
+        let socket = parsed
+            .query_pairs()
+            .find(|(key, _)| key == "host" || key == "socket")
+            .map(|(_, value)| value.into_owned());
         let host = parsed
             .host_str()
             .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .or(socket)
             .ok_or_else(|| invalid(format!("{scheme} URL names no host")))?;
         let port = parsed.port().unwrap_or(match dialect {
             Dialect::Postgres => 5432,
@@ -197,6 +212,10 @@ mod tests {
         assert_eq!(
             url.redact("password s3cr@t rejected"),
             "password *** rejected"
+        );
+        assert_eq!(
+            url.redact("bad option in postgres://app:s3cr%40t@db/users"),
+            "bad option in postgres database users on db:5432"
         );
     }
 

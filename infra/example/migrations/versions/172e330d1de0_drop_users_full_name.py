@@ -18,12 +18,11 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 
-# shiftguard: dropping a column is a contract step. Builds made at or after the expand revision
-# 836a014c0874 (they dual-write, and read display_name once its flag is on) tolerate it; older builds
-# read full_name and break.
+# shiftguard: dropping a column is a contract step. Builds made at or after the merge revision
+# 3f55b760f0a3 read and write display_name only, so they tolerate it; older builds (including the
+# dual-writing build made at 836a014c0874, which still writes full_name) break.
 shiftguard_phase = "contract"
-shiftguard_requires_app_at_least = "836a014c0874"
-
+shiftguard_requires_app_at_least = "3f55b760f0a3"
 
 def upgrade() -> None:
     """Upgrade schema."""

@@ -1,0 +1,398 @@
+//! The project configuration file, `shiftguard.toml`: backfill definitions and where their
+//! checkpoints live. Unknown keys are errors, never silently ignored.
+//!
+//! ```toml
+//! [checkpoint]
+//! store = "sql"                      # "sql" (same database, same transaction) or "dynamodb"
+//! table = "shiftguard_backfill"      # SQL table, or DynamoDB table name
+//!
+//! [[backfill]]
+//! name    = "users_display_name"
+//! table   = "users"
+//! key     = "id"
+//! pending = "display_name IS NULL"
+//! set     = "display_name = full_name"
+//! ```
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub backfill: Vec<BackfillConfig>,
+}
+
+/// Where backfill checkpoints are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    #[serde(default)]
+    pub store: CheckpointStoreKind,
+    /// The SQL table (created on first use) or the DynamoDB table.
+    #[serde(default = "default_checkpoint_table")]
+    pub table: String,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            store: CheckpointStoreKind::default(),
+            table: default_checkpoint_table(),
+        }
+    }
+}
+
+fn default_checkpoint_table() -> String {
+    "shiftguard_backfill".to_owned()
+}
+
+/// The checkpoint store technologies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointStoreKind {
+    /// A table in the backfilled database, written in each batch's transaction.
+    #[default]
+    Sql,
+    /// A DynamoDB item, written with a conditional update after each batch.
+    Dynamodb,
+}
+
+/// One backfill: which rows are pending and how to fix them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawBackfill")]
+pub struct BackfillConfig {
+    /// Unique name; the checkpoint's key.
+    pub name: String,
+    /// Table to update (`table` or `schema.table`).
+    pub table: String,
+    /// Unique, orderable integer key column the batches walk.
+    pub key: String,
+    /// SQL predicate of rows still to do; also the guard that makes every batch idempotent.
+    pub pending: String,
+    /// SQL assignments (`col = expr, …`) that fix a pending row.
+    pub set: String,
+    /// Optional keys beside the required ones.
+    pub tuning: Tuning,
+}
+
+/// How hard a backfill may push the database. Every field has a default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Rows per batch at the start of a run.
+    pub batch_size: u64,
+    pub min_batch_size: u64,
+    pub max_batch_size: u64,
+    /// The batch duration the sizer aims for, in milliseconds.
+    pub target_batch_ms: u64,
+    /// Sleep between batches, in milliseconds.
+    pub pause_ms: u64,
+    /// Wait while replica lag is above this, in milliseconds.
+    pub max_replica_lag_ms: u64,
+    /// SQL returning the replica lag in milliseconds (one row, one number), run on the primary.
+    /// Overrides the dialect's own source (`pg_stat_replication` on PostgreSQL).
+    pub replica_lag_query: Option<String>,
+    /// Name of the environment variable holding a MySQL/MariaDB replica's URL, whose
+    /// `SHOW REPLICA STATUS` gives the lag. (The URL itself never goes into this file.)
+    pub replica_url_env: Option<String>,
+    /// Lock wait limit per statement, in milliseconds.
+    pub lock_timeout_ms: u64,
+    /// Statement time limit, in milliseconds.
+    pub statement_timeout_ms: u64,
+    /// Cap on rows scanned per second (none by default).
+    pub max_rows_per_second: Option<u64>,
+    /// Attempts for one batch that fails with a transient error before the run gives up.
+    pub max_retries: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            batch_size: 1_000,
+            min_batch_size: 100,
+            max_batch_size: 100_000,
+            target_batch_ms: 100,
+            pause_ms: 0,
+            max_replica_lag_ms: 1_500,
+            replica_lag_query: None,
+            replica_url_env: None,
+            lock_timeout_ms: 2_000,
+            statement_timeout_ms: 10_000,
+            max_rows_per_second: None,
+            max_retries: 8,
+        }
+    }
+}
+
+/// A `[[backfill]]` table as written: tuning keys sit beside the required ones. (serde cannot
+/// combine `flatten` with `deny_unknown_fields`, hence this flat twin of [`BackfillConfig`].)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackfill {
+    name: String,
+    table: String,
+    key: String,
+    pending: String,
+    set: String,
+    batch_size: Option<u64>,
+    min_batch_size: Option<u64>,
+    max_batch_size: Option<u64>,
+    target_batch_ms: Option<u64>,
+    pause_ms: Option<u64>,
+    max_replica_lag_ms: Option<u64>,
+    replica_lag_query: Option<String>,
+    replica_url_env: Option<String>,
+    lock_timeout_ms: Option<u64>,
+    statement_timeout_ms: Option<u64>,
+    max_rows_per_second: Option<u64>,
+    max_retries: Option<u32>,
+}
+
+impl From<RawBackfill> for BackfillConfig {
+    fn from(raw: RawBackfill) -> Self {
+        let d = Tuning::default();
+        BackfillConfig {
+            name: raw.name,
+            table: raw.table,
+            key: raw.key,
+            pending: raw.pending,
+            set: raw.set,
+            tuning: Tuning {
+                batch_size: raw.batch_size.unwrap_or(d.batch_size),
+                min_batch_size: raw.min_batch_size.unwrap_or(d.min_batch_size),
+                max_batch_size: raw.max_batch_size.unwrap_or(d.max_batch_size),
+                target_batch_ms: raw.target_batch_ms.unwrap_or(d.target_batch_ms),
+                pause_ms: raw.pause_ms.unwrap_or(d.pause_ms),
+                max_replica_lag_ms: raw.max_replica_lag_ms.unwrap_or(d.max_replica_lag_ms),
+                replica_lag_query: raw.replica_lag_query,
+                replica_url_env: raw.replica_url_env,
+                lock_timeout_ms: raw.lock_timeout_ms.unwrap_or(d.lock_timeout_ms),
+                statement_timeout_ms: raw.statement_timeout_ms.unwrap_or(d.statement_timeout_ms),
+                max_rows_per_second: raw.max_rows_per_second,
+                max_retries: raw.max_retries.unwrap_or(d.max_retries),
+            },
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("{0}")]
+    Syntax(String),
+    /// A backfill definition that would be unsafe or cannot work.
+    #[error("backfill {name}: {problem}")]
+    Backfill { name: String, problem: String },
+}
+
+impl ProjectConfig {
+    /// Parses and validates the text of a configuration file.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: ProjectConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(one_line(&e.to_string())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for backfill in &self.backfill {
+            backfill.validate()?;
+            if !names.insert(backfill.name.as_str()) {
+                return Err(backfill.problem("is defined twice"));
+            }
+        }
+        if !is_table_name(&self.checkpoint.table) {
+            return Err(ConfigError::Syntax(format!(
+                "checkpoint.table `{}` is not a plain table name",
+                self.checkpoint.table
+            )));
+        }
+        Ok(())
+    }
+
+    /// The backfill called `name`.
+    pub fn backfill(&self, name: &str) -> Option<&BackfillConfig> {
+        self.backfill.iter().find(|b| b.name == name)
+    }
+}
+
+impl BackfillConfig {
+    fn problem(&self, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Backfill {
+            name: self.name.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 100
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !name_ok {
+            return Err(self.problem("name must be 1-100 letters, digits, `_` or `-`"));
+        }
+        if !is_table_name(&self.table) {
+            return Err(self.problem(format!(
+                "table `{}` is not a plain table name (letters, digits, `_`, optionally schema.table)",
+                self.table
+            )));
+        }
+        if !is_identifier(&self.key) {
+            return Err(self.problem(format!("key `{}` is not a plain column name", self.key)));
+        }
+        let pending = self.pending.trim();
+        let trivially_true = ["", "true", "1", "1=1", "1 = 1", "(true)", "not false"]
+            .contains(&pending.to_ascii_lowercase().as_str());
+        if trivially_true {
+            return Err(self.problem(
+                "`pending` must select only the rows still to do: it is the guard that makes re-running a batch harmless",
+            ));
+        }
+        if self.set.trim().is_empty() {
+            return Err(self.problem("`set` is empty"));
+        }
+        for (field, fragment) in [("pending", &self.pending), ("set", &self.set)] {
+            if fragment.contains(';') || fragment.contains("--") || fragment.contains("/*") {
+                return Err(self.problem(format!(
+                    "`{field}` must be one SQL expression: no `;` or comments"
+                )));
+            }
+        }
+        let t = &self.tuning;
+        if !(1 <= t.min_batch_size
+            && t.min_batch_size <= t.batch_size
+            && t.batch_size <= t.max_batch_size)
+        {
+            return Err(self.problem(format!(
+                "batch sizes must satisfy 1 <= min_batch_size ({}) <= batch_size ({}) <= max_batch_size ({})",
+                t.min_batch_size, t.batch_size, t.max_batch_size
+            )));
+        }
+        if t.target_batch_ms == 0 || t.lock_timeout_ms == 0 || t.statement_timeout_ms == 0 {
+            return Err(self.problem(
+                "target_batch_ms, lock_timeout_ms and statement_timeout_ms must be positive",
+            ));
+        }
+        if t.max_rows_per_second == Some(0) {
+            return Err(self.problem("max_rows_per_second must be positive when set"));
+        }
+        if let Some(query) = &t.replica_lag_query
+            && query.contains(';')
+        {
+            return Err(self.problem("replica_lag_query must be one statement"));
+        }
+        Ok(())
+    }
+}
+
+/// A plain SQL identifier: letters, digits and underscores, not starting with a digit.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63
+}
+
+/// `table` or `schema.table`, both plain identifiers.
+pub fn is_table_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() <= 2 && parts.iter().all(|part| is_identifier(part))
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "|")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[backfill]]
+name    = "users_display_name"
+table   = "users"
+key     = "id"
+pending = "display_name IS NULL"
+set     = "display_name = full_name"
+"#;
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let config = ProjectConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(config.checkpoint, CheckpointConfig::default());
+        let backfill = config.backfill("users_display_name").expect("defined");
+        assert_eq!(backfill.tuning, Tuning::default());
+    }
+
+    #[test]
+    fn tuning_and_checkpoint_are_read() {
+        let text = format!(
+            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"cp\"\n{MINIMAL}batch_size = 500\nmax_rows_per_second = 10000\n"
+        );
+        let config = ProjectConfig::parse(&text).expect("valid");
+        assert_eq!(config.checkpoint.store, CheckpointStoreKind::Dynamodb);
+        assert_eq!(config.backfill[0].tuning.batch_size, 500);
+        assert_eq!(config.backfill[0].tuning.max_rows_per_second, Some(10_000));
+    }
+
+    #[test]
+    fn rejects_unsafe_or_unknown() {
+        let with = |line: &str| format!("{MINIMAL}{line}\n");
+        let cases = [
+            (with("batchsize = 10"), "unknown field `batchsize`"),
+            (
+                MINIMAL.replace("display_name IS NULL", "1=1"),
+                "backfill users_display_name: `pending` must select only the rows still to do",
+            ),
+            (
+                MINIMAL.replace("pending = \"display_name IS NULL\"\n", ""),
+                "missing field `pending`",
+            ),
+            (
+                MINIMAL.replace("\"users\"", "\"users; drop table x\""),
+                "table `users; drop table x` is not a plain table name",
+            ),
+            (
+                MINIMAL.replace("\"id\"", "\"id desc\""),
+                "key `id desc` is not a plain column name",
+            ),
+            (
+                MINIMAL.replace("full_name\"", "full_name; DELETE FROM users\""),
+                "`set` must be one SQL expression",
+            ),
+            (
+                with("min_batch_size = 5000"),
+                "batch sizes must satisfy 1 <= min_batch_size (5000) <= batch_size (1000)",
+            ),
+            (format!("{MINIMAL}{MINIMAL}"), "is defined twice"),
+            (
+                "[checkpoint]\nstore = \"redis\"\n".to_owned(),
+                "unknown variant `redis`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = ProjectConfig::parse(&text).expect_err(&text).to_string();
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+            assert!(!error.contains('\n'), "one line: {error:?}");
+        }
+    }
+}

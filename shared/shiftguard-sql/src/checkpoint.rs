@@ -1,0 +1,216 @@
+//! The SQL checkpoint store: one row per backfill in a table of the backfilled database, created
+//! on first use. The runner writes it inside each batch's transaction, so progress is exactly
+//! once; every write is conditional on the row's `version`, so an operator's pause or cancel (which
+//! bumps it) makes the runner's next batch roll back and stop.
+
+use shiftguard_core::backfill::{Checkpoint, Status};
+use shiftguard_core::config::is_table_name;
+
+use crate::connection::{Bind, Cell, Connection, Kind};
+use crate::error::SqlError;
+use crate::url::Dialect;
+
+/// Checkpoints in the table `table` of one database.
+#[derive(Clone, Debug)]
+pub struct SqlCheckpoints {
+    table: String,
+}
+
+const COLUMNS: &str = "name, status, cursor_value, rows_updated, batches, passes, lease_owner, \
+    lease_expires_at, last_error, started_at, updated_at, completed_at, version";
+
+const SHAPE: [Kind; 13] = [
+    Kind::Text,
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Int,
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Int,
+    Kind::Int,
+];
+
+/// `$n` on PostgreSQL, `?` elsewhere.
+pub(crate) fn placeholder(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Postgres => format!("${n}"),
+        Dialect::MySql | Dialect::Sqlite => "?".to_owned(),
+    }
+}
+
+impl SqlCheckpoints {
+    pub fn new(table: &str) -> Result<Self, SqlError> {
+        if !is_table_name(table) {
+            return Err(SqlError::InvalidTableName {
+                name: table.to_owned(),
+            });
+        }
+        Ok(SqlCheckpoints {
+            table: table.to_owned(),
+        })
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table if it does not exist (portable DDL: the same on every dialect).
+    pub async fn ensure_table(&self, connection: &mut Connection) -> Result<(), sqlx::Error> {
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             name VARCHAR(200) NOT NULL PRIMARY KEY, \
+             status VARCHAR(20) NOT NULL, \
+             cursor_value BIGINT NULL, \
+             rows_updated BIGINT NOT NULL, \
+             batches BIGINT NOT NULL, \
+             passes BIGINT NOT NULL, \
+             lease_owner VARCHAR(200) NULL, \
+             lease_expires_at BIGINT NULL, \
+             last_error TEXT NULL, \
+             started_at BIGINT NOT NULL, \
+             updated_at BIGINT NOT NULL, \
+             completed_at BIGINT NULL, \
+             version BIGINT NOT NULL)",
+            self.table
+        );
+        connection.raw(&ddl).await
+    }
+
+    /// The checkpoint of `name`, if the backfill has ever run.
+    pub async fn load(
+        &self,
+        connection: &mut Connection,
+        name: &str,
+    ) -> Result<Option<Checkpoint>, sqlx::Error> {
+        let p = placeholder(connection.dialect(), 1);
+        let sql = format!("SELECT {COLUMNS} FROM {} WHERE name = {p}", self.table);
+        let row = connection
+            .fetch_row(&sql, &[Bind::Text(Some(name.to_owned()))], &SHAPE)
+            .await?;
+        Ok(row.map(|cells| from_cells(&cells)))
+    }
+
+    /// Every checkpoint, by name.
+    pub async fn load_all(&self, connection: &mut Connection) -> Result<Vec<Checkpoint>, sqlx::Error> {
+        let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY name", self.table);
+        let rows = connection.fetch_rows(&sql, &[], &SHAPE).await?;
+        Ok(rows.iter().map(|cells| from_cells(cells)).collect())
+    }
+
+    /// Inserts `checkpoint` unless a row for its name exists.
+    pub async fn insert_if_absent(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), sqlx::Error> {
+        let dialect = connection.dialect();
+        let values: Vec<String> = (1..=13).map(|n| placeholder(dialect, n)).collect();
+        let values = values.join(", ");
+        let sql = match dialect {
+            Dialect::Postgres => format!(
+                "INSERT INTO {} ({COLUMNS}) VALUES ({values}) ON CONFLICT (name) DO NOTHING",
+                self.table
+            ),
+            Dialect::MySql => format!("INSERT IGNORE INTO {} ({COLUMNS}) VALUES ({values})", self.table),
+            Dialect::Sqlite => {
+                format!("INSERT OR IGNORE INTO {} ({COLUMNS}) VALUES ({values})", self.table)
+            }
+        };
+        connection.execute(&sql, &binds(checkpoint)).await?;
+        Ok(())
+    }
+
+    /// Writes `checkpoint` if the stored row still has `checkpoint.version - 1`; returns whether
+    /// it did. Callers bump `version` before calling.
+    pub async fn write(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &Checkpoint,
+    ) -> Result<bool, sqlx::Error> {
+        let dialect = connection.dialect();
+        let p = |n| placeholder(dialect, n);
+        let sql = format!(
+            "UPDATE {} SET status = {}, cursor_value = {}, rows_updated = {}, batches = {}, \
+             passes = {}, lease_owner = {}, lease_expires_at = {}, last_error = {}, \
+             started_at = {}, updated_at = {}, completed_at = {}, version = {} \
+             WHERE name = {} AND version = {}",
+            self.table,
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+            p(10),
+            p(11),
+            p(12),
+            p(13),
+            p(14),
+        );
+        let mut values = binds(checkpoint);
+        let name = values.remove(0);
+        values.push(name);
+        values.push(Bind::Int(Some(checkpoint.version as i64 - 1)));
+        Ok(connection.execute(&sql, &values).await? == 1)
+    }
+
+    /// Deletes the checkpoint of `name`; returns whether there was one.
+    pub async fn delete(&self, connection: &mut Connection, name: &str) -> Result<bool, sqlx::Error> {
+        let p = placeholder(connection.dialect(), 1);
+        let sql = format!("DELETE FROM {} WHERE name = {p}", self.table);
+        Ok(connection
+            .execute(&sql, &[Bind::Text(Some(name.to_owned()))])
+            .await?
+            > 0)
+    }
+}
+
+fn binds(c: &Checkpoint) -> Vec<Bind> {
+    let int = |v: u64| Bind::Int(Some(v as i64));
+    vec![
+        Bind::Text(Some(c.name.clone())),
+        Bind::Text(Some(c.status.as_str().to_owned())),
+        Bind::Int(c.cursor),
+        int(c.rows_updated),
+        int(c.batches),
+        int(c.passes),
+        Bind::Text(c.lease_owner.clone()),
+        Bind::Int(c.lease_expires_at),
+        Bind::Text(c.last_error.clone()),
+        Bind::Int(Some(c.started_at)),
+        Bind::Int(Some(c.updated_at)),
+        Bind::Int(c.completed_at),
+        int(c.version),
+    ]
+}
+
+fn from_cells(cells: &[Cell]) -> Checkpoint {
+    let count = |i: usize| cells[i].int().unwrap_or(0).max(0) as u64;
+    Checkpoint {
+        name: cells[0].text().unwrap_or_default().to_owned(),
+        // An unreadable status is treated as failed: nothing runs until an operator looks.
+        status: cells[1]
+            .text()
+            .and_then(Status::parse)
+            .unwrap_or(Status::Failed),
+        cursor: cells[2].int(),
+        rows_updated: count(3),
+        batches: count(4),
+        passes: count(5),
+        lease_owner: cells[6].text().map(str::to_owned),
+        lease_expires_at: cells[7].int(),
+        last_error: cells[8].text().map(str::to_owned),
+        started_at: cells[9].int().unwrap_or(0),
+        updated_at: cells[10].int().unwrap_or(0),
+        completed_at: cells[11].int(),
+        version: count(12),
+    }
+}
