@@ -1,6 +1,7 @@
 //! `shiftguard`: the operator CLI. Parses arguments, runs one command, maps its outcome to an
 //! exit code. Decisions live in `shiftguard-core`; I/O in the adapter crates.
 
+mod backfill;
 mod check;
 mod manifest;
 mod migrations;
@@ -14,8 +15,10 @@ use clap::{Parser, Subcommand};
 pub enum Outcome {
     /// 0: everything asked about is safe.
     Safe,
-    /// 1: shiftguard decided, and the answer is "not safe".
+    /// 1: shiftguard decided, and the answer is "not safe" (for `backfill run`: it failed).
     NotSafe,
+    /// 75 (EX_TEMPFAIL): another runner holds the backfill; try again later.
+    Busy,
 }
 
 #[derive(Debug, Parser)]
@@ -36,6 +39,7 @@ struct Cli {
 enum Command {
     Manifest(manifest::Args),
     Check(check::Args),
+    Backfill(backfill::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,10 +62,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Manifest(args) => manifest::run(args),
         Command::Check(args) => check::run(args),
+        Command::Backfill(args) => backfill::run(args),
     };
     match result {
         Ok(Outcome::Safe) => ExitCode::SUCCESS,
         Ok(Outcome::NotSafe) => ExitCode::from(1),
+        Ok(Outcome::Busy) => ExitCode::from(75),
         Err(error) => {
             for line in error_lines(&error) {
                 eprintln!("error: {line}");

@@ -96,7 +96,10 @@ impl SqlCheckpoints {
     }
 
     /// Every checkpoint, by name.
-    pub async fn load_all(&self, connection: &mut Connection) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    pub async fn load_all(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<Vec<Checkpoint>, sqlx::Error> {
         let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY name", self.table);
         let rows = connection.fetch_rows(&sql, &[], &SHAPE).await?;
         Ok(rows.iter().map(|cells| from_cells(cells)).collect())
@@ -116,9 +119,15 @@ impl SqlCheckpoints {
                 "INSERT INTO {} ({COLUMNS}) VALUES ({values}) ON CONFLICT (name) DO NOTHING",
                 self.table
             ),
-            Dialect::MySql => format!("INSERT IGNORE INTO {} ({COLUMNS}) VALUES ({values})", self.table),
+            Dialect::MySql => format!(
+                "INSERT IGNORE INTO {} ({COLUMNS}) VALUES ({values})",
+                self.table
+            ),
             Dialect::Sqlite => {
-                format!("INSERT OR IGNORE INTO {} ({COLUMNS}) VALUES ({values})", self.table)
+                format!(
+                    "INSERT OR IGNORE INTO {} ({COLUMNS}) VALUES ({values})",
+                    self.table
+                )
             }
         };
         connection.execute(&sql, &binds(checkpoint)).await?;
@@ -163,7 +172,11 @@ impl SqlCheckpoints {
     }
 
     /// Deletes the checkpoint of `name`; returns whether there was one.
-    pub async fn delete(&self, connection: &mut Connection, name: &str) -> Result<bool, sqlx::Error> {
+    pub async fn delete(
+        &self,
+        connection: &mut Connection,
+        name: &str,
+    ) -> Result<bool, sqlx::Error> {
         let p = placeholder(connection.dialect(), 1);
         let sql = format!("DELETE FROM {} WHERE name = {p}", self.table);
         Ok(connection

@@ -224,6 +224,29 @@ impl Connection {
         })
     }
 
+    /// MySQL/MariaDB: runs an unprepared statement (such as `SHOW REPLICA STATUS`) and reads the
+    /// first of `names` that its first row has, as an integer. `None` for no row or NULL.
+    pub async fn fetch_row_named(
+        &mut self,
+        sql: &str,
+        names: &[&str],
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let Connection::MySql(c) = self else {
+            return Ok(None);
+        };
+        // (sqlx 0.8's RawSql::fetch_optional errors on no row, hence fetch_all.)
+        let rows = sqlx::raw_sql(sql).fetch_all(c).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        for name in names {
+            if let Ok(value) = row.try_get::<Option<i64>, _>(*name) {
+                return Ok(value);
+            }
+        }
+        Ok(None)
+    }
+
     /// Closes the connection cleanly (errors on close are of no interest to the caller).
     pub async fn close(self) {
         let _ = on_each!(self, c => c.close().await);

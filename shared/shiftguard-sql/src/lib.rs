@@ -1,10 +1,13 @@
-//! shiftguard's SQL adapters over sqlx: connections to PostgreSQL, MySQL/MariaDB and SQLite, and
-//! the reader of a database's Alembic state. SQL differs per dialect only where it must.
+//! shiftguard's SQL adapters over sqlx: connections to PostgreSQL, MySQL/MariaDB and SQLite, the
+//! reader of a database's Alembic state, the backfill executor and its SQL checkpoint store. SQL
+//! differs per dialect only where it must.
 //!
 //! **API boundary:** callers get plain values (revision ids) and [`SqlError`]; no sqlx type
 //! crosses into decision code, and no error message carries a password.
 
 pub mod alembic_version;
+pub mod backfill;
+pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod url;

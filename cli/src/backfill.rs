@@ -1,0 +1,454 @@
+//! `shiftguard backfill`: run a configured backfill, see where it stands, pause, resume, cancel
+//! or reset it.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use shiftguard_core::backfill::{Command, emf_line};
+use shiftguard_core::config::{BackfillConfig, CheckpointStoreKind, ProjectConfig};
+use shiftguard_sql::DatabaseUrl;
+use shiftguard_sql::backfill::{Event, LagSource, Outcome as RunOutcome, Runner};
+use shiftguard_sql::checkpoint::SqlCheckpoints;
+
+use crate::Outcome;
+
+/// Run and steer the backfills defined in shiftguard.toml.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: BackfillCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BackfillCommand {
+    Run(RunArgs),
+    Status(StatusArgs),
+    Pause(NameArgs),
+    Resume(NameArgs),
+    Cancel(NameArgs),
+    Reset(NameArgs),
+}
+
+/// Where the configuration and the database are.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Configuration file with the [[backfill]] definitions.
+    #[arg(
+        long,
+        env = "SHIFTGUARD_CONFIG",
+        default_value = "shiftguard.toml",
+        value_name = "FILE"
+    )]
+    config: PathBuf,
+    /// Database holding the table (and the SQL checkpoint table).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    database_url: String,
+    /// Seconds to wait for the database connection.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    connect_timeout: u64,
+}
+
+/// Run one backfill until it is complete, the time limit nears, or an operator steps in.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    shiftguard backfill run users_display_name --database-url postgres://app@db/app\n  \
+    shiftguard backfill run users_display_name --max-seconds 240 --emf   # as the Lambda does\n\n\
+    A run can be killed at any moment: each batch commits with its checkpoint, and the next run \
+    resumes from there. Exit codes: 0 complete or stopped cleanly (time limit, paused), 1 the \
+    backfill failed (the error is kept in its checkpoint), 2 could not run (bad configuration, \
+    unreachable database), 75 another runner holds it.")]
+struct RunArgs {
+    /// Backfill name from the configuration.
+    name: String,
+    #[command(flatten)]
+    common: Common,
+    /// Stop cleanly before this many seconds (default: run until complete).
+    #[arg(long, value_name = "SECONDS")]
+    max_seconds: Option<u64>,
+    /// Checkpoint store (overrides [checkpoint] store in the configuration).
+    #[arg(long, value_name = "STORE", value_parser = ["sql", "dynamodb"])]
+    checkpoint: Option<String>,
+    /// Print a CloudWatch Embedded Metric Format line per batch and per run on stdout.
+    #[arg(long)]
+    emf: bool,
+    /// Print the run summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Show each backfill's checkpoint and whether rows are pending right now.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  shiftguard backfill status\n  shiftguard backfill status users_display_name --json"
+)]
+struct StatusArgs {
+    /// Only this backfill.
+    name: Option<String>,
+    #[command(flatten)]
+    common: Common,
+    #[arg(long)]
+    json: bool,
+}
+
+/// A backfill named in the configuration.
+#[derive(Debug, clap::Args)]
+struct NameArgs {
+    name: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match args.command {
+            BackfillCommand::Run(args) => run_backfill(args).await,
+            BackfillCommand::Status(args) => status(args).await,
+            BackfillCommand::Pause(args) => steer(args, Some(Command::Pause)).await,
+            BackfillCommand::Resume(args) => steer(args, Some(Command::Resume)).await,
+            BackfillCommand::Cancel(args) => steer(args, Some(Command::Cancel)).await,
+            BackfillCommand::Reset(args) => steer(args, None).await,
+        }
+    })
+}
+
+struct Loaded {
+    config: ProjectConfig,
+    url: DatabaseUrl,
+}
+
+fn load(common: &Common) -> anyhow::Result<Loaded> {
+    let text = std::fs::read_to_string(&common.config)
+        .with_context(|| format!("cannot read configuration {}", common.config.display()))?;
+    let config =
+        ProjectConfig::parse(&text).with_context(|| format!("{}", common.config.display()))?;
+    let url = DatabaseUrl::parse(&common.database_url)?;
+    Ok(Loaded { config, url })
+}
+
+fn find<'c>(config: &'c ProjectConfig, name: &str) -> anyhow::Result<&'c BackfillConfig> {
+    config.backfill(name).ok_or_else(|| {
+        let known: Vec<&str> = config.backfill.iter().map(|b| b.name.as_str()).collect();
+        anyhow::anyhow!(
+            "no backfill named {name} in the configuration (defined: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )
+    })
+}
+
+fn runner<'a>(
+    loaded: &'a Loaded,
+    backfill: &'a BackfillConfig,
+    common: &Common,
+) -> anyhow::Result<Runner<'a>> {
+    let replica = match &backfill.tuning.replica_url_env {
+        Some(variable) => {
+            let value = std::env::var(variable).with_context(|| {
+                format!(
+                    "backfill {}: replica_url_env names {variable}, which is not set",
+                    backfill.name
+                )
+            })?;
+            Some(DatabaseUrl::parse(&value).with_context(|| format!("{variable}"))?)
+        }
+        None => None,
+    };
+    Ok(Runner {
+        url: &loaded.url,
+        config: backfill,
+        checkpoints: SqlCheckpoints::new(&loaded.config.checkpoint.table)?,
+        owner: owner(),
+        lag: LagSource::for_backfill(backfill, loaded.url.dialect(), replica),
+        connect_timeout: Duration::from_secs(common.connect_timeout),
+    })
+}
+
+/// `host:pid`, recorded as the lease owner.
+fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
+    let loaded = load(&args.common)?;
+    let backfill = find(&loaded.config, &args.name)?;
+    let store = match args.checkpoint.as_deref() {
+        Some("dynamodb") => CheckpointStoreKind::Dynamodb,
+        Some(_) => CheckpointStoreKind::Sql,
+        None => loaded.config.checkpoint.store,
+    };
+    if store == CheckpointStoreKind::Dynamodb {
+        bail!(
+            "the dynamodb checkpoint store is not available in this build yet; use --checkpoint sql"
+        );
+    }
+    let runner = runner(&loaded, backfill, &args.common)?;
+    let deadline = Instant::now()
+        + args.max_seconds.map_or(
+            Duration::from_secs(100 * 365 * 24 * 3600),
+            Duration::from_secs,
+        );
+
+    let mut progress = Progress::new(&args.name);
+    let emf = args.emf;
+    let name = args.name.clone();
+    let mut observe = |event: &Event| {
+        if emf && let Event::Batch { report, .. } = event {
+            println!("{}", emf_line(&name, "batch", report, now_ms()));
+        }
+        progress.show(event);
+    };
+    let result = runner.run(deadline, &mut observe).await;
+    progress.finish();
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error) => {
+            let failed = matches!(
+                error,
+                shiftguard_sql::backfill::BackfillError::Failed { .. }
+            );
+            if failed {
+                eprintln!("error: {error}");
+                return Ok(Outcome::NotSafe);
+            }
+            return Err(error.into());
+        }
+    };
+    if emf {
+        println!("{}", emf_line(&args.name, "run", &summary.report, now_ms()));
+    }
+    let checkpoint = summary.checkpoint.as_ref();
+    let what = match &summary.outcome {
+        RunOutcome::Busy { holder } => format!(
+            "skipped: another runner ({}) holds it",
+            holder.as_deref().unwrap_or("unknown")
+        ),
+        RunOutcome::Stayed(status) => format!("nothing to do: it is {status}"),
+        RunOutcome::Deadline => "stopped before the time limit; the next run resumes".to_owned(),
+        RunOutcome::Interrupted => format!(
+            "stopped: an operator changed it to {}",
+            checkpoint.map_or("(reset)".to_owned(), |c| c.status.to_string())
+        ),
+        RunOutcome::Complete => "complete: nothing is pending".to_owned(),
+    };
+    if args.json {
+        let record = serde_json::json!({
+            "backfill": args.name,
+            "outcome": what,
+            "status": checkpoint.map(|c| c.status),
+            "run": summary.report,
+            "elapsed_seconds": summary.elapsed.as_secs_f64(),
+            "checkpoint": checkpoint,
+        });
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        let seconds = summary.elapsed.as_secs_f64();
+        eprintln!(
+            "backfill {}: {what} ({} rows updated, {} scanned in {:.1}s, {:.0} rows/s; total {} rows over {} batches)",
+            args.name,
+            summary.report.rows_updated,
+            summary.report.rows_scanned,
+            seconds,
+            summary.report.rows_scanned as f64 / seconds.max(1e-9),
+            checkpoint.map_or(0, |c| c.rows_updated),
+            checkpoint.map_or(0, |c| c.batches),
+        );
+    }
+    Ok(match summary.outcome {
+        RunOutcome::Busy { .. } => Outcome::Busy,
+        _ => Outcome::Safe,
+    })
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
+    let loaded = load(&args.common)?;
+    let names: Vec<&BackfillConfig> = match &args.name {
+        Some(name) => vec![find(&loaded.config, name)?],
+        None => loaded.config.backfill.iter().collect(),
+    };
+    let mut reports = Vec::new();
+    for backfill in names {
+        reports.push(runner(&loaded, backfill, &args.common)?.status().await?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(Outcome::Safe);
+    }
+    println!(
+        "{:<28} {:<10} {:>7} {:>14} {:>9} {:>7} {:>14}  pending now",
+        "backfill", "status", "done", "rows updated", "batches", "passes", "cursor"
+    );
+    for report in &reports {
+        let pending = match report.first_pending_key {
+            Some(key) => format!("yes (from key {key})"),
+            None => "no".to_owned(),
+        };
+        match &report.checkpoint {
+            Some(c) => println!(
+                "{:<28} {:<10} {:>6.1}% {:>14} {:>9} {:>7} {:>14}  {pending}{}",
+                report.name,
+                c.status.as_str(),
+                report.percent,
+                c.rows_updated,
+                c.batches,
+                c.passes,
+                c.cursor.map_or("-".to_owned(), |k| k.to_string()),
+                c.last_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("  last error: {e}")),
+            ),
+            None => println!(
+                "{:<28} {:<10} {:>7}  {pending}",
+                report.name, "never run", "-"
+            ),
+        }
+    }
+    Ok(Outcome::Safe)
+}
+
+async fn steer(args: NameArgs, command: Option<Command>) -> anyhow::Result<Outcome> {
+    let loaded = load(&args.common)?;
+    let backfill = find(&loaded.config, &args.name)?;
+    let runner = runner(&loaded, backfill, &args.common)?;
+    match command {
+        Some(command) => {
+            let checkpoint = runner.command(command).await?;
+            println!("backfill {}: {}", args.name, checkpoint.status);
+        }
+        None => {
+            let existed = runner.reset().await?;
+            println!(
+                "backfill {}: {}",
+                args.name,
+                if existed {
+                    "reset; the next run starts over"
+                } else {
+                    "had no checkpoint"
+                }
+            );
+        }
+    }
+    Ok(Outcome::Safe)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A progress bar on a terminal; elsewhere one plain line per second (and per notable event).
+struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+    name: String,
+}
+
+impl Progress {
+    fn new(name: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(name.to_owned());
+            bar
+        });
+        Progress {
+            bar,
+            last_line: Instant::now() - Duration::from_secs(10),
+            name: name.to_owned(),
+        }
+    }
+
+    fn show(&mut self, event: &Event) {
+        let line = match event {
+            Event::Started {
+                checkpoint,
+                remaining_estimate,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*remaining_estimate);
+                }
+                Some(format!(
+                    "started: status {}, cursor {}, about {remaining_estimate} rows to scan",
+                    checkpoint.status,
+                    checkpoint
+                        .cursor
+                        .map_or("start".to_owned(), |c| c.to_string())
+                ))
+            }
+            Event::Batch { report, checkpoint } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(report.rows_scanned);
+                    bar.set_message(format!(
+                        "{} rows updated, {:.0} rows/s, batch {} rows in {:.0} ms",
+                        checkpoint.rows_updated,
+                        report.rows_per_second,
+                        report.batch_size,
+                        report.batch_ms
+                    ));
+                }
+                (self.last_line.elapsed() >= Duration::from_secs(1)).then(|| {
+                    format!(
+                        "cursor {} | {} rows updated | {:.0} rows/s | batch {} rows, {:.0} ms | ~{} left",
+                        checkpoint.cursor.unwrap_or_default(),
+                        checkpoint.rows_updated,
+                        report.rows_per_second,
+                        report.batch_size,
+                        report.batch_ms,
+                        report.remaining_estimate
+                    )
+                })
+            }
+            Event::Throttled { lag_ms, max_ms } => Some(format!(
+                "throttled: replica lag {lag_ms:.0} ms > {max_ms} ms"
+            )),
+            Event::Retrying {
+                attempt,
+                delay,
+                error,
+            } => Some(format!(
+                "retry {attempt} in {} ms: {error}",
+                delay.as_millis()
+            )),
+            Event::Swept => Some("pass finished: verifying".to_owned()),
+            Event::Verified {
+                pending_from: Some(key),
+            } => Some(format!("pending rows found again from key {key}: sweeping")),
+            Event::Verified { pending_from: None } => Some("verified: nothing pending".to_owned()),
+        };
+        let Some(line) = line else { return };
+        match &self.bar {
+            Some(bar) => {
+                if !matches!(event, Event::Batch { .. }) {
+                    bar.println(line);
+                }
+            }
+            None => {
+                self.last_line = Instant::now();
+                eprintln!("backfill {}: {line}", self.name);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

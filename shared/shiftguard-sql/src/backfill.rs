@@ -1,0 +1,1142 @@
+//! The backfill executor: set-based batches over an integer keyset cursor, one bounded
+//! transaction per batch with the checkpoint written inside it, on PostgreSQL, MySQL/MariaDB and
+//! SQLite. Decisions (batch size, backoff, status rules, rate cap) come from
+//! `shiftguard_core::backfill`; this module carries them out.
+//!
+//! One runner at a time: PostgreSQL and MySQL take a session-level advisory lock that dies with
+//! the connection (so a runner killed with -9 never holds up the next), SQLite a short lease on
+//! the checkpoint row, renewed by every batch.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shiftguard_core::backfill::{
+    BatchReport, BatchSizer, Checkpoint, Command, RunStart, Status, backoff, rate_wait,
+    remaining_estimate,
+};
+use shiftguard_core::config::BackfillConfig;
+use thiserror::Error;
+
+use crate::checkpoint::{SqlCheckpoints, placeholder};
+use crate::connection::{Bind, ConnectSettings, Connection, Kind};
+use crate::error::{ErrorClass, SqlError, classify};
+use crate::url::{DatabaseUrl, Dialect};
+
+/// How long a SQLite lease lasts without renewal.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How often to re-check replica lag while throttled.
+const LAG_POLL: Duration = Duration::from_millis(500);
+
+/// Why a run could not be carried out.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BackfillError {
+    /// Could not connect, or the checkpoint table could not be used.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    /// The configured table, key or SQL fragments do not fit the database.
+    #[error("backfill {name}: {problem}")]
+    Target { name: String, problem: String },
+    /// A permanent error: the backfill is now marked failed with this error.
+    #[error("backfill {name} failed: {error}")]
+    Failed { name: String, error: String },
+    /// Transient errors went on past the retry limit; the checkpoint is intact.
+    #[error("backfill {name} gave up after {attempts} attempts: {error}")]
+    RetriesExhausted {
+        name: String,
+        attempts: u32,
+        error: String,
+    },
+}
+
+/// Where the replica lag comes from.
+#[derive(Clone, Debug)]
+pub enum LagSource {
+    /// No lag check (SQLite, or no replica).
+    None,
+    /// `pg_stat_replication` on the primary.
+    PostgresReplication,
+    /// A configured query on the primary returning milliseconds.
+    Query(String),
+    /// `SHOW REPLICA STATUS` on a MySQL/MariaDB replica.
+    MySqlReplica(DatabaseUrl),
+}
+
+impl LagSource {
+    /// The lag source a backfill uses: its `replica_lag_query` when set; otherwise
+    /// `pg_stat_replication` on PostgreSQL, the replica's status on MySQL when the edge resolved
+    /// a replica URL, and none on SQLite.
+    pub fn for_backfill(
+        config: &BackfillConfig,
+        dialect: Dialect,
+        replica: Option<DatabaseUrl>,
+    ) -> Self {
+        match (&config.tuning.replica_lag_query, dialect, replica) {
+            (Some(query), _, _) => LagSource::Query(query.clone()),
+            (None, Dialect::Postgres, _) => LagSource::PostgresReplication,
+            (None, Dialect::MySql, Some(replica)) => LagSource::MySqlReplica(replica),
+            _ => LagSource::None,
+        }
+    }
+}
+
+/// A backfill's stored state, with what the database says now.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StatusReport {
+    pub name: String,
+    /// `None` when the backfill has never run.
+    pub checkpoint: Option<Checkpoint>,
+    /// The smallest key that matches `pending` now (`None`: nothing pending).
+    pub first_pending_key: Option<i64>,
+    /// Share of the key range the current pass has covered, 0-100.
+    pub percent: f64,
+}
+
+/// What a run reports while it works.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The run holds the backfill and starts (or resumes) a pass.
+    Started {
+        checkpoint: Checkpoint,
+        remaining_estimate: u64,
+    },
+    /// A batch committed.
+    Batch {
+        report: BatchReport,
+        checkpoint: Checkpoint,
+    },
+    /// Replica lag is above the limit: waiting.
+    Throttled { lag_ms: f64, max_ms: u64 },
+    /// A batch failed with a transient error and will be retried.
+    Retrying {
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    /// The cursor passed the last key; a verification follows.
+    Swept,
+    /// A verification ran: `pending` rows found (a new pass starts) or none (complete).
+    Verified { pending_from: Option<i64> },
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Another runner holds the backfill.
+    Busy { holder: Option<String> },
+    /// The backfill is paused, cancelled or failed: an operator decides; nothing was done.
+    Stayed(Status),
+    /// Stopped before the deadline with a consistent checkpoint; the next run resumes.
+    Deadline,
+    /// An operator paused, cancelled or reset the backfill during the run.
+    Interrupted,
+    /// A verification found no pending row.
+    Complete,
+}
+
+/// The end of a run.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub outcome: Outcome,
+    pub checkpoint: Option<Checkpoint>,
+    /// Totals of this run.
+    pub report: BatchReport,
+    pub elapsed: Duration,
+}
+
+/// One run of one backfill.
+#[derive(Debug)]
+pub struct Runner<'a> {
+    pub url: &'a DatabaseUrl,
+    pub config: &'a BackfillConfig,
+    pub checkpoints: SqlCheckpoints,
+    /// Who this runner is (host, process, …), recorded as the lease owner.
+    pub owner: String,
+    pub lag: LagSource,
+    pub connect_timeout: Duration,
+}
+
+/// What the run learned about the target table.
+#[derive(Clone, Copy, Debug)]
+struct KeyRange {
+    min: i64,
+    max: i64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A jitter sample in [0, 1) without a random number generator: the clock's low bits.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1_000) / 1_000.0
+}
+
+fn bigint(dialect: Dialect, expression: &str) -> String {
+    match dialect {
+        Dialect::MySql => format!("CAST({expression} AS SIGNED)"),
+        Dialect::Postgres | Dialect::Sqlite => format!("CAST({expression} AS BIGINT)"),
+    }
+}
+
+fn double(dialect: Dialect, expression: &str) -> String {
+    match dialect {
+        Dialect::MySql => format!("CAST({expression} AS DOUBLE)"),
+        Dialect::Postgres => format!("CAST({expression} AS DOUBLE PRECISION)"),
+        Dialect::Sqlite => format!("CAST({expression} AS REAL)"),
+    }
+}
+
+/// The statements of one backfill, rendered once per dialect.
+struct Statements {
+    bounds: String,
+    update: String,
+    first_pending: String,
+}
+
+impl Statements {
+    fn new(dialect: Dialect, config: &BackfillConfig) -> Self {
+        let p = |n| placeholder(dialect, n);
+        let (table, key) = (&config.table, &config.key);
+        Statements {
+            bounds: format!(
+                "SELECT {}, count(*) FROM (SELECT {key} FROM {table} WHERE {key} > {} ORDER BY {key} LIMIT {}) w",
+                bigint(dialect, &format!("max({key})")),
+                p(1),
+                p(2)
+            ),
+            update: format!(
+                "UPDATE {table} SET {} WHERE {key} > {} AND {key} <= {} AND ({})",
+                config.set,
+                p(1),
+                p(2),
+                config.pending
+            ),
+            first_pending: format!(
+                "SELECT {} FROM {table} WHERE ({})",
+                bigint(dialect, &format!("min({key})")),
+                config.pending
+            ),
+        }
+    }
+}
+
+impl Runner<'_> {
+    fn target_error(&self, problem: impl Into<String>) -> BackfillError {
+        BackfillError::Target {
+            name: self.config.name.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    fn sql_error(&self, error: &sqlx::Error) -> String {
+        self.url.redact(&error.to_string())
+    }
+
+    async fn connect(&self) -> Result<Connection, BackfillError> {
+        let settings = ConnectSettings {
+            timeout: self.connect_timeout,
+            read_only: false,
+            sqlite_busy_timeout: Duration::from_millis(self.config.tuning.lock_timeout_ms),
+        };
+        let mut connection = Connection::open(self.url, settings).await?;
+        if connection.dialect() == Dialect::MySql {
+            // Per session: lock waits in whole seconds; MariaDB's statement limit in seconds.
+            let tuning = &self.config.tuning;
+            let lock_seconds = tuning.lock_timeout_ms.div_ceil(1000).max(1);
+            let statement_seconds = tuning.statement_timeout_ms as f64 / 1000.0;
+            let setup = format!(
+                "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION max_statement_time = {statement_seconds}"
+            );
+            if connection.raw(&setup).await.is_err() {
+                // MySQL proper has no max_statement_time; its max_execution_time covers SELECT.
+                let setup = format!(
+                    "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION max_execution_time = {}",
+                    tuning.statement_timeout_ms
+                );
+                connection.raw(&setup).await.map_err(|e| {
+                    self.target_error(format!("cannot set timeouts: {}", self.sql_error(&e)))
+                })?;
+            }
+        }
+        Ok(connection)
+    }
+
+    /// Checks that the table exists, the key is a unique integer column, and `pending` and `set`
+    /// are valid SQL for this table (by running the update on no rows and rolling back).
+    async fn inspect(&self, connection: &mut Connection) -> Result<KeyRange, BackfillError> {
+        let (table, key) = (&self.config.table, &self.config.key);
+        let dialect = connection.dialect();
+        let (schema, bare_table) = match table.split_once('.') {
+            Some((schema, bare)) => (Some(schema.to_owned()), bare.to_owned()),
+            None => (None, table.clone()),
+        };
+        let text = |v: &str| Bind::Text(Some(v.to_owned()));
+        let (sql, binds) = match dialect {
+            Dialect::Postgres => (
+                "SELECT format_type(a.atttypid, NULL), CAST(CASE WHEN EXISTS (SELECT 1 FROM pg_index i \
+                 WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indnkeyatts = 1 \
+                 AND i.indkey[0] = a.attnum AND i.indpred IS NULL) THEN 1 ELSE 0 END AS BIGINT) \
+                 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 \
+                 AND NOT a.attisdropped"
+                    .to_owned(),
+                vec![text(table), text(key)],
+            ),
+            Dialect::MySql => (
+                "SELECT c.DATA_TYPE, CAST((SELECT COUNT(*) FROM information_schema.STATISTICS s \
+                 WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME \
+                 AND s.COLUMN_NAME = c.COLUMN_NAME AND s.NON_UNIQUE = 0 AND s.SEQ_IN_INDEX = 1 \
+                 AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS s2 \
+                 WHERE s2.TABLE_SCHEMA = s.TABLE_SCHEMA AND s2.TABLE_NAME = s.TABLE_NAME \
+                 AND s2.INDEX_NAME = s.INDEX_NAME AND s2.SEQ_IN_INDEX = 2)) AS SIGNED) \
+                 FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = COALESCE(?, DATABASE()) \
+                 AND c.TABLE_NAME = ? AND c.COLUMN_NAME = ?"
+                    .to_owned(),
+                vec![Bind::Text(schema.clone()), text(&bare_table), text(key)],
+            ),
+            Dialect::Sqlite => (
+                "SELECT c.type, CAST(CASE WHEN (c.pk = 1 AND (SELECT count(*) FROM pragma_table_info(?1) \
+                 WHERE pk > 0) = 1) OR EXISTS (SELECT 1 FROM pragma_index_list(?1) il \
+                 WHERE il.\"unique\" = 1 AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1 \
+                 AND (SELECT name FROM pragma_index_info(il.name)) = ?2) THEN 1 ELSE 0 END AS BIGINT) \
+                 FROM pragma_table_info(?1) c WHERE c.name = ?2"
+                    .to_owned(),
+                vec![text(&bare_table), text(key)],
+            ),
+        };
+        let row = connection
+            .fetch_row(&sql, &binds, &[Kind::Text, Kind::Int])
+            .await
+            .map_err(|e| {
+                self.target_error(format!(
+                    "cannot inspect table {table}: {}",
+                    self.sql_error(&e)
+                ))
+            })?;
+        let Some(row) = row else {
+            // Tell a missing table from a missing column.
+            let probe = format!("SELECT 1 FROM {table} WHERE 1 = 0");
+            return Err(match connection.execute(&probe, &[]).await {
+                Err(_) => self.target_error(format!("table {table} does not exist")),
+                Ok(_) => self.target_error(format!("table {table} has no column {key}")),
+            });
+        };
+        let column_type = row[0].text().unwrap_or_default().to_ascii_lowercase();
+        let integer = match dialect {
+            Dialect::Sqlite => column_type.contains("int"),
+            _ => [
+                "smallint",
+                "integer",
+                "bigint",
+                "int",
+                "tinyint",
+                "mediumint",
+            ]
+            .iter()
+            .any(|t| column_type == *t || column_type.starts_with(&format!("{t} "))),
+        };
+        if !integer {
+            return Err(self.target_error(format!(
+                "key {table}.{key} is of type {column_type}: the keyset cursor needs an integer key"
+            )));
+        }
+        if row[1].int() != Some(1) {
+            return Err(self.target_error(format!(
+                "key {table}.{key} is not unique (no primary key or unique index on it alone): batches could skip or repeat rows"
+            )));
+        }
+
+        // Validate the SQL fragments without writing: the update on no rows, rolled back.
+        let dry_run = format!(
+            "UPDATE {table} SET {} WHERE ({}) AND 1 = 0",
+            self.config.set, self.config.pending
+        );
+        connection
+            .raw("BEGIN")
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?;
+        let checked = connection.execute(&dry_run, &[]).await;
+        let _ = connection.raw("ROLLBACK").await;
+        checked.map_err(|e| {
+            self.target_error(format!(
+                "`set` or `pending` is not valid here: {}",
+                self.sql_error(&e)
+            ))
+        })?;
+
+        let range_sql = format!(
+            "SELECT {}, {} FROM {table}",
+            bigint(dialect, &format!("min({key})")),
+            bigint(dialect, &format!("max({key})"))
+        );
+        let range = connection
+            .fetch_row(&range_sql, &[], &[Kind::Int, Kind::Int])
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?
+            .unwrap_or_default();
+        Ok(KeyRange {
+            min: range.first().and_then(|c| c.int()).unwrap_or(0),
+            max: range.get(1).and_then(|c| c.int()).unwrap_or(0),
+        })
+    }
+
+    /// Takes the run's exclusive right to the backfill. PostgreSQL/MySQL: a session lock;
+    /// SQLite: the lease on the checkpoint row (which must exist).
+    async fn try_lock(&self, connection: &mut Connection, now: i64) -> Result<bool, sqlx::Error> {
+        let lock_name = format!(
+            "shiftguard:{}:{}",
+            self.checkpoints.table(),
+            self.config.name
+        );
+        match connection.dialect() {
+            Dialect::Postgres => {
+                let row = connection
+                    .fetch_row(
+                        "SELECT CAST(CASE WHEN pg_try_advisory_lock(hashtextextended($1, 0)) THEN 1 ELSE 0 END AS BIGINT)",
+                        &[Bind::Text(Some(lock_name))],
+                        &[Kind::Int],
+                    )
+                    .await?;
+                Ok(row.and_then(|r| r[0].int()) == Some(1))
+            }
+            Dialect::MySql => {
+                // MySQL lock names are at most 64 characters.
+                let lock_name: String = lock_name.chars().take(64).collect();
+                let row = connection
+                    .fetch_row(
+                        "SELECT CAST(GET_LOCK(?, 0) AS SIGNED)",
+                        &[Bind::Text(Some(lock_name))],
+                        &[Kind::Int],
+                    )
+                    .await?;
+                Ok(row.and_then(|r| r[0].int()) == Some(1))
+            }
+            Dialect::Sqlite => {
+                let sql = format!(
+                    "UPDATE {} SET lease_owner = ?1, lease_expires_at = ?2, version = version + 1 \
+                     WHERE name = ?3 AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_expires_at < ?4)",
+                    self.checkpoints.table()
+                );
+                let taken = connection
+                    .execute(
+                        &sql,
+                        &[
+                            Bind::Text(Some(self.owner.clone())),
+                            Bind::Int(Some(now + LEASE_TTL.as_millis() as i64)),
+                            Bind::Text(Some(self.config.name.clone())),
+                            Bind::Int(Some(now)),
+                        ],
+                    )
+                    .await?;
+                Ok(taken == 1)
+            }
+        }
+    }
+
+    async fn unlock(&self, connection: &mut Connection) {
+        let lock_name = format!(
+            "shiftguard:{}:{}",
+            self.checkpoints.table(),
+            self.config.name
+        );
+        let _ = match connection.dialect() {
+            Dialect::Postgres => {
+                connection
+                    .execute(
+                        "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                        &[Bind::Text(Some(lock_name))],
+                    )
+                    .await
+            }
+            Dialect::MySql => {
+                let lock_name: String = lock_name.chars().take(64).collect();
+                connection
+                    .execute("SELECT RELEASE_LOCK(?)", &[Bind::Text(Some(lock_name))])
+                    .await
+            }
+            Dialect::Sqlite => Ok(0),
+        };
+    }
+
+    /// Opens a connection, checks the target, takes the lock and loads the checkpoint.
+    /// `Err(Outcome::Busy)` when another runner holds it.
+    async fn attach(
+        &self,
+    ) -> Result<Result<(Connection, Checkpoint, KeyRange), Outcome>, BackfillError> {
+        let mut connection = self.connect().await?;
+        let range = self.inspect(&mut connection).await?;
+        let store_error = |e: sqlx::Error| {
+            self.target_error(format!(
+                "checkpoint table {}: {}",
+                self.checkpoints.table(),
+                self.sql_error(&e)
+            ))
+        };
+        let now = now_ms();
+        let sqlite = connection.dialect() == Dialect::Sqlite;
+        if !sqlite
+            && !self
+                .try_lock(&mut connection, now)
+                .await
+                .map_err(store_error)?
+        {
+            let holder = self.current_holder(&mut connection).await;
+            connection.close().await;
+            return Ok(Err(Outcome::Busy { holder }));
+        }
+        self.checkpoints
+            .ensure_table(&mut connection)
+            .await
+            .map_err(store_error)?;
+        self.checkpoints
+            .insert_if_absent(&mut connection, &Checkpoint::new(&self.config.name, now))
+            .await
+            .map_err(store_error)?;
+        if sqlite
+            && !self
+                .try_lock(&mut connection, now)
+                .await
+                .map_err(store_error)?
+        {
+            let holder = self.current_holder(&mut connection).await;
+            connection.close().await;
+            return Ok(Err(Outcome::Busy { holder }));
+        }
+        let mut checkpoint = self
+            .checkpoints
+            .load(&mut connection, &self.config.name)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| self.target_error("checkpoint row vanished"))?;
+        if !sqlite {
+            // Record who holds it, for `backfill status`; the lock is what excludes.
+            checkpoint.lease_owner = Some(self.owner.clone());
+            checkpoint.lease_expires_at = None;
+            checkpoint.version += 1;
+            self.checkpoints
+                .write(&mut connection, &checkpoint)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(Ok((connection, checkpoint, range)))
+    }
+
+    async fn current_holder(&self, connection: &mut Connection) -> Option<String> {
+        self.checkpoints
+            .load(connection, &self.config.name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.lease_owner)
+    }
+
+    /// Runs until the backfill is complete, the deadline nears, or an operator intervenes.
+    pub async fn run(
+        &self,
+        deadline: Instant,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<RunSummary, BackfillError> {
+        let started = Instant::now();
+        let (mut connection, mut checkpoint, range) = match self.attach().await? {
+            Ok(attached) => attached,
+            Err(outcome) => {
+                return Ok(RunSummary {
+                    outcome,
+                    checkpoint: None,
+                    report: BatchReport::default(),
+                    elapsed: started.elapsed(),
+                });
+            }
+        };
+        let result = self
+            .work(
+                &mut connection,
+                &mut checkpoint,
+                range,
+                deadline,
+                started,
+                observe,
+            )
+            .await;
+        // Release: clear the lease fields (best effort) and the lock; closing ends both anyway.
+        if checkpoint.lease_owner.as_deref() == Some(self.owner.as_str()) {
+            let mut released = checkpoint.clone();
+            released.lease_owner = None;
+            released.lease_expires_at = None;
+            released.version += 1;
+            if let Ok(true) = self.checkpoints.write(&mut connection, &released).await {
+                checkpoint = released;
+            }
+        }
+        self.unlock(&mut connection).await;
+        connection.close().await;
+        let (outcome, report) = result?;
+        Ok(RunSummary {
+            outcome,
+            checkpoint: Some(checkpoint),
+            report,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    async fn work(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+        range: KeyRange,
+        deadline: Instant,
+        started: Instant,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<(Outcome, BatchReport), BackfillError> {
+        let tuning = &self.config.tuning;
+        let dialect = connection.dialect();
+        let statements = Statements::new(dialect, self.config);
+        let mut totals = BatchReport::default();
+        let mut sizer = BatchSizer::new(tuning);
+        let mut scanned_this_run = 0u64;
+        let mut last_batch = Duration::from_millis(tuning.target_batch_ms);
+
+        match checkpoint.status.on_run() {
+            RunStart::Stay => return Ok((Outcome::Stayed(checkpoint.status), totals)),
+            RunStart::Verify => {
+                if self
+                    .verify(connection, checkpoint, &statements, observe)
+                    .await?
+                {
+                    return Ok((Outcome::Complete, totals));
+                }
+            }
+            RunStart::Resume => {}
+        }
+        observe(&Event::Started {
+            checkpoint: checkpoint.clone(),
+            remaining_estimate: remaining_estimate(
+                range.min,
+                range.max,
+                checkpoint.cursor,
+                span(range),
+            ),
+        });
+
+        loop {
+            // Stop while a batch of the recent duration still fits, with room to commit.
+            if Instant::now() + last_batch * 2 + Duration::from_millis(250) > deadline {
+                return Ok((Outcome::Deadline, totals));
+            }
+            let lag_ms = match self
+                .wait_for_replicas(connection, deadline, observe)
+                .await?
+            {
+                Some(lag) => lag,
+                None => return Ok((Outcome::Deadline, totals)),
+            };
+            let wait = rate_wait(
+                scanned_this_run,
+                started.elapsed(),
+                tuning.max_rows_per_second,
+            ) + Duration::from_millis(tuning.pause_ms);
+            if !wait.is_zero() {
+                if Instant::now() + wait > deadline {
+                    return Ok((Outcome::Deadline, totals));
+                }
+                tokio::time::sleep(wait).await;
+            }
+
+            let mut attempt = 0u32;
+            let batch = loop {
+                match self
+                    .batch(connection, checkpoint, &statements, sizer.size())
+                    .await
+                {
+                    Ok(batch) => break batch,
+                    Err(error) => {
+                        let class = classify(&error);
+                        let message = self.sql_error(&error);
+                        totals.errors += 1;
+                        if class == ErrorClass::Permanent {
+                            return Err(self.fail(connection, checkpoint, message).await);
+                        }
+                        attempt += 1;
+                        if attempt > tuning.max_retries {
+                            self.note_error(connection, checkpoint, &message).await;
+                            return Err(BackfillError::RetriesExhausted {
+                                name: self.config.name.clone(),
+                                attempts: attempt,
+                                error: message,
+                            });
+                        }
+                        if class == ErrorClass::Timeout {
+                            sizer.on_timeout();
+                        }
+                        let delay = backoff(attempt - 1, jitter());
+                        totals.retries += 1;
+                        observe(&Event::Retrying {
+                            attempt,
+                            delay,
+                            error: message,
+                        });
+                        tokio::time::sleep(delay).await;
+                        if class == ErrorClass::Connection {
+                            match self.attach().await? {
+                                Ok((fresh, stored, _)) => {
+                                    *connection = fresh;
+                                    *checkpoint = stored;
+                                }
+                                Err(outcome) => return Ok((outcome, totals)),
+                            }
+                        }
+                    }
+                }
+            };
+
+            match batch {
+                BatchResult::Interrupted => {
+                    if let Ok(Some(stored)) =
+                        self.checkpoints.load(connection, &self.config.name).await
+                    {
+                        *checkpoint = stored;
+                    }
+                    return Ok((Outcome::Interrupted, totals));
+                }
+                BatchResult::PassFinished => {
+                    observe(&Event::Swept);
+                    if self
+                        .verify(connection, checkpoint, &statements, observe)
+                        .await?
+                    {
+                        return Ok((Outcome::Complete, totals));
+                    }
+                }
+                BatchResult::Committed {
+                    scanned,
+                    updated,
+                    took,
+                } => {
+                    sizer.observe(scanned, took);
+                    last_batch = took;
+                    scanned_this_run += scanned;
+                    let report = BatchReport {
+                        rows_updated: updated,
+                        rows_scanned: scanned,
+                        batch_ms: took.as_secs_f64() * 1e3,
+                        batch_size: sizer.size(),
+                        rows_per_second: scanned_this_run as f64
+                            / started.elapsed().as_secs_f64().max(1e-9),
+                        remaining_estimate: remaining_estimate(
+                            range.min,
+                            range.max,
+                            checkpoint.cursor,
+                            span(range),
+                        ),
+                        replica_lag_ms: lag_ms,
+                        retries: u64::from(attempt),
+                        errors: u64::from(attempt),
+                        cursor: checkpoint.cursor,
+                    };
+                    totals.rows_updated += updated;
+                    totals.rows_scanned += scanned;
+                    totals.batch_size = report.batch_size;
+                    totals.batch_ms = totals.batch_ms.max(report.batch_ms);
+                    totals.rows_per_second = report.rows_per_second;
+                    totals.remaining_estimate = report.remaining_estimate;
+                    totals.replica_lag_ms = lag_ms;
+                    totals.cursor = checkpoint.cursor;
+                    observe(&Event::Batch {
+                        report,
+                        checkpoint: checkpoint.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// One batch in one transaction: bounds, update, checkpoint. On error the transaction is
+    /// rolled back and the in-memory checkpoint is unchanged.
+    async fn batch(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+        statements: &Statements,
+        size: u64,
+    ) -> Result<BatchResult, sqlx::Error> {
+        let started = Instant::now();
+        let begin = match connection.dialect() {
+            Dialect::Postgres => format!(
+                "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+                self.config.tuning.lock_timeout_ms, self.config.tuning.statement_timeout_ms
+            ),
+            Dialect::MySql => "START TRANSACTION".to_owned(),
+            // IMMEDIATE: take the write lock now, so a busy file fails fast and retries.
+            Dialect::Sqlite => "BEGIN IMMEDIATE".to_owned(),
+        };
+        connection.raw(&begin).await?;
+        let result = self
+            .batch_body(connection, checkpoint, statements, size)
+            .await;
+        match result {
+            Ok(Some(next)) => {
+                connection.raw("COMMIT").await?;
+                let (scanned, updated, is_end) = next.1;
+                *checkpoint = next.0;
+                if is_end {
+                    return Ok(BatchResult::PassFinished);
+                }
+                Ok(BatchResult::Committed {
+                    scanned,
+                    updated,
+                    took: started.elapsed(),
+                })
+            }
+            Ok(None) => {
+                let _ = connection.raw("ROLLBACK").await;
+                Ok(BatchResult::Interrupted)
+            }
+            Err(error) => {
+                let _ = connection.raw("ROLLBACK").await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Inside the transaction. `None` when the checkpoint changed under us (operator).
+    #[allow(clippy::type_complexity)]
+    async fn batch_body(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &Checkpoint,
+        statements: &Statements,
+        size: u64,
+    ) -> Result<Option<(Checkpoint, (u64, u64, bool))>, sqlx::Error> {
+        let lower = checkpoint.cursor.unwrap_or(i64::MIN);
+        let bounds = connection
+            .fetch_row(
+                &statements.bounds,
+                &[Bind::Int(Some(lower)), Bind::Int(Some(size as i64))],
+                &[Kind::Int, Kind::Int],
+            )
+            .await?
+            .unwrap_or_default();
+        let upper = bounds.first().and_then(|c| c.int());
+        let scanned = bounds.get(1).and_then(|c| c.int()).unwrap_or(0).max(0) as u64;
+        let now = now_ms();
+        let mut next = checkpoint.clone();
+        next.updated_at = now;
+        next.version += 1;
+        if next.lease_owner.as_deref() == Some(self.owner.as_str())
+            && connection.dialect() == Dialect::Sqlite
+        {
+            next.lease_expires_at = Some(now + LEASE_TTL.as_millis() as i64);
+        }
+        let Some(upper) = upper.filter(|_| scanned > 0) else {
+            next.status = Status::Swept;
+            return Ok(self
+                .checkpoints
+                .write(connection, &next)
+                .await?
+                .then_some((next, (0, 0, true))));
+        };
+        let updated = connection
+            .execute(
+                &statements.update,
+                &[Bind::Int(Some(lower)), Bind::Int(Some(upper))],
+            )
+            .await?;
+        next.cursor = Some(upper);
+        next.rows_updated += updated;
+        next.batches += 1;
+        Ok(self
+            .checkpoints
+            .write(connection, &next)
+            .await?
+            .then_some((next, (scanned, updated, false))))
+    }
+
+    /// After a pass: is anything pending now? None -> complete. Some -> a new pass from just
+    /// before the first pending key. Returns whether the backfill is complete.
+    async fn verify(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+        statements: &Statements,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<bool, BackfillError> {
+        let first = connection
+            .fetch_row(&statements.first_pending, &[], &[Kind::Int])
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?
+            .and_then(|row| row[0].int());
+        observe(&Event::Verified {
+            pending_from: first,
+        });
+        let mut next = checkpoint.clone();
+        let now = now_ms();
+        next.updated_at = now;
+        next.version += 1;
+        match first {
+            None => {
+                next.status = Status::Complete;
+                if checkpoint.status != Status::Complete {
+                    next.completed_at = Some(now);
+                }
+            }
+            Some(first) => {
+                next.status = Status::Running;
+                next.cursor = Some(first.saturating_sub(1));
+                next.passes += 1;
+                next.completed_at = None;
+            }
+        }
+        let written = self
+            .checkpoints
+            .write(connection, &next)
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?;
+        if written {
+            *checkpoint = next;
+        }
+        Ok(first.is_none())
+    }
+
+    /// Waits while replica lag is above the limit. `Ok(None)` when the deadline came first.
+    async fn wait_for_replicas(
+        &self,
+        connection: &mut Connection,
+        deadline: Instant,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<Option<f64>, BackfillError> {
+        let max = self.config.tuning.max_replica_lag_ms;
+        loop {
+            let lag = self.replica_lag(connection).await?;
+            if lag <= max as f64 {
+                return Ok(Some(lag));
+            }
+            observe(&Event::Throttled {
+                lag_ms: lag,
+                max_ms: max,
+            });
+            if Instant::now() + LAG_POLL > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(LAG_POLL).await;
+        }
+    }
+
+    async fn replica_lag(&self, connection: &mut Connection) -> Result<f64, BackfillError> {
+        let dialect = connection.dialect();
+        let lag_error = |e: sqlx::Error| {
+            self.target_error(format!("cannot read replica lag: {}", self.sql_error(&e)))
+        };
+        let query = match &self.lag {
+            LagSource::None => return Ok(0.0),
+            LagSource::PostgresReplication => double(
+                dialect,
+                "(SELECT COALESCE(EXTRACT(EPOCH FROM max(replay_lag)) * 1000, 0) FROM pg_stat_replication)",
+            ),
+            LagSource::Query(sql) => double(dialect, &format!("({sql})")),
+            LagSource::MySqlReplica(url) => {
+                let mut replica = Connection::open(url, ConnectSettings::default()).await?;
+                let rows = replica
+                    .fetch_row_named(
+                        "SHOW REPLICA STATUS",
+                        &["Seconds_Behind_Master", "Seconds_Behind_Source"],
+                    )
+                    .await
+                    .map_err(lag_error)?;
+                replica.close().await;
+                // No replica status, or replication stopped (NULL): fail closed as infinitely
+                // behind, so the backfill waits instead of outrunning a broken replica.
+                return Ok(rows.map_or(f64::INFINITY, |seconds| seconds as f64 * 1000.0));
+            }
+        };
+        let row = connection
+            .fetch_row(&format!("SELECT {query}"), &[], &[Kind::Float])
+            .await
+            .map_err(lag_error)?;
+        Ok(row.and_then(|r| r[0].float()).unwrap_or(0.0))
+    }
+
+    /// Marks the backfill failed with the error kept (best effort) and returns the error.
+    async fn fail(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+        error: String,
+    ) -> BackfillError {
+        let mut failed = checkpoint.clone();
+        failed.status = Status::Failed;
+        failed.last_error = Some(error.clone());
+        failed.updated_at = now_ms();
+        failed.version += 1;
+        if let Ok(true) = self.checkpoints.write(connection, &failed).await {
+            *checkpoint = failed;
+        }
+        BackfillError::Failed {
+            name: self.config.name.clone(),
+            error,
+        }
+    }
+
+    /// Keeps a transient error that ended a run, without changing the status.
+    async fn note_error(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+        error: &str,
+    ) {
+        let mut noted = checkpoint.clone();
+        noted.last_error = Some(error.to_owned());
+        noted.updated_at = now_ms();
+        noted.version += 1;
+        if let Ok(true) = self.checkpoints.write(connection, &noted).await {
+            *checkpoint = noted;
+        }
+    }
+}
+
+/// Operator commands and status: they need the checkpoint table, not the lock, except `reset`.
+impl Runner<'_> {
+    async fn admin_connection(&self) -> Result<Connection, BackfillError> {
+        let mut connection = self.connect().await?;
+        self.checkpoints
+            .ensure_table(&mut connection)
+            .await
+            .map_err(|e| {
+                self.target_error(format!(
+                    "checkpoint table {}: {}",
+                    self.checkpoints.table(),
+                    self.sql_error(&e)
+                ))
+            })?;
+        Ok(connection)
+    }
+
+    /// The stored checkpoint and what is pending now.
+    pub async fn status(&self) -> Result<StatusReport, BackfillError> {
+        let mut connection = self.connect().await?;
+        let range = self.inspect(&mut connection).await?;
+        self.checkpoints
+            .ensure_table(&mut connection)
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?;
+        let checkpoint = self
+            .checkpoints
+            .load(&mut connection, &self.config.name)
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?;
+        let statements = Statements::new(connection.dialect(), self.config);
+        let first_pending_key = connection
+            .fetch_row(&statements.first_pending, &[], &[Kind::Int])
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?
+            .and_then(|row| row[0].int());
+        connection.close().await;
+        let percent = match &checkpoint {
+            Some(c) if matches!(c.status, Status::Swept | Status::Complete) => 100.0,
+            Some(c) => {
+                let left = remaining_estimate(range.min, range.max, c.cursor, span(range)) as f64;
+                (100.0 * (1.0 - left / span(range).max(1) as f64)).clamp(0.0, 100.0)
+            }
+            None => 0.0,
+        };
+        Ok(StatusReport {
+            name: self.config.name.clone(),
+            checkpoint,
+            first_pending_key,
+            percent,
+        })
+    }
+
+    /// Pauses, resumes or cancels; returns the new checkpoint.
+    pub async fn command(&self, command: Command) -> Result<Checkpoint, BackfillError> {
+        let mut connection = self.admin_connection().await?;
+        let store = |e: sqlx::Error| self.target_error(self.sql_error(&e));
+        // Retry on a concurrent write (a runner committing a batch).
+        for _ in 0..20 {
+            let Some(mut checkpoint) = self
+                .checkpoints
+                .load(&mut connection, &self.config.name)
+                .await
+                .map_err(store)?
+            else {
+                return Err(self.target_error("has never run: nothing to change"));
+            };
+            checkpoint.status = command
+                .apply(checkpoint.status)
+                .map_err(|e| self.target_error(e))?;
+            if command == Command::Resume {
+                checkpoint.last_error = None;
+            }
+            checkpoint.updated_at = now_ms();
+            checkpoint.version += 1;
+            if self
+                .checkpoints
+                .write(&mut connection, &checkpoint)
+                .await
+                .map_err(store)?
+            {
+                connection.close().await;
+                return Ok(checkpoint);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(self.target_error("the checkpoint kept changing; try again"))
+    }
+
+    /// Deletes the checkpoint so the next run starts over; refuses while a runner holds it.
+    /// Returns whether there was a checkpoint.
+    pub async fn reset(&self) -> Result<bool, BackfillError> {
+        let mut connection = self.admin_connection().await?;
+        let store = |e: sqlx::Error| self.target_error(self.sql_error(&e));
+        let exists = self
+            .checkpoints
+            .load(&mut connection, &self.config.name)
+            .await
+            .map_err(store)?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        if !self
+            .try_lock(&mut connection, now_ms())
+            .await
+            .map_err(store)?
+        {
+            let holder = self
+                .current_holder(&mut connection)
+                .await
+                .unwrap_or_else(|| "another runner".to_owned());
+            return Err(self.target_error(format!(
+                "is being run by {holder}: pause or cancel it first"
+            )));
+        }
+        let deleted = self
+            .checkpoints
+            .delete(&mut connection, &self.config.name)
+            .await
+            .map_err(store)?;
+        self.unlock(&mut connection).await;
+        connection.close().await;
+        Ok(deleted)
+    }
+}
+
+/// The number of key positions in the range, as a row estimate (exact for dense keys).
+fn span(range: KeyRange) -> u64 {
+    (range.max.saturating_sub(range.min).saturating_add(1)).max(0) as u64
+}
+
+enum BatchResult {
+    Committed {
+        scanned: u64,
+        updated: u64,
+        took: Duration,
+    },
+    PassFinished,
+    Interrupted,
+}
