@@ -158,7 +158,7 @@ fn runner<'a>(
                     backfill.name
                 )
             })?;
-            Some(DatabaseUrl::parse(&value).with_context(|| format!("{variable}"))?)
+            Some(DatabaseUrl::parse(&value).with_context(|| variable.clone())?)
         }
         None => None,
     };

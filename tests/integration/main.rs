@@ -2,6 +2,7 @@
 //! Real PostgreSQL, MariaDB, SQLite files and the real Alembic CLI; `scripts/test` starts them.
 
 mod architecture;
+mod backfill;
 mod bad_input;
 mod check;
 mod graph;

@@ -301,6 +301,90 @@ impl TestDatabase {
         }
     }
 
+    /// Runs a query returning one integer.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let url = self.url();
+        match self.kind {
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&url)
+                    .await
+                    .expect("connect postgres");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("postgres scalar")
+            }
+            Kind::MariaDb => {
+                let mut c = sqlx::MySqlConnection::connect(&url)
+                    .await
+                    .expect("connect mysql");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("mysql scalar")
+            }
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect sqlite");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("sqlite scalar")
+            }
+        }
+    }
+
+    /// Whether a table exists.
+    pub async fn table_exists(&self, table: &str) -> bool {
+        let sql = match self.kind {
+            Kind::Postgres => format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+            Kind::MariaDb => format!(
+                "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
+            ),
+            Kind::Sqlite => format!(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ),
+        };
+        self.scalar(&sql).await > 0
+    }
+
+    /// The SQL checkpoint of a backfill: (cursor, rows_updated, status).
+    pub async fn checkpoint(&self, name: &str) -> Option<(Option<i64>, i64, String)> {
+        if !self.table_exists("shiftguard_backfill").await {
+            return None;
+        }
+        let sql = format!(
+            "SELECT cursor_value, rows_updated, status FROM shiftguard_backfill WHERE name = '{name}'"
+        );
+        let url = self.url();
+        match self.kind {
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_optional(&mut c)
+                    .await
+                    .expect("checkpoint")
+            }
+            Kind::MariaDb => {
+                let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_optional(&mut c)
+                    .await
+                    .expect("checkpoint")
+            }
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_optional(&mut c)
+                    .await
+                    .expect("checkpoint")
+            }
+        }
+    }
+
     pub async fn drop_database(self) {
         match self.kind {
             Kind::Postgres => {

@@ -4,8 +4,8 @@
 //! `shiftguard_core::backfill`; this module carries them out.
 //!
 //! One runner at a time: PostgreSQL and MySQL take a session-level advisory lock that dies with
-//! the connection (so a runner killed with -9 never holds up the next), SQLite a short lease on
-//! the checkpoint row, renewed by every batch.
+//! the connection, SQLite an advisory lock on a file beside the database that dies with the
+//! process; so a runner killed with -9 never holds up the next.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,8 +21,6 @@ use crate::connection::{Bind, ConnectSettings, Connection, Kind};
 use crate::error::{ErrorClass, SqlError, classify};
 use crate::url::{DatabaseUrl, Dialect};
 
-/// How long a SQLite lease lasts without renewal.
-const LEASE_TTL: Duration = Duration::from_secs(30);
 /// How often to re-check replica lag while throttled.
 const LAG_POLL: Duration = Duration::from_millis(500);
 
@@ -153,6 +151,25 @@ pub struct Runner<'a> {
     pub owner: String,
     pub lag: LagSource,
     pub connect_timeout: Duration,
+}
+
+/// Proof that this runner holds the backfill.
+#[derive(Debug)]
+enum Held {
+    /// A lock of the database session: released by unlocking or by the session ending.
+    Session,
+    /// An advisory lock on a file: released when the file is closed (or the process dies).
+    File(#[allow(dead_code)] std::fs::File),
+    /// An in-memory SQLite database: nothing to exclude.
+    Memory,
+}
+
+/// A runner attached to its backfill.
+struct Attached {
+    connection: Connection,
+    checkpoint: Checkpoint,
+    range: KeyRange,
+    held: Held,
 }
 
 /// What the run learned about the target table.
@@ -386,60 +403,69 @@ impl Runner<'_> {
         })
     }
 
-    /// Takes the run's exclusive right to the backfill. PostgreSQL/MySQL: a session lock;
-    /// SQLite: the lease on the checkpoint row (which must exist).
-    async fn try_lock(&self, connection: &mut Connection, now: i64) -> Result<bool, sqlx::Error> {
+    /// Takes the run's exclusive right to the backfill: a lock that dies with its holder, so a
+    /// runner killed with -9 never holds up the next. PostgreSQL: a session advisory lock; MySQL:
+    /// `GET_LOCK`; SQLite: an advisory file lock on `<database>.shiftguard-<name>.lock`.
+    /// `None` when another runner holds it.
+    async fn try_lock(&self, connection: &mut Connection) -> Result<Option<Held>, BackfillError> {
         let lock_name = format!(
             "shiftguard:{}:{}",
             self.checkpoints.table(),
             self.config.name
         );
-        match connection.dialect() {
-            Dialect::Postgres => {
-                let row = connection
-                    .fetch_row(
-                        "SELECT CAST(CASE WHEN pg_try_advisory_lock(hashtextextended($1, 0)) THEN 1 ELSE 0 END AS BIGINT)",
-                        &[Bind::Text(Some(lock_name))],
-                        &[Kind::Int],
-                    )
-                    .await?;
-                Ok(row.and_then(|r| r[0].int()) == Some(1))
-            }
+        let lock_error = |e: sqlx::Error| {
+            self.target_error(format!("cannot take the run lock: {}", self.sql_error(&e)))
+        };
+        let acquired = match connection.dialect() {
+            Dialect::Postgres => connection
+                .fetch_row(
+                    "SELECT CAST(CASE WHEN pg_try_advisory_lock(hashtextextended($1, 0)) THEN 1 ELSE 0 END AS BIGINT)",
+                    &[Bind::Text(Some(lock_name))],
+                    &[Kind::Int],
+                )
+                .await
+                .map_err(lock_error)?,
             Dialect::MySql => {
                 // MySQL lock names are at most 64 characters.
                 let lock_name: String = lock_name.chars().take(64).collect();
-                let row = connection
+                connection
                     .fetch_row(
                         "SELECT CAST(GET_LOCK(?, 0) AS SIGNED)",
                         &[Bind::Text(Some(lock_name))],
                         &[Kind::Int],
                     )
-                    .await?;
-                Ok(row.and_then(|r| r[0].int()) == Some(1))
+                    .await
+                    .map_err(lock_error)?
             }
             Dialect::Sqlite => {
-                let sql = format!(
-                    "UPDATE {} SET lease_owner = ?1, lease_expires_at = ?2, version = version + 1 \
-                     WHERE name = ?3 AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_expires_at < ?4)",
-                    self.checkpoints.table()
-                );
-                let taken = connection
-                    .execute(
-                        &sql,
-                        &[
-                            Bind::Text(Some(self.owner.clone())),
-                            Bind::Int(Some(now + LEASE_TTL.as_millis() as i64)),
-                            Bind::Text(Some(self.config.name.clone())),
-                            Bind::Int(Some(now)),
-                        ],
-                    )
-                    .await?;
-                Ok(taken == 1)
+                let Some(database) = self.url.sqlite_path() else {
+                    // An in-memory database has one connection: nobody to exclude.
+                    return Ok(Some(Held::Memory));
+                };
+                let mut path = database.as_os_str().to_owned();
+                path.push(format!(".shiftguard-{}.lock", self.config.name));
+                let file = std::fs::File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| self.target_error(format!("cannot open lock file: {e}")))?;
+                return match file.try_lock() {
+                    Ok(()) => Ok(Some(Held::File(file))),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        Err(self.target_error(format!("cannot lock {}: {e}", std::path::Path::new(&path).display())))
+                    }
+                };
             }
-        }
+        };
+        Ok((acquired.and_then(|r| r[0].int()) == Some(1)).then_some(Held::Session))
     }
 
-    async fn unlock(&self, connection: &mut Connection) {
+    async fn unlock(&self, connection: &mut Connection, held: Held) {
+        if !matches!(held, Held::Session) {
+            return; // Dropping the file closes it, which releases the lock.
+        }
         let lock_name = format!(
             "shiftguard:{}:{}",
             self.checkpoints.table(),
@@ -466,9 +492,7 @@ impl Runner<'_> {
 
     /// Opens a connection, checks the target, takes the lock and loads the checkpoint.
     /// `Err(Outcome::Busy)` when another runner holds it.
-    async fn attach(
-        &self,
-    ) -> Result<Result<(Connection, Checkpoint, KeyRange), Outcome>, BackfillError> {
+    async fn attach(&self) -> Result<Result<Attached, Outcome>, BackfillError> {
         let mut connection = self.connect().await?;
         let range = self.inspect(&mut connection).await?;
         let store_error = |e: sqlx::Error| {
@@ -478,53 +502,42 @@ impl Runner<'_> {
                 self.sql_error(&e)
             ))
         };
-        let now = now_ms();
-        let sqlite = connection.dialect() == Dialect::Sqlite;
-        if !sqlite
-            && !self
-                .try_lock(&mut connection, now)
-                .await
-                .map_err(store_error)?
-        {
+        let Some(held) = self.try_lock(&mut connection).await? else {
             let holder = self.current_holder(&mut connection).await;
             connection.close().await;
             return Ok(Err(Outcome::Busy { holder }));
-        }
+        };
         self.checkpoints
             .ensure_table(&mut connection)
             .await
             .map_err(store_error)?;
         self.checkpoints
-            .insert_if_absent(&mut connection, &Checkpoint::new(&self.config.name, now))
+            .insert_if_absent(
+                &mut connection,
+                &Checkpoint::new(&self.config.name, now_ms()),
+            )
             .await
             .map_err(store_error)?;
-        if sqlite
-            && !self
-                .try_lock(&mut connection, now)
-                .await
-                .map_err(store_error)?
-        {
-            let holder = self.current_holder(&mut connection).await;
-            connection.close().await;
-            return Ok(Err(Outcome::Busy { holder }));
-        }
         let mut checkpoint = self
             .checkpoints
             .load(&mut connection, &self.config.name)
             .await
             .map_err(store_error)?
             .ok_or_else(|| self.target_error("checkpoint row vanished"))?;
-        if !sqlite {
-            // Record who holds it, for `backfill status`; the lock is what excludes.
-            checkpoint.lease_owner = Some(self.owner.clone());
-            checkpoint.lease_expires_at = None;
-            checkpoint.version += 1;
-            self.checkpoints
-                .write(&mut connection, &checkpoint)
-                .await
-                .map_err(store_error)?;
-        }
-        Ok(Ok((connection, checkpoint, range)))
+        // Record who holds it, for `backfill status`; the lock is what excludes.
+        checkpoint.lease_owner = Some(self.owner.clone());
+        checkpoint.lease_expires_at = None;
+        checkpoint.version += 1;
+        self.checkpoints
+            .write(&mut connection, &checkpoint)
+            .await
+            .map_err(store_error)?;
+        Ok(Ok(Attached {
+            connection,
+            checkpoint,
+            range,
+            held,
+        }))
     }
 
     async fn current_holder(&self, connection: &mut Connection) -> Option<String> {
@@ -543,7 +556,12 @@ impl Runner<'_> {
         observe: &mut dyn FnMut(&Event),
     ) -> Result<RunSummary, BackfillError> {
         let started = Instant::now();
-        let (mut connection, mut checkpoint, range) = match self.attach().await? {
+        let Attached {
+            mut connection,
+            mut checkpoint,
+            range,
+            mut held,
+        } = match self.attach().await? {
             Ok(attached) => attached,
             Err(outcome) => {
                 return Ok(RunSummary {
@@ -557,6 +575,7 @@ impl Runner<'_> {
         let result = self
             .work(
                 &mut connection,
+                &mut held,
                 &mut checkpoint,
                 range,
                 deadline,
@@ -574,7 +593,7 @@ impl Runner<'_> {
                 checkpoint = released;
             }
         }
-        self.unlock(&mut connection).await;
+        self.unlock(&mut connection, held).await;
         connection.close().await;
         let (outcome, report) = result?;
         Ok(RunSummary {
@@ -585,9 +604,11 @@ impl Runner<'_> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn work(
         &self,
         connection: &mut Connection,
+        held: &mut Held,
         checkpoint: &mut Checkpoint,
         range: KeyRange,
         deadline: Instant,
@@ -683,10 +704,13 @@ impl Runner<'_> {
                         });
                         tokio::time::sleep(delay).await;
                         if class == ErrorClass::Connection {
+                            // Let go of a file lock before taking it again.
+                            *held = Held::Memory;
                             match self.attach().await? {
-                                Ok((fresh, stored, _)) => {
-                                    *connection = fresh;
-                                    *checkpoint = stored;
+                                Ok(fresh) => {
+                                    *connection = fresh.connection;
+                                    *checkpoint = fresh.checkpoint;
+                                    *held = fresh.held;
                                 }
                                 Err(outcome) => return Ok((outcome, totals)),
                             }
@@ -828,11 +852,6 @@ impl Runner<'_> {
         let mut next = checkpoint.clone();
         next.updated_at = now;
         next.version += 1;
-        if next.lease_owner.as_deref() == Some(self.owner.as_str())
-            && connection.dialect() == Dialect::Sqlite
-        {
-            next.lease_expires_at = Some(now + LEASE_TTL.as_millis() as i64);
-        }
         let Some(upper) = upper.filter(|_| scanned > 0) else {
             next.status = Status::Swept;
             return Ok(self
@@ -1102,11 +1121,7 @@ impl Runner<'_> {
         if !exists {
             return Ok(false);
         }
-        if !self
-            .try_lock(&mut connection, now_ms())
-            .await
-            .map_err(store)?
-        {
+        let Some(held) = self.try_lock(&mut connection).await? else {
             let holder = self
                 .current_holder(&mut connection)
                 .await
@@ -1114,13 +1129,13 @@ impl Runner<'_> {
             return Err(self.target_error(format!(
                 "is being run by {holder}: pause or cancel it first"
             )));
-        }
+        };
         let deleted = self
             .checkpoints
             .delete(&mut connection, &self.config.name)
             .await
             .map_err(store)?;
-        self.unlock(&mut connection).await;
+        self.unlock(&mut connection, held).await;
         connection.close().await;
         Ok(deleted)
     }

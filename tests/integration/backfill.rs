@@ -1,0 +1,562 @@
+//! `shiftguard backfill` against real PostgreSQL, MariaDB and SQLite: killed with -9 and resumed,
+//! raced by a second runner, fed new pending rows by an "old app", throttled, and refused on bad
+//! input without writing anything.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{ALL_KINDS, Kind, Run, TestDatabase};
+
+const NAME: &str = "users_display_name";
+
+/// A users table with `rows` rows, every one pending (display_name NULL).
+async fn users_table(db: &TestDatabase, rows: u64) {
+    db.execute(
+        "CREATE TABLE users (id BIGINT NOT NULL PRIMARY KEY, full_name VARCHAR(200), email VARCHAR(320), display_name VARCHAR(200))",
+    )
+    .await;
+    insert_users(db, 1, rows).await;
+}
+
+/// Inserts pending users with ids `from..from+count`, as the old app would (no display_name).
+async fn insert_users(db: &TestDatabase, from: u64, count: u64) {
+    let to = from + count - 1;
+    let sql = match db.kind {
+        Kind::Postgres => format!(
+            "INSERT INTO users (id, full_name, email) SELECT g, 'User ' || g, 'u' || g || '@example.com' FROM generate_series({from}, {to}) g"
+        ),
+        // MariaDB's Sequence engine (recursive CTEs stop at 1,000 iterations by default).
+        Kind::MariaDb => format!(
+            "INSERT INTO users (id, full_name, email) SELECT seq, CONCAT('User ', seq), CONCAT('u', seq, '@example.com') FROM seq_{from}_to_{to}"
+        ),
+        Kind::Sqlite => format!(
+            "INSERT INTO users (id, full_name, email) WITH RECURSIVE seq(n) AS (SELECT {from} UNION ALL SELECT n + 1 FROM seq WHERE n < {to}) SELECT n, 'User ' || n, 'u' || n || '@example.com' FROM seq"
+        ),
+    };
+    db.execute(&sql).await;
+}
+
+/// A config directory with shiftguard.toml: the users backfill with `tuning` lines added.
+struct Config {
+    dir: tempfile::TempDir,
+}
+
+impl Config {
+    fn new(tuning: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("shiftguard.toml"),
+            format!(
+                "[[backfill]]\nname = \"{NAME}\"\ntable = \"users\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n{tuning}\n"
+            ),
+        )
+        .expect("write config");
+        Config { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("shiftguard.toml")
+    }
+}
+
+fn backfill_command(config: &Path, url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shiftguard"));
+    command
+        .arg("backfill")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("DATABASE_URL", url);
+    command
+}
+
+fn backfill(config: &Path, url: &str, args: &[&str]) -> Run {
+    backfill_command(config, url, args)
+        .output()
+        .expect("run shiftguard backfill")
+        .into()
+}
+
+fn spawn(config: &Path, url: &str, args: &[&str]) -> Child {
+    backfill_command(config, url, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shiftguard backfill")
+}
+
+/// Rows still pending, rows done, and the checkpoint's (cursor, rows_updated, status).
+struct Observed {
+    pending: i64,
+    done: i64,
+    pending_at_or_below_cursor: i64,
+    checkpoint: Option<(Option<i64>, i64, String)>,
+}
+
+async fn observe(db: &TestDatabase) -> Observed {
+    let pending = db
+        .scalar("SELECT count(*) FROM users WHERE display_name IS NULL")
+        .await;
+    let done = db
+        .scalar("SELECT count(*) FROM users WHERE display_name IS NOT NULL")
+        .await;
+    let checkpoint = db.checkpoint(NAME).await;
+    let cursor = checkpoint.as_ref().and_then(|c| c.0).unwrap_or(i64::MIN);
+    let pending_at_or_below_cursor = db
+        .scalar(&format!(
+            "SELECT count(*) FROM users WHERE display_name IS NULL AND id <= {cursor}"
+        ))
+        .await;
+    Observed {
+        pending,
+        done,
+        pending_at_or_below_cursor,
+        checkpoint,
+    }
+}
+
+/// A small deterministic generator, so a failing kill schedule can be replayed from its seed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+async fn killed_and_resumed(kind: Kind) {
+    let db = TestDatabase::create(kind).await;
+    let rows = 60_000;
+    users_table(&db, rows).await;
+    let config =
+        Config::new("batch_size = 300\nmax_batch_size = 500\ntarget_batch_ms = 10\npause_ms = 10");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7);
+    let mut random = Lcg(seed);
+    let url = db.url();
+    let mut kills = 0;
+    for _ in 0..8 {
+        let mut child = spawn(&config.path(), &url, &["run", NAME]);
+        std::thread::sleep(Duration::from_millis(80 + random.next(400)));
+        let finished = child.try_wait().expect("try_wait").is_some();
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        kills += usize::from(!finished);
+        // Between kills: the checkpoint is never ahead of committed data, and counts agree.
+        let seen = observe(&db).await;
+        if let Some((_, rows_updated, _)) = &seen.checkpoint {
+            assert_eq!(
+                *rows_updated, seen.done,
+                "{kind:?} seed {seed}: checkpoint count = rows changed"
+            );
+            assert_eq!(
+                seen.pending_at_or_below_cursor, 0,
+                "{kind:?} seed {seed}: nothing pending behind the cursor"
+            );
+        }
+    }
+    assert!(
+        kills >= 3,
+        "{kind:?}: the schedule must interrupt runs ({kills} kills)"
+    );
+
+    let run = backfill(&config.path(), &url, &["run", NAME]);
+    assert_eq!(run.code, 0, "{kind:?} seed {seed}: {}", run.stderr);
+    assert!(
+        run.stderr.contains("complete: nothing is pending"),
+        "{}",
+        run.stderr
+    );
+    let seen = observe(&db).await;
+    assert_eq!(seen.pending, 0);
+    assert_eq!(seen.done, rows as i64);
+    let (_, rows_updated, status) = seen.checkpoint.expect("checkpoint");
+    assert_eq!(
+        rows_updated, rows as i64,
+        "{kind:?} seed {seed}: every row counted exactly once"
+    );
+    assert_eq!(status, "complete");
+    let wrong = db
+        .scalar("SELECT count(*) FROM users WHERE display_name IS NOT NULL AND display_name <> full_name")
+        .await;
+    assert_eq!(wrong, 0);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn kill_9_and_resume_on_postgres() {
+    killed_and_resumed(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn kill_9_and_resume_on_mariadb() {
+    killed_and_resumed(Kind::MariaDb).await;
+}
+
+#[tokio::test]
+async fn kill_9_and_resume_on_sqlite() {
+    killed_and_resumed(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn two_runners_at_once_exactly_one_advances() {
+    for kind in ALL_KINDS {
+        let db = TestDatabase::create(kind).await;
+        users_table(&db, 20_000).await;
+        let config = Config::new("batch_size = 200\nmax_batch_size = 200\npause_ms = 10");
+        let url = db.url();
+        let first = spawn(&config.path(), &url, &["run", NAME]);
+        // Let the first take the lock, then race it.
+        std::thread::sleep(Duration::from_millis(400));
+        let second = backfill(&config.path(), &url, &["run", NAME]);
+        let first: Run = first.wait_with_output().expect("first runner").into();
+        assert_eq!(first.code, 0, "{kind:?}: {}", first.stderr);
+        assert_eq!(second.code, 75, "{kind:?}: {}", second.stderr);
+        assert!(
+            second.stderr.contains("skipped: another runner") && second.stderr.contains(':'),
+            "{}",
+            second.stderr
+        );
+        let seen = observe(&db).await;
+        assert_eq!(seen.pending, 0);
+        assert_eq!(seen.checkpoint.expect("checkpoint").1, 20_000);
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn old_writers_adding_pending_rows_are_swept() {
+    for kind in ALL_KINDS {
+        let db = TestDatabase::create(kind).await;
+        users_table(&db, 20_000).await;
+        let config = Config::new("batch_size = 500\nmax_batch_size = 500\npause_ms = 2");
+        let url = db.url();
+        let runner = spawn(&config.path(), &url, &["run", NAME]);
+        // The old app keeps inserting rows without display_name, during the pass…
+        let mut next_id = 20_001;
+        let deadline = Instant::now() + Duration::from_millis(600);
+        while Instant::now() < deadline {
+            insert_users(&db, next_id, 50).await;
+            next_id += 50;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let first: Run = runner.wait_with_output().expect("runner").into();
+        assert_eq!(first.code, 0, "{kind:?}: {}", first.stderr);
+        // …and after it: low and high keys, behind the finished cursor.
+        db.execute("UPDATE users SET display_name = NULL WHERE id IN (5, 17)")
+            .await;
+        insert_users(&db, next_id, 10).await;
+        let status = backfill(&config.path(), &url, &["status", NAME, "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+        assert_eq!(
+            report[0]["first_pending_key"], 5,
+            "{kind:?}: {}",
+            status.stdout
+        );
+
+        let pending_before = observe(&db).await.pending;
+        assert!(pending_before >= 12);
+        let second = backfill(&config.path(), &url, &["run", NAME, "--json"]);
+        assert_eq!(second.code, 0, "{kind:?}: {}", second.stderr);
+        let summary: serde_json::Value = serde_json::from_str(&second.stdout).expect("run JSON");
+        assert_eq!(summary["status"], "complete");
+        assert_eq!(
+            summary["run"]["rows_updated"], pending_before,
+            "{kind:?}: {}",
+            second.stdout
+        );
+        assert!(summary["checkpoint"]["passes"].as_u64().expect("passes") >= 2);
+        let seen = observe(&db).await;
+        assert_eq!(seen.pending, 0, "{kind:?}");
+        let (_, rows_updated, _) = seen.checkpoint.expect("checkpoint");
+        assert_eq!(
+            rows_updated,
+            seen.done + 2,
+            "the two reset rows were updated twice"
+        );
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn replica_lag_pauses_batches() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users_table(&db, 5_000).await;
+    db.execute("CREATE TABLE fake_lag (ms INTEGER NOT NULL)")
+        .await;
+    db.execute("INSERT INTO fake_lag VALUES (5000)").await;
+    let config = Config::new(
+        "replica_lag_query = \"SELECT max(ms) FROM fake_lag\"\nmax_replica_lag_ms = 1500",
+    );
+    let url = db.url();
+    let run = backfill(&config.path(), &url, &["run", NAME, "--max-seconds", "2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("throttled: replica lag 5000 ms > 1500 ms"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stopped before the time limit"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        observe(&db).await.done,
+        0,
+        "no batch ran while the replica lagged"
+    );
+
+    db.execute("UPDATE fake_lag SET ms = 10").await;
+    let run = backfill(&config.path(), &url, &["run", NAME]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(observe(&db).await.pending, 0);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_held_row_lock_times_out_and_is_retried() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users_table(&db, 2_000).await;
+    let config = Config::new("lock_timeout_ms = 200");
+    let url = db.url();
+    // Another session holds a lock on a row of the first batch for ~1.5 s.
+    use sqlx::Connection as _;
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql("BEGIN; SELECT * FROM users WHERE id = 10 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .expect("lock row");
+    let runner = tokio::task::spawn_blocking({
+        let path = config.path();
+        move || backfill(&path, &url, &["run", NAME])
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    let run = runner.await.expect("runner");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("retry 1 in"), "{}", run.stderr);
+    assert!(run.stderr.contains("lock timeout"), "{}", run.stderr);
+    assert_eq!(observe(&db).await.pending, 0);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn operators_pause_resume_cancel_and_reset() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users_table(&db, 30_000).await;
+    let config = Config::new("batch_size = 200\nmax_batch_size = 200\npause_ms = 10");
+    let url = db.url();
+    let runner = spawn(&config.path(), &url, &["run", NAME]);
+    std::thread::sleep(Duration::from_millis(500));
+    let paused = backfill(&config.path(), &url, &["pause", NAME]);
+    assert_eq!(
+        paused.stdout.trim(),
+        format!("backfill {NAME}: paused"),
+        "{}",
+        paused.stderr
+    );
+    let run: Run = runner.wait_with_output().expect("runner").into();
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stderr.contains("an operator changed it to paused"),
+        "{}",
+        run.stderr
+    );
+    let at_pause = observe(&db).await;
+    assert!(at_pause.pending > 0);
+    assert_eq!(
+        at_pause.checkpoint.as_ref().expect("checkpoint").1,
+        at_pause.done
+    );
+
+    let idle = backfill(&config.path(), &url, &["run", NAME]);
+    assert!(
+        idle.stderr.contains("nothing to do: it is paused"),
+        "{}",
+        idle.stderr
+    );
+    assert_eq!(observe(&db).await.done, at_pause.done);
+
+    let resumed = backfill(&config.path(), &url, &["resume", NAME]);
+    assert_eq!(resumed.stdout.trim(), format!("backfill {NAME}: running"));
+    let finished = backfill(&config.path(), &url, &["run", NAME]);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(observe(&db).await.pending, 0);
+
+    let cancelled = backfill(&config.path(), &url, &["cancel", NAME]);
+    assert_eq!(
+        cancelled.stdout.trim(),
+        format!("backfill {NAME}: cancelled")
+    );
+    let refused = backfill(&config.path(), &url, &["resume", NAME]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused
+            .stderr
+            .contains("cannot resume a backfill that is cancelled"),
+        "{}",
+        refused.stderr
+    );
+
+    let reset = backfill(&config.path(), &url, &["reset", NAME]);
+    assert_eq!(
+        reset.stdout.trim(),
+        format!("backfill {NAME}: reset; the next run starts over")
+    );
+    assert_eq!(observe(&db).await.checkpoint, None);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_is_written() {
+    for kind in ALL_KINDS {
+        let db = TestDatabase::create(kind).await;
+        db.execute(
+            "CREATE TABLE no_key (id BIGINT, full_name VARCHAR(200), display_name VARCHAR(200))",
+        )
+        .await;
+        db.execute("CREATE TABLE text_key (id VARCHAR(40) NOT NULL PRIMARY KEY, full_name VARCHAR(200), display_name VARCHAR(200))")
+            .await;
+        db.execute("CREATE TABLE users (id BIGINT NOT NULL PRIMARY KEY, full_name VARCHAR(200), display_name VARCHAR(200))")
+            .await;
+        let url = db.url();
+        let cases: &[(&str, &str, &str)] = &[
+            ("ghosts", "id", "table ghosts does not exist"),
+            ("users", "uid", "table users has no column uid"),
+            ("no_key", "id", "key no_key.id is not unique"),
+            ("text_key", "id", "the keyset cursor needs an integer key"),
+        ];
+        for (table, key, expected) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("shiftguard.toml");
+            std::fs::write(
+                &path,
+                format!("[[backfill]]\nname = \"b\"\ntable = \"{table}\"\nkey = \"{key}\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n"),
+            )
+            .expect("write");
+            let run = backfill(&path, &url, &["run", "b"]);
+            assert_eq!(run.code, 2, "{kind:?} {table}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(expected),
+                "{kind:?}: expected {expected:?} in {}",
+                run.stderr
+            );
+            assert_eq!(run.stderr.lines().count(), 1, "one line: {}", run.stderr);
+        }
+        let bad_set = Config::new("");
+        std::fs::write(
+            bad_set.path(),
+            "[[backfill]]\nname = \"b\"\ntable = \"users\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_nam = full_name\"\n",
+        )
+        .expect("write");
+        let run = backfill(&bad_set.path(), &url, &["run", "b"]);
+        assert_eq!(run.code, 2);
+        assert!(
+            run.stderr.contains("`set` or `pending` is not valid here"),
+            "{kind:?}: {}",
+            run.stderr
+        );
+
+        assert!(
+            !db.table_exists("shiftguard_backfill").await,
+            "{kind:?}: no checkpoint table after refused runs"
+        );
+
+        // An empty table is simply complete.
+        let empty = Config::new("");
+        let run = backfill(&empty.path(), &url, &["run", NAME]);
+        assert_eq!(run.code, 0, "{kind:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("complete: nothing is pending"),
+            "{}",
+            run.stderr
+        );
+        db.drop_database().await;
+    }
+
+    let unguarded = Config::new("");
+    std::fs::write(
+        unguarded.path(),
+        "[[backfill]]\nname = \"b\"\ntable = \"users\"\nkey = \"id\"\npending = \"true\"\nset = \"display_name = full_name\"\n",
+    )
+    .expect("write");
+    let run = backfill(&unguarded.path(), "sqlite::memory:", &["run", "b"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("`pending` must select only the rows still to do"),
+        "{}",
+        run.stderr
+    );
+
+    let config = Config::new("");
+    let run = backfill(
+        &config.path(),
+        "postgres://app:hunter2@127.0.0.1:1/app",
+        &["run", NAME],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("cannot connect to postgres database app on 127.0.0.1:1"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("hunter2"));
+
+    let run = backfill(&config.path(), "sqlite::memory:", &["run", "nope"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("no backfill named nope in the configuration (defined: users_display_name)"),
+        "{}",
+        run.stderr
+    );
+
+    let run = backfill(
+        &config.path(),
+        "sqlite::memory:",
+        &["run", NAME, "--checkpoint", "dynamodb"],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("dynamodb checkpoint store is not available"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn emf_lines_describe_every_batch() {
+    let db = TestDatabase::create(Kind::Sqlite).await;
+    users_table(&db, 3_000).await;
+    let config = Config::new("batch_size = 1000\nmin_batch_size = 1000\nmax_batch_size = 1000");
+    let run = backfill(&config.path(), &db.url(), &["run", NAME, "--emf"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
+        .collect();
+    let batches: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "batch").collect();
+    assert_eq!(batches.len(), 3);
+    assert!(batches.iter().all(|b| b["RowsUpdated"] == 1000
+        && b["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "shiftguard/backfill"));
+    assert_eq!(batches[2]["cursor"], 3000);
+    let summary = lines.last().expect("summary");
+    assert_eq!(summary["event"], "run");
+    assert_eq!(summary["RowsUpdated"], 3000);
+}
