@@ -240,6 +240,9 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
             "stopped: an operator changed it to {}",
             checkpoint.map_or("(reset)".to_owned(), |c| c.status.to_string())
         ),
+        RunOutcome::Swept => {
+            "swept: the pass is finished; the next run verifies that nothing is pending".to_owned()
+        }
         RunOutcome::Complete => "complete: nothing is pending".to_owned(),
     };
     if args.json {
@@ -426,7 +429,7 @@ impl Progress {
                 "retry {attempt} in {} ms: {error}",
                 delay.as_millis()
             )),
-            Event::Swept => Some("pass finished: verifying".to_owned()),
+            Event::Swept => Some("pass finished".to_owned()),
             Event::Verified {
                 pending_from: Some(key),
             } => Some(format!("pending rows found again from key {key}: sweeping")),
