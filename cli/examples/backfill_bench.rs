@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
-use shiftguard_sql::backfill::{Event, LagSource, Runner};
+use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Runner};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 use sqlx::{Connection, PgConnection};
 
@@ -62,7 +62,9 @@ async fn main() {
     let runner = Runner {
         url: &parsed_url,
         config: &config.backfill[0],
-        checkpoints: SqlCheckpoints::new(&config.checkpoint.table).expect("table"),
+        checkpoints: Checkpoints::Sql(
+            SqlCheckpoints::new(&config.checkpoint.table).expect("table"),
+        ),
         owner: "bench".to_owned(),
         lag: LagSource::PostgresReplication,
         connect_timeout: Duration::from_secs(10),

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shiftguard_core::backfill::{Command, emf_line};
 use shiftguard_core::config::{BackfillConfig, CheckpointStoreKind, ProjectConfig};
 use shiftguard_sql::DatabaseUrl;
-use shiftguard_sql::backfill::{Event, LagSource, Outcome as RunOutcome, Runner};
+use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 
 use crate::Outcome;
@@ -165,7 +165,7 @@ fn runner<'a>(
     Ok(Runner {
         url: &loaded.url,
         config: backfill,
-        checkpoints: SqlCheckpoints::new(&loaded.config.checkpoint.table)?,
+        checkpoints: Checkpoints::Sql(SqlCheckpoints::new(&loaded.config.checkpoint.table)?),
         owner: owner(),
         lag: LagSource::for_backfill(backfill, loaded.url.dialect(), replica),
         connect_timeout: Duration::from_secs(common.connect_timeout),

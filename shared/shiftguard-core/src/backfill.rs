@@ -3,9 +3,12 @@
 //! Embedded Metric Format lines. The executor in `shiftguard-sql` carries them out.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Serialize;
+use thiserror::Error;
 
 use crate::config::Tuning;
 
@@ -146,6 +149,49 @@ impl Checkpoint {
         }
     }
 }
+
+impl Checkpoint {
+    /// Whether `owner` may take the lease now: nobody holds it, `owner` does, or it expired.
+    pub fn lease_available(&self, owner: &str, now_ms: i64) -> bool {
+        match (&self.lease_owner, self.lease_expires_at) {
+            (None, _) => true,
+            (Some(holder), _) if holder == owner => true,
+            (Some(_), Some(expires)) => expires < now_ms,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// A future returned by a [`CheckpointStore`].
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A checkpoint store outside the backfilled database (DynamoDB). Every write is conditional on
+/// the stored `version` being `checkpoint.version - 1`, so two runners can never both advance.
+/// (The SQL store is not behind this trait: it writes inside each batch's transaction.)
+pub trait CheckpointStore: Send + Sync {
+    /// What the store is, for messages: e.g. `dynamodb table shiftguard-checkpoints`.
+    fn describe(&self) -> String;
+    /// The checkpoint of `name`, read consistently.
+    fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Checkpoint>>;
+    /// Stores `checkpoint` unless one with its name exists.
+    fn create<'a>(&'a self, checkpoint: &'a Checkpoint) -> StoreFuture<'a, ()>;
+    /// Stores `checkpoint` if the stored version is `checkpoint.version - 1`; returns whether it did.
+    fn write<'a>(&'a self, checkpoint: &'a Checkpoint) -> StoreFuture<'a, bool>;
+    /// Deletes the checkpoint of `name`; returns whether there was one.
+    fn delete<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool>;
+}
+
+/// A checkpoint store operation that failed (not a lost conditional write: that is `Ok(false)`).
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub message: String,
+    /// Worth retrying (throttling, a dropped connection).
+    pub transient: bool,
+}
+
+/// How long an external store's lease lasts without renewal; each batch renews it.
+pub const LEASE_TTL_MS: i64 = 15_000;
 
 /// Sizes batches toward a target duration: grows at most 25% per batch, shrinks up to half at
 /// once, within [min, max], steering by an exponential moving average of the cost per row
@@ -385,6 +431,22 @@ mod tests {
         ] {
             assert_eq!(Status::parse(status).map(Status::as_str), Some(status));
         }
+    }
+
+    #[test]
+    fn leases_expire() {
+        let mut c = Checkpoint::new("b", 0);
+        assert!(c.lease_available("me", 10));
+        c.lease_owner = Some("other".into());
+        c.lease_expires_at = Some(100);
+        assert!(!c.lease_available("me", 50));
+        assert!(c.lease_available("other", 50));
+        assert!(c.lease_available("me", 101));
+        c.lease_expires_at = None;
+        assert!(
+            !c.lease_available("me", 1_000_000),
+            "a lease without expiry is held"
+        );
     }
 
     #[test]

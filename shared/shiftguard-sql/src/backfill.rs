@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shiftguard_core::backfill::{
-    BatchReport, BatchSizer, Checkpoint, Command, RunStart, Status, backoff, rate_wait,
-    remaining_estimate,
+    BatchReport, BatchSizer, Checkpoint, CheckpointStore, Command, LEASE_TTL_MS, RunStart, Status,
+    backoff, rate_wait, remaining_estimate,
 };
 use shiftguard_core::config::BackfillConfig;
 use thiserror::Error;
@@ -143,12 +143,38 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
+/// Where a runner keeps its checkpoint.
+pub enum Checkpoints<'a> {
+    /// A table in the backfilled database, written inside each batch's transaction: progress
+    /// is exactly once. A session (or file) lock keeps other runners out.
+    Sql(SqlCheckpoints),
+    /// An external store (DynamoDB), written after each batch commits: a batch whose write is
+    /// lost runs again and changes nothing (the pending guard), but its rows are not counted.
+    /// A lease of [`LEASE_TTL_MS`], renewed by every batch, keeps other runners out.
+    External(&'a dyn CheckpointStore),
+}
+
+impl std::fmt::Debug for Checkpoints<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Checkpoints<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Checkpoints::Sql(table) => format!("checkpoint table {}", table.table()),
+            Checkpoints::External(store) => store.describe(),
+        }
+    }
+}
+
 /// One run of one backfill.
 #[derive(Debug)]
 pub struct Runner<'a> {
     pub url: &'a DatabaseUrl,
     pub config: &'a BackfillConfig,
-    pub checkpoints: SqlCheckpoints,
+    pub checkpoints: Checkpoints<'a>,
     /// Who this runner is (host, process, …), recorded as the lease owner.
     pub owner: String,
     pub lag: LagSource,
@@ -164,6 +190,8 @@ enum Held {
     File(#[allow(dead_code)] std::fs::File),
     /// An in-memory SQLite database: nothing to exclude.
     Memory,
+    /// A lease in an external store: released by clearing it (or by its expiry).
+    Lease,
 }
 
 /// A runner attached to its backfill.
@@ -405,16 +433,108 @@ impl Runner<'_> {
         })
     }
 
+    fn lock_name(&self) -> String {
+        let store = match &self.checkpoints {
+            Checkpoints::Sql(table) => table.table().to_owned(),
+            Checkpoints::External(store) => store.describe(),
+        };
+        format!("shiftguard:{store}:{}", self.config.name)
+    }
+
+    fn store_error(&self, message: impl std::fmt::Display) -> BackfillError {
+        self.target_error(format!("{}: {message}", self.checkpoints.describe()))
+    }
+
+    /// Creates the checkpoint store's table (SQL) and the checkpoint if they do not exist.
+    async fn prepare_store(&self, connection: &mut Connection) -> Result<(), BackfillError> {
+        let fresh = Checkpoint::new(&self.config.name, now_ms());
+        match &self.checkpoints {
+            Checkpoints::Sql(table) => {
+                table
+                    .ensure_table(connection)
+                    .await
+                    .map_err(|e| self.store_error(self.sql_error(&e)))?;
+                table
+                    .insert_if_absent(connection, &fresh)
+                    .await
+                    .map_err(|e| self.store_error(self.sql_error(&e)))
+            }
+            Checkpoints::External(store) => {
+                store.create(&fresh).await.map_err(|e| self.store_error(e))
+            }
+        }
+    }
+
+    async fn load_checkpoint(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<Option<Checkpoint>, BackfillError> {
+        match &self.checkpoints {
+            Checkpoints::Sql(table) => table
+                .load(connection, &self.config.name)
+                .await
+                .map_err(|e| self.store_error(self.sql_error(&e))),
+            Checkpoints::External(store) => store
+                .load(&self.config.name)
+                .await
+                .map_err(|e| self.store_error(e)),
+        }
+    }
+
+    /// Writes `checkpoint` if the stored version is one less; returns whether it did.
+    async fn save(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &Checkpoint,
+    ) -> Result<bool, BackfillError> {
+        match &self.checkpoints {
+            Checkpoints::Sql(table) => table
+                .write(connection, checkpoint)
+                .await
+                .map_err(|e| self.store_error(self.sql_error(&e))),
+            Checkpoints::External(store) => store
+                .write(checkpoint)
+                .await
+                .map_err(|e| self.store_error(e)),
+        }
+    }
+
+    /// External store: takes the lease unless another runner holds an unexpired one.
+    async fn take_lease(&self, store: &dyn CheckpointStore) -> Result<Option<Held>, BackfillError> {
+        let now = now_ms();
+        store
+            .create(&Checkpoint::new(&self.config.name, now))
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let Some(mut checkpoint) = store
+            .load(&self.config.name)
+            .await
+            .map_err(|e| self.store_error(e))?
+        else {
+            return Err(self.store_error("the checkpoint vanished"));
+        };
+        if !checkpoint.lease_available(&self.owner, now) {
+            return Ok(None);
+        }
+        checkpoint.lease_owner = Some(self.owner.clone());
+        checkpoint.lease_expires_at = Some(now + LEASE_TTL_MS);
+        checkpoint.version += 1;
+        let taken = store
+            .write(&checkpoint)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(taken.then_some(Held::Lease))
+    }
+
     /// Takes the run's exclusive right to the backfill: a lock that dies with its holder, so a
     /// runner killed with -9 never holds up the next. PostgreSQL: a session advisory lock; MySQL:
     /// `GET_LOCK`; SQLite: an advisory file lock on `<database>.shiftguard-<name>.lock`.
     /// `None` when another runner holds it.
     async fn try_lock(&self, connection: &mut Connection) -> Result<Option<Held>, BackfillError> {
-        let lock_name = format!(
-            "shiftguard:{}:{}",
-            self.checkpoints.table(),
-            self.config.name
-        );
+        if let Checkpoints::External(store) = &self.checkpoints {
+            return self.take_lease(*store).await;
+        }
+        let lock_name = self.lock_name();
         let lock_error = |e: sqlx::Error| {
             self.target_error(format!("cannot take the run lock: {}", self.sql_error(&e)))
         };
@@ -468,11 +588,7 @@ impl Runner<'_> {
         if !matches!(held, Held::Session) {
             return; // Dropping the file closes it, which releases the lock.
         }
-        let lock_name = format!(
-            "shiftguard:{}:{}",
-            self.checkpoints.table(),
-            self.config.name
-        );
+        let lock_name = self.lock_name();
         let _ = match connection.dialect() {
             Dialect::Postgres => {
                 connection
@@ -497,43 +613,23 @@ impl Runner<'_> {
     async fn attach(&self) -> Result<Result<Attached, Outcome>, BackfillError> {
         let mut connection = self.connect().await?;
         let range = self.inspect(&mut connection).await?;
-        let store_error = |e: sqlx::Error| {
-            self.target_error(format!(
-                "checkpoint table {}: {}",
-                self.checkpoints.table(),
-                self.sql_error(&e)
-            ))
-        };
         let Some(held) = self.try_lock(&mut connection).await? else {
             let holder = self.current_holder(&mut connection).await;
             connection.close().await;
             return Ok(Err(Outcome::Busy { holder }));
         };
-        self.checkpoints
-            .ensure_table(&mut connection)
-            .await
-            .map_err(store_error)?;
-        self.checkpoints
-            .insert_if_absent(
-                &mut connection,
-                &Checkpoint::new(&self.config.name, now_ms()),
-            )
-            .await
-            .map_err(store_error)?;
+        self.prepare_store(&mut connection).await?;
         let mut checkpoint = self
-            .checkpoints
-            .load(&mut connection, &self.config.name)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| self.target_error("checkpoint row vanished"))?;
-        // Record who holds it, for `backfill status`; the lock is what excludes.
-        checkpoint.lease_owner = Some(self.owner.clone());
-        checkpoint.lease_expires_at = None;
-        checkpoint.version += 1;
-        self.checkpoints
-            .write(&mut connection, &checkpoint)
-            .await
-            .map_err(store_error)?;
+            .load_checkpoint(&mut connection)
+            .await?
+            .ok_or_else(|| self.store_error("the checkpoint vanished"))?;
+        if matches!(self.checkpoints, Checkpoints::Sql(_)) {
+            // Record who holds it, for `backfill status`; the lock is what excludes.
+            checkpoint.lease_owner = Some(self.owner.clone());
+            checkpoint.lease_expires_at = None;
+            checkpoint.version += 1;
+            self.save(&mut connection, &checkpoint).await?;
+        }
         Ok(Ok(Attached {
             connection,
             checkpoint,
@@ -543,8 +639,7 @@ impl Runner<'_> {
     }
 
     async fn current_holder(&self, connection: &mut Connection) -> Option<String> {
-        self.checkpoints
-            .load(connection, &self.config.name)
+        self.load_checkpoint(connection)
             .await
             .ok()
             .flatten()
@@ -591,7 +686,7 @@ impl Runner<'_> {
             released.lease_owner = None;
             released.lease_expires_at = None;
             released.version += 1;
-            if let Ok(true) = self.checkpoints.write(&mut connection, &released).await {
+            if let Ok(true) = self.save(&mut connection, &released).await {
                 checkpoint = released;
             }
         }
@@ -653,7 +748,7 @@ impl Runner<'_> {
                 return Ok((Outcome::Deadline, totals));
             }
             let lag_ms = match self
-                .wait_for_replicas(connection, deadline, observe)
+                .wait_for_replicas(connection, checkpoint, deadline, observe)
                 .await?
             {
                 Some(lag) => lag,
@@ -721,11 +816,20 @@ impl Runner<'_> {
                 }
             };
 
+            // An external store is written now that the batch has committed.
+            let batch = match (&batch, &self.checkpoints) {
+                (BatchResult::Interrupted, _) | (_, Checkpoints::Sql(_)) => batch,
+                (_, Checkpoints::External(_)) => {
+                    if self.save(connection, checkpoint).await? {
+                        batch
+                    } else {
+                        BatchResult::Interrupted
+                    }
+                }
+            };
             match batch {
                 BatchResult::Interrupted => {
-                    if let Ok(Some(stored)) =
-                        self.checkpoints.load(connection, &self.config.name).await
-                    {
+                    if let Ok(Some(stored)) = self.load_checkpoint(connection).await {
                         *checkpoint = stored;
                     }
                     return Ok((Outcome::Interrupted, totals));
@@ -852,11 +956,13 @@ impl Runner<'_> {
         let mut next = checkpoint.clone();
         next.updated_at = now;
         next.version += 1;
+        if matches!(self.checkpoints, Checkpoints::External(_)) {
+            next.lease_expires_at = Some(now + LEASE_TTL_MS);
+        }
         let Some(upper) = upper.filter(|_| scanned > 0) else {
             next.status = Status::Swept;
             return Ok(self
-                .checkpoints
-                .write(connection, &next)
+                .write_in_transaction(connection, &next)
                 .await?
                 .then_some((next, (0, 0, true))));
         };
@@ -870,10 +976,22 @@ impl Runner<'_> {
         next.rows_updated += updated;
         next.batches += 1;
         Ok(self
-            .checkpoints
-            .write(connection, &next)
+            .write_in_transaction(connection, &next)
             .await?
             .then_some((next, (scanned, updated, false))))
+    }
+
+    /// The SQL store writes inside the batch's transaction; an external store after the commit
+    /// (see [`Runner::work`]), so here it always "succeeds".
+    async fn write_in_transaction(
+        &self,
+        connection: &mut Connection,
+        next: &Checkpoint,
+    ) -> Result<bool, sqlx::Error> {
+        match &self.checkpoints {
+            Checkpoints::Sql(table) => table.write(connection, next).await,
+            Checkpoints::External(_) => Ok(true),
+        }
     }
 
     /// After a pass: is anything pending now? None -> complete. Some -> a new pass from just
@@ -911,12 +1029,7 @@ impl Runner<'_> {
                 next.completed_at = None;
             }
         }
-        let written = self
-            .checkpoints
-            .write(connection, &next)
-            .await
-            .map_err(|e| self.target_error(self.sql_error(&e)))?;
-        if written {
+        if self.save(connection, &next).await? {
             *checkpoint = next;
         }
         Ok(first.is_none())
@@ -926,6 +1039,7 @@ impl Runner<'_> {
     async fn wait_for_replicas(
         &self,
         connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
         deadline: Instant,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<Option<f64>, BackfillError> {
@@ -935,6 +1049,7 @@ impl Runner<'_> {
             if lag <= max as f64 {
                 return Ok(Some(lag));
             }
+            self.renew_lease(connection, checkpoint).await?;
             observe(&Event::Throttled {
                 lag_ms: lag,
                 max_ms: max,
@@ -944,6 +1059,29 @@ impl Runner<'_> {
             }
             tokio::time::sleep(LAG_POLL).await;
         }
+    }
+
+    /// External store: renews the lease while the run waits, a third of the TTL at a time.
+    async fn renew_lease(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<(), BackfillError> {
+        let now = now_ms();
+        if matches!(self.checkpoints, Checkpoints::Sql(_))
+            || now - checkpoint.updated_at < LEASE_TTL_MS / 3
+        {
+            return Ok(());
+        }
+        let mut renewed = checkpoint.clone();
+        renewed.updated_at = now;
+        renewed.lease_expires_at = Some(now + LEASE_TTL_MS);
+        renewed.version += 1;
+        if !self.save(connection, &renewed).await? {
+            return Err(self.store_error("the lease was lost while waiting"));
+        }
+        *checkpoint = renewed;
+        Ok(())
     }
 
     async fn replica_lag(&self, connection: &mut Connection) -> Result<f64, BackfillError> {
@@ -992,7 +1130,7 @@ impl Runner<'_> {
         failed.last_error = Some(error.clone());
         failed.updated_at = now_ms();
         failed.version += 1;
-        if let Ok(true) = self.checkpoints.write(connection, &failed).await {
+        if let Ok(true) = self.save(connection, &failed).await {
             *checkpoint = failed;
         }
         BackfillError::Failed {
@@ -1012,42 +1150,22 @@ impl Runner<'_> {
         noted.last_error = Some(error.to_owned());
         noted.updated_at = now_ms();
         noted.version += 1;
-        if let Ok(true) = self.checkpoints.write(connection, &noted).await {
+        if let Ok(true) = self.save(connection, &noted).await {
             *checkpoint = noted;
         }
     }
 }
 
-/// Operator commands and status: they need the checkpoint table, not the lock, except `reset`.
+/// Operator commands and status: they need the checkpoint store, not the lock, except `reset`.
 impl Runner<'_> {
-    async fn admin_connection(&self) -> Result<Connection, BackfillError> {
-        let mut connection = self.connect().await?;
-        self.checkpoints
-            .ensure_table(&mut connection)
-            .await
-            .map_err(|e| {
-                self.target_error(format!(
-                    "checkpoint table {}: {}",
-                    self.checkpoints.table(),
-                    self.sql_error(&e)
-                ))
-            })?;
-        Ok(connection)
-    }
-
     /// The stored checkpoint and what is pending now.
     pub async fn status(&self) -> Result<StatusReport, BackfillError> {
         let mut connection = self.connect().await?;
         let range = self.inspect(&mut connection).await?;
-        self.checkpoints
-            .ensure_table(&mut connection)
-            .await
-            .map_err(|e| self.target_error(self.sql_error(&e)))?;
-        let checkpoint = self
-            .checkpoints
-            .load(&mut connection, &self.config.name)
-            .await
-            .map_err(|e| self.target_error(self.sql_error(&e)))?;
+        let checkpoint = match &self.checkpoints {
+            Checkpoints::Sql(table) if !self.sql_store_exists(&mut connection, table).await => None,
+            _ => self.load_checkpoint(&mut connection).await?,
+        };
         let statements = Statements::new(connection.dialect(), self.config);
         let first_pending_key = connection
             .fetch_row(&statements.first_pending, &[], &[Kind::Int])
@@ -1071,18 +1189,27 @@ impl Runner<'_> {
         })
     }
 
+    /// Whether the SQL checkpoint table exists (status must not create it).
+    async fn sql_store_exists(&self, connection: &mut Connection, table: &SqlCheckpoints) -> bool {
+        let probe = format!("SELECT 1 FROM {} WHERE 1 = 0", table.table());
+        connection.execute(&probe, &[]).await.is_ok()
+    }
+
     /// Pauses, resumes or cancels; returns the new checkpoint.
     pub async fn command(&self, command: Command) -> Result<Checkpoint, BackfillError> {
-        let mut connection = self.admin_connection().await?;
-        let store = |e: sqlx::Error| self.target_error(self.sql_error(&e));
+        let mut connection = self.connect().await?;
         // Retry on a concurrent write (a runner committing a batch).
         for _ in 0..20 {
-            let Some(mut checkpoint) = self
-                .checkpoints
-                .load(&mut connection, &self.config.name)
-                .await
-                .map_err(store)?
-            else {
+            let exists = match &self.checkpoints {
+                Checkpoints::Sql(table) => self.sql_store_exists(&mut connection, table).await,
+                Checkpoints::External(_) => true,
+            };
+            let stored = if exists {
+                self.load_checkpoint(&mut connection).await?
+            } else {
+                None
+            };
+            let Some(mut checkpoint) = stored else {
                 return Err(self.target_error("has never run: nothing to change"));
             };
             checkpoint.status = command
@@ -1093,12 +1220,7 @@ impl Runner<'_> {
             }
             checkpoint.updated_at = now_ms();
             checkpoint.version += 1;
-            if self
-                .checkpoints
-                .write(&mut connection, &checkpoint)
-                .await
-                .map_err(store)?
-            {
+            if self.save(&mut connection, &checkpoint).await? {
                 connection.close().await;
                 return Ok(checkpoint);
             }
@@ -1110,15 +1232,13 @@ impl Runner<'_> {
     /// Deletes the checkpoint so the next run starts over; refuses while a runner holds it.
     /// Returns whether there was a checkpoint.
     pub async fn reset(&self) -> Result<bool, BackfillError> {
-        let mut connection = self.admin_connection().await?;
-        let store = |e: sqlx::Error| self.target_error(self.sql_error(&e));
-        let exists = self
-            .checkpoints
-            .load(&mut connection, &self.config.name)
-            .await
-            .map_err(store)?
-            .is_some();
-        if !exists {
+        let mut connection = self.connect().await?;
+        if let Checkpoints::Sql(table) = &self.checkpoints
+            && !self.sql_store_exists(&mut connection, table).await
+        {
+            return Ok(false);
+        }
+        if self.load_checkpoint(&mut connection).await?.is_none() {
             return Ok(false);
         }
         let Some(held) = self.try_lock(&mut connection).await? else {
@@ -1130,11 +1250,16 @@ impl Runner<'_> {
                 "is being run by {holder}: pause or cancel it first"
             )));
         };
-        let deleted = self
-            .checkpoints
-            .delete(&mut connection, &self.config.name)
-            .await
-            .map_err(store)?;
+        let deleted = match &self.checkpoints {
+            Checkpoints::Sql(table) => table
+                .delete(&mut connection, &self.config.name)
+                .await
+                .map_err(|e| self.store_error(self.sql_error(&e)))?,
+            Checkpoints::External(store) => store
+                .delete(&self.config.name)
+                .await
+                .map_err(|e| self.store_error(e))?,
+        };
         self.unlock(&mut connection, held).await;
         connection.close().await;
         Ok(deleted)
