@@ -5,8 +5,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use shiftguard_aws::DynamoCheckpoints;
 use shiftguard_core::backfill::{Command, emf_line};
 use shiftguard_core::config::{BackfillConfig, CheckpointStoreKind, ProjectConfig};
 use shiftguard_sql::DatabaseUrl;
@@ -49,6 +50,10 @@ struct Common {
     /// Seconds to wait for the database connection.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     connect_timeout: u64,
+    /// Checkpoint store (overrides [checkpoint] store in the configuration). dynamodb uses the
+    /// AWS SDK's standard configuration (credentials, AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB).
+    #[arg(long, value_name = "STORE", value_parser = ["sql", "dynamodb"])]
+    checkpoint: Option<String>,
 }
 
 /// Run one backfill until it is complete, the time limit nears, or an operator steps in.
@@ -68,9 +73,6 @@ struct RunArgs {
     /// Stop cleanly before this many seconds (default: run until complete).
     #[arg(long, value_name = "SECONDS")]
     max_seconds: Option<u64>,
-    /// Checkpoint store (overrides [checkpoint] store in the configuration).
-    #[arg(long, value_name = "STORE", value_parser = ["sql", "dynamodb"])]
-    checkpoint: Option<String>,
     /// Print a CloudWatch Embedded Metric Format line per batch and per run on stdout.
     #[arg(long)]
     emf: bool,
@@ -120,15 +122,32 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 struct Loaded {
     config: ProjectConfig,
     url: DatabaseUrl,
+    /// The external checkpoint store, when the configuration or --checkpoint chose one.
+    dynamodb: Option<DynamoCheckpoints>,
 }
 
-fn load(common: &Common) -> anyhow::Result<Loaded> {
+async fn load(common: &Common) -> anyhow::Result<Loaded> {
     let text = std::fs::read_to_string(&common.config)
         .with_context(|| format!("cannot read configuration {}", common.config.display()))?;
     let config =
         ProjectConfig::parse(&text).with_context(|| format!("{}", common.config.display()))?;
     let url = DatabaseUrl::parse(&common.database_url)?;
-    Ok(Loaded { config, url })
+    let store = match common.checkpoint.as_deref() {
+        Some("dynamodb") => CheckpointStoreKind::Dynamodb,
+        Some(_) => CheckpointStoreKind::Sql,
+        None => config.checkpoint.store,
+    };
+    let dynamodb = match store {
+        CheckpointStoreKind::Dynamodb => {
+            Some(DynamoCheckpoints::from_environment(&config.checkpoint.table).await)
+        }
+        CheckpointStoreKind::Sql => None,
+    };
+    Ok(Loaded {
+        config,
+        url,
+        dynamodb,
+    })
 }
 
 fn find<'c>(config: &'c ProjectConfig, name: &str) -> anyhow::Result<&'c BackfillConfig> {
@@ -165,7 +184,10 @@ fn runner<'a>(
     Ok(Runner {
         url: &loaded.url,
         config: backfill,
-        checkpoints: Checkpoints::Sql(SqlCheckpoints::new(&loaded.config.checkpoint.table)?),
+        checkpoints: match &loaded.dynamodb {
+            Some(store) => Checkpoints::External(store),
+            None => Checkpoints::Sql(SqlCheckpoints::new(&loaded.config.checkpoint.table)?),
+        },
         owner: owner(),
         lag: LagSource::for_backfill(backfill, loaded.url.dialect(), replica),
         connect_timeout: Duration::from_secs(common.connect_timeout),
@@ -181,18 +203,8 @@ fn owner() -> String {
 }
 
 async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
-    let loaded = load(&args.common)?;
+    let loaded = load(&args.common).await?;
     let backfill = find(&loaded.config, &args.name)?;
-    let store = match args.checkpoint.as_deref() {
-        Some("dynamodb") => CheckpointStoreKind::Dynamodb,
-        Some(_) => CheckpointStoreKind::Sql,
-        None => loaded.config.checkpoint.store,
-    };
-    if store == CheckpointStoreKind::Dynamodb {
-        bail!(
-            "the dynamodb checkpoint store is not available in this build yet; use --checkpoint sql"
-        );
-    }
     let runner = runner(&loaded, backfill, &args.common)?;
     let deadline = Instant::now()
         + args.max_seconds.map_or(
@@ -275,7 +287,7 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
-    let loaded = load(&args.common)?;
+    let loaded = load(&args.common).await?;
     let names: Vec<&BackfillConfig> = match &args.name {
         Some(name) => vec![find(&loaded.config, name)?],
         None => loaded.config.backfill.iter().collect(),
@@ -321,7 +333,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn steer(args: NameArgs, command: Option<Command>) -> anyhow::Result<Outcome> {
-    let loaded = load(&args.common)?;
+    let loaded = load(&args.common).await?;
     let backfill = find(&loaded.config, &args.name)?;
     let runner = runner(&loaded, backfill, &args.common)?;
     match command {

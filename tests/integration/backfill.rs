@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{ALL_KINDS, Kind, Run, TestDatabase};
+use crate::support::{
+    ALL_KINDS, Kind, Run, TestDatabase, dynamodb, dynamodb_table, with_aws_emulator,
+};
 
 const NAME: &str = "users_display_name";
 
@@ -68,6 +70,7 @@ fn backfill_command(config: &Path, url: &str, args: &[&str]) -> Command {
         .arg("--config")
         .arg(config)
         .env("DATABASE_URL", url);
+    with_aws_emulator(&mut command);
     command
 }
 
@@ -556,19 +559,6 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         "{}",
         run.stderr
     );
-
-    let run = backfill(
-        &config.path(),
-        "sqlite::memory:",
-        &["run", NAME, "--checkpoint", "dynamodb"],
-    );
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("dynamodb checkpoint store is not available"),
-        "{}",
-        run.stderr
-    );
 }
 
 #[tokio::test]
@@ -591,4 +581,140 @@ async fn emf_lines_describe_every_batch() {
     let summary = lines.last().expect("summary");
     assert_eq!(summary["event"], "run");
     assert_eq!(summary["RowsUpdated"], 3000);
+}
+
+/// The checkpoint item in DynamoDB: (cursor, rows_updated, status, lease_owner).
+async fn dynamo_checkpoint(table: &str) -> Option<(Option<i64>, i64, String, Option<String>)> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = dynamodb()
+        .await
+        .get_item()
+        .table_name(table)
+        .key("name", AttributeValue::S(NAME.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .clone()?;
+    let number = |key: &str| {
+        item.get(key)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+    };
+    let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+    Some((
+        number("cursor"),
+        number("rows_updated").unwrap_or(0),
+        text("status").unwrap_or_default(),
+        text("lease_owner"),
+    ))
+}
+
+#[tokio::test]
+async fn dynamodb_checkpoints_survive_kill_9_and_exclude_a_second_runner() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    let rows = 30_000;
+    users_table(&db, rows).await;
+    let table = dynamodb_table().await;
+    let config =
+        Config::new("batch_size = 300\nmax_batch_size = 500\npause_ms = 10\nlease_ttl_ms = 1500");
+    // The store is chosen in the configuration.
+    let text = std::fs::read_to_string(config.path()).expect("config");
+    std::fs::write(
+        config.path(),
+        format!("[checkpoint]\nstore = \"dynamodb\"\ntable = \"{table}\"\n{text}"),
+    )
+    .expect("config");
+    let url = db.url();
+
+    let (mut kills, mut checked) = (0, 0);
+    for pause in [400, 600, 800] {
+        let mut child = spawn(&config.path(), &url, &["run", NAME]);
+        std::thread::sleep(Duration::from_millis(pause));
+        if child.try_wait().expect("try_wait").is_none() {
+            child.kill().expect("kill -9");
+            kills += 1;
+        }
+        let _ = child.wait();
+        let seen = observe(&db).await;
+        let Some((cursor, rows_updated, _, owner)) = dynamo_checkpoint(&table).await else {
+            assert_eq!(seen.done, 0, "rows changed without a checkpoint");
+            continue;
+        };
+        checked += 1;
+        // Never ahead of committed data: everything at or below the cursor is done, and the
+        // count trails the rows changed by at most the batch whose write the kill lost.
+        let cursor = cursor.unwrap_or(0);
+        let behind = db
+            .scalar(&format!(
+                "SELECT count(*) FROM users WHERE display_name IS NULL AND id <= {cursor}"
+            ))
+            .await;
+        assert_eq!(behind, 0);
+        assert!(
+            rows_updated <= seen.done && seen.done - rows_updated <= 500,
+            "{rows_updated} vs {}",
+            seen.done
+        );
+        // The killed runner's lease holds the backfill until it expires.
+        if owner.is_some() {
+            let blocked = backfill(&config.path(), &url, &["run", NAME]);
+            assert_eq!(blocked.code, 75, "{}", blocked.stderr);
+            assert!(
+                blocked.stderr.contains("skipped: another runner"),
+                "{}",
+                blocked.stderr
+            );
+            std::thread::sleep(Duration::from_millis(1600));
+        }
+    }
+    assert!(
+        kills >= 2 && checked >= 2,
+        "the schedule must interrupt runs ({kills} kills, {checked} checked)"
+    );
+    run_until_complete(&config.path(), &url);
+    let seen = observe(&db).await;
+    assert_eq!(seen.pending, 0);
+    assert_eq!(seen.done, rows as i64);
+    let (_, _, status, owner) = dynamo_checkpoint(&table).await.expect("checkpoint item");
+    assert_eq!(status, "complete");
+    assert_eq!(owner, None, "the lease is released at the end of a run");
+    assert_eq!(
+        observe(&db).await.checkpoint,
+        None,
+        "no SQL checkpoint table with the dynamodb store"
+    );
+
+    // Operator commands work on the DynamoDB item too.
+    let cancelled = backfill(&config.path(), &url, &["cancel", NAME]);
+    assert_eq!(
+        cancelled.stdout.trim(),
+        format!("backfill {NAME}: cancelled"),
+        "{}",
+        cancelled.stderr
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_missing_dynamodb_table_is_named_and_nothing_is_written() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users_table(&db, 1_000).await;
+    let config = Config::new("");
+    let run = backfill(
+        &config.path(),
+        &db.url(),
+        &["run", NAME, "--checkpoint", "dynamodb"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("DynamoDB table shiftguard_backfill does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(observe(&db).await.done, 0);
+    db.drop_database().await;
 }

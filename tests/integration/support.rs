@@ -196,6 +196,71 @@ impl AlembicProject {
     }
 }
 
+/// The AWS emulator (moto server) that `scripts/services` starts.
+pub fn aws_endpoint() -> String {
+    std::env::var("SHIFTGUARD_TEST_AWS_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
+}
+
+/// Points a command at the emulator the standard way: `AWS_ENDPOINT_URL` and dummy credentials.
+pub fn with_aws_emulator(command: &mut Command) -> &mut Command {
+    command
+        .env("AWS_ENDPOINT_URL", aws_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+}
+
+/// A DynamoDB client for setting up the emulator (the code under test configures its own).
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// Creates a DynamoDB checkpoint table (partition key `name`) with a unique name.
+pub async fn dynamodb_table() -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let name = format!("{}-checkpoints", unique_name());
+    dynamodb()
+        .await
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("name")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("name")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the AWS emulator at {} is required (scripts/services starts it): {e:?}",
+                aws_endpoint()
+            )
+        });
+    name
+}
+
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
 fn unique_name() -> String {

@@ -190,9 +190,6 @@ pub struct StoreError {
     pub transient: bool,
 }
 
-/// How long an external store's lease lasts without renewal; each batch renews it.
-pub const LEASE_TTL_MS: i64 = 15_000;
-
 /// Sizes batches toward a target duration: grows at most 25% per batch, shrinks up to half at
 /// once, within [min, max], steering by an exponential moving average of the cost per row
 /// (alpha 0.4, so the last few batches dominate).

@@ -109,6 +109,9 @@ pub struct Tuning {
     pub max_rows_per_second: Option<u64>,
     /// Attempts for one batch that fails with a transient error before the run gives up.
     pub max_retries: u32,
+    /// Lifetime of the lease in an external checkpoint store (DynamoDB), in milliseconds;
+    /// every batch renews it. A runner killed with -9 holds the backfill up for at most this.
+    pub lease_ttl_ms: u64,
 }
 
 impl Default for Tuning {
@@ -126,6 +129,7 @@ impl Default for Tuning {
             statement_timeout_ms: 10_000,
             max_rows_per_second: None,
             max_retries: 8,
+            lease_ttl_ms: 15_000,
         }
     }
 }
@@ -152,6 +156,7 @@ struct RawBackfill {
     statement_timeout_ms: Option<u64>,
     max_rows_per_second: Option<u64>,
     max_retries: Option<u32>,
+    lease_ttl_ms: Option<u64>,
 }
 
 impl From<RawBackfill> for BackfillConfig {
@@ -176,6 +181,7 @@ impl From<RawBackfill> for BackfillConfig {
                 statement_timeout_ms: raw.statement_timeout_ms.unwrap_or(d.statement_timeout_ms),
                 max_rows_per_second: raw.max_rows_per_second,
                 max_retries: raw.max_retries.unwrap_or(d.max_retries),
+                lease_ttl_ms: raw.lease_ttl_ms.unwrap_or(d.lease_ttl_ms),
             },
         }
     }
@@ -210,10 +216,24 @@ impl ProjectConfig {
                 return Err(backfill.problem("is defined twice"));
             }
         }
-        if !is_table_name(&self.checkpoint.table) {
+        let table = &self.checkpoint.table;
+        let valid = match self.checkpoint.store {
+            CheckpointStoreKind::Sql => is_table_name(table),
+            // DynamoDB's own rule: 3-255 of letters, digits, `_`, `-` and `.`.
+            CheckpointStoreKind::Dynamodb => {
+                (3..=255).contains(&table.len())
+                    && table
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            }
+        };
+        if !valid {
             return Err(ConfigError::Syntax(format!(
-                "checkpoint.table `{}` is not a plain table name",
-                self.checkpoint.table
+                "checkpoint.table `{table}` is not a valid {} table name",
+                match self.checkpoint.store {
+                    CheckpointStoreKind::Sql => "SQL",
+                    CheckpointStoreKind::Dynamodb => "DynamoDB",
+                }
             )));
         }
         Ok(())
@@ -285,6 +305,9 @@ impl BackfillConfig {
                 "target_batch_ms, lock_timeout_ms and statement_timeout_ms must be positive",
             ));
         }
+        if t.lease_ttl_ms < 1_000 {
+            return Err(self.problem("lease_ttl_ms must be at least 1000"));
+        }
         if t.max_rows_per_second == Some(0) {
             return Err(self.problem("max_rows_per_second must be positive when set"));
         }
@@ -346,7 +369,7 @@ set     = "display_name = full_name"
     #[test]
     fn tuning_and_checkpoint_are_read() {
         let text = format!(
-            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"cp\"\n{MINIMAL}batch_size = 500\nmax_rows_per_second = 10000\n"
+            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"shiftguard-checkpoints\"\n{MINIMAL}batch_size = 500\nmax_rows_per_second = 10000\n"
         );
         let config = ProjectConfig::parse(&text).expect("valid");
         assert_eq!(config.checkpoint.store, CheckpointStoreKind::Dynamodb);

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shiftguard_core::backfill::{
-    BatchReport, BatchSizer, Checkpoint, CheckpointStore, Command, LEASE_TTL_MS, RunStart, Status,
-    backoff, rate_wait, remaining_estimate,
+    BatchReport, BatchSizer, Checkpoint, CheckpointStore, Command, RunStart, Status, backoff,
+    rate_wait, remaining_estimate,
 };
 use shiftguard_core::config::BackfillConfig;
 use thiserror::Error;
@@ -150,7 +150,7 @@ pub enum Checkpoints<'a> {
     Sql(SqlCheckpoints),
     /// An external store (DynamoDB), written after each batch commits: a batch whose write is
     /// lost runs again and changes nothing (the pending guard), but its rows are not counted.
-    /// A lease of [`LEASE_TTL_MS`], renewed by every batch, keeps other runners out.
+    /// A lease of `lease_ttl_ms` (tuning), renewed by every batch, keeps other runners out.
     External(&'a dyn CheckpointStore),
 }
 
@@ -433,6 +433,10 @@ impl Runner<'_> {
         })
     }
 
+    fn lease_ttl(&self) -> i64 {
+        self.config.tuning.lease_ttl_ms as i64
+    }
+
     fn lock_name(&self) -> String {
         let store = match &self.checkpoints {
             Checkpoints::Sql(table) => table.table().to_owned(),
@@ -441,8 +445,14 @@ impl Runner<'_> {
         format!("shiftguard:{store}:{}", self.config.name)
     }
 
+    /// An error of the checkpoint store. External stores' messages name the store already.
     fn store_error(&self, message: impl std::fmt::Display) -> BackfillError {
-        self.target_error(format!("{}: {message}", self.checkpoints.describe()))
+        match &self.checkpoints {
+            Checkpoints::Sql(_) => {
+                self.target_error(format!("{}: {message}", self.checkpoints.describe()))
+            }
+            Checkpoints::External(_) => self.target_error(message.to_string()),
+        }
     }
 
     /// Creates the checkpoint store's table (SQL) and the checkpoint if they do not exist.
@@ -517,7 +527,7 @@ impl Runner<'_> {
             return Ok(None);
         }
         checkpoint.lease_owner = Some(self.owner.clone());
-        checkpoint.lease_expires_at = Some(now + LEASE_TTL_MS);
+        checkpoint.lease_expires_at = Some(now + self.lease_ttl());
         checkpoint.version += 1;
         let taken = store
             .write(&checkpoint)
@@ -957,7 +967,7 @@ impl Runner<'_> {
         next.updated_at = now;
         next.version += 1;
         if matches!(self.checkpoints, Checkpoints::External(_)) {
-            next.lease_expires_at = Some(now + LEASE_TTL_MS);
+            next.lease_expires_at = Some(now + self.lease_ttl());
         }
         let Some(upper) = upper.filter(|_| scanned > 0) else {
             next.status = Status::Swept;
@@ -1069,16 +1079,19 @@ impl Runner<'_> {
     ) -> Result<(), BackfillError> {
         let now = now_ms();
         if matches!(self.checkpoints, Checkpoints::Sql(_))
-            || now - checkpoint.updated_at < LEASE_TTL_MS / 3
+            || now - checkpoint.updated_at < self.lease_ttl() / 3
         {
             return Ok(());
         }
         let mut renewed = checkpoint.clone();
         renewed.updated_at = now;
-        renewed.lease_expires_at = Some(now + LEASE_TTL_MS);
+        renewed.lease_expires_at = Some(now + self.lease_ttl());
         renewed.version += 1;
         if !self.save(connection, &renewed).await? {
-            return Err(self.store_error("the lease was lost while waiting"));
+            return Err(self.target_error(format!(
+                "{}: the lease was lost while waiting",
+                self.checkpoints.describe()
+            )));
         }
         *checkpoint = renewed;
         Ok(())
