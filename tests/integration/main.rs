@@ -6,4 +6,5 @@ mod backfill;
 mod bad_input;
 mod check;
 mod graph;
+mod lambda_backfill;
 mod support;

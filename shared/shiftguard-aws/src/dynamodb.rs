@@ -23,11 +23,15 @@ impl DynamoCheckpoints {
         }
     }
 
+    /// A client from an SDK configuration.
+    pub fn from_config(config: &aws_config::SdkConfig, table: &str) -> Self {
+        DynamoCheckpoints::new(Client::new(config), table)
+    }
+
     /// A client configured the SDK's standard way (credentials chain, region, and endpoint
     /// overrides through `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB`).
     pub async fn from_environment(table: &str) -> Self {
-        let config = aws_config::load_from_env().await;
-        DynamoCheckpoints::new(Client::new(&config), table)
+        DynamoCheckpoints::from_config(&aws_config::load_from_env().await, table)
     }
 
     fn error<E>(&self, error: SdkError<E>) -> StoreError

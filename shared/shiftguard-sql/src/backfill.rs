@@ -1171,6 +1171,17 @@ impl Runner<'_> {
 
 /// Operator commands and status: they need the checkpoint store, not the lock, except `reset`.
 impl Runner<'_> {
+    /// The stored checkpoint, if the backfill has ever run (nothing is created).
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, BackfillError> {
+        let mut connection = self.connect().await?;
+        let checkpoint = match &self.checkpoints {
+            Checkpoints::Sql(table) if !self.sql_store_exists(&mut connection, table).await => None,
+            _ => self.load_checkpoint(&mut connection).await?,
+        };
+        connection.close().await;
+        Ok(checkpoint)
+    }
+
     /// The stored checkpoint and what is pending now.
     pub async fn status(&self) -> Result<StatusReport, BackfillError> {
         let mut connection = self.connect().await?;

@@ -1,0 +1,141 @@
+//! Everything the backfill Lambda reads from its environment, in one place. Taken through a
+//! lookup function so tests pass a map instead of changing the process environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shiftguard_core::config::CheckpointStoreKind;
+
+/// Where the database URL comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseSource {
+    /// `DATABASE_URL`.
+    Url(String),
+    /// `DATABASE_SECRET_ARN`: a Secrets Manager secret holding a URL, or the JSON that RDS
+    /// writes (`engine`, `host`, `port`, `username`, `password`, `dbname`).
+    Secret(String),
+}
+
+impl std::fmt::Debug for DatabaseSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseSource::Url(_) => f.write_str("Url(***)"),
+            DatabaseSource::Secret(arn) => write!(f, "Secret({arn})"),
+        }
+    }
+}
+
+/// The function's settings.
+#[derive(Clone, Debug)]
+pub struct FunctionConfig {
+    /// `SHIFTGUARD_CONFIG`: the shiftguard.toml packaged with the function
+    /// (default `$LAMBDA_TASK_ROOT/shiftguard.toml`).
+    pub config_path: PathBuf,
+    pub database: DatabaseSource,
+    /// `SHIFTGUARD_CHECKPOINT` (`sql` or `dynamodb`): overrides `[checkpoint] store`.
+    pub checkpoint_store: Option<CheckpointStoreKind>,
+    /// `SHIFTGUARD_CHECKPOINT_TABLE`: overrides `[checkpoint] table`.
+    pub checkpoint_table: Option<String>,
+    /// `SHIFTGUARD_DEADLINE_MARGIN_MS` (default 5000): stop this long before the invocation's
+    /// deadline, leaving time to commit, release the lease and report.
+    pub deadline_margin: Duration,
+}
+
+impl FunctionConfig {
+    /// Reads the settings; the error names the variable at fault.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let database = match (non_empty("DATABASE_URL"), non_empty("DATABASE_SECRET_ARN")) {
+            (Some(url), None) => DatabaseSource::Url(url),
+            (None, Some(arn)) => DatabaseSource::Secret(arn),
+            (Some(_), Some(_)) => {
+                return Err("set one of DATABASE_URL and DATABASE_SECRET_ARN, not both".to_owned());
+            }
+            (None, None) => return Err("set DATABASE_URL or DATABASE_SECRET_ARN".to_owned()),
+        };
+        let checkpoint_store = match non_empty("SHIFTGUARD_CHECKPOINT").as_deref() {
+            None => None,
+            Some("sql") => Some(CheckpointStoreKind::Sql),
+            Some("dynamodb") => Some(CheckpointStoreKind::Dynamodb),
+            Some(other) => {
+                return Err(format!(
+                    "SHIFTGUARD_CHECKPOINT is `{other}`: expected sql or dynamodb"
+                ));
+            }
+        };
+        let deadline_margin = match non_empty("SHIFTGUARD_DEADLINE_MARGIN_MS") {
+            None => Duration::from_secs(5),
+            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
+                format!("SHIFTGUARD_DEADLINE_MARGIN_MS is `{ms}`: expected milliseconds")
+            })?),
+        };
+        let config_path = non_empty("SHIFTGUARD_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| {
+                non_empty("LAMBDA_TASK_ROOT")
+                    .map(|root| PathBuf::from(root).join("shiftguard.toml"))
+            })
+            .unwrap_or_else(|| PathBuf::from("shiftguard.toml"));
+        Ok(FunctionConfig {
+            config_path,
+            database,
+            checkpoint_store,
+            checkpoint_table: non_empty("SHIFTGUARD_CHECKPOINT_TABLE"),
+            deadline_margin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<FunctionConfig, String> {
+        FunctionConfig::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn reads_and_defaults() {
+        let config = read(&[
+            (
+                "DATABASE_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:db",
+            ),
+            ("LAMBDA_TASK_ROOT", "/var/task"),
+            ("SHIFTGUARD_CHECKPOINT", "dynamodb"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.config_path,
+            PathBuf::from("/var/task/shiftguard.toml")
+        );
+        assert_eq!(config.checkpoint_store, Some(CheckpointStoreKind::Dynamodb));
+        assert_eq!(config.deadline_margin, Duration::from_secs(5));
+        assert!(matches!(config.database, DatabaseSource::Secret(_)));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert_eq!(
+            read(&[]).map(|_| ()),
+            Err("set DATABASE_URL or DATABASE_SECRET_ARN".to_owned())
+        );
+        let error = read(&[
+            ("DATABASE_URL", "postgres://db/x"),
+            ("SHIFTGUARD_CHECKPOINT", "redis"),
+        ])
+        .map(|_| ())
+        .expect_err("bad store");
+        assert!(error.starts_with("SHIFTGUARD_CHECKPOINT is `redis`"));
+        let debug = format!(
+            "{:?}",
+            read(&[("DATABASE_URL", "postgres://u:pw@db/x")]).expect("valid")
+        );
+        assert!(!debug.contains("pw"), "{debug}");
+    }
+}

@@ -1,0 +1,336 @@
+//! The backfill Lambda: invoked on a schedule with `{"backfill": "<name>"}` (or without a name:
+//! every configured backfill that is not complete), it runs each until the invocation's deadline
+//! nears, printing one CloudWatch Embedded Metric Format line per batch and per run, and
+//! structured JSON logs. `main.rs` builds [`Deps`] once per cold start; [`handle`] runs per event.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use shiftguard_aws::DynamoCheckpoints;
+use shiftguard_core::backfill::{Status, emf_line};
+use shiftguard_core::config::{CheckpointStoreKind, ProjectConfig};
+use shiftguard_sql::DatabaseUrl;
+use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner};
+use shiftguard_sql::checkpoint::SqlCheckpoints;
+
+use crate::config::{DatabaseSource, FunctionConfig};
+
+/// The invocation event. Any other fields (an EventBridge envelope, say) are ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct BackfillEvent {
+    /// One backfill by name; absent: every configured backfill that is not complete.
+    #[serde(default)]
+    pub backfill: Option<String>,
+}
+
+/// What one backfill did in this invocation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub backfill: String,
+    /// `busy`, `stayed`, `deadline`, `interrupted`, `swept`, `complete`, `skipped` or `error`.
+    pub outcome: String,
+    pub status: Option<Status>,
+    pub rows_updated: u64,
+    pub rows_scanned: u64,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+/// What the handler needs, built once per cold start.
+#[derive(Debug)]
+pub struct Deps {
+    pub project: ProjectConfig,
+    pub url: DatabaseUrl,
+    pub dynamodb: Option<DynamoCheckpoints>,
+    /// Replica URLs, by backfill, from the variables their `replica_url_env` names.
+    pub replicas: HashMap<String, DatabaseUrl>,
+    pub deadline_margin: Duration,
+}
+
+impl Deps {
+    /// Reads the configuration file, resolves the database URL (from Secrets Manager when so
+    /// configured) and creates the AWS clients from `aws` (in the function: the SDK's standard
+    /// configuration from the environment).
+    pub async fn build(
+        config: &FunctionConfig,
+        aws: &aws_config::SdkConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Deps> {
+        let text = std::fs::read_to_string(&config.config_path).with_context(|| {
+            format!("cannot read configuration {}", config.config_path.display())
+        })?;
+        let mut project = ProjectConfig::parse(&text)
+            .with_context(|| config.config_path.display().to_string())?;
+        if let Some(store) = config.checkpoint_store {
+            project.checkpoint.store = store;
+        }
+        if let Some(table) = &config.checkpoint_table {
+            project.checkpoint.table = table.clone();
+        }
+        let raw_url = match &config.database {
+            DatabaseSource::Url(url) => url.clone(),
+            DatabaseSource::Secret(arn) => {
+                let client = aws_sdk_secretsmanager::Client::new(aws);
+                let secret = client
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot read secret {arn}: {}",
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                        )
+                    })?;
+                let text = secret
+                    .secret_string()
+                    .with_context(|| format!("secret {arn} holds no string"))?;
+                database_url_from_secret(text).with_context(|| format!("secret {arn}"))?
+            }
+        };
+        let url = DatabaseUrl::parse(&raw_url)?;
+        let dynamodb = (project.checkpoint.store == CheckpointStoreKind::Dynamodb)
+            .then(|| DynamoCheckpoints::from_config(aws, &project.checkpoint.table));
+        let mut replicas = HashMap::new();
+        for backfill in &project.backfill {
+            if let Some(variable) = &backfill.tuning.replica_url_env {
+                let value = lookup(variable).with_context(|| {
+                    format!(
+                        "backfill {}: replica_url_env names {variable}, which is not set",
+                        backfill.name
+                    )
+                })?;
+                replicas.insert(backfill.name.clone(), DatabaseUrl::parse(&value)?);
+            }
+        }
+        Ok(Deps {
+            project,
+            url,
+            dynamodb,
+            replicas,
+            deadline_margin: config.deadline_margin,
+        })
+    }
+}
+
+/// A secret holds either a database URL or RDS's JSON document.
+pub fn database_url_from_secret(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    if !text.starts_with('{') {
+        return Ok(text.to_owned());
+    }
+    #[derive(Deserialize)]
+    struct RdsSecret {
+        engine: String,
+        host: String,
+        port: Option<u16>,
+        username: String,
+        password: String,
+        dbname: Option<String>,
+    }
+    let secret: RdsSecret = serde_json::from_str(text)
+        .map_err(|_| anyhow::anyhow!("not a database URL nor the RDS secret JSON (engine, host, port, username, password, dbname)"))?;
+    let scheme = match secret.engine.as_str() {
+        "postgres" | "postgresql" | "aurora-postgresql" => "postgres",
+        "mysql" | "mariadb" | "aurora-mysql" | "aurora" => "mysql",
+        other => anyhow::bail!("engine {other} is not supported (postgres, mysql, mariadb)"),
+    };
+    let port = secret.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let database = secret.dbname.unwrap_or_default();
+    let mut url = url::Url::parse(&format!("{scheme}://{}{port}/{database}", secret.host))
+        .context("the secret's host is not valid")?;
+    url.set_username(&secret.username)
+        .and_then(|()| url.set_password(Some(&secret.password)))
+        .map_err(|()| anyhow::anyhow!("the secret's username cannot go into a URL"))?;
+    Ok(url.into())
+}
+
+/// Runs the event's backfills until `deadline` (the invocation's, less the margin). Returns an
+/// error, after running every selected backfill, when any of them failed.
+pub async fn handle(
+    event: BackfillEvent,
+    deadline: Instant,
+    deps: &Deps,
+    owner: &str,
+) -> anyhow::Result<Vec<RunRecord>> {
+    let selected: Vec<&shiftguard_core::config::BackfillConfig> = match &event.backfill {
+        Some(name) => vec![
+            deps.project
+                .backfill(name)
+                .with_context(|| format!("no backfill named {name} in the configuration"))?,
+        ],
+        None => deps.project.backfill.iter().collect(),
+    };
+    let sql_checkpoints = SqlCheckpoints::new(&deps.project.checkpoint.table);
+    let mut records = Vec::new();
+    for backfill in selected {
+        let started = Instant::now();
+        let record = |outcome: &str, status: Option<Status>, error: Option<String>| RunRecord {
+            backfill: backfill.name.clone(),
+            outcome: outcome.to_owned(),
+            status,
+            rows_updated: 0,
+            rows_scanned: 0,
+            seconds: started.elapsed().as_secs_f64(),
+            error,
+        };
+        if Instant::now() >= deadline {
+            records.push(record("deadline", None, None));
+            continue;
+        }
+        let checkpoints = match (&deps.dynamodb, &sql_checkpoints) {
+            (Some(store), _) => Checkpoints::External(store),
+            (None, Ok(table)) => Checkpoints::Sql(table.clone()),
+            (None, Err(error)) => {
+                records.push(record("error", None, Some(error.to_string())));
+                continue;
+            }
+        };
+        let runner = Runner {
+            url: &deps.url,
+            config: backfill,
+            checkpoints,
+            owner: owner.to_owned(),
+            lag: LagSource::for_backfill(
+                backfill,
+                deps.url.dialect(),
+                deps.replicas.get(&backfill.name).cloned(),
+            ),
+            connect_timeout: Duration::from_secs(10),
+        };
+        if event.backfill.is_none()
+            && let Ok(Some(checkpoint)) = runner.checkpoint().await
+            && checkpoint.status == Status::Complete
+        {
+            records.push(record("skipped", Some(Status::Complete), None));
+            continue;
+        }
+        let name = backfill.name.as_str();
+        let mut observe = |event: &Event| log_event(name, event);
+        match runner.run(deadline, &mut observe).await {
+            Ok(summary) => {
+                println!("{}", emf_line(name, "run", &summary.report, now_ms()));
+                let outcome = match summary.outcome {
+                    Outcome::Busy { .. } => "busy",
+                    Outcome::Stayed(_) => "stayed",
+                    Outcome::Deadline => "deadline",
+                    Outcome::Interrupted => "interrupted",
+                    Outcome::Swept => "swept",
+                    Outcome::Complete => "complete",
+                };
+                tracing::info!(
+                    backfill = name,
+                    outcome,
+                    rows_updated = summary.report.rows_updated,
+                    "run finished"
+                );
+                records.push(RunRecord {
+                    rows_updated: summary.report.rows_updated,
+                    rows_scanned: summary.report.rows_scanned,
+                    status: summary.checkpoint.map(|c| c.status),
+                    ..record(outcome, None, None)
+                });
+            }
+            Err(error) => {
+                tracing::error!(backfill = name, error = %error, "run failed");
+                records.push(record("error", None, Some(error.to_string())));
+            }
+        }
+    }
+    let failed: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.backfill)))
+        .collect();
+    if failed.is_empty() {
+        Ok(records)
+    } else {
+        anyhow::bail!("{}", failed.join("; "))
+    }
+}
+
+/// EMF line per batch on stdout (CloudWatch turns it into metrics); other events as JSON logs.
+fn log_event(name: &str, event: &Event) {
+    match event {
+        Event::Batch { report, .. } => println!("{}", emf_line(name, "batch", report, now_ms())),
+        Event::Started {
+            checkpoint,
+            remaining_estimate,
+        } => tracing::info!(
+            backfill = name,
+            status = %checkpoint.status,
+            cursor = checkpoint.cursor,
+            remaining_estimate,
+            "run started"
+        ),
+        Event::Throttled { lag_ms, max_ms } => {
+            tracing::warn!(backfill = name, lag_ms, max_ms, "throttled on replica lag")
+        }
+        Event::Retrying {
+            attempt,
+            delay,
+            error,
+        } => tracing::warn!(
+            backfill = name,
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = error.as_str(),
+            "retrying batch"
+        ),
+        Event::Swept => tracing::info!(backfill = name, "pass finished"),
+        Event::Verified { pending_from } => {
+            tracing::info!(backfill = name, pending_from, "verified")
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_hold_a_url_or_rds_json() {
+        assert_eq!(
+            database_url_from_secret(" postgres://app@db/app \n").expect("url"),
+            "postgres://app@db/app"
+        );
+        let json = r#"{"engine":"postgres","host":"db.internal","port":5432,"username":"app","password":"p@ss/w:rd","dbname":"users"}"#;
+        let url = database_url_from_secret(json).expect("rds json");
+        assert_eq!(url, "postgres://app:p%40ss%2Fw%3Ard@db.internal:5432/users");
+        let parsed = DatabaseUrl::parse(&url).expect("parses");
+        assert_eq!(
+            parsed.target(),
+            "postgres database users on db.internal:5432"
+        );
+        let error = database_url_from_secret(
+            r#"{"engine":"oracle","host":"h","username":"u","password":"p"}"#,
+        )
+        .expect_err("oracle");
+        assert_eq!(
+            error.to_string(),
+            "engine oracle is not supported (postgres, mysql, mariadb)"
+        );
+    }
+
+    #[test]
+    fn events_with_and_without_a_name() {
+        let named: BackfillEvent =
+            serde_json::from_str(r#"{"backfill":"users_display_name"}"#).expect("named");
+        assert_eq!(named.backfill.as_deref(), Some("users_display_name"));
+        let scheduled: BackfillEvent = serde_json::from_str(
+            r#"{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","detail":{}}"#,
+        )
+        .expect("EventBridge envelope");
+        assert_eq!(scheduled.backfill, None);
+    }
+}

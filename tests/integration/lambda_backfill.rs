@@ -1,0 +1,196 @@
+//! The backfill Lambda's handler against real PostgreSQL and the AWS emulator: the database URL
+//! from Secrets Manager, checkpoints in DynamoDB, the invocation deadline honoured.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use backfill::config::FunctionConfig;
+use backfill::{BackfillEvent, Deps, handle};
+
+use crate::support::{Kind, TestDatabase, aws_endpoint, dynamodb_table};
+
+async fn aws() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+async fn users(db: &TestDatabase, rows: u64) {
+    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, full_name TEXT, display_name TEXT)")
+        .await;
+    db.execute(&format!(
+        "INSERT INTO users (id, full_name) SELECT g, 'User ' || g FROM generate_series(1, {rows}) g"
+    ))
+    .await;
+}
+
+fn config_file(dir: &std::path::Path, extra: &str) -> String {
+    let path = dir.join("shiftguard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{extra}\n[[backfill]]\nname = \"users_display_name\"\ntable = \"users\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nbatch_size = 200\nmax_batch_size = 200\npause_ms = 20\n"
+        ),
+    )
+    .expect("write config");
+    path.to_string_lossy().into_owned()
+}
+
+fn function_config(pairs: &[(&str, &str)]) -> FunctionConfig {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    FunctionConfig::from_lookup(|name| map.get(name).cloned()).expect("function config")
+}
+
+#[tokio::test]
+async fn secret_url_dynamodb_checkpoints_and_the_deadline() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users(&db, 4_000).await;
+    let aws = aws().await;
+    let table = dynamodb_table().await;
+
+    // The database URL is in Secrets Manager, as RDS writes it.
+    let url = url::Url::parse(&db.url()).expect("url");
+    let secret = serde_json::json!({
+        "engine": "postgres",
+        "host": url.host_str(),
+        "port": url.port().unwrap_or(5432),
+        "username": url.username(),
+        "password": "",
+        "dbname": url.path().trim_start_matches('/'),
+    });
+    let arn = aws_sdk_secretsmanager::Client::new(&aws)
+        .create_secret()
+        .name(format!("{table}-db"))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = config_file(dir.path(), "");
+    let config = function_config(&[
+        ("DATABASE_SECRET_ARN", &arn),
+        ("SHIFTGUARD_CONFIG", &config_path),
+        ("SHIFTGUARD_CHECKPOINT", "dynamodb"),
+        ("SHIFTGUARD_CHECKPOINT_TABLE", &table),
+    ]);
+    let deps = Deps::build(&config, &aws, |_| None).await.expect("deps");
+
+    // A short invocation: stops before its deadline with a consistent checkpoint.
+    let started = Instant::now();
+    let records = handle(
+        BackfillEvent::default(),
+        Instant::now() + Duration::from_millis(700),
+        &deps,
+        "lambda:request-1",
+    )
+    .await
+    .expect("first invocation");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].outcome, "deadline", "{records:?}");
+    let done_first = db
+        .scalar("SELECT count(*) FROM users WHERE display_name IS NOT NULL")
+        .await;
+    assert!(done_first > 0 && done_first < 4_000, "{done_first}");
+    assert_eq!(records[0].rows_updated as i64, done_first);
+
+    // Later invocations resume, sweep, then verify.
+    for expected in ["swept", "complete"] {
+        let records = handle(
+            BackfillEvent {
+                backfill: Some("users_display_name".into()),
+            },
+            Instant::now() + Duration::from_secs(30),
+            &deps,
+            "lambda:request-2",
+        )
+        .await
+        .expect("invocation");
+        assert_eq!(records[0].outcome, expected, "{records:?}");
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE display_name IS NULL")
+            .await,
+        0
+    );
+
+    // Scheduled without a name: a complete backfill is skipped.
+    let records = handle(
+        BackfillEvent::default(),
+        Instant::now() + Duration::from_secs(30),
+        &deps,
+        "lambda:request-3",
+    )
+    .await
+    .expect("scheduled invocation");
+    assert_eq!(records[0].outcome, "skipped");
+
+    let error = handle(
+        BackfillEvent {
+            backfill: Some("nope".into()),
+        },
+        Instant::now() + Duration::from_secs(30),
+        &deps,
+        "lambda:request-4",
+    )
+    .await
+    .expect_err("unknown backfill");
+    assert_eq!(
+        error.to_string(),
+        "no backfill named nope in the configuration"
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_failing_backfill_fails_the_invocation_with_its_error() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users(&db, 100).await;
+    // A CHECK constraint the update violates: a permanent error.
+    db.execute("ALTER TABLE users ADD CONSTRAINT short_names CHECK (length(display_name) < 3)")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = config_file(dir.path(), "");
+    let url = db.url();
+    let config = function_config(&[("DATABASE_URL", &url), ("SHIFTGUARD_CONFIG", &config_path)]);
+    let deps = Deps::build(&config, &aws().await, |_| None)
+        .await
+        .expect("deps");
+    let error = handle(
+        BackfillEvent::default(),
+        Instant::now() + Duration::from_secs(30),
+        &deps,
+        "lambda:r",
+    )
+    .await
+    .expect_err("constraint violation");
+    assert!(
+        error
+            .to_string()
+            .contains("backfill users_display_name failed"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("short_names"), "{error}");
+    let status = db
+        .checkpoint("users_display_name")
+        .await
+        .expect("checkpoint")
+        .2;
+    assert_eq!(status, "failed");
+    db.drop_database().await;
+}
