@@ -430,9 +430,13 @@ impl Progress {
                     )
                 })
             }
-            Event::Throttled { lag_ms, max_ms } => Some(format!(
+            Event::Throttled { lag_ms, max_ms } if lag_ms.is_finite() => Some(format!(
                 "throttled: replica lag {lag_ms:.0} ms > {max_ms} ms"
             )),
+            Event::Throttled { .. } => Some(
+                "throttled: replica lag unknown (no replica status, or replication stopped)"
+                    .to_owned(),
+            ),
             Event::Retrying {
                 attempt,
                 delay,

@@ -718,3 +718,40 @@ async fn a_missing_dynamodb_table_is_named_and_nothing_is_written() {
     assert_eq!(observe(&db).await.done, 0);
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_mysql_replica_without_replication_holds_the_backfill() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    users_table(&db, 1_000).await;
+    let config = Config::new("replica_url_env = \"SHIFTGUARD_TEST_REPLICA_URL\"");
+    // The "replica" is a server that replicates nothing: its status has no row, so the lag is
+    // unknown and the backfill waits (fail closed) instead of outrunning a broken replica.
+    let run: Run = backfill_command(
+        &config.path(),
+        &db.url(),
+        &["run", NAME, "--max-seconds", "2"],
+    )
+    .env("SHIFTGUARD_TEST_REPLICA_URL", db.url())
+    .output()
+    .expect("run")
+    .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("throttled: replica lag unknown (no replica status, or replication stopped)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(observe(&db).await.done, 0);
+
+    let unset = backfill(&config.path(), &db.url(), &["run", NAME]);
+    assert_eq!(unset.code, 2);
+    assert!(
+        unset
+            .stderr
+            .contains("replica_url_env names SHIFTGUARD_TEST_REPLICA_URL, which is not set"),
+        "{}",
+        unset.stderr
+    );
+    db.drop_database().await;
+}
