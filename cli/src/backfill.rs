@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiftguard_aws::DynamoCheckpoints;
-use shiftguard_core::backfill::{Command, emf_line};
+use shiftguard_core::backfill::{Command, Status, emf_line};
 use shiftguard_core::config::{BackfillConfig, CheckpointStoreKind, ProjectConfig};
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner};
@@ -56,7 +56,8 @@ struct Common {
     checkpoint: Option<String>,
 }
 
-/// Run one backfill until it is complete, the time limit nears, or an operator steps in.
+/// Run one backfill until its pass is finished (swept; the next run verifies and marks it
+/// complete), the time limit nears, or an operator steps in.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     shiftguard backfill run users_display_name --database-url postgres://app@db/app\n  \
@@ -246,6 +247,12 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
             "skipped: another runner ({}) holds it",
             holder.as_deref().unwrap_or("unknown")
         ),
+        RunOutcome::Stayed(Status::Failed) => format!(
+            "nothing to do: it failed earlier ({}); fix the cause, then `shiftguard backfill resume`",
+            checkpoint
+                .and_then(|c| c.last_error.as_deref())
+                .unwrap_or("no error kept")
+        ),
         RunOutcome::Stayed(status) => format!("nothing to do: it is {status}"),
         RunOutcome::Deadline => "stopped before the time limit; the next run resumes".to_owned(),
         RunOutcome::Interrupted => format!(
@@ -282,6 +289,8 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
     }
     Ok(match summary.outcome {
         RunOutcome::Busy { .. } => Outcome::Busy,
+        // Still failed from an earlier run: as much a failure as the run that failed.
+        RunOutcome::Stayed(Status::Failed) => Outcome::NotSafe,
         _ => Outcome::Safe,
     })
 }

@@ -228,11 +228,22 @@ pub async fn handle(
                     rows_updated = summary.report.rows_updated,
                     "run finished"
                 );
+                // Still failed from an earlier invocation: keep failing, so the alarm stays on.
+                let error = (summary.outcome == Outcome::Stayed(Status::Failed)).then(|| {
+                    let kept = summary
+                        .checkpoint
+                        .as_ref()
+                        .and_then(|c| c.last_error.clone());
+                    format!(
+                        "failed earlier: {}",
+                        kept.unwrap_or_else(|| "no error kept".to_owned())
+                    )
+                });
                 records.push(RunRecord {
                     rows_updated: summary.report.rows_updated,
                     rows_scanned: summary.report.rows_scanned,
                     status: summary.checkpoint.map(|c| c.status),
-                    ..record(outcome, None, None)
+                    ..record(outcome, None, error)
                 });
             }
             Err(error) => {

@@ -129,7 +129,7 @@ impl Default for Tuning {
             statement_timeout_ms: 10_000,
             max_rows_per_second: None,
             max_retries: 8,
-            lease_ttl_ms: 15_000,
+            lease_ttl_ms: 30_000,
         }
     }
 }
@@ -289,6 +289,16 @@ impl BackfillConfig {
                     "`{field}` must be one SQL expression: no `;` or comments"
                 )));
             }
+            if !balanced(fragment) {
+                return Err(self.problem(format!(
+                    "`{field}` has unbalanced parentheses or quotes: it must be one SQL expression"
+                )));
+            }
+        }
+        if has_top_level_word(&self.set, "WHERE") {
+            return Err(
+                self.problem("`set` must hold only assignments: the WHERE clause is `pending`")
+            );
         }
         let t = &self.tuning;
         if !(1 <= t.min_batch_size
@@ -308,6 +318,12 @@ impl BackfillConfig {
         if t.lease_ttl_ms < 1_000 {
             return Err(self.problem("lease_ttl_ms must be at least 1000"));
         }
+        if t.lease_ttl_ms < 2 * t.statement_timeout_ms {
+            return Err(self.problem(format!(
+                "lease_ttl_ms ({}) must be at least twice statement_timeout_ms ({}): a batch must never outlive the lease it renews",
+                t.lease_ttl_ms, t.statement_timeout_ms
+            )));
+        }
         if t.max_rows_per_second == Some(0) {
             return Err(self.problem("max_rows_per_second must be positive when set"));
         }
@@ -318,6 +334,56 @@ impl BackfillConfig {
         }
         Ok(())
     }
+}
+
+/// Whether parentheses nest properly and quotes close, outside of quoted text, so a fragment
+/// cannot close the parenthesis the engine wraps it in (`x) OR (1=1`).
+fn balanced(fragment: &str) -> bool {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    for c in fragment.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    depth == 0 && quote.is_none()
+}
+
+/// Whether `word` appears outside quotes and parentheses, as a whole word, in any case.
+fn has_top_level_word(fragment: &str, word: &str) -> bool {
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut current = String::new();
+    let mut found = false;
+    for c in fragment.chars().chain(std::iter::once(' ')) {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth -= 1,
+            (None, c) if c.is_ascii_alphanumeric() || c == '_' => {
+                if depth == 0 {
+                    current.push(c);
+                }
+                continue;
+            }
+            (None, _) => {}
+        }
+        found |= current.eq_ignore_ascii_case(word);
+        current.clear();
+    }
+    found
 }
 
 /// A plain SQL identifier: letters, digits and underscores, not starting with a digit.
@@ -367,6 +433,21 @@ set     = "display_name = full_name"
     }
 
     #[test]
+    fn fragments_may_quote_what_they_like() {
+        assert!(balanced("name = 'a)b' AND (x IS NULL)"));
+        assert!(!balanced("name = 'open"));
+        assert!(!has_top_level_word(
+            "note = 'where' || where_clause",
+            "WHERE"
+        ));
+        assert!(has_top_level_word("a = b where c", "WHERE"));
+        assert!(!has_top_level_word(
+            "a = (SELECT x FROM t WHERE t.id = id)",
+            "WHERE"
+        ));
+    }
+
+    #[test]
     fn tuning_and_checkpoint_are_read() {
         let text = format!(
             "[checkpoint]\nstore = \"dynamodb\"\ntable = \"shiftguard-checkpoints\"\n{MINIMAL}batch_size = 500\nmax_rows_per_second = 10000\n"
@@ -407,6 +488,18 @@ set     = "display_name = full_name"
                 "batch sizes must satisfy 1 <= min_batch_size (5000) <= batch_size (1000)",
             ),
             (format!("{MINIMAL}{MINIMAL}"), "is defined twice"),
+            (
+                MINIMAL.replace("display_name IS NULL", "display_name IS NULL) OR (1=1"),
+                "`pending` has unbalanced parentheses or quotes",
+            ),
+            (
+                MINIMAL.replace("= full_name\"", "= full_name WHERE id > 0\""),
+                "`set` must hold only assignments",
+            ),
+            (
+                with("lease_ttl_ms = 5000"),
+                "lease_ttl_ms (5000) must be at least twice statement_timeout_ms (10000)",
+            ),
             (
                 "[checkpoint]\nstore = \"redis\"\n".to_owned(),
                 "unknown variant `redis`",

@@ -21,6 +21,8 @@ use crate::connection::{Bind, ConnectSettings, Connection, Kind};
 use crate::error::{ErrorClass, SqlError, classify};
 use crate::url::{DatabaseUrl, Dialect};
 
+/// Room left before a deadline for committing, releasing and reporting.
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
 /// How often to re-check replica lag while throttled.
 const LAG_POLL: Duration = Duration::from_millis(500);
 
@@ -293,18 +295,30 @@ impl Runner<'_> {
             sqlite_busy_timeout: Duration::from_millis(self.config.tuning.lock_timeout_ms),
         };
         let mut connection = Connection::open(self.url, settings).await?;
+        if connection.dialect() == Dialect::Postgres {
+            // For the whole session (inspection, verification, checkpoint reads), so a lock held
+            // by a migration can never hang the runner; batches tighten these per transaction.
+            let tuning = &self.config.tuning;
+            let setup = format!(
+                "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+                tuning.lock_timeout_ms, tuning.statement_timeout_ms
+            );
+            connection.raw(&setup).await.map_err(|e| {
+                self.target_error(format!("cannot set timeouts: {}", self.sql_error(&e)))
+            })?;
+        }
         if connection.dialect() == Dialect::MySql {
             // Per session: lock waits in whole seconds; MariaDB's statement limit in seconds.
             let tuning = &self.config.tuning;
             let lock_seconds = tuning.lock_timeout_ms.div_ceil(1000).max(1);
             let statement_seconds = tuning.statement_timeout_ms as f64 / 1000.0;
             let setup = format!(
-                "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION max_statement_time = {statement_seconds}"
+                "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION lock_wait_timeout = {lock_seconds}, SESSION max_statement_time = {statement_seconds}"
             );
             if connection.raw(&setup).await.is_err() {
                 // MySQL proper has no max_statement_time; its max_execution_time covers SELECT.
                 let setup = format!(
-                    "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION max_execution_time = {}",
+                    "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION lock_wait_timeout = {lock_seconds}, SESSION max_execution_time = {}",
                     tuning.statement_timeout_ms
                 );
                 connection.raw(&setup).await.map_err(|e| {
@@ -328,20 +342,23 @@ impl Runner<'_> {
         let (sql, binds) = match dialect {
             Dialect::Postgres => (
                 "SELECT format_type(a.atttypid, NULL), CAST(CASE WHEN EXISTS (SELECT 1 FROM pg_index i \
-                 WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indnkeyatts = 1 \
-                 AND i.indkey[0] = a.attnum AND i.indpred IS NULL) THEN 1 ELSE 0 END AS BIGINT) \
+                 WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 \
+                 AND i.indkey[0] = a.attnum AND i.indpred IS NULL) THEN 1 ELSE 0 END AS BIGINT), \
+                 CAST(CASE WHEN a.attnotnull THEN 0 ELSE 1 END AS BIGINT) \
                  FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 \
                  AND NOT a.attisdropped"
                     .to_owned(),
                 vec![text(table), text(key)],
             ),
             Dialect::MySql => (
-                "SELECT c.DATA_TYPE, CAST((SELECT COUNT(*) FROM information_schema.STATISTICS s \
+                // DATA_TYPE is a binary string on MySQL 8: cast it to text.
+                "SELECT CAST(c.DATA_TYPE AS CHAR), CAST((SELECT COUNT(*) FROM information_schema.STATISTICS s \
                  WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME \
                  AND s.COLUMN_NAME = c.COLUMN_NAME AND s.NON_UNIQUE = 0 AND s.SEQ_IN_INDEX = 1 \
                  AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS s2 \
                  WHERE s2.TABLE_SCHEMA = s.TABLE_SCHEMA AND s2.TABLE_NAME = s.TABLE_NAME \
-                 AND s2.INDEX_NAME = s.INDEX_NAME AND s2.SEQ_IN_INDEX = 2)) AS SIGNED) \
+                 AND s2.INDEX_NAME = s.INDEX_NAME AND s2.SEQ_IN_INDEX = 2)) AS SIGNED), \
+                 CAST(CASE WHEN c.IS_NULLABLE = 'NO' THEN 0 ELSE 1 END AS SIGNED) \
                  FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = COALESCE(?, DATABASE()) \
                  AND c.TABLE_NAME = ? AND c.COLUMN_NAME = ?"
                     .to_owned(),
@@ -350,15 +367,16 @@ impl Runner<'_> {
             Dialect::Sqlite => (
                 "SELECT c.type, CAST(CASE WHEN (c.pk = 1 AND (SELECT count(*) FROM pragma_table_info(?1) \
                  WHERE pk > 0) = 1) OR EXISTS (SELECT 1 FROM pragma_index_list(?1) il \
-                 WHERE il.\"unique\" = 1 AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1 \
-                 AND (SELECT name FROM pragma_index_info(il.name)) = ?2) THEN 1 ELSE 0 END AS BIGINT) \
+                 WHERE il.\"unique\" = 1 AND il.partial = 0 AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1 \
+                 AND (SELECT name FROM pragma_index_info(il.name)) = ?2) THEN 1 ELSE 0 END AS BIGINT), \
+                 CAST(CASE WHEN c.\"notnull\" = 1 OR (c.pk = 1 AND upper(c.type) = 'INTEGER') THEN 0 ELSE 1 END AS BIGINT) \
                  FROM pragma_table_info(?1) c WHERE c.name = ?2"
                     .to_owned(),
                 vec![text(&bare_table), text(key)],
             ),
         };
         let row = connection
-            .fetch_row(&sql, &binds, &[Kind::Text, Kind::Int])
+            .fetch_row(&sql, &binds, &[Kind::Text, Kind::Int, Kind::Int])
             .await
             .map_err(|e| {
                 self.target_error(format!(
@@ -391,6 +409,11 @@ impl Runner<'_> {
         if !integer {
             return Err(self.target_error(format!(
                 "key {table}.{key} is of type {column_type}: the keyset cursor needs an integer key"
+            )));
+        }
+        if row[2].int() != Some(0) {
+            return Err(self.target_error(format!(
+                "key {table}.{key} can be NULL: rows with a NULL key would never be backfilled (make it NOT NULL)"
             )));
         }
         if row[1].int() != Some(1) {
@@ -437,12 +460,22 @@ impl Runner<'_> {
         self.config.tuning.lease_ttl_ms as i64
     }
 
+    /// The advisory lock's name: at most 64 characters (MySQL's limit), unique per store and
+    /// backfill (a long name keeps its start and gains a hash of the whole).
     fn lock_name(&self) -> String {
         let store = match &self.checkpoints {
             Checkpoints::Sql(table) => table.table().to_owned(),
             Checkpoints::External(store) => store.describe(),
         };
-        format!("shiftguard:{store}:{}", self.config.name)
+        let name = format!("shiftguard:{store}:{}", self.config.name);
+        if name.len() <= 64 {
+            return name;
+        }
+        // FNV-1a: stable across runs and platforms, unlike the std hasher.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("{}:{hash:016x}", &name[..47])
     }
 
     /// An error of the checkpoint store. External stores' messages name the store already.
@@ -509,6 +542,31 @@ impl Runner<'_> {
         }
     }
 
+    /// Writes to an external store after a commit, retrying transient failures (throttling)
+    /// with backoff while the deadline allows.
+    async fn save_external(
+        &self,
+        store: &dyn CheckpointStore,
+        checkpoint: &Checkpoint,
+        deadline: Instant,
+    ) -> Result<bool, BackfillError> {
+        let mut attempt = 0;
+        loop {
+            match store.write(checkpoint).await {
+                Ok(written) => return Ok(written),
+                Err(error) if error.transient && attempt < self.config.tuning.max_retries => {
+                    let delay = backoff(attempt, jitter());
+                    if Instant::now() + delay + DEADLINE_SLACK > deadline {
+                        return Err(self.store_error(error));
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                }
+                Err(error) => return Err(self.store_error(error)),
+            }
+        }
+    }
+
     /// External store: takes the lease unless another runner holds an unexpired one.
     async fn take_lease(&self, store: &dyn CheckpointStore) -> Result<Option<Held>, BackfillError> {
         let now = now_ms();
@@ -558,8 +616,6 @@ impl Runner<'_> {
                 .await
                 .map_err(lock_error)?,
             Dialect::MySql => {
-                // MySQL lock names are at most 64 characters.
-                let lock_name: String = lock_name.chars().take(64).collect();
                 connection
                     .fetch_row(
                         "SELECT CAST(GET_LOCK(?, 0) AS SIGNED)",
@@ -609,7 +665,6 @@ impl Runner<'_> {
                     .await
             }
             Dialect::MySql => {
-                let lock_name: String = lock_name.chars().take(64).collect();
                 connection
                     .execute("SELECT RELEASE_LOCK(?)", &[Bind::Text(Some(lock_name))])
                     .await
@@ -754,7 +809,7 @@ impl Runner<'_> {
 
         loop {
             // Stop while a batch of the recent duration still fits, with room to commit.
-            if Instant::now() + last_batch * 2 + Duration::from_millis(250) > deadline {
+            if Instant::now() + last_batch * 2 + DEADLINE_SLACK > deadline {
                 return Ok((Outcome::Deadline, totals));
             }
             let lag_ms = match self
@@ -773,13 +828,14 @@ impl Runner<'_> {
                 if Instant::now() + wait > deadline {
                     return Ok((Outcome::Deadline, totals));
                 }
+                self.renew_lease(connection, checkpoint).await?;
                 tokio::time::sleep(wait).await;
             }
 
             let mut attempt = 0u32;
             let batch = loop {
                 match self
-                    .batch(connection, checkpoint, &statements, sizer.size())
+                    .batch(connection, checkpoint, &statements, sizer.size(), deadline)
                     .await
                 {
                     Ok(batch) => break batch,
@@ -803,23 +859,34 @@ impl Runner<'_> {
                             sizer.on_timeout();
                         }
                         let delay = backoff(attempt - 1, jitter());
+                        if Instant::now() + delay + DEADLINE_SLACK > deadline {
+                            self.note_error(connection, checkpoint, &message).await;
+                            return Ok((Outcome::Deadline, totals));
+                        }
                         totals.retries += 1;
                         observe(&Event::Retrying {
                             attempt,
                             delay,
                             error: message,
                         });
+                        self.renew_lease(connection, checkpoint).await?;
                         tokio::time::sleep(delay).await;
                         if class == ErrorClass::Connection {
                             // Let go of a file lock before taking it again.
                             *held = Held::Memory;
-                            match self.attach().await? {
-                                Ok(fresh) => {
+                            match self.attach().await {
+                                Ok(Ok(fresh)) => {
                                     *connection = fresh.connection;
                                     *checkpoint = fresh.checkpoint;
                                     *held = fresh.held;
                                 }
-                                Err(outcome) => return Ok((outcome, totals)),
+                                // Our own old session may still hold the lock until the server
+                                // notices it is gone; a connect may fail during a failover.
+                                // Both use up the retry budget instead of ending the run.
+                                Ok(Err(Outcome::Busy { holder }))
+                                    if holder.as_deref() == Some(self.owner.as_str()) => {}
+                                Ok(Err(outcome)) => return Ok((outcome, totals)),
+                                Err(_) => {}
                             }
                         }
                     }
@@ -829,8 +896,8 @@ impl Runner<'_> {
             // An external store is written now that the batch has committed.
             let batch = match (&batch, &self.checkpoints) {
                 (BatchResult::Interrupted, _) | (_, Checkpoints::Sql(_)) => batch,
-                (_, Checkpoints::External(_)) => {
-                    if self.save(connection, checkpoint).await? {
+                (_, Checkpoints::External(store)) => {
+                    if self.save_external(*store, checkpoint, deadline).await? {
                         batch
                     } else {
                         BatchResult::Interrupted
@@ -902,12 +969,22 @@ impl Runner<'_> {
         checkpoint: &mut Checkpoint,
         statements: &Statements,
         size: u64,
+        deadline: Instant,
     ) -> Result<BatchResult, sqlx::Error> {
         let started = Instant::now();
+        // No statement may outlive the run's deadline.
+        let left_ms = deadline
+            .saturating_duration_since(started + DEADLINE_SLACK)
+            .as_millis() as u64;
+        let statement_ms = self
+            .config
+            .tuning
+            .statement_timeout_ms
+            .min(left_ms.max(100));
         let begin = match connection.dialect() {
             Dialect::Postgres => format!(
-                "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-                self.config.tuning.lock_timeout_ms, self.config.tuning.statement_timeout_ms
+                "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{statement_ms}ms'",
+                self.config.tuning.lock_timeout_ms
             ),
             Dialect::MySql => "START TRANSACTION".to_owned(),
             // IMMEDIATE: take the write lock now, so a busy file fails fast and retries.
@@ -919,7 +996,11 @@ impl Runner<'_> {
             .await;
         match result {
             Ok(Some(next)) => {
-                connection.raw("COMMIT").await?;
+                if let Err(error) = connection.raw("COMMIT").await {
+                    // A failed COMMIT (SQLite BUSY) can leave the transaction open.
+                    let _ = connection.raw("ROLLBACK").await;
+                    return Err(error);
+                }
                 let (scanned, updated, is_end) = next.1;
                 *checkpoint = next.0;
                 if is_end {
@@ -1128,7 +1209,9 @@ impl Runner<'_> {
             .fetch_row(&format!("SELECT {query}"), &[], &[Kind::Float])
             .await
             .map_err(lag_error)?;
-        Ok(row.and_then(|r| r[0].float()).unwrap_or(0.0))
+        // A configured query that answers NULL (or nothing) does not know the lag: fail closed.
+        // (The PostgreSQL source answers 0 itself when no standby is connected.)
+        Ok(row.and_then(|r| r[0].float()).unwrap_or(f64::INFINITY))
     }
 
     /// Marks the backfill failed with the error kept (best effort) and returns the error.

@@ -240,9 +240,19 @@ impl Connection {
             return Ok(None);
         };
         for name in names {
-            if let Ok(value) = row.try_get::<Option<i64>, _>(*name) {
-                return Ok(value);
+            use sqlx::ValueRef as _;
+            // Absent column: try the next name (MariaDB and MySQL name it differently).
+            let Ok(raw) = row.try_get_raw(*name) else {
+                continue;
+            };
+            if raw.is_null() {
+                return Ok(None);
             }
+            // The servers report it UNSIGNED; older versions or proxies may not.
+            return match row.try_get::<u64, _>(*name) {
+                Ok(value) => Ok(Some(value.min(i64::MAX as u64) as i64)),
+                Err(_) => row.try_get::<i64, _>(*name).map(Some),
+            };
         }
         Ok(None)
     }
