@@ -803,3 +803,37 @@ async fn replica_status_is_read_as_mysql_reports_it() {
     connection.close().await;
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_held_row_lock_times_out_and_is_retried_on_mariadb() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    users_table(&db, 2_000).await;
+    // MariaDB counts lock waits in whole seconds.
+    let config = Config::new("lock_timeout_ms = 1000");
+    let url = db.url();
+    use sqlx::Connection as _;
+    let mut holder = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::raw_sql("SELECT * FROM users WHERE id = 10 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .expect("lock row");
+    let runner = tokio::task::spawn_blocking({
+        let path = config.path();
+        move || backfill(&path, &url, &["run", NAME])
+    });
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    let run = runner.await.expect("runner");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("retry 1 in"), "{}", run.stderr);
+    assert!(run.stderr.contains("Lock wait timeout"), "{}", run.stderr);
+    assert_eq!(observe(&db).await.pending, 0);
+    db.drop_database().await;
+}
