@@ -373,34 +373,67 @@ async fn replica_lag_pauses_batches() {
     db.drop_database().await;
 }
 
-#[tokio::test]
-async fn a_held_row_lock_times_out_and_is_retried() {
-    let db = TestDatabase::create(Kind::Postgres).await;
-    users_table(&db, 2_000).await;
-    let config = Config::new("lock_timeout_ms = 200");
-    let url = db.url();
-    // Another session holds a lock on a row of the first batch for ~1.5 s.
+/// Another session holds a lock on a row of the first batch for 3 s: the batch times out, is
+/// retried with backoff, and the backfill completes once the lock is gone.
+async fn held_row_lock(kind: Kind, lock_timeout_ms: u64, error_text: &str) {
     use sqlx::Connection as _;
-    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
-    sqlx::raw_sql("BEGIN; SELECT * FROM users WHERE id = 10 FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .expect("lock row");
+    let db = TestDatabase::create(kind).await;
+    users_table(&db, 2_000).await;
+    let config = Config::new(&format!("lock_timeout_ms = {lock_timeout_ms}"));
+    let url = db.url();
+    let lock = "SELECT * FROM users WHERE id = 10 FOR UPDATE";
+    let mut postgres = None;
+    let mut mariadb = None;
+    match kind {
+        Kind::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+            for sql in ["BEGIN", lock] {
+                sqlx::raw_sql(sql).execute(&mut c).await.expect("lock row");
+            }
+            postgres = Some(c);
+        }
+        _ => {
+            let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+            for sql in ["BEGIN", lock] {
+                sqlx::raw_sql(sql).execute(&mut c).await.expect("lock row");
+            }
+            mariadb = Some(c);
+        }
+    }
     let runner = tokio::task::spawn_blocking({
         let path = config.path();
         move || backfill(&path, &url, &["run", NAME])
     });
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .expect("release");
+    if let Some(mut c) = postgres {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut c)
+            .await
+            .expect("release");
+    }
+    if let Some(mut c) = mariadb {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut c)
+            .await
+            .expect("release");
+    }
     let run = runner.await.expect("runner");
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, 0, "{kind:?}: {}", run.stderr);
     assert!(run.stderr.contains("retry 1 in"), "{}", run.stderr);
-    assert!(run.stderr.contains("lock timeout"), "{}", run.stderr);
+    assert!(run.stderr.contains(error_text), "{}", run.stderr);
     assert_eq!(observe(&db).await.pending, 0);
     db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_held_row_lock_times_out_and_is_retried() {
+    held_row_lock(Kind::Postgres, 200, "lock timeout").await;
+}
+
+#[tokio::test]
+async fn a_held_row_lock_times_out_and_is_retried_on_mariadb() {
+    // MariaDB counts lock waits in whole seconds.
+    held_row_lock(Kind::MariaDb, 1000, "Lock wait timeout").await;
 }
 
 #[tokio::test]
@@ -801,39 +834,5 @@ async fn replica_status_is_read_as_mysql_reports_it() {
         .expect("query");
     assert_eq!(stopped, None);
     connection.close().await;
-    db.drop_database().await;
-}
-
-#[tokio::test]
-async fn a_held_row_lock_times_out_and_is_retried_on_mariadb() {
-    let db = TestDatabase::create(Kind::MariaDb).await;
-    users_table(&db, 2_000).await;
-    // MariaDB counts lock waits in whole seconds.
-    let config = Config::new("lock_timeout_ms = 1000");
-    let url = db.url();
-    use sqlx::Connection as _;
-    let mut holder = sqlx::MySqlConnection::connect(&url).await.expect("connect");
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut holder)
-        .await
-        .expect("begin");
-    sqlx::raw_sql("SELECT * FROM users WHERE id = 10 FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .expect("lock row");
-    let runner = tokio::task::spawn_blocking({
-        let path = config.path();
-        move || backfill(&path, &url, &["run", NAME])
-    });
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .expect("release");
-    let run = runner.await.expect("runner");
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("retry 1 in"), "{}", run.stderr);
-    assert!(run.stderr.contains("Lock wait timeout"), "{}", run.stderr);
-    assert_eq!(observe(&db).await.pending, 0);
     db.drop_database().await;
 }

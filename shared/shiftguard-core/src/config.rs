@@ -336,54 +336,62 @@ impl BackfillConfig {
     }
 }
 
-/// Whether parentheses nest properly and quotes close, outside of quoted text, so a fragment
-/// cannot close the parenthesis the engine wraps it in (`x) OR (1=1`).
-fn balanced(fragment: &str) -> bool {
+/// The characters of a SQL fragment outside quoted text, each with the parenthesis depth it
+/// stands at (quoted text becomes one space). `None` when a quote is left open.
+fn unquoted(fragment: &str) -> Option<Vec<(char, i32)>> {
+    let mut out = Vec::with_capacity(fragment.len());
     let mut depth = 0i32;
     let mut quote: Option<char> = None;
     for c in fragment.chars() {
         match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
+            (Some(q), c) if c == q => {
+                quote = None;
+                out.push((' ', depth));
+            }
             (Some(_), _) => {}
             (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => depth += 1,
+            (None, '(') => {
+                out.push((c, depth));
+                depth += 1;
+            }
             (None, ')') => {
                 depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
+                out.push((c, depth));
             }
-            (None, _) => {}
+            (None, c) => out.push((c, depth)),
         }
     }
-    depth == 0 && quote.is_none()
+    quote.is_none().then_some(out)
+}
+
+/// Whether parentheses nest properly and quotes close, so a fragment cannot close the
+/// parenthesis the engine wraps it in (`x) OR (1=1`).
+fn balanced(fragment: &str) -> bool {
+    let Some(chars) = unquoted(fragment) else {
+        return false;
+    };
+    let opened = chars.iter().filter(|&&(c, _)| c == '(').count();
+    let closed = chars.iter().filter(|&&(c, _)| c == ')').count();
+    opened == closed && chars.iter().all(|&(_, depth)| depth >= 0)
 }
 
 /// Whether `word` appears outside quotes and parentheses, as a whole word, in any case.
 fn has_top_level_word(fragment: &str, word: &str) -> bool {
-    let mut depth = 0i32;
-    let mut quote: Option<char> = None;
-    let mut current = String::new();
-    let mut found = false;
-    for c in fragment.chars().chain(std::iter::once(' ')) {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') => depth -= 1,
-            (None, c) if c.is_ascii_alphanumeric() || c == '_' => {
-                if depth == 0 {
-                    current.push(c);
-                }
-                continue;
+    let Some(chars) = unquoted(fragment) else {
+        return false;
+    };
+    let top: String = chars
+        .iter()
+        .map(|&(c, depth)| {
+            if depth == 0 && c != '(' && c != ')' {
+                c
+            } else {
+                ' '
             }
-            (None, _) => {}
-        }
-        found |= current.eq_ignore_ascii_case(word);
-        current.clear();
-    }
-    found
+        })
+        .collect();
+    top.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// A plain SQL identifier: letters, digits and underscores, not starting with a digit.
@@ -436,6 +444,8 @@ set     = "display_name = full_name"
     fn fragments_may_quote_what_they_like() {
         assert!(balanced("name = 'a)b' AND (x IS NULL)"));
         assert!(!balanced("name = 'open"));
+        assert!(!balanced("(a) OR b("));
+        assert!(!balanced("a) OR (b"));
         assert!(!has_top_level_word(
             "note = 'where' || where_clause",
             "WHERE"
