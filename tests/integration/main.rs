@@ -6,5 +6,6 @@ mod backfill;
 mod bad_input;
 mod check;
 mod graph;
+mod hooks;
 mod lambda_backfill;
 mod support;

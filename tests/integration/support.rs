@@ -263,6 +263,11 @@ pub async fn dynamodb_table() -> String {
 
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
+/// A suffix unique within this test run (process id and a counter).
+pub fn unique_suffix() -> String {
+    unique_name().trim_start_matches("sg_").replace('_', "-")
+}
+
 fn unique_name() -> String {
     format!(
         "sg_{}_{}",

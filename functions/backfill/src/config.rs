@@ -4,26 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shiftguard_aws::secrets::DatabaseSource;
 use shiftguard_core::config::CheckpointStoreKind;
-
-/// Where the database URL comes from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseSource {
-    /// `DATABASE_URL`.
-    Url(String),
-    /// `DATABASE_SECRET_ARN`: a Secrets Manager secret holding a URL, or the JSON that RDS
-    /// writes (`engine`, `host`, `port`, `username`, `password`, `dbname`).
-    Secret(String),
-}
-
-impl std::fmt::Debug for DatabaseSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DatabaseSource::Url(_) => f.write_str("Url(***)"),
-            DatabaseSource::Secret(arn) => write!(f, "Secret({arn})"),
-        }
-    }
-}
 
 /// The function's settings.
 #[derive(Clone, Debug)]
@@ -45,14 +27,7 @@ impl FunctionConfig {
     /// Reads the settings; the error names the variable at fault.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let database = match (non_empty("DATABASE_URL"), non_empty("DATABASE_SECRET_ARN")) {
-            (Some(url), None) => DatabaseSource::Url(url),
-            (None, Some(arn)) => DatabaseSource::Secret(arn),
-            (Some(_), Some(_)) => {
-                return Err("set one of DATABASE_URL and DATABASE_SECRET_ARN, not both".to_owned());
-            }
-            (None, None) => return Err("set DATABASE_URL or DATABASE_SECRET_ARN".to_owned()),
-        };
+        let database = DatabaseSource::from_lookup(&lookup)?;
         let checkpoint_store = match non_empty("SHIFTGUARD_CHECKPOINT").as_deref() {
             None => None,
             Some("sql") => Some(CheckpointStoreKind::Sql),

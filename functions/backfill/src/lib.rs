@@ -17,7 +17,7 @@ use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 
-use crate::config::{DatabaseSource, FunctionConfig};
+use crate::config::FunctionConfig;
 
 /// The invocation event. Any other fields (an EventBridge envelope, say) are ignored.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -71,27 +71,7 @@ impl Deps {
         if let Some(table) = &config.checkpoint_table {
             project.checkpoint.table = table.clone();
         }
-        let raw_url = match &config.database {
-            DatabaseSource::Url(url) => url.clone(),
-            DatabaseSource::Secret(arn) => {
-                let client = aws_sdk_secretsmanager::Client::new(aws);
-                let secret = client
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot read secret {arn}: {}",
-                            aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                        )
-                    })?;
-                let text = secret
-                    .secret_string()
-                    .with_context(|| format!("secret {arn} holds no string"))?;
-                database_url_from_secret(text).with_context(|| format!("secret {arn}"))?
-            }
-        };
+        let raw_url = config.database.resolve(aws).await?;
         let url = DatabaseUrl::parse(&raw_url)?;
         let dynamodb = (project.checkpoint.store == CheckpointStoreKind::Dynamodb)
             .then(|| DynamoCheckpoints::from_config(aws, &project.checkpoint.table));
@@ -115,38 +95,6 @@ impl Deps {
             deadline_margin: config.deadline_margin,
         })
     }
-}
-
-/// A secret holds either a database URL or RDS's JSON document.
-pub fn database_url_from_secret(text: &str) -> anyhow::Result<String> {
-    let text = text.trim();
-    if !text.starts_with('{') {
-        return Ok(text.to_owned());
-    }
-    #[derive(Deserialize)]
-    struct RdsSecret {
-        engine: String,
-        host: String,
-        port: Option<u16>,
-        username: String,
-        password: String,
-        dbname: Option<String>,
-    }
-    let secret: RdsSecret = serde_json::from_str(text)
-        .map_err(|_| anyhow::anyhow!("not a database URL nor the RDS secret JSON (engine, host, port, username, password, dbname)"))?;
-    let scheme = match secret.engine.as_str() {
-        "postgres" | "postgresql" | "aurora-postgresql" => "postgres",
-        "mysql" | "mariadb" | "aurora-mysql" | "aurora" => "mysql",
-        other => anyhow::bail!("engine {other} is not supported (postgres, mysql, mariadb)"),
-    };
-    let port = secret.port.map(|p| format!(":{p}")).unwrap_or_default();
-    let database = secret.dbname.unwrap_or_default();
-    let mut url = url::Url::parse(&format!("{scheme}://{}{port}/{database}", secret.host))
-        .context("the secret's host is not valid")?;
-    url.set_username(&secret.username)
-        .and_then(|()| url.set_password(Some(&secret.password)))
-        .map_err(|()| anyhow::anyhow!("the secret's username cannot go into a URL"))?;
-    Ok(url.into())
 }
 
 /// Runs the event's backfills until `deadline` (the invocation's, less the margin). Returns an
@@ -308,30 +256,6 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_hold_a_url_or_rds_json() {
-        assert_eq!(
-            database_url_from_secret(" postgres://app@db/app \n").expect("url"),
-            "postgres://app@db/app"
-        );
-        let json = r#"{"engine":"postgres","host":"db.internal","port":5432,"username":"app","password":"p@ss/w:rd","dbname":"users"}"#;
-        let url = database_url_from_secret(json).expect("rds json");
-        assert_eq!(url, "postgres://app:p%40ss%2Fw%3Ard@db.internal:5432/users");
-        let parsed = DatabaseUrl::parse(&url).expect("parses");
-        assert_eq!(
-            parsed.target(),
-            "postgres database users on db.internal:5432"
-        );
-        let error = database_url_from_secret(
-            r#"{"engine":"oracle","host":"h","username":"u","password":"p"}"#,
-        )
-        .expect_err("oracle");
-        assert_eq!(
-            error.to_string(),
-            "engine oracle is not supported (postgres, mysql, mariadb)"
-        );
-    }
 
     #[test]
     fn events_with_and_without_a_name() {

@@ -1,9 +1,16 @@
 //! shiftguard's AWS adapters, on the official AWS SDK for Rust. Endpoints are overridden only
 //! through the SDK's standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
 //!
-//! **API boundary:** callers get core types (`Checkpoint`, `StoreError`); no SDK type crosses
-//! into decision code.
+//! **API boundary:** callers get core types (`Checkpoint`, `LambdaTarget`, `VersionStamp`) and
+//! [`AwsError`]; no SDK type crosses into decision code.
 
+pub mod codedeploy;
 pub mod dynamodb;
+pub mod error;
+pub mod lambda;
+pub mod secrets;
 
+pub use codedeploy::{CodeDeployAdapter, HookStatus};
 pub use dynamodb::DynamoCheckpoints;
+pub use error::AwsError;
+pub use lambda::LambdaAdapter;

@@ -7,9 +7,11 @@
 //! migrations directory from the local disk ([`scan`]).
 
 pub mod alembic;
+pub mod appspec;
 pub mod backfill;
 pub mod compat;
 pub mod config;
+pub mod gate;
 pub mod graph;
 pub mod manifest;
 pub mod phase;

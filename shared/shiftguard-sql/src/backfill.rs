@@ -1373,6 +1373,24 @@ impl Runner<'_> {
     }
 }
 
+/// The first key that matches a backfill's `pending` predicate now (`None`: nothing pending),
+/// for gates that require a backfill to be complete. Read-only.
+pub async fn first_pending_key(
+    connection: &mut Connection,
+    url: &DatabaseUrl,
+    config: &BackfillConfig,
+) -> Result<Option<i64>, SqlError> {
+    let statements = Statements::new(connection.dialect(), config);
+    let row = connection
+        .fetch_row(&statements.first_pending, &[], &[Kind::Int])
+        .await
+        .map_err(|e| SqlError::Query {
+            target: url.target().to_owned(),
+            reason: format!("backfill {}: {}", config.name, url.redact(&e.to_string())),
+        })?;
+    Ok(row.and_then(|r| r[0].int()))
+}
+
 /// The number of key positions in the range, as a row estimate (exact for dense keys).
 fn span(range: KeyRange) -> u64 {
     (range.max.saturating_sub(range.min).saturating_add(1)).max(0) as u64

@@ -1,0 +1,266 @@
+//! The CodeDeploy `BeforeAllowTraffic` hook. CodeDeploy invokes it with a deployment id and a
+//! hook execution id; it reads what the deployment moves (the AppSpec), both versions' schema
+//! stamps, the database's Alembic state and the backfills the target needs, evaluates the
+//! pre-traffic gates, and calls `PutLifecycleEventHookExecutionStatus` exactly once, with
+//! `Failed` on every path where it cannot show that the step is safe: an error, a panic in the
+//! evaluation, or a deadline that would otherwise kill it before it reports.
+
+pub mod config;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use shiftguard_aws::{CodeDeployAdapter, HookStatus, LambdaAdapter};
+use shiftguard_core::appspec::LambdaTarget;
+use shiftguard_core::config::ProjectConfig;
+use shiftguard_core::gate::{BackfillNow, Decision, VersionStamp, pre_traffic};
+use shiftguard_core::{DatabaseState, Manifest, RevisionGraph};
+use shiftguard_sql::backfill::first_pending_key;
+use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, read_heads};
+
+use crate::config::HookConfig;
+
+/// What the hook needs, built once per cold start.
+#[derive(Debug)]
+pub struct Deps {
+    pub graph: RevisionGraph,
+    pub project: ProjectConfig,
+    pub url: DatabaseUrl,
+    pub version_table: String,
+    pub codedeploy: CodeDeployAdapter,
+    pub lambda: LambdaAdapter,
+    pub deadline_margin: Duration,
+}
+
+impl Deps {
+    /// Reads the manifest and configuration, resolves the database URL and creates the clients.
+    pub async fn build(config: &HookConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<Self> {
+        let manifest = std::fs::read_to_string(&config.manifest_path)
+            .with_context(|| format!("cannot read manifest {}", config.manifest_path.display()))?;
+        let graph = Manifest::parse(&manifest)
+            .with_context(|| config.manifest_path.display().to_string())?;
+        let project = match &config.config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read configuration {}", path.display()))?;
+                ProjectConfig::parse(&text).with_context(|| path.display().to_string())?
+            }
+            None => ProjectConfig::default(),
+        };
+        let url = DatabaseUrl::parse(&config.database.resolve(aws).await?)?;
+        Ok(Deps {
+            graph,
+            project,
+            url,
+            version_table: config.version_table.clone(),
+            codedeploy: CodeDeployAdapter::new(aws),
+            lambda: LambdaAdapter::new(aws),
+            deadline_margin: config.deadline_margin,
+        })
+    }
+}
+
+/// The decision record: one JSON log line per evaluation.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Evaluation {
+    pub deployment_id: String,
+    pub target: Option<LambdaTarget>,
+    pub current_version: Option<VersionStamp>,
+    pub target_version: Option<VersionStamp>,
+    pub database: Option<String>,
+    pub database_heads: Vec<String>,
+    pub backfills: Vec<BackfillNow>,
+    pub decision: Decision,
+}
+
+/// How one hook invocation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reported {
+    pub status: HookStatus,
+    /// Why, when Failed.
+    pub reason: Option<String>,
+}
+
+/// Evaluates the pre-traffic gates for a deployment. An `Err` is a failure to decide.
+pub async fn evaluate(deps: Arc<Deps>, deployment_id: String) -> Result<Evaluation, String> {
+    let mut record = Evaluation {
+        deployment_id: deployment_id.clone(),
+        ..Evaluation::default()
+    };
+    let target = deps
+        .codedeploy
+        .lambda_target(&deployment_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let current = deps
+        .lambda
+        .version_stamp(&target.function, &target.current_version)
+        .await
+        .map_err(|e| e.to_string())?;
+    let next = deps
+        .lambda
+        .version_stamp(&target.function, &target.target_version)
+        .await
+        .map_err(|e| e.to_string())?;
+    record.target = Some(target);
+
+    let mut connection = Connection::open(&deps.url, ConnectSettings::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let heads = read_heads(&mut connection, &deps.url, &deps.version_table).await;
+    let mut backfills = Vec::new();
+    for name in &next.required_backfills {
+        // A name the configuration lacks is reported by the gate itself.
+        if let Some(config) = deps.project.backfill(name) {
+            let first = first_pending_key(&mut connection, &deps.url, config)
+                .await
+                .map_err(|e| e.to_string())?;
+            backfills.push(BackfillNow {
+                name: name.clone(),
+                first_pending_key: first,
+            });
+        }
+    }
+    connection.close().await;
+    let heads = heads.map_err(|e| e.to_string())?;
+    let state = DatabaseState::new(&deps.graph, &heads).map_err(|e| e.to_string())?;
+
+    record.decision = pre_traffic(&deps.graph, &state, &current, &next, &backfills);
+    record.database = Some(deps.url.target().to_owned());
+    record.database_heads = heads;
+    record.backfills = backfills;
+    record.current_version = Some(current);
+    record.target_version = Some(next);
+    Ok(record)
+}
+
+/// Runs `evaluation` and reports its outcome exactly once: Succeeded only when it finished and
+/// every gate passed; Failed when a gate failed, it returned an error, it panicked, or
+/// `deadline` came first. Returns what was reported; `Err` only when the report itself failed.
+pub async fn report_once<F>(
+    codedeploy: &CodeDeployAdapter,
+    deployment_id: &str,
+    execution_id: &str,
+    deadline: Instant,
+    evaluation: F,
+) -> Result<Reported, shiftguard_aws::AwsError>
+where
+    F: Future<Output = Result<Evaluation, String>> + Send + 'static,
+{
+    let mut task = tokio::spawn(evaluation);
+    let outcome = tokio::select! {
+        joined = &mut task => match joined {
+            Ok(Ok(record)) => {
+                log_record(&record);
+                if record.decision.passed() {
+                    Reported { status: HookStatus::Succeeded, reason: None }
+                } else {
+                    failed(record.decision.failures())
+                }
+            }
+            Ok(Err(error)) => failed(format!("could not decide: {error}")),
+            Err(join) if join.is_panic() => failed(format!(
+                "could not decide: the evaluation panicked: {}",
+                panic_message(join.into_panic())
+            )),
+            Err(join) => failed(format!("could not decide: {join}")),
+        },
+        () = tokio::time::sleep_until(deadline.into()) => {
+            task.abort();
+            failed("could not decide before the invocation's deadline".to_owned())
+        }
+    };
+    match &outcome.reason {
+        None => tracing::info!(deployment_id, "pre-traffic gates pass: reporting Succeeded"),
+        Some(reason) => tracing::warn!(deployment_id, reason = reason.as_str(), "reporting Failed"),
+    }
+    codedeploy
+        .report(deployment_id, execution_id, outcome.status)
+        .await?;
+    Ok(outcome)
+}
+
+fn failed(reason: String) -> Reported {
+    Reported {
+        status: HookStatus::Failed,
+        reason: Some(reason),
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic".to_owned())
+}
+
+fn log_record(record: &Evaluation) {
+    match serde_json::to_string(record) {
+        Ok(json) => tracing::info!(record = json.as_str(), "decision record"),
+        Err(error) => tracing::warn!(%error, "decision record could not be written"),
+    }
+}
+
+/// The two ids of a hook event. A malformed event without them cannot be reported on.
+pub fn hook_ids(event: &serde_json::Value) -> Result<(String, String), String> {
+    let id = |key: &str| {
+        event
+            .get(key)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    match (id("DeploymentId"), id("LifecycleEventHookExecutionId")) {
+        (Some(deployment), Some(execution)) => Ok((deployment, execution)),
+        _ => Err(format!(
+            "the event carries no DeploymentId and LifecycleEventHookExecutionId, so no status can be reported: {}",
+            truncate(&event.to_string(), 200)
+        )),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// One invocation: ids from the event, evaluation, exactly one report. A duplicate delivery
+/// whose report CodeDeploy refuses (the status is already set) is logged, not an error.
+pub async fn handle(
+    event: serde_json::Value,
+    deadline: Instant,
+    deps: Arc<Deps>,
+) -> anyhow::Result<Reported> {
+    let (deployment_id, execution_id) = hook_ids(&event).map_err(anyhow::Error::msg)?;
+    let evaluation = evaluate(Arc::clone(&deps), deployment_id.clone());
+    match report_once(
+        &deps.codedeploy,
+        &deployment_id,
+        &execution_id,
+        deadline,
+        evaluation,
+    )
+    .await
+    {
+        Ok(reported) => Ok(reported),
+        Err(error)
+            if !error.transient
+                && error
+                    .message
+                    .contains("InvalidLifecycleEventHookExecutionStatus") =>
+        {
+            tracing::warn!(deployment_id, error = %error, "the hook execution already has a status (duplicate delivery)");
+            Ok(Reported {
+                status: HookStatus::Failed,
+                reason: Some(format!("duplicate delivery: {error}")),
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
+}

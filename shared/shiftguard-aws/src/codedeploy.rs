@@ -1,0 +1,80 @@
+//! CodeDeploy: what a deployment moves (from its AppSpec), and reporting a lifecycle hook's status.
+
+use aws_sdk_codedeploy::Client;
+use aws_sdk_codedeploy::types::LifecycleEventStatus;
+use shiftguard_core::appspec::{LambdaTarget, parse_appspec};
+
+use crate::error::AwsError;
+
+/// A hook's outcome, as CodeDeploy takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookStatus {
+    Succeeded,
+    Failed,
+}
+
+/// CodeDeploy calls on behalf of a hook.
+#[derive(Clone, Debug)]
+pub struct CodeDeployAdapter {
+    client: Client,
+}
+
+impl CodeDeployAdapter {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        CodeDeployAdapter {
+            client: Client::new(config),
+        }
+    }
+
+    /// The Lambda function, alias and versions a deployment moves, from its AppSpec content
+    /// (`appSpecContent`, or a legacy `string` revision).
+    pub async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, AwsError> {
+        let doing = format!("GetDeployment {deployment_id}");
+        let output = self
+            .client
+            .get_deployment()
+            .deployment_id(deployment_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(&doing, &e))?;
+        let revision = output
+            .deployment_info()
+            .and_then(|info| info.revision())
+            .ok_or_else(|| AwsError::new(format!("{doing}: the deployment has no revision")))?;
+        let content = revision
+            .app_spec_content()
+            .and_then(|c| c.content())
+            .or_else(|| revision.string().and_then(|s| s.content()))
+            .ok_or_else(|| {
+                AwsError::new(format!("{doing}: the revision carries no AppSpec content"))
+            })?;
+        parse_appspec(content).map_err(|e| AwsError::new(format!("{doing}: {e}")))
+    }
+
+    /// `PutLifecycleEventHookExecutionStatus`. The SDK retries throttling and transient failures.
+    pub async fn report(
+        &self,
+        deployment_id: &str,
+        execution_id: &str,
+        status: HookStatus,
+    ) -> Result<(), AwsError> {
+        let status = match status {
+            HookStatus::Succeeded => LifecycleEventStatus::Succeeded,
+            HookStatus::Failed => LifecycleEventStatus::Failed,
+        };
+        self.client
+            .put_lifecycle_event_hook_execution_status()
+            .deployment_id(deployment_id)
+            .lifecycle_event_hook_execution_id(execution_id)
+            .status(status)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                AwsError::from_sdk(
+                    &format!("PutLifecycleEventHookExecutionStatus {deployment_id}"),
+                    &e,
+                )
+            })
+    }
+}

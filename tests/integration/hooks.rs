@@ -1,0 +1,636 @@
+//! The pre-traffic hook against the AWS emulator (Lambda versions with schema stamps, CodeDeploy
+//! deployments with AppSpec content), real PostgreSQL moved by the real Alembic CLI, and a local
+//! HTTP endpoint for the one call the emulator lacks, `PutLifecycleEventHookExecutionStatus`:
+//! it checks the JSON 1.1 wire request and counts calls, and every test asserts exactly one
+//! report with the expected status.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pre_traffic_hook::{Deps, Evaluation, handle, report_once};
+use shiftguard_aws::{CodeDeployAdapter, HookStatus, LambdaAdapter};
+use shiftguard_core::Manifest;
+use shiftguard_core::config::ProjectConfig;
+use shiftguard_core::scan::load_migrations;
+use shiftguard_sql::DatabaseUrl;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::example::*;
+use crate::support::{Kind, TestDatabase, alembic, aws_endpoint, example_project};
+
+const PUT_TARGET: &str = "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus";
+
+/// A local CodeDeploy endpoint: `PutLifecycleEventHookExecutionStatus` is answered here (and
+/// recorded); every other call is forwarded to the emulator.
+struct CodeDeployEndpoint {
+    url: String,
+    puts: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl CodeDeployEndpoint {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&puts);
+        let upstream = aws_endpoint()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let recorded = Arc::clone(&recorded);
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, &upstream, &recorded).await;
+                });
+            }
+        });
+        CodeDeployEndpoint { url, puts }
+    }
+
+    fn puts(&self) -> Vec<serde_json::Value> {
+        self.puts.lock().expect("lock").clone()
+    }
+}
+
+/// One request per connection (answered with `Connection: close`).
+async fn serve(
+    mut stream: TcpStream,
+    upstream: &str,
+    puts: &Mutex<Vec<serde_json::Value>>,
+) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let head_end = loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buffer[..n]);
+        if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).to_string();
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    while request.len() < head_end + length {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buffer[..n]);
+    }
+    if header("x-amz-target").as_deref() == Some(PUT_TARGET) {
+        assert!(head.starts_with("POST / "), "{head}");
+        assert_eq!(
+            header("content-type").as_deref(),
+            Some("application/x-amz-json-1.1")
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&request[head_end..]).expect("JSON 1.1 body");
+        let execution = body["lifecycleEventHookExecutionId"].clone();
+        let duplicate = {
+            let mut puts = puts.lock().expect("lock");
+            let duplicate = puts
+                .iter()
+                .any(|p| p["lifecycleEventHookExecutionId"] == execution);
+            puts.push(body);
+            duplicate
+        };
+        // Like CodeDeploy: a second status for the same execution is refused.
+        let (status, payload) = if duplicate {
+            (
+                "400 Bad Request",
+                serde_json::json!({"__type": "InvalidLifecycleEventHookExecutionStatusException", "message": "the status is already set"}),
+            )
+        } else {
+            (
+                "200 OK",
+                serde_json::json!({ "lifecycleEventHookExecutionId": execution }),
+            )
+        };
+        let payload = payload.to_string();
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+            payload.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        return stream.shutdown().await;
+    }
+    // Forward to the emulator, asking it to close so its response ends at EOF.
+    let mut forwarded = Vec::with_capacity(request.len() + 20);
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            forwarded.extend_from_slice(line.as_bytes());
+            forwarded.extend_from_slice(b"\r\n");
+        }
+    }
+    forwarded.extend_from_slice(b"connection: close\r\n\r\n");
+    forwarded.extend_from_slice(&request[head_end..]);
+    let mut emulator = TcpStream::connect(upstream).await?;
+    emulator.write_all(&forwarded).await?;
+    let mut response = Vec::new();
+    emulator.read_to_end(&mut response).await?;
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+fn credentials() -> aws_sdk_lambda::config::Credentials {
+    aws_sdk_lambda::config::Credentials::new("test", "test", None, None, "tests")
+}
+
+async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
+/// An empty zip archive: all moto needs as function code.
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// A function with published versions, one per environment given (each a version's stamp).
+async fn publish_versions(
+    aws: &aws_config::SdkConfig,
+    name: &str,
+    envs: &[&[(&str, &str)]],
+) -> Vec<String> {
+    use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+    let iam = aws_sdk_iam::Client::new(aws);
+    let role = iam
+        .create_role()
+        .role_name(format!("{name}-role"))
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+        .send()
+        .await
+        .expect("create role")
+        .role
+        .expect("role")
+        .arn;
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    let environment = |pairs: &[(&str, &str)]| {
+        let mut env = Environment::builder();
+        for (k, v) in pairs {
+            env = env.variables(*k, *v);
+        }
+        env.build()
+    };
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(role)
+        .code(
+            FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
+                .build(),
+        )
+        .environment(environment(envs[0]))
+        .send()
+        .await
+        .expect("create function");
+    let mut versions = Vec::new();
+    for (i, env) in envs.iter().enumerate() {
+        if i > 0 {
+            lambda
+                .update_function_configuration()
+                .function_name(name)
+                .environment(environment(env))
+                .send()
+                .await
+                .expect("update configuration");
+        }
+        let version = lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await
+            .expect("publish version")
+            .version
+            .expect("version");
+        versions.push(version);
+    }
+    versions
+}
+
+/// A CodeDeploy deployment whose AppSpec moves `function`'s alias from `current` to `target`.
+async fn deployment(aws: &aws_config::SdkConfig, name: &str, appspec: &str) -> String {
+    use aws_sdk_codedeploy::types::{
+        AppSpecContent, ComputePlatform, RevisionLocation, RevisionLocationType,
+    };
+    let codedeploy = aws_sdk_codedeploy::Client::new(aws);
+    codedeploy
+        .create_application()
+        .application_name(name)
+        .compute_platform(ComputePlatform::Lambda)
+        .send()
+        .await
+        .expect("create application");
+    codedeploy
+        .create_deployment_group()
+        .application_name(name)
+        .deployment_group_name(format!("{name}-group"))
+        .service_role_arn("arn:aws:iam::123456789012:role/codedeploy")
+        .send()
+        .await
+        .expect("create deployment group");
+    codedeploy
+        .create_deployment()
+        .application_name(name)
+        .deployment_group_name(format!("{name}-group"))
+        .revision(
+            RevisionLocation::builder()
+                .revision_type(RevisionLocationType::AppSpecContent)
+                .app_spec_content(AppSpecContent::builder().content(appspec).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create deployment")
+        .deployment_id
+        .expect("deployment id")
+}
+
+fn appspec(function: &str, current: &str, target: &str) -> String {
+    format!(
+        "version: 0.0\nResources:\n  - UsersApi:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: {function}\n        Alias: live\n        CurrentVersion: {current}\n        TargetVersion: {target}\n"
+    )
+}
+
+/// The world of one test: a database, a function with versions, the CodeDeploy endpoint.
+struct World {
+    db: TestDatabase,
+    endpoint: CodeDeployEndpoint,
+    deps: Arc<Deps>,
+    moto: aws_config::SdkConfig,
+    name: String,
+}
+
+async fn world(database_at: &str, backfills: &str) -> World {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    alembic(
+        &example_project(),
+        Some(&db.sqlalchemy_url()),
+        &["upgrade", database_at],
+    );
+    let endpoint = CodeDeployEndpoint::start().await;
+    let moto = sdk_config(&aws_endpoint()).await;
+    let graph = load_migrations(&example_project()).expect("example").graph;
+    // The hook reads the manifest, as packaged: round-trip it.
+    let graph = Manifest::parse(&Manifest::from_graph(&graph).to_json()).expect("manifest");
+    let project = ProjectConfig::parse(backfills).expect("config");
+    let deps = Deps {
+        graph,
+        project,
+        url: DatabaseUrl::parse(&db.url()).expect("url"),
+        version_table: "alembic_version".to_owned(),
+        codedeploy: CodeDeployAdapter::new(&sdk_config(&endpoint.url).await),
+        lambda: LambdaAdapter::new(&moto),
+        deadline_margin: Duration::from_secs(3),
+    };
+    let name = format!("users-api-{}", crate::support::unique_suffix());
+    World {
+        db,
+        endpoint,
+        deps: Arc::new(deps),
+        moto,
+        name,
+    }
+}
+
+fn event(deployment_id: &str, execution: &str) -> serde_json::Value {
+    serde_json::json!({ "DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution })
+}
+
+/// Invokes the hook and asserts exactly one report, with `status`; returns the reason.
+async fn invoke_expecting(world: &World, deployment_id: &str, status: &str) -> String {
+    let execution = format!("exec-{deployment_id}");
+    let reported = handle(
+        event(deployment_id, &execution),
+        Instant::now() + Duration::from_secs(20),
+        Arc::clone(&world.deps),
+    )
+    .await
+    .expect("hook handled");
+    let puts = world.endpoint.puts();
+    assert_eq!(puts.len(), 1, "exactly one report: {puts:?}");
+    assert_eq!(puts[0]["deploymentId"], deployment_id);
+    assert_eq!(puts[0]["lifecycleEventHookExecutionId"], execution.as_str());
+    assert_eq!(puts[0]["status"], status, "reason: {:?}", reported.reason);
+    reported.reason.unwrap_or_default()
+}
+
+const SQL_BACKFILL: &str = "[[backfill]]\nname = \"users_display_name\"\ntable = \"users\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n";
+
+#[tokio::test]
+async fn pre_traffic_passes_when_both_versions_fit_and_backfills_are_done() {
+    let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[
+                ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
+                ("SHIFTGUARD_REQUIRED_BACKFILLS", "users_display_name"),
+            ],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    invoke_expecting(&w, &id, "Succeeded").await;
+    w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn pre_traffic_fails_on_the_schema_a_version_cannot_run_on() {
+    // The database is still before the expand the target needs.
+    let w = world(CREATE_USERS, "").await;
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    let reason = invoke_expecting(&w, &id, "Failed").await;
+    assert!(
+        reason.contains(&format!("schema:target: FAIL: version {}: build {ADD_DISPLAY_NAME} needs expand revision {ADD_DISPLAY_NAME}", versions[1])),
+        "{reason}"
+    );
+    w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn pre_traffic_fails_while_a_required_backfill_has_pending_rows() {
+    let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
+    w.db.execute("INSERT INTO users (id, full_name, email) VALUES (1, 'Ada', 'ada@example.com'), (2, 'Bo', 'bo@example.com')").await;
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[
+                ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
+                (
+                    "SHIFTGUARD_REQUIRED_BACKFILLS",
+                    "users_display_name, undefined_one",
+                ),
+            ],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    let reason = invoke_expecting(&w, &id, "Failed").await;
+    assert!(
+        reason.contains("backfill users_display_name is not complete: rows are pending from key 1"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("backfill undefined_one is required but not defined"),
+        "{reason}"
+    );
+    w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn every_failure_to_decide_reports_failed_exactly_once() {
+    // A version without the stamp.
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("OTHER", "x")],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    let reason = invoke_expecting(&w, &id, "Failed").await;
+    assert!(
+        reason.contains("carries no SHIFTGUARD_SCHEMA_REVISION"),
+        "{reason}"
+    );
+    w.db.drop_database().await;
+
+    // A deployment that does not exist.
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    let reason = invoke_expecting(&w, "d-NOSUCHDEPLOY", "Failed").await;
+    assert!(
+        reason.starts_with("could not decide: GetDeployment d-NOSUCHDEPLOY"),
+        "{reason}"
+    );
+    w.db.drop_database().await;
+
+    // An AppSpec that is not one Lambda deployment.
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    let id = deployment(&w.moto, &w.name, "Resources: [").await;
+    let reason = invoke_expecting(&w, &id, "Failed").await;
+    assert!(reason.contains("AppSpec: not YAML or JSON"), "{reason}");
+    w.db.drop_database().await;
+
+    // The database is down.
+    let mut w = world(ADD_DISPLAY_NAME, "").await;
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    let deps = Arc::get_mut(&mut w.deps).expect("sole owner");
+    deps.url = DatabaseUrl::parse("postgres://app:hunter2@127.0.0.1:1/app").expect("url");
+    let reason = invoke_expecting(&w, &id, "Failed").await;
+    assert!(
+        reason.contains("cannot connect to postgres database app on 127.0.0.1:1"),
+        "{reason}"
+    );
+    assert!(!reason.contains("hunter2"));
+    w.db.drop_database().await;
+
+    // The database is at a revision the manifest does not contain.
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    w.db.execute("UPDATE alembic_version SET version_num = 'feedfacecafe'")
+        .await;
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    let reason = invoke_expecting(&w, &id, "Failed").await;
+    assert!(
+        reason.contains("database is at revision feedfacecafe which the migrations do not contain"),
+        "{reason}"
+    );
+    w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_panic_or_the_deadline_still_reports_failed_exactly_once() {
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    let panicking = async {
+        let gates: Vec<u8> = Vec::new();
+        // An evaluation bug: indexing past the end.
+        let _ = gates[usize::from(gates.is_empty())];
+        Ok::<Evaluation, String>(Evaluation::default())
+    };
+    let reported = report_once(
+        &w.deps.codedeploy,
+        "d-PANIC",
+        "exec-panic",
+        Instant::now() + Duration::from_secs(20),
+        panicking,
+    )
+    .await
+    .expect("reported");
+    assert_eq!(reported.status, HookStatus::Failed);
+    assert!(
+        reported
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the evaluation panicked"),
+        "{reported:?}"
+    );
+
+    let started = Instant::now();
+    let stuck = async {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        Ok::<Evaluation, String>(Evaluation::default())
+    };
+    let reported = report_once(
+        &w.deps.codedeploy,
+        "d-SLOW",
+        "exec-slow",
+        Instant::now() + Duration::from_millis(300),
+        stuck,
+    )
+    .await
+    .expect("reported");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        reported.reason.as_deref(),
+        Some("could not decide before the invocation's deadline")
+    );
+
+    let puts = w.endpoint.puts();
+    let statuses: Vec<(&str, &str)> = puts
+        .iter()
+        .map(|p| {
+            (
+                p["deploymentId"].as_str().unwrap_or_default(),
+                p["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [("d-PANIC", "Failed"), ("d-SLOW", "Failed")]);
+    w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn malformed_events_and_duplicate_deliveries() {
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    // No ids: nothing can be reported; the invocation errors, loudly.
+    let error = handle(
+        serde_json::json!({"Records": []}),
+        Instant::now() + Duration::from_secs(5),
+        Arc::clone(&w.deps),
+    )
+    .await
+    .expect_err("no ids");
+    assert!(
+        error
+            .to_string()
+            .starts_with("the event carries no DeploymentId"),
+        "{error}"
+    );
+    assert!(w.endpoint.puts().is_empty());
+
+    // The same hook execution delivered twice: the second report is refused, not a crash.
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    for _ in 0..2 {
+        handle(
+            event(&id, "exec-twice"),
+            Instant::now() + Duration::from_secs(20),
+            Arc::clone(&w.deps),
+        )
+        .await
+        .expect("handled");
+    }
+    assert_eq!(w.endpoint.puts().len(), 2, "one report per delivery");
+    w.db.drop_database().await;
+}
