@@ -460,14 +460,20 @@ impl Runner<'_> {
         self.config.tuning.lease_ttl_ms as i64
     }
 
-    /// The advisory lock's name: at most 64 characters (MySQL's limit), unique per store and
-    /// backfill (a long name keeps its start and gains a hash of the whole).
+    /// The advisory lock's name: at most 64 characters (MySQL's limit), unique per database,
+    /// store and backfill (a long name keeps its start and gains a hash of the whole).
     fn lock_name(&self) -> String {
         let store = match &self.checkpoints {
             Checkpoints::Sql(table) => table.table().to_owned(),
             Checkpoints::External(store) => store.describe(),
         };
-        let name = format!("shiftguard:{store}:{}", self.config.name);
+        // MySQL's named locks are server-wide (PostgreSQL's advisory locks are per database):
+        // name the database too, so backfills of two databases on one server never collide.
+        let name = format!(
+            "shiftguard:{}:{store}:{}",
+            self.url.target(),
+            self.config.name
+        );
         if name.len() <= 64 {
             return name;
         }
