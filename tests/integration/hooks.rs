@@ -1,17 +1,18 @@
-//! The pre-traffic hook against the AWS emulator (Lambda versions with schema stamps, CodeDeploy
-//! deployments with AppSpec content), real PostgreSQL moved by the real Alembic CLI, and a local
-//! HTTP endpoint for the one call the emulator lacks, `PutLifecycleEventHookExecutionStatus`:
-//! it checks the JSON 1.1 wire request and counts calls, and every test asserts exactly one
-//! report with the expected status.
+//! The lifecycle hooks against the AWS emulator (Lambda versions with schema stamps and alias
+//! routing, CodeDeploy deployments with AppSpec content, CloudWatch metric data), real PostgreSQL
+//! moved by the real Alembic CLI, and a local HTTP endpoint for the one call the emulator lacks,
+//! `PutLifecycleEventHookExecutionStatus`: it checks the JSON 1.1 wire request and counts calls,
+//! and every test asserts exactly one report with the expected status.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pre_traffic_hook::{Deps, Evaluation, handle, report_once};
-use shiftguard_aws::{CodeDeployAdapter, HookStatus, LambdaAdapter};
+use shiftguard_aws::{CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter};
 use shiftguard_core::Manifest;
 use shiftguard_core::config::ProjectConfig;
+use shiftguard_core::gate::{HealthBudget, InconclusivePolicy};
 use shiftguard_core::scan::load_migrations;
+use shiftguard_hooks::{Deps, Evaluation, Phase, handle, report_once};
 use shiftguard_sql::DatabaseUrl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -304,6 +305,9 @@ async fn world(database_at: &str, backfills: &str) -> World {
         version_table: "alembic_version".to_owned(),
         codedeploy: CodeDeployAdapter::new(&sdk_config(&endpoint.url).await),
         lambda: LambdaAdapter::new(&moto),
+        cloudwatch: CloudWatchAdapter::new(&moto),
+        budget: HealthBudget::default(),
+        metrics_window: Duration::from_secs(300),
         deadline_margin: Duration::from_secs(3),
     };
     let name = format!("users-api-{}", crate::support::unique_suffix());
@@ -320,10 +324,21 @@ fn event(deployment_id: &str, execution: &str) -> serde_json::Value {
     serde_json::json!({ "DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution })
 }
 
-/// Invokes the hook and asserts exactly one report, with `status`; returns the reason.
+/// Invokes the pre-traffic hook and asserts exactly one report, with `status`; returns the
+/// reason.
 async fn invoke_expecting(world: &World, deployment_id: &str, status: &str) -> String {
+    invoke_phase_expecting(world, Phase::PreTraffic, deployment_id, status).await
+}
+
+async fn invoke_phase_expecting(
+    world: &World,
+    phase: Phase,
+    deployment_id: &str,
+    status: &str,
+) -> String {
     let execution = format!("exec-{deployment_id}");
     let reported = handle(
+        phase,
         event(deployment_id, &execution),
         Instant::now() + Duration::from_secs(20),
         Arc::clone(&world.deps),
@@ -592,6 +607,7 @@ async fn malformed_events_and_duplicate_deliveries() {
     let w = world(ADD_DISPLAY_NAME, "").await;
     // No ids: nothing can be reported; the invocation errors, loudly.
     let error = handle(
+        Phase::PreTraffic,
         serde_json::json!({"Records": []}),
         Instant::now() + Duration::from_secs(5),
         Arc::clone(&w.deps),
@@ -624,6 +640,7 @@ async fn malformed_events_and_duplicate_deliveries() {
     .await;
     for _ in 0..2 {
         handle(
+            Phase::PreTraffic,
             event(&id, "exec-twice"),
             Instant::now() + Duration::from_secs(20),
             Arc::clone(&w.deps),
@@ -632,5 +649,135 @@ async fn malformed_events_and_duplicate_deliveries() {
         .expect("handled");
     }
     assert_eq!(w.endpoint.puts().len(), 2, "one report per delivery");
+    w.db.drop_database().await;
+}
+
+/// The alias `live` routing 10% to `target`, and invocation/error counts per version in CloudWatch.
+async fn traffic(w: &World, current: &str, target: &str, counts: &[(&str, f64, f64)]) {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    use aws_sdk_lambda::types::AliasRoutingConfiguration;
+    aws_sdk_lambda::Client::new(&w.moto)
+        .create_alias()
+        .function_name(&w.name)
+        .name("live")
+        .function_version(current)
+        .routing_config(
+            AliasRoutingConfiguration::builder()
+                .additional_version_weights(target, 0.1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create alias");
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&w.moto);
+    for (version, invocations, errors) in counts {
+        let dimensions = [
+            ("FunctionName", w.name.clone()),
+            ("Resource", format!("{}:live", w.name)),
+            ("ExecutedVersion", (*version).to_owned()),
+        ];
+        let datum = |name: &str, value: f64| {
+            let mut datum = MetricDatum::builder()
+                .metric_name(name)
+                .value(value)
+                .unit(StandardUnit::Count);
+            for (k, v) in &dimensions {
+                datum = datum.dimensions(Dimension::builder().name(*k).value(v).build());
+            }
+            datum.build()
+        };
+        cloudwatch
+            .put_metric_data()
+            .namespace("AWS/Lambda")
+            .metric_data(datum("Invocations", *invocations))
+            .metric_data(datum("Errors", *errors))
+            .send()
+            .await
+            .expect("put metric data");
+    }
+}
+
+async fn post_traffic_world(budget: HealthBudget) -> (World, String, Vec<String>) {
+    let mut w = world(ADD_DISPLAY_NAME, "").await;
+    Arc::get_mut(&mut w.deps).expect("sole owner").budget = budget;
+    let versions = publish_versions(
+        &w.moto,
+        &w.name,
+        &[
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+        ],
+    )
+    .await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    (w, id, versions)
+}
+
+#[tokio::test]
+async fn post_traffic_passes_a_healthy_version_and_fails_a_failing_one() {
+    let (w, id, v) = post_traffic_world(HealthBudget::default()).await;
+    traffic(
+        &w,
+        &v[0],
+        &v[1],
+        &[(&v[0], 9_000.0, 9.0), (&v[1], 1_000.0, 2.0)],
+    )
+    .await;
+    invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Succeeded").await;
+    w.db.drop_database().await;
+
+    let (w, id, v) = post_traffic_world(HealthBudget::default()).await;
+    traffic(
+        &w,
+        &v[0],
+        &v[1],
+        &[(&v[0], 9_000.0, 9.0), (&v[1], 1_000.0, 50.0)],
+    )
+    .await;
+    let reason = invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Failed").await;
+    assert!(
+        reason.contains(&format!("health:errors: FAIL: version {} error rate 5.00% (50 of 1000) is above the budget 1.00%", v[1])),
+        "{reason}"
+    );
+    w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn post_traffic_on_a_handful_of_requests_follows_the_inconclusive_policy() {
+    let (w, id, v) = post_traffic_world(HealthBudget::default()).await;
+    traffic(&w, &v[0], &v[1], &[(&v[0], 40.0, 0.0), (&v[1], 3.0, 0.0)]).await;
+    let reason = invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Failed").await;
+    assert!(
+        reason.contains("health:sample: inconclusive: 3 invocations"),
+        "{reason}"
+    );
+    w.db.drop_database().await;
+
+    let lenient = HealthBudget {
+        inconclusive: InconclusivePolicy::Pass,
+        ..HealthBudget::default()
+    };
+    let (w, id, v) = post_traffic_world(lenient).await;
+    traffic(&w, &v[0], &v[1], &[(&v[0], 40.0, 0.0), (&v[1], 3.0, 0.0)]).await;
+    invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Succeeded").await;
+    w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn post_traffic_fails_closed_when_cloudwatch_cannot_answer() {
+    let (mut w, id, v) = post_traffic_world(HealthBudget::default()).await;
+    traffic(&w, &v[0], &v[1], &[(&v[1], 1_000.0, 0.0)]).await;
+    Arc::get_mut(&mut w.deps).expect("sole owner").cloudwatch =
+        CloudWatchAdapter::new(&sdk_config("http://127.0.0.1:1").await);
+    let reason = invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Failed").await;
+    assert!(
+        reason.starts_with("could not decide: GetMetricData"),
+        "{reason}"
+    );
     w.db.drop_database().await;
 }

@@ -1,11 +1,10 @@
 //! Lambda entry point: configuration and clients once per cold start, then one [`backfill::handle`]
 //! per invocation with the invocation's deadline.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use backfill::config::FunctionConfig;
 use backfill::{BackfillEvent, Deps, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
+use shiftguard_aws::deadline_instant;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -21,22 +20,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<BackfillEvent>| async move {
-            let deadline = instant_of(event.context.deadline)
-                .checked_sub(deps.deadline_margin)
-                .unwrap_or_else(Instant::now);
+            let deadline = deadline_instant(event.context.deadline, deps.deadline_margin);
             let owner = format!("lambda:{}", event.context.request_id);
             let records = handle(event.payload, deadline, deps, &owner).await?;
             Ok::<_, lambda_runtime::Error>(serde_json::to_value(records)?)
         },
     ))
     .await
-}
-
-/// The invocation deadline (Unix milliseconds) as an `Instant`.
-fn instant_of(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

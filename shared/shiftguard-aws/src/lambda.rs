@@ -1,6 +1,8 @@
 //! Lambda: what a published version says about itself (its environment snapshot is immutable,
 //! so its schema stamp is trustworthy history).
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use aws_sdk_lambda::Client;
 use shiftguard_core::gate::VersionStamp;
 
@@ -22,6 +24,29 @@ impl LambdaAdapter {
         LambdaAdapter {
             client: Client::new(config),
         }
+    }
+
+    /// An alias's routing: its primary version and the weights of additional versions.
+    pub async fn alias_routing(
+        &self,
+        function: &str,
+        alias: &str,
+    ) -> Result<(String, Vec<(String, f64)>), AwsError> {
+        let output = self
+            .client
+            .get_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(&format!("GetAlias {function}:{alias}"), &e))?;
+        let primary = output.function_version().unwrap_or_default().to_owned();
+        let additional = output
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .map(|weights| weights.iter().map(|(v, w)| (v.clone(), *w)).collect())
+            .unwrap_or_default();
+        Ok((primary, additional))
     }
 
     /// The schema stamp and required backfills of `function` at `version`.
@@ -64,4 +89,15 @@ impl LambdaAdapter {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// A Lambda invocation's deadline (Unix milliseconds, from its context) as an `Instant`, less a
+/// margin kept for reporting before the function is stopped.
+pub fn deadline_instant(deadline_ms: u64, margin: Duration) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin);
+    Instant::now() + left
 }

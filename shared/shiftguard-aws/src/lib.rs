@@ -4,13 +4,15 @@
 //! **API boundary:** callers get core types (`Checkpoint`, `LambdaTarget`, `VersionStamp`) and
 //! [`AwsError`]; no SDK type crosses into decision code.
 
+pub mod cloudwatch;
 pub mod codedeploy;
 pub mod dynamodb;
 pub mod error;
 pub mod lambda;
 pub mod secrets;
 
+pub use cloudwatch::CloudWatchAdapter;
 pub use codedeploy::{CodeDeployAdapter, HookStatus};
 pub use dynamodb::DynamoCheckpoints;
 pub use error::AwsError;
-pub use lambda::LambdaAdapter;
+pub use lambda::{LambdaAdapter, deadline_instant};

@@ -132,12 +132,18 @@ pub fn backfill_gates(required: &[String], now: &[BackfillNow]) -> Vec<GateResul
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub gates: Vec<GateResult>,
+    /// Whether an inconclusive gate lets the decision pass (the configured policy).
+    pub inconclusive_passes: bool,
 }
 
 impl Decision {
-    /// Passes only when every gate passes (inconclusive is not a pass).
+    /// Passes when every gate passes; an inconclusive gate passes only under that policy.
     pub fn passed(&self) -> bool {
-        self.gates.iter().all(|g| g.verdict == GateVerdict::Pass)
+        self.gates.iter().all(|g| match g.verdict {
+            GateVerdict::Pass => true,
+            GateVerdict::Inconclusive(_) => self.inconclusive_passes,
+            GateVerdict::Fail(_) => false,
+        })
     }
 
     /// The gates that did not pass, one line.
@@ -166,7 +172,127 @@ pub fn pre_traffic(
         schema_gate(graph, state, "target", target),
     ];
     gates.extend(backfill_gates(&target.required_backfills, backfills));
-    Decision { gates }
+    Decision {
+        gates,
+        inconclusive_passes: false,
+    }
+}
+
+/// What to do when there is too little traffic to judge a version's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InconclusivePolicy {
+    Fail,
+    Pass,
+}
+
+/// The health a new version must show after taking traffic.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthBudget {
+    /// Errors / invocations above this fail (e.g. 0.01).
+    pub max_error_rate: f64,
+    /// p99 duration above this fails, when set.
+    pub max_p99_ms: Option<f64>,
+    /// p99 above this multiple of the current version's p99 fails (when both have samples).
+    pub max_p99_ratio: f64,
+    /// Fewer invocations than this in the window is inconclusive, not a verdict.
+    pub min_invocations: u64,
+    pub inconclusive: InconclusivePolicy,
+}
+
+impl Default for HealthBudget {
+    fn default() -> Self {
+        HealthBudget {
+            max_error_rate: 0.01,
+            max_p99_ms: None,
+            max_p99_ratio: 1.5,
+            min_invocations: 50,
+            inconclusive: InconclusivePolicy::Fail,
+        }
+    }
+}
+
+/// One version's traffic in the window (CloudWatch, dimension ExecutedVersion).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VersionMetrics {
+    pub version: String,
+    pub invocations: f64,
+    pub errors: f64,
+    pub p99_ms: Option<f64>,
+}
+
+/// Health gates for the target version, against the budget and the current version (baseline).
+pub fn health_gates(
+    target: &VersionMetrics,
+    baseline: Option<&VersionMetrics>,
+    budget: &HealthBudget,
+) -> Vec<GateResult> {
+    let version = &target.version;
+    if target.invocations < budget.min_invocations as f64 {
+        return vec![GateResult::new(
+            "health:sample",
+            GateVerdict::Inconclusive(format!(
+                "{} invocations of version {version} in the window, fewer than the {} needed to judge",
+                target.invocations, budget.min_invocations
+            )),
+        )];
+    }
+    let rate = target.errors / target.invocations;
+    let errors = if rate > budget.max_error_rate {
+        GateVerdict::Fail(format!(
+            "version {version} error rate {:.2}% ({} of {}) is above the budget {:.2}%",
+            rate * 100.0,
+            target.errors,
+            target.invocations,
+            budget.max_error_rate * 100.0
+        ))
+    } else {
+        GateVerdict::Pass
+    };
+    let mut gates = vec![GateResult::new("health:errors", errors)];
+    let latency = match (target.p99_ms, budget.max_p99_ms) {
+        (None, Some(_)) => Some(GateVerdict::Inconclusive(format!(
+            "no p99 duration data for version {version}"
+        ))),
+        (None, None) => None,
+        (Some(p99), limit) => {
+            let comparable_baseline = baseline
+                .filter(|b| b.invocations >= budget.min_invocations as f64)
+                .and_then(|b| b.p99_ms.map(|p| (b.version.as_str(), p)));
+            Some(match (limit, comparable_baseline) {
+                (Some(limit), _) if p99 > limit => GateVerdict::Fail(format!(
+                    "version {version} p99 {p99:.0} ms is above the budget {limit:.0} ms"
+                )),
+                (_, Some((old, base))) if p99 > base * budget.max_p99_ratio => {
+                    GateVerdict::Fail(format!(
+                        "version {version} p99 {p99:.0} ms is above {:.1} x version {old}'s {base:.0} ms",
+                        budget.max_p99_ratio
+                    ))
+                }
+                _ => GateVerdict::Pass,
+            })
+        }
+    };
+    gates.extend(latency.map(|v| GateResult::new("health:p99", v)));
+    gates
+}
+
+/// The post-traffic gates: the schema still inside the target's window, and the target's
+/// health within budget.
+pub fn post_traffic(
+    graph: &RevisionGraph,
+    state: &DatabaseState,
+    target: &VersionStamp,
+    target_metrics: &VersionMetrics,
+    baseline: Option<&VersionMetrics>,
+    budget: &HealthBudget,
+) -> Decision {
+    let mut gates = vec![schema_gate(graph, state, "target", target)];
+    gates.extend(health_gates(target_metrics, baseline, budget));
+    Decision {
+        gates,
+        inconclusive_passes: budget.inconclusive == InconclusivePolicy::Pass,
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +418,95 @@ mod tests {
             assert_eq!(&failing, expected, "{heads:?} {current:?} {target:?}");
             assert_eq!(decision.passed(), expected.is_empty());
         }
+    }
+
+    #[test]
+    fn health_table() {
+        let metrics =
+            |version: &str, invocations: f64, errors: f64, p99: Option<f64>| VersionMetrics {
+                version: version.to_owned(),
+                invocations,
+                errors,
+                p99_ms: p99,
+            };
+        let budget = HealthBudget {
+            max_p99_ms: Some(500.0),
+            ..HealthBudget::default()
+        };
+        let old = metrics("1", 1_000.0, 1.0, Some(100.0));
+        // (target, expected verdict names per gate)
+        let table: &[(VersionMetrics, &[(&str, &str)])] = &[
+            (
+                metrics("2", 3.0, 0.0, Some(90.0)),
+                &[("health:sample", "inconclusive")],
+            ),
+            (
+                metrics("2", 200.0, 1.0, Some(120.0)),
+                &[("health:errors", "pass"), ("health:p99", "pass")],
+            ),
+            (
+                metrics("2", 200.0, 5.0, Some(120.0)),
+                &[("health:errors", "fail"), ("health:p99", "pass")],
+            ),
+            (
+                metrics("2", 200.0, 0.0, Some(600.0)),
+                &[("health:errors", "pass"), ("health:p99", "fail")],
+            ),
+            (
+                metrics("2", 200.0, 0.0, Some(160.0)),
+                &[("health:errors", "pass"), ("health:p99", "fail")],
+            ),
+            (
+                metrics("2", 200.0, 0.0, None),
+                &[("health:errors", "pass"), ("health:p99", "inconclusive")],
+            ),
+        ];
+        for (target, expected) in table {
+            let gates = health_gates(target, Some(&old), &budget);
+            let actual: Vec<(&str, &str)> = gates
+                .iter()
+                .map(|g| {
+                    let verdict = match g.verdict {
+                        GateVerdict::Pass => "pass",
+                        GateVerdict::Fail(_) => "fail",
+                        GateVerdict::Inconclusive(_) => "inconclusive",
+                    };
+                    (g.gate.as_str(), verdict)
+                })
+                .collect();
+            assert_eq!(&actual, expected, "{target:?}");
+        }
+        let few = health_gates(&metrics("2", 3.0, 0.0, None), None, &budget);
+        assert_eq!(
+            few[0].to_string(),
+            "health:sample: inconclusive: 3 invocations of version 2 in the window, fewer than the 50 needed to judge"
+        );
+    }
+
+    #[test]
+    fn inconclusive_follows_the_policy() {
+        let graph = graph();
+        let state = DatabaseState::new(&graph, &["b"]).expect("known");
+        let target = stamp("2", Some("b"), &[]);
+        let quiet = VersionMetrics {
+            version: "2".into(),
+            invocations: 3.0,
+            ..VersionMetrics::default()
+        };
+        let strict = post_traffic(
+            &graph,
+            &state,
+            &target,
+            &quiet,
+            None,
+            &HealthBudget::default(),
+        );
+        assert!(!strict.passed());
+        let lenient = HealthBudget {
+            inconclusive: InconclusivePolicy::Pass,
+            ..HealthBudget::default()
+        };
+        assert!(post_traffic(&graph, &state, &target, &quiet, None, &lenient).passed());
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The CodeDeploy `BeforeAllowTraffic` hook. CodeDeploy invokes it with a deployment id and a
-//! hook execution id; it reads what the deployment moves (the AppSpec), both versions' schema
-//! stamps, the database's Alembic state and the backfills the target needs, evaluates the
-//! pre-traffic gates, and calls `PutLifecycleEventHookExecutionStatus` exactly once, with
-//! `Failed` on every path where it cannot show that the step is safe: an error, a panic in the
-//! evaluation, or a deadline that would otherwise kill it before it reports.
+//! The CodeDeploy lifecycle hooks. CodeDeploy invokes a hook with a deployment id and a hook
+//! execution id; the hook reads what the deployment moves (the AppSpec), both versions' schema
+//! stamps, the database's Alembic state, and for `BeforeAllowTraffic` the backfills the target
+//! needs, for `AfterAllowTraffic` the versions' traffic in CloudWatch; it evaluates the gates
+//! and calls `PutLifecycleEventHookExecutionStatus` exactly once, with `Failed` on every path
+//! where it cannot show that the step is safe: a failing gate, an error, a panic in the
+//! evaluation, or a deadline that would otherwise stop it before it reports.
 
 pub mod config;
 
@@ -13,17 +14,28 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use shiftguard_aws::{CodeDeployAdapter, HookStatus, LambdaAdapter};
+use shiftguard_aws::{CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter};
 use shiftguard_core::appspec::LambdaTarget;
 use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::gate::{BackfillNow, Decision, VersionStamp, pre_traffic};
+use shiftguard_core::gate::{
+    BackfillNow, Decision, HealthBudget, VersionMetrics, VersionStamp, post_traffic, pre_traffic,
+};
 use shiftguard_core::{DatabaseState, Manifest, RevisionGraph};
 use shiftguard_sql::backfill::first_pending_key;
 use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, read_heads};
 
 use crate::config::HookConfig;
 
-/// What the hook needs, built once per cold start.
+/// Which lifecycle event a hook serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// `BeforeAllowTraffic`: schema inside both versions' windows, required backfills complete.
+    PreTraffic,
+    /// `AfterAllowTraffic`: schema still fits the target; the target's health within budget.
+    PostTraffic,
+}
+
+/// What a hook needs, built once per cold start.
 #[derive(Debug)]
 pub struct Deps {
     pub graph: RevisionGraph,
@@ -32,6 +44,9 @@ pub struct Deps {
     pub version_table: String,
     pub codedeploy: CodeDeployAdapter,
     pub lambda: LambdaAdapter,
+    pub cloudwatch: CloudWatchAdapter,
+    pub budget: HealthBudget,
+    pub metrics_window: Duration,
     pub deadline_margin: Duration,
 }
 
@@ -58,6 +73,9 @@ impl Deps {
             version_table: config.version_table.clone(),
             codedeploy: CodeDeployAdapter::new(aws),
             lambda: LambdaAdapter::new(aws),
+            cloudwatch: CloudWatchAdapter::new(aws),
+            budget: config.budget.clone(),
+            metrics_window: config.metrics_window,
             deadline_margin: config.deadline_margin,
         })
     }
@@ -66,6 +84,7 @@ impl Deps {
 /// The decision record: one JSON log line per evaluation.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Evaluation {
+    pub phase: Option<Phase>,
     pub deployment_id: String,
     pub target: Option<LambdaTarget>,
     pub current_version: Option<VersionStamp>,
@@ -73,6 +92,12 @@ pub struct Evaluation {
     pub database: Option<String>,
     pub database_heads: Vec<String>,
     pub backfills: Vec<BackfillNow>,
+    /// Post-traffic: the target's and the current version's traffic in the window.
+    pub metrics: Vec<VersionMetrics>,
+    /// Post-traffic: the alias's configured weight for the target, and the share of
+    /// invocations it really served (they drift apart at low traffic).
+    pub configured_weight: Option<f64>,
+    pub observed_weight: Option<f64>,
     pub decision: Decision,
 }
 
@@ -84,9 +109,14 @@ pub struct Reported {
     pub reason: Option<String>,
 }
 
-/// Evaluates the pre-traffic gates for a deployment. An `Err` is a failure to decide.
-pub async fn evaluate(deps: Arc<Deps>, deployment_id: String) -> Result<Evaluation, String> {
+/// Evaluates a phase's gates for a deployment. An `Err` is a failure to decide.
+pub async fn evaluate(
+    deps: Arc<Deps>,
+    phase: Phase,
+    deployment_id: String,
+) -> Result<Evaluation, String> {
     let mut record = Evaluation {
+        phase: Some(phase),
         deployment_id: deployment_id.clone(),
         ..Evaluation::default()
     };
@@ -112,7 +142,11 @@ pub async fn evaluate(deps: Arc<Deps>, deployment_id: String) -> Result<Evaluati
         .map_err(|e| e.to_string())?;
     let heads = read_heads(&mut connection, &deps.url, &deps.version_table).await;
     let mut backfills = Vec::new();
-    for name in &next.required_backfills {
+    let required: &[String] = match phase {
+        Phase::PreTraffic => &next.required_backfills,
+        Phase::PostTraffic => &[],
+    };
+    for name in required {
         // A name the configuration lacks is reported by the gate itself.
         if let Some(config) = deps.project.backfill(name) {
             let first = first_pending_key(&mut connection, &deps.url, config)
@@ -128,7 +162,51 @@ pub async fn evaluate(deps: Arc<Deps>, deployment_id: String) -> Result<Evaluati
     let heads = heads.map_err(|e| e.to_string())?;
     let state = DatabaseState::new(&deps.graph, &heads).map_err(|e| e.to_string())?;
 
-    record.decision = pre_traffic(&deps.graph, &state, &current, &next, &backfills);
+    record.decision = match phase {
+        Phase::PreTraffic => pre_traffic(&deps.graph, &state, &current, &next, &backfills),
+        Phase::PostTraffic => {
+            let target = record.target.as_ref().ok_or("no deployment target")?;
+            let metrics = |version: String| {
+                let deps = Arc::clone(&deps);
+                let (function, alias) = (target.function.clone(), target.alias.clone());
+                async move {
+                    deps.cloudwatch
+                        .version_metrics(&function, &alias, &version, deps.metrics_window)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let new = metrics(target.target_version.clone()).await?;
+            let old = metrics(target.current_version.clone()).await?;
+            let (_, weights) = deps
+                .lambda
+                .alias_routing(&target.function, &target.alias)
+                .await
+                .map_err(|e| e.to_string())?;
+            record.configured_weight = Some(
+                weights
+                    .iter()
+                    .find(|(v, _)| *v == target.target_version)
+                    .map_or(1.0, |(_, w)| *w),
+            );
+            let total = new.invocations + old.invocations;
+            record.observed_weight = (total > 0.0).then(|| new.invocations / total);
+            if let (Some(configured), Some(observed)) =
+                (record.configured_weight, record.observed_weight)
+                && (configured - observed).abs() > 0.1
+            {
+                tracing::warn!(
+                    configured,
+                    observed,
+                    invocations = total,
+                    "the observed traffic split differs from the alias weight (low traffic?)"
+                );
+            }
+            let decision = post_traffic(&deps.graph, &state, &next, &new, Some(&old), &deps.budget);
+            record.metrics = vec![new, old];
+            decision
+        }
+    };
     record.database = Some(deps.url.target().to_owned());
     record.database_heads = heads;
     record.backfills = backfills;
@@ -174,7 +252,7 @@ where
         }
     };
     match &outcome.reason {
-        None => tracing::info!(deployment_id, "pre-traffic gates pass: reporting Succeeded"),
+        None => tracing::info!(deployment_id, "gates pass: reporting Succeeded"),
         Some(reason) => tracing::warn!(deployment_id, reason = reason.as_str(), "reporting Failed"),
     }
     codedeploy
@@ -233,12 +311,13 @@ fn truncate(text: &str, max: usize) -> &str {
 /// One invocation: ids from the event, evaluation, exactly one report. A duplicate delivery
 /// whose report CodeDeploy refuses (the status is already set) is logged, not an error.
 pub async fn handle(
+    phase: Phase,
     event: serde_json::Value,
     deadline: Instant,
     deps: Arc<Deps>,
 ) -> anyhow::Result<Reported> {
     let (deployment_id, execution_id) = hook_ids(&event).map_err(anyhow::Error::msg)?;
-    let evaluation = evaluate(Arc::clone(&deps), deployment_id.clone());
+    let evaluation = evaluate(Arc::clone(&deps), phase, deployment_id.clone());
     match report_once(
         &deps.codedeploy,
         &deployment_id,

@@ -1,0 +1,160 @@
+//! Everything the hooks read from their environment, in one place. Taken through a lookup
+//! function so tests pass a map instead of changing the process environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shiftguard_aws::secrets::DatabaseSource;
+use shiftguard_core::gate::{HealthBudget, InconclusivePolicy};
+
+/// The hook's settings.
+#[derive(Clone, Debug)]
+pub struct HookConfig {
+    /// `SHIFTGUARD_MANIFEST`: the manifest `shiftguard manifest` wrote at build time, packaged
+    /// with the function (default `$LAMBDA_TASK_ROOT/manifest.json`).
+    pub manifest_path: PathBuf,
+    /// `SHIFTGUARD_CONFIG`: shiftguard.toml, for the backfills versions may require (optional;
+    /// default `$LAMBDA_TASK_ROOT/shiftguard.toml` when it exists).
+    pub config_path: Option<PathBuf>,
+    /// `DATABASE_URL` or `DATABASE_SECRET_ARN`.
+    pub database: DatabaseSource,
+    /// `SHIFTGUARD_VERSION_TABLE` (default `alembic_version`).
+    pub version_table: String,
+    /// `SHIFTGUARD_DEADLINE_MARGIN_MS` (default 3000): report Failed this long before the
+    /// invocation's deadline rather than be killed without reporting.
+    pub deadline_margin: Duration,
+    /// Post-traffic: `SHIFTGUARD_MAX_ERROR_RATE` (0.01), `SHIFTGUARD_MAX_P99_MS` (none),
+    /// `SHIFTGUARD_MAX_P99_RATIO` (1.5 x the current version), `SHIFTGUARD_MIN_INVOCATIONS` (50),
+    /// `SHIFTGUARD_INCONCLUSIVE` (`fail` or `pass`, default fail).
+    pub budget: HealthBudget,
+    /// Post-traffic: `SHIFTGUARD_METRICS_WINDOW_SECONDS` (default 300).
+    pub metrics_window: Duration,
+}
+
+impl HookConfig {
+    /// Reads the settings; the error names the variable at fault.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let task_root = non_empty("LAMBDA_TASK_ROOT").map(PathBuf::from);
+        let manifest_path = non_empty("SHIFTGUARD_MANIFEST")
+            .map(PathBuf::from)
+            .or_else(|| task_root.as_ref().map(|root| root.join("manifest.json")))
+            .unwrap_or_else(|| PathBuf::from("manifest.json"));
+        let config_path = non_empty("SHIFTGUARD_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| {
+                task_root
+                    .map(|root| root.join("shiftguard.toml"))
+                    .filter(|path| path.exists())
+            });
+        let deadline_margin = match non_empty("SHIFTGUARD_DEADLINE_MARGIN_MS") {
+            None => Duration::from_secs(3),
+            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
+                format!("SHIFTGUARD_DEADLINE_MARGIN_MS is `{ms}`: expected milliseconds")
+            })?),
+        };
+        let number = |name: &str| -> Result<Option<f64>, String> {
+            non_empty(name)
+                .map(|v| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite() && *n >= 0.0)
+                        .ok_or_else(|| format!("{name} is `{v}`: expected a non-negative number"))
+                })
+                .transpose()
+        };
+        let defaults = HealthBudget::default();
+        let budget = HealthBudget {
+            max_error_rate: number("SHIFTGUARD_MAX_ERROR_RATE")?.unwrap_or(defaults.max_error_rate),
+            max_p99_ms: number("SHIFTGUARD_MAX_P99_MS")?,
+            max_p99_ratio: number("SHIFTGUARD_MAX_P99_RATIO")?.unwrap_or(defaults.max_p99_ratio),
+            min_invocations: number("SHIFTGUARD_MIN_INVOCATIONS")?
+                .map_or(defaults.min_invocations, |n| n as u64),
+            inconclusive: match non_empty("SHIFTGUARD_INCONCLUSIVE").as_deref() {
+                None | Some("fail") => InconclusivePolicy::Fail,
+                Some("pass") => InconclusivePolicy::Pass,
+                Some(other) => {
+                    return Err(format!(
+                        "SHIFTGUARD_INCONCLUSIVE is `{other}`: expected fail or pass"
+                    ));
+                }
+            },
+        };
+        let metrics_window = Duration::from_secs(
+            number("SHIFTGUARD_METRICS_WINDOW_SECONDS")?.map_or(300, |n| n as u64),
+        );
+        Ok(HookConfig {
+            budget,
+            metrics_window,
+            manifest_path,
+            config_path,
+            database: DatabaseSource::from_lookup(&lookup)?,
+            version_table: non_empty("SHIFTGUARD_VERSION_TABLE")
+                .unwrap_or_else(|| "alembic_version".to_owned()),
+            deadline_margin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<HookConfig, String> {
+        HookConfig::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = read(&[
+            ("DATABASE_URL", "postgres://db/app"),
+            ("LAMBDA_TASK_ROOT", "/var/task"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.manifest_path,
+            PathBuf::from("/var/task/manifest.json")
+        );
+        assert_eq!(config.budget, HealthBudget::default());
+        assert_eq!(config.metrics_window, Duration::from_secs(300));
+        let config = read(&[
+            ("DATABASE_URL", "postgres://db/app"),
+            ("SHIFTGUARD_MAX_ERROR_RATE", "0.05"),
+            ("SHIFTGUARD_INCONCLUSIVE", "pass"),
+            ("SHIFTGUARD_MIN_INVOCATIONS", "10"),
+        ])
+        .expect("valid");
+        assert_eq!(config.budget.max_error_rate, 0.05);
+        assert_eq!(config.budget.min_invocations, 10);
+        assert_eq!(config.budget.inconclusive, InconclusivePolicy::Pass);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases = [
+            (
+                ("SHIFTGUARD_MAX_ERROR_RATE", "lots"),
+                "SHIFTGUARD_MAX_ERROR_RATE is `lots`",
+            ),
+            (
+                ("SHIFTGUARD_INCONCLUSIVE", "maybe"),
+                "SHIFTGUARD_INCONCLUSIVE is `maybe`",
+            ),
+        ];
+        for ((name, value), expected) in cases {
+            let error = read(&[("DATABASE_URL", "postgres://db/app"), (name, value)])
+                .map(|_| ())
+                .expect_err(name);
+            assert!(error.starts_with(expected), "{error}");
+        }
+        assert_eq!(
+            read(&[]).map(|_| ()),
+            Err("set DATABASE_URL or DATABASE_SECRET_ARN".to_owned())
+        );
+    }
+}
