@@ -781,3 +781,115 @@ async fn post_traffic_fails_closed_when_cloudwatch_cannot_answer() {
     );
     w.db.drop_database().await;
 }
+
+/// The `Shiftguard/GateFailing` values the monitor published for `group` (and `gate`, if given).
+async fn gate_failing(w: &World, group: &str, gate: Option<&str>) -> Vec<f64> {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+    let mut metric = Metric::builder()
+        .namespace("Shiftguard")
+        .metric_name("GateFailing")
+        .dimensions(
+            Dimension::builder()
+                .name("DeploymentGroup")
+                .value(group)
+                .build(),
+        );
+    if let Some(gate) = gate {
+        metric = metric.dimensions(Dimension::builder().name("Gate").value(gate).build());
+    }
+    let now = std::time::SystemTime::now();
+    let output = aws_sdk_cloudwatch::Client::new(&w.moto)
+        .get_metric_data()
+        .start_time(DateTime::from(now - Duration::from_secs(300)))
+        .end_time(DateTime::from(now + Duration::from_secs(60)))
+        .metric_data_queries(
+            MetricDataQuery::builder()
+                .id("failing")
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(metric.build())
+                        .period(360)
+                        .stat("Maximum")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("get metric data");
+    output.metric_data_results()[0].values().to_vec()
+}
+
+#[tokio::test]
+async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
+    // The database lacks the expand the target needs: the monitor must raise GateFailing.
+    let (w, _id, v) = {
+        let mut w = world(CREATE_USERS, "").await;
+        Arc::get_mut(&mut w.deps).expect("sole owner").budget = HealthBudget {
+            inconclusive: InconclusivePolicy::Pass,
+            ..HealthBudget::default()
+        };
+        let versions = publish_versions(
+            &w.moto,
+            &w.name,
+            &[
+                &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+                &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+            ],
+        )
+        .await;
+        let id = deployment(
+            &w.moto,
+            &w.name,
+            &appspec(&w.name, &versions[0], &versions[1]),
+        )
+        .await;
+        (w, id, versions)
+    };
+    traffic(&w, &v[0], &v[1], &[(&v[1], 5.0, 0.0)]).await;
+    let group = format!("{}/{}-group", w.name, w.name);
+    let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
+    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups)
+        .await
+        .expect("monitor");
+    assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
+    assert_eq!(gate_failing(&w, &group, None).await, [1.0]);
+    assert_eq!(gate_failing(&w, &group, Some("schema:target")).await, [1.0]);
+    assert_eq!(
+        gate_failing(&w, &group, Some("schema:current")).await,
+        [0.0]
+    );
+    // Few invocations under the pass policy: inconclusive, published as not failing.
+    assert_eq!(gate_failing(&w, &group, Some("health:sample")).await, [0.0]);
+    assert!(
+        w.endpoint.puts().is_empty(),
+        "the monitor reports no hook status"
+    );
+
+    // After the expand the same deployment passes.
+    alembic(
+        &example_project(),
+        Some(&w.db.sqlalchemy_url()),
+        &["upgrade", ADD_DISPLAY_NAME],
+    );
+    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups)
+        .await
+        .expect("monitor");
+    assert_eq!(reports[0].gate_failing, 0.0, "{reports:?}");
+    assert!(reports[0].evaluations[0].decision.passed());
+
+    // When CodeDeploy cannot be read, the group fails closed.
+    let mut w = w;
+    Arc::get_mut(&mut w.deps).expect("sole owner").codedeploy =
+        CodeDeployAdapter::new(&sdk_config("http://127.0.0.1:1").await);
+    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups)
+        .await
+        .expect("monitor");
+    assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
+    assert!(
+        reports[0].errors[0].starts_with("ListDeployments"),
+        "{reports:?}"
+    );
+    w.db.drop_database().await;
+}

@@ -5,10 +5,20 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatch::types::{
+    Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StandardUnit,
+};
 use shiftguard_core::gate::VersionMetrics;
 
 use crate::error::AwsError;
+
+/// One value to publish: metric name, dimensions, value (a count).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricPoint {
+    pub name: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub value: f64,
+}
 
 /// CloudWatch reads on behalf of the gates.
 #[derive(Clone, Debug)]
@@ -91,5 +101,36 @@ impl CloudWatchAdapter {
             errors: values("errors").iter().fold(0.0, |a, b| a + b),
             p99_ms: values("p99").into_iter().reduce(f64::max),
         })
+    }
+
+    /// Publishes `points` in `namespace`, as counts, in calls of at most 1,000 data points
+    /// (the API's limit).
+    pub async fn publish(&self, namespace: &str, points: &[MetricPoint]) -> Result<(), AwsError> {
+        for chunk in points.chunks(1_000) {
+            let data = chunk
+                .iter()
+                .map(|point| {
+                    let dimensions = point
+                        .dimensions
+                        .iter()
+                        .map(|(k, v)| Dimension::builder().name(*k).value(v).build())
+                        .collect();
+                    MetricDatum::builder()
+                        .metric_name(point.name)
+                        .set_dimensions(Some(dimensions))
+                        .value(point.value)
+                        .unit(StandardUnit::Count)
+                        .build()
+                })
+                .collect();
+            self.client
+                .put_metric_data()
+                .namespace(namespace)
+                .set_metric_data(Some(data))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(&format!("PutMetricData {namespace}"), &e))?;
+        }
+        Ok(())
     }
 }

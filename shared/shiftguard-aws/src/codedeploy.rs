@@ -1,7 +1,7 @@
 //! CodeDeploy: what a deployment moves (from its AppSpec), and reporting a lifecycle hook's status.
 
 use aws_sdk_codedeploy::Client;
-use aws_sdk_codedeploy::types::LifecycleEventStatus;
+use aws_sdk_codedeploy::types::{DeploymentStatus, LifecycleEventStatus};
 use shiftguard_core::appspec::{LambdaTarget, parse_appspec};
 
 use crate::error::AwsError;
@@ -49,6 +49,38 @@ impl CodeDeployAdapter {
                 AwsError::new(format!("{doing}: the revision carries no AppSpec content"))
             })?;
         parse_appspec(content).map_err(|e| AwsError::new(format!("{doing}: {e}")))
+    }
+
+    /// The deployments of a deployment group that have not finished (created, queued, in
+    /// progress, or ready), newest first as CodeDeploy lists them.
+    pub async fn active_deployments(
+        &self,
+        application: &str,
+        deployment_group: &str,
+    ) -> Result<Vec<String>, AwsError> {
+        let doing = format!("ListDeployments {application}/{deployment_group}");
+        let mut ids = Vec::new();
+        let mut token = None;
+        loop {
+            let output = self
+                .client
+                .list_deployments()
+                .application_name(application)
+                .deployment_group_name(deployment_group)
+                .include_only_statuses(DeploymentStatus::Created)
+                .include_only_statuses(DeploymentStatus::Queued)
+                .include_only_statuses(DeploymentStatus::InProgress)
+                .include_only_statuses(DeploymentStatus::Ready)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(&doing, &e))?;
+            ids.extend(output.deployments().iter().cloned());
+            token = output.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(ids);
+            }
+        }
     }
 
     /// `PutLifecycleEventHookExecutionStatus`. The SDK retries throttling and transient failures.

@@ -11,7 +11,7 @@ pub mod error;
 pub mod lambda;
 pub mod secrets;
 
-pub use cloudwatch::CloudWatchAdapter;
+pub use cloudwatch::{CloudWatchAdapter, MetricPoint};
 pub use codedeploy::{CodeDeployAdapter, HookStatus};
 pub use dynamodb::DynamoCheckpoints;
 pub use error::AwsError;

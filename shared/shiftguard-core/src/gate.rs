@@ -277,6 +277,22 @@ pub fn health_gates(
     gates
 }
 
+/// The gate monitor's gates, evaluated between canary steps: everything the pre-traffic hook
+/// checks, and the target's health.
+pub fn between_steps(
+    pre: Decision,
+    target_metrics: &VersionMetrics,
+    baseline: Option<&VersionMetrics>,
+    budget: &HealthBudget,
+) -> Decision {
+    let mut gates = pre.gates;
+    gates.extend(health_gates(target_metrics, baseline, budget));
+    Decision {
+        gates,
+        inconclusive_passes: budget.inconclusive == InconclusivePolicy::Pass,
+    }
+}
+
 /// The post-traffic gates: the schema still inside the target's window, and the target's
 /// health within budget.
 pub fn post_traffic(

@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use shiftguard_aws::{CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter};
+use shiftguard_aws::{
+    CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter, MetricPoint,
+};
 use shiftguard_core::appspec::LambdaTarget;
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::gate::{
-    BackfillNow, Decision, HealthBudget, VersionMetrics, VersionStamp, post_traffic, pre_traffic,
+    BackfillNow, Decision, HealthBudget, VersionMetrics, VersionStamp, between_steps, post_traffic,
+    pre_traffic,
 };
 use shiftguard_core::{DatabaseState, Manifest, RevisionGraph};
 use shiftguard_sql::backfill::first_pending_key;
@@ -33,6 +36,8 @@ pub enum Phase {
     PreTraffic,
     /// `AfterAllowTraffic`: schema still fits the target; the target's health within budget.
     PostTraffic,
+    /// The gate monitor, between canary steps: the pre-traffic gates and the target's health.
+    BetweenSteps,
 }
 
 /// What a hook needs, built once per cold start.
@@ -143,7 +148,7 @@ pub async fn evaluate(
     let heads = read_heads(&mut connection, &deps.url, &deps.version_table).await;
     let mut backfills = Vec::new();
     let required: &[String] = match phase {
-        Phase::PreTraffic => &next.required_backfills,
+        Phase::PreTraffic | Phase::BetweenSteps => &next.required_backfills,
         Phase::PostTraffic => &[],
     };
     for name in required {
@@ -162,47 +167,18 @@ pub async fn evaluate(
     let heads = heads.map_err(|e| e.to_string())?;
     let state = DatabaseState::new(&deps.graph, &heads).map_err(|e| e.to_string())?;
 
+    let pre = pre_traffic(&deps.graph, &state, &current, &next, &backfills);
     record.decision = match phase {
-        Phase::PreTraffic => pre_traffic(&deps.graph, &state, &current, &next, &backfills),
-        Phase::PostTraffic => {
-            let target = record.target.as_ref().ok_or("no deployment target")?;
-            let metrics = |version: String| {
-                let deps = Arc::clone(&deps);
-                let (function, alias) = (target.function.clone(), target.alias.clone());
-                async move {
-                    deps.cloudwatch
-                        .version_metrics(&function, &alias, &version, deps.metrics_window)
-                        .await
-                        .map_err(|e| e.to_string())
+        Phase::PreTraffic => pre,
+        Phase::PostTraffic | Phase::BetweenSteps => {
+            let target = record.target.clone().ok_or("no deployment target")?;
+            let (new, old) = traffic(&deps, &target, &mut record).await?;
+            let decision = match phase {
+                Phase::PostTraffic => {
+                    post_traffic(&deps.graph, &state, &next, &new, Some(&old), &deps.budget)
                 }
+                _ => between_steps(pre, &new, Some(&old), &deps.budget),
             };
-            let new = metrics(target.target_version.clone()).await?;
-            let old = metrics(target.current_version.clone()).await?;
-            let (_, weights) = deps
-                .lambda
-                .alias_routing(&target.function, &target.alias)
-                .await
-                .map_err(|e| e.to_string())?;
-            record.configured_weight = Some(
-                weights
-                    .iter()
-                    .find(|(v, _)| *v == target.target_version)
-                    .map_or(1.0, |(_, w)| *w),
-            );
-            let total = new.invocations + old.invocations;
-            record.observed_weight = (total > 0.0).then(|| new.invocations / total);
-            if let (Some(configured), Some(observed)) =
-                (record.configured_weight, record.observed_weight)
-                && (configured - observed).abs() > 0.1
-            {
-                tracing::warn!(
-                    configured,
-                    observed,
-                    invocations = total,
-                    "the observed traffic split differs from the alias weight (low traffic?)"
-                );
-            }
-            let decision = post_traffic(&deps.graph, &state, &next, &new, Some(&old), &deps.budget);
             record.metrics = vec![new, old];
             decision
         }
@@ -213,6 +189,50 @@ pub async fn evaluate(
     record.current_version = Some(current);
     record.target_version = Some(next);
     Ok(record)
+}
+
+/// The target's and the current version's traffic in the window, and how the observed split
+/// compares with the alias's weight (logged when they differ by more than 10 points).
+async fn traffic(
+    deps: &Deps,
+    target: &LambdaTarget,
+    record: &mut Evaluation,
+) -> Result<(VersionMetrics, VersionMetrics), String> {
+    let (function, alias, window) = (&target.function, &target.alias, deps.metrics_window);
+    let new = deps
+        .cloudwatch
+        .version_metrics(function, alias, &target.target_version, window)
+        .await
+        .map_err(|e| e.to_string())?;
+    let old = deps
+        .cloudwatch
+        .version_metrics(function, alias, &target.current_version, window)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, weights) = deps
+        .lambda
+        .alias_routing(&target.function, &target.alias)
+        .await
+        .map_err(|e| e.to_string())?;
+    let configured = weights
+        .iter()
+        .find(|(v, _)| *v == target.target_version)
+        .map_or(1.0, |(_, w)| *w);
+    let total = new.invocations + old.invocations;
+    let observed = (total > 0.0).then(|| new.invocations / total);
+    if let Some(observed) = observed
+        && (configured - observed).abs() > 0.1
+    {
+        tracing::warn!(
+            configured,
+            observed,
+            invocations = total,
+            "the observed traffic split differs from the alias weight (low traffic?)"
+        );
+    }
+    record.configured_weight = Some(configured);
+    record.observed_weight = observed;
+    Ok((new, old))
 }
 
 /// Runs `evaluation` and reports its outcome exactly once: Succeeded only when it finished and
@@ -342,4 +362,128 @@ pub async fn handle(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// What the gate monitor found for one deployment group.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupReport {
+    pub application: String,
+    pub deployment_group: String,
+    /// 1 when any active deployment fails a gate or cannot be evaluated, else 0.
+    pub gate_failing: f64,
+    pub evaluations: Vec<Evaluation>,
+    pub errors: Vec<String>,
+}
+
+/// The CloudWatch namespace of the gate monitor's metrics.
+pub const MONITOR_NAMESPACE: &str = "Shiftguard";
+
+/// The gate monitor: evaluates every active deployment of each `application/deployment group`
+/// and publishes `GateFailing` (0/1) per group, and per gate (dimension `Gate`), in the
+/// `Shiftguard` namespace, for the alarms that CodeDeploy watches between canary steps. An
+/// evaluation that cannot decide counts as failing.
+pub async fn monitor(
+    deps: Arc<Deps>,
+    groups: &[(String, String)],
+) -> anyhow::Result<Vec<GroupReport>> {
+    let mut reports = Vec::new();
+    let mut points: Vec<MetricPoint> = Vec::new();
+    for (application, group) in groups {
+        let name = format!("{application}/{group}");
+        let mut report = GroupReport {
+            application: application.clone(),
+            deployment_group: group.clone(),
+            gate_failing: 0.0,
+            evaluations: Vec::new(),
+            errors: Vec::new(),
+        };
+        match deps.codedeploy.active_deployments(application, group).await {
+            Err(error) => report.errors.push(error.to_string()),
+            Ok(ids) => {
+                for id in ids {
+                    match evaluate(Arc::clone(&deps), Phase::BetweenSteps, id.clone()).await {
+                        Ok(evaluation) => {
+                            log_record(&evaluation);
+                            for gate in &evaluation.decision.gates {
+                                let failing = match gate.verdict {
+                                    shiftguard_core::gate::GateVerdict::Pass => 0.0,
+                                    shiftguard_core::gate::GateVerdict::Inconclusive(_)
+                                        if evaluation.decision.inconclusive_passes =>
+                                    {
+                                        0.0
+                                    }
+                                    _ => 1.0,
+                                };
+                                points.push(MetricPoint {
+                                    name: "GateFailing",
+                                    dimensions: vec![
+                                        ("DeploymentGroup", name.clone()),
+                                        ("Gate", gate.gate.clone()),
+                                    ],
+                                    value: failing,
+                                });
+                            }
+                            if !evaluation.decision.passed() {
+                                tracing::warn!(
+                                    deployment_id = id.as_str(),
+                                    failures = evaluation.decision.failures().as_str(),
+                                    "gates failing between steps"
+                                );
+                            }
+                            report.gate_failing =
+                                report.gate_failing.max(if evaluation.decision.passed() {
+                                    0.0
+                                } else {
+                                    1.0
+                                });
+                            report.evaluations.push(evaluation);
+                        }
+                        Err(error) => report
+                            .errors
+                            .push(format!("{id}: could not decide: {error}")),
+                    }
+                }
+            }
+        }
+        if !report.errors.is_empty() {
+            tracing::warn!(group = name.as_str(), errors = ?report.errors, "gate monitor could not decide: failing closed");
+            report.gate_failing = 1.0;
+        }
+        points.push(MetricPoint {
+            name: "GateFailing",
+            dimensions: vec![("DeploymentGroup", name)],
+            value: report.gate_failing,
+        });
+        reports.push(report);
+    }
+    deps.cloudwatch
+        .publish(MONITOR_NAMESPACE, &points)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(reports)
+}
+
+/// `SHIFTGUARD_DEPLOYMENT_GROUPS`: `application/group` pairs, comma-separated.
+pub fn deployment_groups(value: &str) -> Result<Vec<(String, String)>, String> {
+    let groups: Vec<(String, String)> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(|g| {
+            g.split_once('/')
+                .filter(|(a, d)| !a.is_empty() && !d.is_empty())
+                .map(|(a, d)| (a.to_owned(), d.to_owned()))
+                .ok_or_else(|| {
+                    format!(
+                        "SHIFTGUARD_DEPLOYMENT_GROUPS: `{g}` is not application/deployment-group"
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    if groups.is_empty() {
+        return Err(
+            "SHIFTGUARD_DEPLOYMENT_GROUPS names no application/deployment-group".to_owned(),
+        );
+    }
+    Ok(groups)
 }
