@@ -270,6 +270,22 @@ async fn deployment(aws: &aws_config::SdkConfig, name: &str, appspec: &str) -> S
         .expect("deployment id")
 }
 
+/// Two published versions with these environments, and a deployment from the first to the second.
+async fn stamped_deployment(
+    w: &World,
+    current: &[(&str, &str)],
+    target: &[(&str, &str)],
+) -> (String, Vec<String>) {
+    let versions = publish_versions(&w.moto, &w.name, &[current, target]).await;
+    let id = deployment(
+        &w.moto,
+        &w.name,
+        &appspec(&w.name, &versions[0], &versions[1]),
+    )
+    .await;
+    (id, versions)
+}
+
 fn appspec(function: &str, current: &str, target: &str) -> String {
     format!(
         "version: 0.0\nResources:\n  - UsersApi:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: {function}\n        Alias: live\n        CurrentVersion: {current}\n        TargetVersion: {target}\n"
@@ -358,22 +374,13 @@ const SQL_BACKFILL: &str = "[[backfill]]\nname = \"users_display_name\"\ntable =
 #[tokio::test]
 async fn pre_traffic_passes_when_both_versions_fit_and_backfills_are_done() {
     let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
         &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[
-                ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
-                ("SHIFTGUARD_REQUIRED_BACKFILLS", "users_display_name"),
-            ],
+            ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
+            ("SHIFTGUARD_REQUIRED_BACKFILLS", "users_display_name"),
         ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
     )
     .await;
     invoke_expecting(&w, &id, "Succeeded").await;
@@ -384,19 +391,10 @@ async fn pre_traffic_passes_when_both_versions_fit_and_backfills_are_done() {
 async fn pre_traffic_fails_on_the_schema_a_version_cannot_run_on() {
     // The database is still before the expand the target needs.
     let w = world(CREATE_USERS, "").await;
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
-        &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-        ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
+    let (id, versions) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
     )
     .await;
     let reason = invoke_expecting(&w, &id, "Failed").await;
@@ -411,25 +409,16 @@ async fn pre_traffic_fails_on_the_schema_a_version_cannot_run_on() {
 async fn pre_traffic_fails_while_a_required_backfill_has_pending_rows() {
     let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
     w.db.execute("INSERT INTO users (id, full_name, email) VALUES (1, 'Ada', 'ada@example.com'), (2, 'Bo', 'bo@example.com')").await;
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
         &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[
-                ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
-                (
-                    "SHIFTGUARD_REQUIRED_BACKFILLS",
-                    "users_display_name, undefined_one",
-                ),
-            ],
+            ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
+            (
+                "SHIFTGUARD_REQUIRED_BACKFILLS",
+                "users_display_name, undefined_one",
+            ),
         ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
     )
     .await;
     let reason = invoke_expecting(&w, &id, "Failed").await;
@@ -448,19 +437,10 @@ async fn pre_traffic_fails_while_a_required_backfill_has_pending_rows() {
 async fn every_failure_to_decide_reports_failed_exactly_once() {
     // A version without the stamp.
     let w = world(ADD_DISPLAY_NAME, "").await;
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
-        &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("OTHER", "x")],
-        ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("OTHER", "x")],
     )
     .await;
     let reason = invoke_expecting(&w, &id, "Failed").await;
@@ -488,19 +468,10 @@ async fn every_failure_to_decide_reports_failed_exactly_once() {
 
     // The database is down.
     let mut w = world(ADD_DISPLAY_NAME, "").await;
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
-        &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-        ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
     )
     .await;
     let deps = Arc::get_mut(&mut w.deps).expect("sole owner");
@@ -517,19 +488,10 @@ async fn every_failure_to_decide_reports_failed_exactly_once() {
     let w = world(ADD_DISPLAY_NAME, "").await;
     w.db.execute("UPDATE alembic_version SET version_num = 'feedfacecafe'")
         .await;
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
-        &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-        ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
     )
     .await;
     let reason = invoke_expecting(&w, &id, "Failed").await;
@@ -623,19 +585,10 @@ async fn malformed_events_and_duplicate_deliveries() {
     assert!(w.endpoint.puts().is_empty());
 
     // The same hook execution delivered twice: the second report is refused, not a crash.
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
-        &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-        ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
     )
     .await;
     for _ in 0..2 {
@@ -700,19 +653,10 @@ async fn traffic(w: &World, current: &str, target: &str, counts: &[(&str, f64, f
 async fn post_traffic_world(budget: HealthBudget) -> (World, String, Vec<String>) {
     let mut w = world(ADD_DISPLAY_NAME, "").await;
     Arc::get_mut(&mut w.deps).expect("sole owner").budget = budget;
-    let versions = publish_versions(
-        &w.moto,
-        &w.name,
-        &[
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-        ],
-    )
-    .await;
-    let id = deployment(
-        &w.moto,
-        &w.name,
-        &appspec(&w.name, &versions[0], &versions[1]),
+    let (id, versions) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
     )
     .await;
     (w, id, versions)
@@ -830,19 +774,10 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
             inconclusive: InconclusivePolicy::Pass,
             ..HealthBudget::default()
         };
-        let versions = publish_versions(
-            &w.moto,
-            &w.name,
-            &[
-                &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-                &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-            ],
-        )
-        .await;
-        let id = deployment(
-            &w.moto,
-            &w.name,
-            &appspec(&w.name, &versions[0], &versions[1]),
+        let (id, versions) = stamped_deployment(
+            &w,
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
         )
         .await;
         (w, id, versions)

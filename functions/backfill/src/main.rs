@@ -8,12 +8,7 @@ use shiftguard_aws::deadline_instant;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .with_current_span(false)
-        .with_ansi(false)
-        .init();
+    shiftguard_aws::init_json_logging();
     let config = FunctionConfig::from_lookup(|name| std::env::var(name).ok())?;
     let aws = aws_config::load_from_env().await;
     let deps = Deps::build(&config, &aws, |name| std::env::var(name).ok()).await?;

@@ -101,3 +101,13 @@ pub fn deadline_instant(deadline_ms: u64, margin: Duration) -> Instant {
     let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin);
     Instant::now() + left
 }
+
+/// Structured JSON logs on stdout, as CloudWatch Logs takes them (one object a line, no colour).
+pub fn init_json_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .with_current_span(false)
+        .with_ansi(false)
+        .init();
+}

@@ -15,4 +15,4 @@ pub use cloudwatch::{CloudWatchAdapter, MetricPoint};
 pub use codedeploy::{CodeDeployAdapter, HookStatus};
 pub use dynamodb::DynamoCheckpoints;
 pub use error::AwsError;
-pub use lambda::{LambdaAdapter, deadline_instant};
+pub use lambda::{LambdaAdapter, deadline_instant, init_json_logging};

@@ -487,3 +487,54 @@ pub fn deployment_groups(value: &str) -> Result<Vec<(String, String)>, String> {
     }
     Ok(groups)
 }
+
+/// The whole Lambda function of a hook: configuration (from `environment`, the process
+/// environment in `main`) and clients once per cold start, then one [`handle`] per invocation
+/// with the invocation's deadline less the margin.
+pub async fn run_hook(
+    phase: Phase,
+    environment: impl Fn(&str) -> Option<String>,
+) -> Result<(), lambda_runtime::Error> {
+    shiftguard_aws::init_json_logging();
+    let config = HookConfig::from_lookup(&environment)?;
+    let aws = aws_config::load_from_env().await;
+    let deps = Arc::new(Deps::build(&config, &aws).await?);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let deps = Arc::clone(&deps);
+            async move {
+                let deadline =
+                    shiftguard_aws::deadline_instant(event.context.deadline, deps.deadline_margin);
+                let reported = handle(phase, event.payload, deadline, deps).await?;
+                Ok::<_, lambda_runtime::Error>(serde_json::json!({
+                    "status": format!("{:?}", reported.status),
+                    "reason": reported.reason,
+                }))
+            }
+        },
+    ))
+    .await
+}
+
+/// The whole Lambda function of the gate monitor (scheduled; the event is ignored).
+pub async fn run_monitor(
+    environment: impl Fn(&str) -> Option<String>,
+) -> Result<(), lambda_runtime::Error> {
+    shiftguard_aws::init_json_logging();
+    let config = HookConfig::from_lookup(&environment)?;
+    let groups =
+        deployment_groups(&environment("SHIFTGUARD_DEPLOYMENT_GROUPS").unwrap_or_default())?;
+    let aws = aws_config::load_from_env().await;
+    let deps = Arc::new(Deps::build(&config, &aws).await?);
+    let groups = Arc::new(groups);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let (deps, groups) = (Arc::clone(&deps), Arc::clone(&groups));
+            async move {
+                let reports = monitor(deps, &groups).await?;
+                Ok::<_, lambda_runtime::Error>(serde_json::to_value(reports)?)
+            }
+        },
+    ))
+    .await
+}
