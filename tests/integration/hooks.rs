@@ -828,3 +828,135 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     );
     w.db.drop_database().await;
 }
+
+/// The real `pre-traffic-hook` binary under cargo-lambda's Lambda runtime emulator: the event
+/// is decoded by lambda_runtime, the hook reports through the SDK, and the invocation answers.
+#[tokio::test]
+async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
+    use std::process::{Command, Stdio};
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+    )
+    .await;
+    let root = crate::support::repo_root();
+    let cargo_lambda = root.join(".venv/bin/cargo-lambda");
+    assert!(
+        cargo_lambda.exists(),
+        "cargo-lambda is required: run scripts/python-env"
+    );
+    // The binary `cargo test --workspace` builds with every workspace target (scripts/test). It
+    // cannot be built from here: the running `cargo test` holds the build directory's lock.
+    let target_dir =
+        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), Into::into);
+    let binary = target_dir.join("debug/pre-traffic-hook");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (scripts/test), which builds it",
+        binary.display()
+    );
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut emulator = Command::new(&cargo_lambda)
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "--invoke-address",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .current_dir(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cargo lambda watch");
+    let manifest = tempfile::NamedTempFile::new().expect("manifest file");
+    let graph = load_migrations(&example_project()).expect("example").graph;
+    std::fs::write(manifest.path(), Manifest::from_graph(&graph).to_json())
+        .expect("write manifest");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut function = Command::new(&binary)
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("SHIFTGUARD_MANIFEST", manifest.path())
+        .env("DATABASE_URL", w.db.url())
+        .env("AWS_ENDPOINT_URL", aws_endpoint())
+        .env("AWS_ENDPOINT_URL_CODEDEPLOY", &w.endpoint.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        // The emulator's invocations have a short deadline (Lambda's default 3 s timeout).
+        .env("SHIFTGUARD_DEADLINE_MARGIN_MS", "500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the hook binary");
+    let invoked = tokio::task::spawn_blocking({
+        let (cargo_lambda, id) = (cargo_lambda.clone(), id.clone());
+        move || {
+            // Bounded: a function that died would leave the invocation waiting forever.
+            let mut invoke = Command::new(cargo_lambda)
+                .args([
+                    "lambda",
+                    "invoke",
+                    "--invoke-address",
+                    "127.0.0.1",
+                    "-P",
+                    &port.to_string(),
+                    "-o",
+                    "json",
+                    "--data-ascii",
+                ])
+                .arg(event(&id, "exec-runtime").to_string())
+                .arg("_")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("cargo lambda invoke");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while invoke.try_wait().expect("try_wait").is_none() {
+                if Instant::now() > deadline {
+                    let _ = invoke.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            invoke.wait_with_output().expect("invoke output")
+        }
+    })
+    .await
+    .expect("invoke");
+    let _ = function.kill();
+    let _ = emulator.kill();
+    let _ = function.wait();
+    let _ = emulator.wait();
+    let stdout = String::from_utf8_lossy(&invoked.stdout);
+    assert!(
+        invoked.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&invoked.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON answer");
+    assert_eq!(answer["status"], "Succeeded", "{answer}");
+    let puts = w.endpoint.puts();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(puts[0]["status"], "Succeeded");
+    w.db.drop_database().await;
+}

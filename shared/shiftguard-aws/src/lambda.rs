@@ -93,13 +93,22 @@ impl LambdaAdapter {
 
 /// A Lambda invocation's deadline (Unix milliseconds, from its context) as an `Instant`, less a
 /// margin kept for reporting before the function is stopped.
+///
+/// Lambda sends an absolute time. Local runtime emulators (cargo-lambda's) send the timeout
+/// itself, a few minutes in milliseconds: a value that cannot be a time of this era (before
+/// 2001) is read as milliseconds from now. Any real past deadline still counts as past.
 pub fn deadline_instant(deadline_ms: u64, margin: Duration) -> Instant {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).saturating_sub(margin);
-    Instant::now() + left
+    let left_ms = if deadline_ms < YEAR_2001_MS {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms)
+    };
+    Instant::now() + Duration::from_millis(left_ms).saturating_sub(margin)
 }
 
 /// Structured JSON logs on stdout, as CloudWatch Logs takes them (one object a line, no colour).
@@ -110,4 +119,27 @@ pub fn init_json_logging() {
         .with_current_span(false)
         .with_ansi(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_absolute_relative_and_past() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .expect("clock");
+        let margin = Duration::from_secs(3);
+        let left = |instant: Instant| instant.saturating_duration_since(Instant::now());
+        let absolute = left(deadline_instant(now_ms + 60_000, margin));
+        assert!(absolute > Duration::from_secs(55) && absolute <= Duration::from_secs(57));
+        let relative = left(deadline_instant(600_000, margin));
+        assert!(relative > Duration::from_secs(590) && relative <= Duration::from_secs(597));
+        assert_eq!(
+            left(deadline_instant(now_ms - 1_000, margin)),
+            Duration::ZERO
+        );
+    }
 }
