@@ -847,14 +847,14 @@ async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
         cargo_lambda.exists(),
         "cargo-lambda is required: run scripts/python-env"
     );
-    // The binary `cargo test --workspace` builds with every workspace target (scripts/test). It
-    // cannot be built from here: the running `cargo test` holds the build directory's lock.
+    // scripts/test builds the workspace's binaries before the tests. The binary cannot be built
+    // from here: the running `cargo test` holds the build directory's lock.
     let target_dir =
         std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), Into::into);
     let binary = target_dir.join("debug/pre-traffic-hook");
     assert!(
         binary.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (scripts/test), which builds it",
+        "{} is missing: run scripts/test (or `cargo build --workspace --bins` first)",
         binary.display()
     );
     let port = {
