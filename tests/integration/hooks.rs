@@ -324,6 +324,7 @@ async fn world(database_at: &str, backfills: &str) -> World {
         cloudwatch: CloudWatchAdapter::new(&moto),
         budget: HealthBudget::default(),
         metrics_window: Duration::from_secs(300),
+        smoke: None,
         deadline_margin: Duration::from_secs(3),
     };
     let name = format!("users-api-{}", crate::support::unique_suffix());
@@ -959,4 +960,47 @@ async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
     assert_eq!(puts.len(), 1, "{puts:?}");
     assert_eq!(puts[0]["status"], "Succeeded");
     w.db.drop_database().await;
+}
+
+#[tokio::test]
+async fn pre_traffic_smoke_invokes_the_target_version() {
+    // moto runs no code without Docker; configured so, it echoes the payload back.
+    let configured = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import urllib.request; urllib.request.urlopen(urllib.request.Request('{}/moto-api/config', data=b'{{\"lambda\": {{\"use_docker\": false}}}}', method='POST', headers={{'Content-Type': 'application/json'}}))",
+            aws_endpoint()
+        ))
+        .status()
+        .expect("configure the emulator");
+    assert!(configured.success());
+    for (expect, status) in [("smoke-test", "Succeeded"), ("pong", "Failed")] {
+        let mut w = world(ADD_DISPLAY_NAME, "").await;
+        Arc::get_mut(&mut w.deps).expect("sole owner").smoke =
+            Some(shiftguard_hooks::config::Smoke {
+                payload: r#"{"ping": "smoke-test"}"#.to_owned(),
+                expect: expect.to_owned(),
+            });
+        let (id, versions) = stamped_deployment(
+            &w,
+            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+        )
+        .await;
+        let reason = invoke_expecting(&w, &id, status).await;
+        if status == "Failed" {
+            assert!(
+                reason.contains(&format!(
+                    "smoke: FAIL: smoke invoke of version {} answered",
+                    versions[1]
+                )),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("which does not contain \"pong\""),
+                "{reason}"
+            );
+        }
+        w.db.drop_database().await;
+    }
 }

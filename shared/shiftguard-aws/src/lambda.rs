@@ -49,6 +49,34 @@ impl LambdaAdapter {
         Ok((primary, additional))
     }
 
+    /// Invokes `function` at `version` synchronously with `payload`; returns the function error
+    /// (Lambda's `FunctionError`, when the code failed) and the response body.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        version: &str,
+        payload: &str,
+    ) -> Result<shiftguard_core::gate::SmokeOutcome, AwsError> {
+        let output = self
+            .client
+            .invoke()
+            .function_name(function)
+            .qualifier(version)
+            .payload(aws_sdk_lambda::primitives::Blob::new(
+                payload.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(&format!("Invoke {function}:{version}"), &e))?;
+        Ok(shiftguard_core::gate::SmokeOutcome {
+            function_error: output.function_error().map(str::to_owned),
+            body: output
+                .payload()
+                .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                .unwrap_or_default(),
+        })
+    }
+
     /// The schema stamp and required backfills of `function` at `version`.
     pub async fn version_stamp(
         &self,

@@ -158,6 +158,30 @@ impl Decision {
     }
 }
 
+/// A smoke invocation's result: the function's own error, if any, and the response body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SmokeOutcome {
+    pub function_error: Option<String>,
+    pub body: String,
+}
+
+/// The target version answered the smoke payload without a function error, and its response
+/// contains `expect` (empty: any response).
+pub fn smoke_gate(version: &str, outcome: &SmokeOutcome, expect: &str) -> GateResult {
+    let verdict = match &outcome.function_error {
+        Some(error) => GateVerdict::Fail(format!(
+            "smoke invoke of version {version} failed ({error}): {}",
+            outcome.body.chars().take(200).collect::<String>()
+        )),
+        None if !outcome.body.contains(expect) => GateVerdict::Fail(format!(
+            "smoke invoke of version {version} answered {}, which does not contain {expect:?}",
+            outcome.body.chars().take(200).collect::<String>()
+        )),
+        None => GateVerdict::Pass,
+    };
+    GateResult::new("smoke", verdict)
+}
+
 /// The pre-traffic gates: the schema inside the windows of both the current and the target
 /// version, and every backfill the target requires complete now.
 pub fn pre_traffic(

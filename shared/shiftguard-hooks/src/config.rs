@@ -29,6 +29,16 @@ pub struct HookConfig {
     pub budget: HealthBudget,
     /// Post-traffic: `SHIFTGUARD_METRICS_WINDOW_SECONDS` (default 300).
     pub metrics_window: Duration,
+    /// Pre-traffic, optional: `SHIFTGUARD_SMOKE_PAYLOAD` (an event to invoke the target version
+    /// with) and `SHIFTGUARD_SMOKE_EXPECT` (text its response must contain; default: any).
+    pub smoke: Option<Smoke>,
+}
+
+/// A smoke invocation of the target version before it takes traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Smoke {
+    pub payload: String,
+    pub expect: String,
 }
 
 impl HookConfig {
@@ -83,7 +93,12 @@ impl HookConfig {
         let metrics_window = Duration::from_secs(
             number("SHIFTGUARD_METRICS_WINDOW_SECONDS")?.map_or(300, |n| n as u64),
         );
+        let smoke = non_empty("SHIFTGUARD_SMOKE_PAYLOAD").map(|payload| Smoke {
+            payload,
+            expect: lookup("SHIFTGUARD_SMOKE_EXPECT").unwrap_or_default(),
+        });
         Ok(HookConfig {
+            smoke,
             budget,
             metrics_window,
             manifest_path,
@@ -122,13 +137,22 @@ mod tests {
         );
         assert_eq!(config.budget, HealthBudget::default());
         assert_eq!(config.metrics_window, Duration::from_secs(300));
+        assert_eq!(config.smoke, None);
         let config = read(&[
             ("DATABASE_URL", "postgres://db/app"),
             ("SHIFTGUARD_MAX_ERROR_RATE", "0.05"),
             ("SHIFTGUARD_INCONCLUSIVE", "pass"),
             ("SHIFTGUARD_MIN_INVOCATIONS", "10"),
+            ("SHIFTGUARD_SMOKE_PAYLOAD", "{\"ping\": 1}"),
         ])
         .expect("valid");
+        assert_eq!(
+            config.smoke,
+            Some(Smoke {
+                payload: "{\"ping\": 1}".to_owned(),
+                expect: String::new()
+            })
+        );
         assert_eq!(config.budget.max_error_rate, 0.05);
         assert_eq!(config.budget.min_invocations, 10);
         assert_eq!(config.budget.inconclusive, InconclusivePolicy::Pass);

@@ -21,7 +21,7 @@ use shiftguard_core::appspec::LambdaTarget;
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::gate::{
     BackfillNow, Decision, HealthBudget, VersionMetrics, VersionStamp, between_steps, post_traffic,
-    pre_traffic,
+    pre_traffic, smoke_gate,
 };
 use shiftguard_core::{DatabaseState, Manifest, RevisionGraph};
 use shiftguard_sql::backfill::first_pending_key;
@@ -52,6 +52,7 @@ pub struct Deps {
     pub cloudwatch: CloudWatchAdapter,
     pub budget: HealthBudget,
     pub metrics_window: Duration,
+    pub smoke: Option<config::Smoke>,
     pub deadline_margin: Duration,
 }
 
@@ -81,6 +82,7 @@ impl Deps {
             cloudwatch: CloudWatchAdapter::new(aws),
             budget: config.budget.clone(),
             metrics_window: config.metrics_window,
+            smoke: config.smoke.clone(),
             deadline_margin: config.deadline_margin,
         })
     }
@@ -167,7 +169,18 @@ pub async fn evaluate(
     let heads = heads.map_err(|e| e.to_string())?;
     let state = DatabaseState::new(&deps.graph, &heads).map_err(|e| e.to_string())?;
 
-    let pre = pre_traffic(&deps.graph, &state, &current, &next, &backfills);
+    let mut pre = pre_traffic(&deps.graph, &state, &current, &next, &backfills);
+    if let (Some(smoke), Phase::PreTraffic) = (&deps.smoke, phase)
+        && let Some(target) = &record.target
+    {
+        let outcome = deps
+            .lambda
+            .invoke(&target.function, &target.target_version, &smoke.payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        pre.gates
+            .push(smoke_gate(&target.target_version, &outcome, &smoke.expect));
+    }
     record.decision = match phase {
         Phase::PreTraffic => pre,
         Phase::PostTraffic | Phase::BetweenSteps => {
