@@ -11,7 +11,9 @@ use shiftguard_aws::DynamoCheckpoints;
 use shiftguard_core::backfill::{Command, Status, emf_line};
 use shiftguard_core::config::{BackfillConfig, CheckpointStoreKind, ProjectConfig};
 use shiftguard_sql::DatabaseUrl;
-use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner};
+use shiftguard_sql::backfill::{
+    Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, now_ms,
+};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 
 use crate::Outcome;
@@ -364,13 +366,6 @@ async fn steer(args: NameArgs, command: Option<Command>) -> anyhow::Result<Outco
         }
     }
     Ok(Outcome::Safe)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A progress bar on a terminal; elsewhere one plain line per second (and per notable event).

@@ -286,6 +286,16 @@ async fn stamped_deployment(
     (id, versions)
 }
 
+/// The running example's usual release: v1 built at "create users", v2 at the expand.
+async fn v1_to_v2(w: &World) -> (String, Vec<String>) {
+    stamped_deployment(
+        w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
+    )
+    .await
+}
+
 fn appspec(function: &str, current: &str, target: &str) -> String {
     format!(
         "version: 0.0\nResources:\n  - UsersApi:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: {function}\n        Alias: live\n        CurrentVersion: {current}\n        TargetVersion: {target}\n"
@@ -392,12 +402,7 @@ async fn pre_traffic_passes_when_both_versions_fit_and_backfills_are_done() {
 async fn pre_traffic_fails_on_the_schema_a_version_cannot_run_on() {
     // The database is still before the expand the target needs.
     let w = world(CREATE_USERS, "").await;
-    let (id, versions) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-    )
-    .await;
+    let (id, versions) = v1_to_v2(&w).await;
     let reason = invoke_expecting(&w, &id, "Failed").await;
     assert!(
         reason.contains(&format!("schema:target: FAIL: version {}: build {ADD_DISPLAY_NAME} needs expand revision {ADD_DISPLAY_NAME}", versions[1])),
@@ -469,12 +474,7 @@ async fn every_failure_to_decide_reports_failed_exactly_once() {
 
     // The database is down.
     let mut w = world(ADD_DISPLAY_NAME, "").await;
-    let (id, _) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-    )
-    .await;
+    let (id, _) = v1_to_v2(&w).await;
     let deps = Arc::get_mut(&mut w.deps).expect("sole owner");
     deps.url = DatabaseUrl::parse("postgres://app:hunter2@127.0.0.1:1/app").expect("url");
     let reason = invoke_expecting(&w, &id, "Failed").await;
@@ -489,12 +489,7 @@ async fn every_failure_to_decide_reports_failed_exactly_once() {
     let w = world(ADD_DISPLAY_NAME, "").await;
     w.db.execute("UPDATE alembic_version SET version_num = 'feedfacecafe'")
         .await;
-    let (id, _) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-    )
-    .await;
+    let (id, _) = v1_to_v2(&w).await;
     let reason = invoke_expecting(&w, &id, "Failed").await;
     assert!(
         reason.contains("database is at revision feedfacecafe which the migrations do not contain"),
@@ -586,12 +581,7 @@ async fn malformed_events_and_duplicate_deliveries() {
     assert!(w.endpoint.puts().is_empty());
 
     // The same hook execution delivered twice: the second report is refused, not a crash.
-    let (id, _) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-    )
-    .await;
+    let (id, _) = v1_to_v2(&w).await;
     for _ in 0..2 {
         handle(
             Phase::PreTraffic,
@@ -654,12 +644,7 @@ async fn traffic(w: &World, current: &str, target: &str, counts: &[(&str, f64, f
 async fn post_traffic_world(budget: HealthBudget) -> (World, String, Vec<String>) {
     let mut w = world(ADD_DISPLAY_NAME, "").await;
     Arc::get_mut(&mut w.deps).expect("sole owner").budget = budget;
-    let (id, versions) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-    )
-    .await;
+    let (id, versions) = v1_to_v2(&w).await;
     (w, id, versions)
 }
 
@@ -775,12 +760,7 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
             inconclusive: InconclusivePolicy::Pass,
             ..HealthBudget::default()
         };
-        let (id, versions) = stamped_deployment(
-            &w,
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-        )
-        .await;
+        let (id, versions) = v1_to_v2(&w).await;
         (w, id, versions)
     };
     traffic(&w, &v[0], &v[1], &[(&v[1], 5.0, 0.0)]).await;
@@ -836,12 +816,7 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
 async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
     use std::process::{Command, Stdio};
     let w = world(ADD_DISPLAY_NAME, "").await;
-    let (id, _) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-    )
-    .await;
+    let (id, _) = v1_to_v2(&w).await;
     let root = crate::support::repo_root();
     let cargo_lambda = root.join(".venv/bin/cargo-lambda");
     assert!(
@@ -981,12 +956,7 @@ async fn pre_traffic_smoke_invokes_the_target_version() {
                 payload: r#"{"ping": "smoke-test"}"#.to_owned(),
                 expect: expect.to_owned(),
             });
-        let (id, versions) = stamped_deployment(
-            &w,
-            &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-            &[("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME)],
-        )
-        .await;
+        let (id, versions) = v1_to_v2(&w).await;
         let reason = invoke_expecting(&w, &id, status).await;
         if status == "Failed" {
             assert!(

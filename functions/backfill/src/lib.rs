@@ -14,7 +14,7 @@ use shiftguard_aws::DynamoCheckpoints;
 use shiftguard_core::backfill::{Status, emf_line};
 use shiftguard_core::config::{CheckpointStoreKind, ProjectConfig};
 use shiftguard_sql::DatabaseUrl;
-use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner};
+use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner, now_ms};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 
 use crate::config::FunctionConfig;
@@ -244,13 +244,6 @@ fn log_event(name: &str, event: &Event) {
             tracing::info!(backfill = name, pending_from, "verified")
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -183,21 +183,14 @@ pub fn check_build(graph: &RevisionGraph, build: RevisionIndex, state: &Database
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revision::{PhaseSource, Revision};
+    use crate::revision::Revision;
 
     /// base -> e1 (expand) -> c1 (contract, tolerates e1) -> e2 (expand) -> c2 (contract)
     ///      \-> d1 (data, a side branch)
     fn graph() -> RevisionGraph {
         let rev = |id: &str, parents: &[&str], phase: Phase, tolerates: Option<&str>| Revision {
-            id: id.to_owned(),
-            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
-            depends_on: Vec::new(),
-            branch_labels: Vec::new(),
-            phase,
-            phase_source: PhaseSource::Declared,
             requires_app_at_least: tolerates.map(str::to_owned),
-            message: None,
-            file: None,
+            ..Revision::for_test(id, parents, phase)
         };
         RevisionGraph::new(vec![
             rev("base", &[], Phase::Expand, None),

@@ -338,20 +338,10 @@ pub fn post_traffic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revision::{Phase, PhaseSource, Revision};
+    use crate::revision::{Phase, Revision};
 
     fn graph() -> RevisionGraph {
-        let rev = |id: &str, parents: &[&str], phase| Revision {
-            id: id.to_owned(),
-            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
-            depends_on: Vec::new(),
-            branch_labels: Vec::new(),
-            phase,
-            phase_source: PhaseSource::Declared,
-            requires_app_at_least: None,
-            message: None,
-            file: None,
-        };
+        let rev = Revision::for_test;
         RevisionGraph::new(vec![
             rev("a", &[], Phase::Expand),
             rev("b", &["a"], Phase::Expand),

@@ -458,17 +458,11 @@ mod tests {
     use super::*;
     use crate::revision::{Phase, PhaseSource};
 
-    pub(crate) fn rev(id: &str, parents: &[&str]) -> Revision {
+    fn rev(id: &str, parents: &[&str]) -> Revision {
         Revision {
-            id: id.to_owned(),
-            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
-            depends_on: Vec::new(),
-            branch_labels: Vec::new(),
-            phase: Phase::Expand,
             phase_source: PhaseSource::Inferred,
-            requires_app_at_least: None,
-            message: None,
             file: Some(format!("{id}.py")),
+            ..Revision::for_test(id, parents, Phase::Expand)
         }
     }
 

@@ -5,7 +5,7 @@ use proptest::sample::Index;
 
 use crate::compat::{DatabaseState, Reason, check_build};
 use crate::graph::{RevisionGraph, RevisionIndex};
-use crate::revision::{Phase, PhaseSource, Revision};
+use crate::revision::{Phase, Revision};
 
 /// One generated revision: parent picks (among earlier revisions), phase, optional tolerance pick,
 /// optional `depends_on` pick (among earlier revisions).
@@ -44,15 +44,9 @@ fn build_graph(specs: Vec<Spec>) -> RevisionGraph {
             .collect();
         let phase = [Phase::Expand, Phase::Data, Phase::Contract][phase as usize];
         revisions.push(Revision {
-            id: format!("r{i}"),
             parents,
             depends_on,
-            branch_labels: Vec::new(),
-            phase,
-            phase_source: PhaseSource::Declared,
-            requires_app_at_least: None,
-            message: None,
-            file: None,
+            ..Revision::for_test(&format!("r{i}"), &[], phase)
         });
         if phase == Phase::Contract
             && let Some(pick) = tolerance

@@ -91,3 +91,21 @@ pub struct Revision {
     #[serde(default)]
     pub file: Option<String>,
 }
+
+#[cfg(test)]
+impl Revision {
+    /// A declared revision with only the fields most tests care about.
+    pub(crate) fn for_test(id: &str, parents: &[&str], phase: Phase) -> Self {
+        Revision {
+            id: id.to_owned(),
+            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+            depends_on: Vec::new(),
+            branch_labels: Vec::new(),
+            phase,
+            phase_source: PhaseSource::Declared,
+            requires_app_at_least: None,
+            message: None,
+            file: None,
+        }
+    }
+}

@@ -22,24 +22,12 @@ async fn main() {
         .nth(1)
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let admin_url = DatabaseUrl::parse(&admin).expect("url");
-    let mut connection = Connection::open(
+    run_admin(
         &admin_url,
-        ConnectSettings {
-            read_only: false,
-            ..ConnectSettings::default()
-        },
+        "DROP DATABASE IF EXISTS shiftguard_decision_bench",
     )
-    .await
-    .expect("connect");
-    connection
-        .raw("DROP DATABASE IF EXISTS shiftguard_decision_bench")
-        .await
-        .expect("drop");
-    connection
-        .raw("CREATE DATABASE shiftguard_decision_bench")
-        .await
-        .expect("create");
-    connection.close().await;
+    .await;
+    run_admin(&admin_url, "CREATE DATABASE shiftguard_decision_bench").await;
     let (server, _) = admin.rsplit_once('/').expect("database in URL");
     let url = DatabaseUrl::parse(&format!("{server}/shiftguard_decision_bench")).expect("url");
     let mut setup = Connection::open(
@@ -107,20 +95,7 @@ async fn main() {
         gates_only.push(evaluated.elapsed());
         rounds.push(started.elapsed());
     }
-    let mut cleanup = Connection::open(
-        &admin_url,
-        ConnectSettings {
-            read_only: false,
-            ..ConnectSettings::default()
-        },
-    )
-    .await
-    .expect("connect");
-    cleanup
-        .raw("DROP DATABASE shiftguard_decision_bench")
-        .await
-        .expect("drop");
-    cleanup.close().await;
+    run_admin(&admin_url, "DROP DATABASE shiftguard_decision_bench").await;
 
     let report = |label: &str, samples: &mut Vec<Duration>| {
         samples.sort();
@@ -137,4 +112,15 @@ async fn main() {
         "gates alone (state closure + rule + backfills)",
         &mut gates_only,
     );
+}
+
+/// Runs one statement on the server's administrative database.
+async fn run_admin(url: &DatabaseUrl, sql: &str) {
+    let settings = ConnectSettings {
+        read_only: false,
+        ..ConnectSettings::default()
+    };
+    let mut connection = Connection::open(url, settings).await.expect("connect");
+    connection.raw(sql).await.expect(sql);
+    connection.close().await;
 }

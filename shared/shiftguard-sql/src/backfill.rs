@@ -211,7 +211,8 @@ struct KeyRange {
     max: i64,
 }
 
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds (the unit of every checkpoint timestamp and EMF line).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -1263,10 +1264,7 @@ impl Runner<'_> {
     /// The stored checkpoint, if the backfill has ever run (nothing is created).
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, BackfillError> {
         let mut connection = self.connect().await?;
-        let checkpoint = match &self.checkpoints {
-            Checkpoints::Sql(table) if !self.sql_store_exists(&mut connection, table).await => None,
-            _ => self.load_checkpoint(&mut connection).await?,
-        };
+        let checkpoint = self.stored_checkpoint(&mut connection).await?;
         connection.close().await;
         Ok(checkpoint)
     }
@@ -1275,10 +1273,7 @@ impl Runner<'_> {
     pub async fn status(&self) -> Result<StatusReport, BackfillError> {
         let mut connection = self.connect().await?;
         let range = self.inspect(&mut connection).await?;
-        let checkpoint = match &self.checkpoints {
-            Checkpoints::Sql(table) if !self.sql_store_exists(&mut connection, table).await => None,
-            _ => self.load_checkpoint(&mut connection).await?,
-        };
+        let checkpoint = self.stored_checkpoint(&mut connection).await?;
         let statements = Statements::new(connection.dialect(), self.config);
         let first_pending_key = connection
             .fetch_row(&statements.first_pending, &[], &[Kind::Int])
@@ -1302,10 +1297,19 @@ impl Runner<'_> {
         })
     }
 
-    /// Whether the SQL checkpoint table exists (status must not create it).
-    async fn sql_store_exists(&self, connection: &mut Connection, table: &SqlCheckpoints) -> bool {
-        let probe = format!("SELECT 1 FROM {} WHERE 1 = 0", table.table());
-        connection.execute(&probe, &[]).await.is_ok()
+    /// The stored checkpoint, without creating the SQL checkpoint table when it is missing
+    /// (status and operator commands write nothing they need not).
+    async fn stored_checkpoint(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<Option<Checkpoint>, BackfillError> {
+        if let Checkpoints::Sql(table) = &self.checkpoints {
+            let probe = format!("SELECT 1 FROM {} WHERE 1 = 0", table.table());
+            if connection.execute(&probe, &[]).await.is_err() {
+                return Ok(None);
+            }
+        }
+        self.load_checkpoint(connection).await
     }
 
     /// Pauses, resumes or cancels; returns the new checkpoint.
@@ -1313,16 +1317,7 @@ impl Runner<'_> {
         let mut connection = self.connect().await?;
         // Retry on a concurrent write (a runner committing a batch).
         for _ in 0..20 {
-            let exists = match &self.checkpoints {
-                Checkpoints::Sql(table) => self.sql_store_exists(&mut connection, table).await,
-                Checkpoints::External(_) => true,
-            };
-            let stored = if exists {
-                self.load_checkpoint(&mut connection).await?
-            } else {
-                None
-            };
-            let Some(mut checkpoint) = stored else {
+            let Some(mut checkpoint) = self.stored_checkpoint(&mut connection).await? else {
                 return Err(self.target_error("has never run: nothing to change"));
             };
             checkpoint.status = command
@@ -1346,12 +1341,7 @@ impl Runner<'_> {
     /// Returns whether there was a checkpoint.
     pub async fn reset(&self) -> Result<bool, BackfillError> {
         let mut connection = self.connect().await?;
-        if let Checkpoints::Sql(table) = &self.checkpoints
-            && !self.sql_store_exists(&mut connection, table).await
-        {
-            return Ok(false);
-        }
-        if self.load_checkpoint(&mut connection).await?.is_none() {
+        if self.stored_checkpoint(&mut connection).await?.is_none() {
             return Ok(false);
         }
         let Some(held) = self.try_lock(&mut connection).await? else {
