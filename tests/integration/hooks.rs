@@ -675,6 +675,25 @@ async fn post_traffic_passes_a_healthy_version_and_fails_a_failing_one() {
         "{reason}"
     );
     w.db.drop_database().await;
+
+    // Under the budget, but five times the current version's rate.
+    let (w, id, v) = post_traffic_world(HealthBudget::default()).await;
+    traffic(
+        &w,
+        &v[0],
+        &v[1],
+        &[(&v[0], 9_000.0, 9.0), (&v[1], 1_000.0, 5.0)],
+    )
+    .await;
+    let reason = invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Failed").await;
+    assert!(
+        reason.contains(&format!(
+            "health:errors: FAIL: version {} error rate 0.50% is above 2.0 x version {}'s 0.10%",
+            v[1], v[0]
+        )),
+        "{reason}"
+    );
+    w.db.drop_database().await;
 }
 
 #[tokio::test]
@@ -810,13 +829,16 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     w.db.drop_database().await;
 }
 
-/// The real `pre-traffic-hook` binary under cargo-lambda's Lambda runtime emulator: the event
-/// is decoded by lambda_runtime, the hook reports through the SDK, and the invocation answers.
-#[tokio::test]
-async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
+/// Runs the real function binary `name` under cargo-lambda's Lambda runtime emulator with the
+/// world's database and AWS endpoints plus `env`, invokes it once with `event`, and returns its
+/// JSON answer: the event is decoded by lambda_runtime and the answer encoded by it.
+async fn run_under_the_runtime_emulator(
+    w: &World,
+    name: &str,
+    env: &[(&str, String)],
+    event: serde_json::Value,
+) -> serde_json::Value {
     use std::process::{Command, Stdio};
-    let w = world(ADD_DISPLAY_NAME, "").await;
-    let (id, _) = v1_to_v2(&w).await;
     let root = crate::support::repo_root();
     let cargo_lambda = root.join(".venv/bin/cargo-lambda");
     assert!(
@@ -827,7 +849,7 @@ async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
     // from here: the running `cargo test` holds the build directory's lock.
     let target_dir =
         std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), Into::into);
-    let binary = target_dir.join("debug/pre-traffic-hook");
+    let binary = target_dir.join("debug").join(name);
     assert!(
         binary.exists(),
         "{} is missing: run scripts/test (or `cargo build --workspace --bins` first)",
@@ -880,12 +902,13 @@ async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
         .env("AWS_MAX_ATTEMPTS", "1")
         // The emulator's invocations have a short deadline (Lambda's default 3 s timeout).
         .env("SHIFTGUARD_DEADLINE_MARGIN_MS", "500")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("run the hook binary");
+        .expect("run the function binary");
     let invoked = tokio::task::spawn_blocking({
-        let (cargo_lambda, id) = (cargo_lambda.clone(), id.clone());
+        let cargo_lambda = cargo_lambda.clone();
         move || {
             // Bounded: a function that died would leave the invocation waiting forever.
             let mut invoke = Command::new(cargo_lambda)
@@ -900,7 +923,7 @@ async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
                     "json",
                     "--data-ascii",
                 ])
-                .arg(event(&id, "exec-runtime").to_string())
+                .arg(event.to_string())
                 .arg("_")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -926,14 +949,63 @@ async fn the_real_binary_runs_under_the_lambda_runtime_emulator() {
     let stdout = String::from_utf8_lossy(&invoked.stdout);
     assert!(
         invoked.status.success(),
-        "{stdout}\n{}",
+        "{name}: {stdout}\n{}",
         String::from_utf8_lossy(&invoked.stderr)
     );
-    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON answer");
+    serde_json::from_str(stdout.trim()).expect("JSON answer")
+}
+
+/// The three real hook binaries under cargo-lambda's Lambda runtime emulator: each decodes its
+/// event, reads the deployment through the SDK and answers; the hooks report exactly once.
+#[tokio::test]
+async fn the_real_binaries_run_under_the_lambda_runtime_emulator() {
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    let (id, v) = v1_to_v2(&w).await;
+    traffic(
+        &w,
+        &v[0],
+        &v[1],
+        &[(&v[0], 9_000.0, 9.0), (&v[1], 1_000.0, 1.0)],
+    )
+    .await;
+
+    let answer = run_under_the_runtime_emulator(
+        &w,
+        "pre-traffic-hook",
+        &[],
+        event(&id, "exec-runtime-pre"),
+    )
+    .await;
+    assert_eq!(answer["status"], "Succeeded", "{answer}");
+    let answer = run_under_the_runtime_emulator(
+        &w,
+        "post-traffic-hook",
+        &[],
+        event(&id, "exec-runtime-post"),
+    )
+    .await;
     assert_eq!(answer["status"], "Succeeded", "{answer}");
     let puts = w.endpoint.puts();
-    assert_eq!(puts.len(), 1, "{puts:?}");
-    assert_eq!(puts[0]["status"], "Succeeded");
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert_eq!(puts[0]["lifecycleEventHookExecutionId"], "exec-runtime-pre");
+    assert_eq!(puts[1]["lifecycleEventHookExecutionId"], "exec-runtime-post");
+    assert!(puts.iter().all(|put| put["status"] == "Succeeded"), "{puts:?}");
+
+    // The monitor: a scheduled event, one report per deployment group, nothing reported to
+    // CodeDeploy.
+    let group = format!("{}/{}-group", w.name, w.name);
+    let answer = run_under_the_runtime_emulator(
+        &w,
+        "gate-monitor",
+        &[("SHIFTGUARD_DEPLOYMENT_GROUPS", group.clone())],
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+    )
+    .await;
+    assert_eq!(answer[0]["deployment_group"], format!("{}-group", w.name), "{answer}");
+    assert_eq!(answer[0]["gate_failing"], 0.0, "{answer}");
+    assert_eq!(answer[0]["evaluations"][0]["deployment_id"], id.as_str());
+    assert_eq!(gate_failing(&w, &group, None).await, [0.0]);
+    assert_eq!(w.endpoint.puts().len(), 2, "the monitor reports no hook status");
     w.db.drop_database().await;
 }
 

@@ -33,7 +33,7 @@ impl CloudWatchAdapter {
         }
     }
 
-    /// Invocations, errors (sums) and p99 duration of `version` through `alias` over the last
+    /// Invocations, errors (sums) and p95/p99 duration of `version` through `alias` over the last
     /// `window` (rounded up to whole minutes), in one `GetMetricData` call. No data points means
     /// zero invocations.
     pub async fn version_metrics(
@@ -83,6 +83,7 @@ impl CloudWatchAdapter {
             .end_time(DateTime::from(end))
             .metric_data_queries(query("invocations", "Invocations", "Sum"))
             .metric_data_queries(query("errors", "Errors", "Sum"))
+            .metric_data_queries(query("p95", "Duration", "p95"))
             .metric_data_queries(query("p99", "Duration", "p99"))
             .send()
             .await
@@ -99,8 +100,87 @@ impl CloudWatchAdapter {
             version: version.to_owned(),
             invocations: values("invocations").iter().fold(0.0, |a, b| a + b),
             errors: values("errors").iter().fold(0.0, |a, b| a + b),
+            p95_ms: values("p95").into_iter().reduce(f64::max),
             p99_ms: values("p99").into_iter().reduce(f64::max),
         })
+    }
+
+    /// How often each of `versions` of `function` was invoked in the last `window`: through
+    /// each of `aliases` (dimension `ExecutedVersion`) and directly (`Resource` =
+    /// `function:version`). Up to 500 queries per `GetMetricData` call (the API's limit).
+    pub async fn invocations(
+        &self,
+        function: &str,
+        aliases: &[String],
+        versions: &[String],
+        window: Duration,
+    ) -> Result<Vec<(String, f64)>, AwsError> {
+        let period = (window.as_secs().div_ceil(60).max(1) * 60) as i32;
+        let end = SystemTime::now() + Duration::from_secs(60);
+        let start = end - Duration::from_secs(period as u64);
+        // (query id, version index, dimensions)
+        let mut queries = Vec::new();
+        for (index, version) in versions.iter().enumerate() {
+            let mut resources: Vec<(String, Option<&str>)> = aliases
+                .iter()
+                .map(|alias| (format!("{function}:{alias}"), Some(version.as_str())))
+                .collect();
+            resources.push((format!("{function}:{version}"), None));
+            for (resource, executed) in resources {
+                let mut dimensions = vec![
+                    Dimension::builder().name("FunctionName").value(function).build(),
+                    Dimension::builder().name("Resource").value(resource).build(),
+                ];
+                if let Some(executed) = executed {
+                    dimensions.push(
+                        Dimension::builder()
+                            .name("ExecutedVersion")
+                            .value(executed)
+                            .build(),
+                    );
+                }
+                let query = MetricDataQuery::builder()
+                    .id(format!("q{}", queries.len()))
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(
+                                Metric::builder()
+                                    .namespace("AWS/Lambda")
+                                    .metric_name("Invocations")
+                                    .set_dimensions(Some(dimensions))
+                                    .build(),
+                            )
+                            .period(period)
+                            .stat("Sum")
+                            .build(),
+                    )
+                    .return_data(true)
+                    .build();
+                queries.push((index, query));
+            }
+        }
+        let mut counts = vec![0.0; versions.len()];
+        for chunk in queries.chunks(500) {
+            let output = self
+                .client
+                .get_metric_data()
+                .start_time(DateTime::from(start))
+                .end_time(DateTime::from(end))
+                .set_metric_data_queries(Some(chunk.iter().map(|(_, q)| q.clone()).collect()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(&format!("GetMetricData {function}"), &e))?;
+            for (index, query) in chunk {
+                let sum: f64 = output
+                    .metric_data_results()
+                    .iter()
+                    .filter(|r| r.id() == query.id())
+                    .flat_map(|r| r.values())
+                    .fold(0.0, |a, b| a + b);
+                counts[*index] += sum;
+            }
+        }
+        Ok(versions.iter().cloned().zip(counts).collect())
     }
 
     /// Publishes `points` in `namespace`, as counts, in calls of at most 1,000 data points

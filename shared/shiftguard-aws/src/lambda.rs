@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_lambda::Client;
+use aws_sdk_lambda::types::EnvironmentResponse;
+use shiftguard_core::approval::Shift;
 use shiftguard_core::gate::VersionStamp;
 
 use crate::error::AwsError;
@@ -12,6 +14,39 @@ use crate::error::AwsError;
 pub const SCHEMA_REVISION_VARIABLE: &str = "SHIFTGUARD_SCHEMA_REVISION";
 /// The environment variable listing the backfills a build needs complete (comma-separated).
 pub const REQUIRED_BACKFILLS_VARIABLE: &str = "SHIFTGUARD_REQUIRED_BACKFILLS";
+
+/// A version's stamp from its configuration's environment snapshot.
+fn stamp(version: &str, environment: Option<&EnvironmentResponse>) -> VersionStamp {
+    let variables = environment.and_then(|e| e.variables());
+    let variable = |name: &str| {
+        variables
+            .and_then(|v| v.get(name))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    VersionStamp {
+        version: version.to_owned(),
+        schema_revision: variable(SCHEMA_REVISION_VARIABLE),
+        required_backfills: variable(REQUIRED_BACKFILLS_VARIABLE)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// `arn:aws:lambda:region:account:function:name[:qualifier]` -> (name, qualifier).
+pub fn split_function_arn(arn: &str) -> Option<(&str, Option<String>)> {
+    let rest = arn.split_once(":function:")?.1;
+    Some(match rest.split_once(':') {
+        Some((name, qualifier)) => (name, Some(qualifier.to_owned())),
+        None => (rest, None),
+    })
+}
 
 /// Lambda reads on behalf of the gates.
 #[derive(Clone, Debug)]
@@ -96,26 +131,130 @@ impl LambdaAdapter {
                     &e,
                 )
             })?;
-        let variables = output.environment().and_then(|e| e.variables());
-        let variable = |name: &str| {
-            variables
-                .and_then(|v| v.get(name))
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        Ok(VersionStamp {
-            version: version.to_owned(),
-            schema_revision: variable(SCHEMA_REVISION_VARIABLE),
-            required_backfills: variable(REQUIRED_BACKFILLS_VARIABLE)
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
+        Ok(stamp(version, output.environment()))
+    }
+
+    /// Every alias of `function` with its routing.
+    pub async fn aliases(&self, function: &str) -> Result<Vec<Shift>, AwsError> {
+        let aliases: Vec<_> = self
+            .client
+            .list_aliases()
+            .function_name(function)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| AwsError::from_sdk(&format!("ListAliases {function}"), &e))?;
+        Ok(aliases
+            .iter()
+            .map(|alias| Shift {
+                function: function.to_owned(),
+                alias: alias.name().unwrap_or_default().to_owned(),
+                primary: alias.function_version().unwrap_or_default().to_owned(),
+                additional: alias
+                    .routing_config()
+                    .and_then(|r| r.additional_version_weights())
+                    .map(|w| w.iter().map(|(v, w)| (v.clone(), *w)).collect())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Every version of `function` (with `$LATEST`) and its stamp, from one listing.
+    pub async fn versions(&self, function: &str) -> Result<Vec<VersionStamp>, AwsError> {
+        let versions: Vec<_> = self
+            .client
+            .list_versions_by_function()
+            .function_name(function)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| {
+                AwsError::from_sdk(&format!("ListVersionsByFunction {function}"), &e)
+            })?;
+        Ok(versions
+            .iter()
+            .map(|v| stamp(v.version().unwrap_or_default(), v.environment()))
+            .collect())
+    }
+
+    /// The event source mappings that invoke `function`: (mapping id, qualifier; `None` is the
+    /// unqualified function, `$LATEST`). Listed account-wide and matched by ARN, so mappings of
+    /// every qualifier are found.
+    pub async fn event_source_mappings(
+        &self,
+        function: &str,
+    ) -> Result<Vec<(String, Option<String>)>, AwsError> {
+        let mappings: Vec<_> = self
+            .client
+            .list_event_source_mappings()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListEventSourceMappings", &e))?;
+        Ok(mappings
+            .iter()
+            .filter_map(|m| {
+                let (name, qualifier) = split_function_arn(m.function_arn()?)?;
+                (name == function).then(|| (m.uuid().unwrap_or_default().to_owned(), qualifier))
+            })
+            .collect())
+    }
+
+    /// The qualifiers (alias or version) that have provisioned concurrency.
+    pub async fn provisioned_concurrency(&self, function: &str) -> Result<Vec<String>, AwsError> {
+        let configs: Vec<_> = self
+            .client
+            .list_provisioned_concurrency_configs()
+            .function_name(function)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| {
+                AwsError::from_sdk(&format!("ListProvisionedConcurrencyConfigs {function}"), &e)
+            })?;
+        Ok(configs
+            .iter()
+            .filter_map(|c| split_function_arn(c.function_arn()?)?.1)
+            .collect())
+    }
+
+    /// The functions tagged `key` = `value` (one ListTags call per function in the account).
+    pub async fn functions_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, AwsError> {
+        let functions: Vec<_> = self
+            .client
+            .list_functions()
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListFunctions", &e))?;
+        let mut tagged = Vec::new();
+        for function in &functions {
+            let (Some(name), Some(arn)) = (function.function_name(), function.function_arn())
+            else {
+                continue;
+            };
+            let tags = self
+                .client
+                .list_tags()
+                .resource(arn)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(&format!("ListTags {name}"), &e))?;
+            if tags.tags().and_then(|t| t.get(key)).map(String::as_str) == Some(value) {
+                tagged.push(name.to_owned());
+            }
+        }
+        Ok(tagged)
     }
 }
 

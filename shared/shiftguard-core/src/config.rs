@@ -19,14 +19,21 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::checks::{CheckConfig, GateKind, GatesConfig};
+
 /// The whole configuration file.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub backfill: Vec<BackfillConfig>,
+    /// Named checks of the cutover and contract gates (see [`crate::checks`]).
+    #[serde(default)]
+    pub check: Vec<CheckConfig>,
+    #[serde(default)]
+    pub gates: GatesConfig,
 }
 
 /// Where backfill checkpoints are kept.
@@ -197,6 +204,9 @@ pub enum ConfigError {
     /// A backfill definition that would be unsafe or cannot work.
     #[error("backfill {name}: {problem}")]
     Backfill { name: String, problem: String },
+    /// A check that cannot be used.
+    #[error("check {name}: {problem}")]
+    Check { name: String, problem: String },
 }
 
 impl ProjectConfig {
@@ -215,6 +225,33 @@ impl ProjectConfig {
             if !names.insert(backfill.name.as_str()) {
                 return Err(backfill.problem("is defined twice"));
             }
+        }
+        let mut checks = HashSet::new();
+        for check in &self.check {
+            let problem = check.problem().or_else(|| {
+                (!checks.insert(check.name.as_str())).then(|| "is defined twice".to_owned())
+            });
+            if let Some(problem) = problem {
+                return Err(ConfigError::Check {
+                    name: check.name.clone(),
+                    problem,
+                });
+            }
+        }
+        for (key, list) in [
+            ("gates.cutover_backfills", &self.gates.cutover_backfills),
+            ("gates.contract_backfills", &self.gates.contract_backfills),
+        ] {
+            if let Some(unknown) = list.iter().flatten().find(|n| self.backfill(n).is_none()) {
+                return Err(ConfigError::Syntax(format!(
+                    "{key} names `{unknown}`, which no [[backfill]] defines"
+                )));
+            }
+        }
+        if self.gates.observation_minutes == 0 {
+            return Err(ConfigError::Syntax(
+                "gates.observation_minutes must be positive".to_owned(),
+            ));
         }
         let table = &self.checkpoint.table;
         let valid = match self.checkpoint.store {
@@ -242,6 +279,22 @@ impl ProjectConfig {
     /// The backfill called `name`.
     pub fn backfill(&self, name: &str) -> Option<&BackfillConfig> {
         self.backfill.iter().find(|b| b.name == name)
+    }
+
+    /// The backfills `gate` requires complete: as listed in `[gates]`, else every backfill.
+    pub fn gate_backfills(&self, gate: GateKind) -> Vec<String> {
+        let listed = match gate {
+            GateKind::Cutover => &self.gates.cutover_backfills,
+            GateKind::Contract => &self.gates.contract_backfills,
+        };
+        listed
+            .clone()
+            .unwrap_or_else(|| self.backfill.iter().map(|b| b.name.clone()).collect())
+    }
+
+    /// The checks `gate` runs.
+    pub fn checks_for(&self, gate: GateKind) -> impl Iterator<Item = &CheckConfig> {
+        self.check.iter().filter(move |c| c.gates.contains(&gate))
     }
 }
 

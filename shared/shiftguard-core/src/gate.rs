@@ -20,31 +20,57 @@ pub enum GateVerdict {
 }
 
 /// One evaluated gate: which, about what, and the answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GateResult {
     /// The gate's name, e.g. `schema:target`.
     pub gate: String,
     #[serde(flatten)]
     pub verdict: GateVerdict,
+    /// The measured value, for gates that measure one (checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The threshold it was held against, e.g. `<= 0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
 }
 
 impl GateResult {
-    fn new(gate: impl Into<String>, verdict: GateVerdict) -> Self {
+    pub fn new(gate: impl Into<String>, verdict: GateVerdict) -> Self {
         GateResult {
             gate: gate.into(),
             verdict,
+            value: None,
+            threshold: None,
         }
+    }
+
+    /// The same result, with what was measured and against what.
+    pub fn measured(mut self, value: Option<f64>, threshold: Option<String>) -> Self {
+        self.value = value;
+        self.threshold = threshold;
+        self
+    }
+
+    /// Whether it passed outright.
+    pub fn passed(&self) -> bool {
+        self.verdict == GateVerdict::Pass
     }
 }
 
 impl fmt::Display for GateResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.verdict {
-            GateVerdict::Pass => write!(f, "{}: pass", self.gate),
-            GateVerdict::Fail(reason) => write!(f, "{}: FAIL: {reason}", self.gate),
+            GateVerdict::Pass => write!(f, "{}: pass", self.gate)?,
+            GateVerdict::Fail(reason) => write!(f, "{}: FAIL: {reason}", self.gate)?,
             GateVerdict::Inconclusive(reason) => {
-                write!(f, "{}: inconclusive: {reason}", self.gate)
+                write!(f, "{}: inconclusive: {reason}", self.gate)?
             }
+        }
+        match (&self.value, &self.threshold) {
+            (Some(value), Some(threshold)) => write!(f, " (value {value}, threshold {threshold})"),
+            (None, Some(threshold)) => write!(f, " (no value, threshold {threshold})"),
+            (Some(value), None) => write!(f, " (value {value})"),
+            (None, None) => Ok(()),
         }
     }
 }
@@ -129,7 +155,7 @@ pub fn backfill_gates(required: &[String], now: &[BackfillNow]) -> Vec<GateResul
 }
 
 /// The gates of one evaluation, in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Decision {
     pub gates: Vec<GateResult>,
     /// Whether an inconclusive gate lets the decision pass (the configured policy).
@@ -146,6 +172,19 @@ impl Decision {
         })
     }
 
+    /// The decision as one verdict: fail when any gate fails, else inconclusive when any gate
+    /// is (and the policy does not let it pass), else pass.
+    pub fn overall(&self) -> Overall {
+        let failed = |g: &&GateResult| matches!(g.verdict, GateVerdict::Fail(_));
+        if self.gates.iter().any(|g| failed(&g)) {
+            Overall::Fail
+        } else if self.passed() {
+            Overall::Pass
+        } else {
+            Overall::Inconclusive
+        }
+    }
+
     /// The gates that did not pass, one line.
     pub fn failures(&self) -> String {
         let failing: Vec<String> = self
@@ -156,6 +195,15 @@ impl Decision {
             .collect();
         failing.join("; ")
     }
+}
+
+/// A decision in one word, for exit codes and summaries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overall {
+    Pass,
+    Fail,
+    Inconclusive,
 }
 
 /// A smoke invocation's result: the function's own error, if any, and the response body.
@@ -215,10 +263,15 @@ pub enum InconclusivePolicy {
 pub struct HealthBudget {
     /// Errors / invocations above this fail (e.g. 0.01).
     pub max_error_rate: f64,
+    /// An error rate above this multiple of the baseline's fails (when the baseline has enough
+    /// invocations and any errors; with a clean baseline the absolute budget decides).
+    pub max_error_ratio: f64,
+    /// p95 duration above this fails, when set.
+    pub max_p95_ms: Option<f64>,
     /// p99 duration above this fails, when set.
     pub max_p99_ms: Option<f64>,
-    /// p99 above this multiple of the current version's p99 fails (when both have samples).
-    pub max_p99_ratio: f64,
+    /// p95 or p99 above this multiple of the baseline's fails (when both have samples).
+    pub max_latency_ratio: f64,
     /// Fewer invocations than this in the window is inconclusive, not a verdict.
     pub min_invocations: u64,
     pub inconclusive: InconclusivePolicy,
@@ -228,8 +281,10 @@ impl Default for HealthBudget {
     fn default() -> Self {
         HealthBudget {
             max_error_rate: 0.01,
+            max_error_ratio: 2.0,
+            max_p95_ms: None,
             max_p99_ms: None,
-            max_p99_ratio: 1.5,
+            max_latency_ratio: 1.5,
             min_invocations: 50,
             inconclusive: InconclusivePolicy::Fail,
         }
@@ -242,10 +297,24 @@ pub struct VersionMetrics {
     pub version: String,
     pub invocations: f64,
     pub errors: f64,
+    pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
 }
 
-/// Health gates for the target version, against the budget and the current version (baseline).
+impl VersionMetrics {
+    /// Errors per invocation (0 without invocations).
+    pub fn error_rate(&self) -> f64 {
+        if self.invocations > 0.0 {
+            self.errors / self.invocations
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Health gates for the target version, against the budget and the current version (baseline):
+/// `health:sample` (inconclusive below the minimum), else `health:errors`, `health:p95`,
+/// `health:p99` (the latency gates only where a limit or a comparable baseline exists).
 pub fn health_gates(
     target: &VersionMetrics,
     baseline: Option<&VersionMetrics>,
@@ -261,43 +330,62 @@ pub fn health_gates(
             )),
         )];
     }
-    let rate = target.errors / target.invocations;
-    let errors = if rate > budget.max_error_rate {
-        GateVerdict::Fail(format!(
+    // The baseline counts only with enough traffic of its own.
+    let baseline = baseline.filter(|b| b.invocations >= budget.min_invocations as f64);
+    let rate = target.error_rate();
+    let errors = match baseline {
+        _ if rate > budget.max_error_rate => GateVerdict::Fail(format!(
             "version {version} error rate {:.2}% ({} of {}) is above the budget {:.2}%",
             rate * 100.0,
             target.errors,
             target.invocations,
             budget.max_error_rate * 100.0
-        ))
-    } else {
-        GateVerdict::Pass
+        )),
+        Some(old) if old.errors > 0.0 && rate > old.error_rate() * budget.max_error_ratio => {
+            GateVerdict::Fail(format!(
+                "version {version} error rate {:.2}% is above {:.1} x version {}'s {:.2}%",
+                rate * 100.0,
+                budget.max_error_ratio,
+                old.version,
+                old.error_rate() * 100.0
+            ))
+        }
+        _ => GateVerdict::Pass,
     };
     let mut gates = vec![GateResult::new("health:errors", errors)];
-    let latency = match (target.p99_ms, budget.max_p99_ms) {
-        (None, Some(_)) => Some(GateVerdict::Inconclusive(format!(
-            "no p99 duration data for version {version}"
-        ))),
-        (None, None) => None,
-        (Some(p99), limit) => {
-            let comparable_baseline = baseline
-                .filter(|b| b.invocations >= budget.min_invocations as f64)
-                .and_then(|b| b.p99_ms.map(|p| (b.version.as_str(), p)));
-            Some(match (limit, comparable_baseline) {
-                (Some(limit), _) if p99 > limit => GateVerdict::Fail(format!(
-                    "version {version} p99 {p99:.0} ms is above the budget {limit:.0} ms"
-                )),
-                (_, Some((old, base))) if p99 > base * budget.max_p99_ratio => {
-                    GateVerdict::Fail(format!(
-                        "version {version} p99 {p99:.0} ms is above {:.1} x version {old}'s {base:.0} ms",
-                        budget.max_p99_ratio
-                    ))
-                }
-                _ => GateVerdict::Pass,
-            })
-        }
-    };
-    gates.extend(latency.map(|v| GateResult::new("health:p99", v)));
+    for (name, value, limit, base) in [
+        (
+            "p95",
+            target.p95_ms,
+            budget.max_p95_ms,
+            baseline.and_then(|b| b.p95_ms),
+        ),
+        (
+            "p99",
+            target.p99_ms,
+            budget.max_p99_ms,
+            baseline.and_then(|b| b.p99_ms),
+        ),
+    ] {
+        let old = baseline.map_or("", |b| b.version.as_str());
+        let verdict = match (value, limit, base) {
+            (None, None, _) => continue,
+            (None, Some(_), _) => GateVerdict::Inconclusive(format!(
+                "no {name} duration data for version {version}"
+            )),
+            (Some(value), Some(limit), _) if value > limit => GateVerdict::Fail(format!(
+                "version {version} {name} {value:.0} ms is above the budget {limit:.0} ms"
+            )),
+            (Some(value), _, Some(base)) if value > base * budget.max_latency_ratio => {
+                GateVerdict::Fail(format!(
+                    "version {version} {name} {value:.0} ms is above {:.1} x version {old}'s {base:.0} ms",
+                    budget.max_latency_ratio
+                ))
+            }
+            (Some(_), _, _) => GateVerdict::Pass,
+        };
+        gates.push(GateResult::new(format!("health:{name}"), verdict));
+    }
     gates
 }
 
@@ -452,42 +540,72 @@ mod tests {
 
     #[test]
     fn health_table() {
-        let metrics =
-            |version: &str, invocations: f64, errors: f64, p99: Option<f64>| VersionMetrics {
+        let metrics = |version: &str, invocations: f64, errors: f64, p95: f64, p99: f64| {
+            let present = |ms: f64| (ms > 0.0).then_some(ms);
+            VersionMetrics {
                 version: version.to_owned(),
                 invocations,
                 errors,
-                p99_ms: p99,
-            };
+                p95_ms: present(p95),
+                p99_ms: present(p99),
+            }
+        };
         let budget = HealthBudget {
             max_p99_ms: Some(500.0),
             ..HealthBudget::default()
         };
-        let old = metrics("1", 1_000.0, 1.0, Some(100.0));
-        // (target, expected verdict names per gate)
+        let old = metrics("1", 1_000.0, 2.0, 80.0, 100.0);
+        // (target, expected verdict names per gate; no p95 limit, so p95 is judged against the
+        // baseline only)
         let table: &[(VersionMetrics, &[(&str, &str)])] = &[
             (
-                metrics("2", 3.0, 0.0, Some(90.0)),
+                metrics("2", 3.0, 0.0, 0.0, 90.0),
                 &[("health:sample", "inconclusive")],
             ),
             (
-                metrics("2", 200.0, 1.0, Some(120.0)),
-                &[("health:errors", "pass"), ("health:p99", "pass")],
+                metrics("2", 200.0, 0.0, 85.0, 120.0),
+                &[
+                    ("health:errors", "pass"),
+                    ("health:p95", "pass"),
+                    ("health:p99", "pass"),
+                ],
+            ),
+            // 2.5% is over the absolute budget.
+            (
+                metrics("2", 200.0, 5.0, 85.0, 120.0),
+                &[
+                    ("health:errors", "fail"),
+                    ("health:p95", "pass"),
+                    ("health:p99", "pass"),
+                ],
+            ),
+            // 0.5% is under the budget but 2.5 x the baseline's 0.2%.
+            (
+                metrics("2", 1_000.0, 5.0, 85.0, 120.0),
+                &[
+                    ("health:errors", "fail"),
+                    ("health:p95", "pass"),
+                    ("health:p99", "pass"),
+                ],
             ),
             (
-                metrics("2", 200.0, 5.0, Some(120.0)),
-                &[("health:errors", "fail"), ("health:p99", "pass")],
+                metrics("2", 200.0, 0.0, 85.0, 600.0),
+                &[
+                    ("health:errors", "pass"),
+                    ("health:p95", "pass"),
+                    ("health:p99", "fail"),
+                ],
             ),
             (
-                metrics("2", 200.0, 0.0, Some(600.0)),
-                &[("health:errors", "pass"), ("health:p99", "fail")],
+                metrics("2", 200.0, 0.0, 130.0, 160.0),
+                &[
+                    ("health:errors", "pass"),
+                    ("health:p95", "fail"),
+                    ("health:p99", "fail"),
+                ],
             ),
             (
-                metrics("2", 200.0, 0.0, Some(160.0)),
-                &[("health:errors", "pass"), ("health:p99", "fail")],
-            ),
-            (
-                metrics("2", 200.0, 0.0, None),
+                metrics("2", 200.0, 0.0, 0.0, 0.0),
                 &[("health:errors", "pass"), ("health:p99", "inconclusive")],
             ),
         ];
@@ -506,11 +624,20 @@ mod tests {
                 .collect();
             assert_eq!(&actual, expected, "{target:?}");
         }
-        let few = health_gates(&metrics("2", 3.0, 0.0, None), None, &budget);
+        let few = health_gates(&metrics("2", 3.0, 0.0, 0.0, 0.0), None, &budget);
         assert_eq!(
             few[0].to_string(),
             "health:sample: inconclusive: 3 invocations of version 2 in the window, fewer than the 50 needed to judge"
         );
+        let relative = health_gates(&metrics("2", 1_000.0, 5.0, 0.0, 0.0), Some(&old), &budget);
+        assert_eq!(
+            relative[0].to_string(),
+            "health:errors: FAIL: version 2 error rate 0.50% is above 2.0 x version 1's 0.20%"
+        );
+        // A baseline below the minimum sample is no baseline.
+        let thin = metrics("1", 10.0, 0.0, 10.0, 10.0);
+        let gates = health_gates(&metrics("2", 200.0, 0.0, 85.0, 120.0), Some(&thin), &budget);
+        assert!(gates.iter().all(|g| g.verdict == GateVerdict::Pass), "{gates:?}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 
 pub mod alembic;
 pub mod appspec;
+pub mod approval;
 pub mod backfill;
+pub mod checks;
 pub mod compat;
 pub mod config;
 pub mod gate;

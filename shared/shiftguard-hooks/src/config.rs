@@ -23,9 +23,10 @@ pub struct HookConfig {
     /// `SHIFTGUARD_DEADLINE_MARGIN_MS` (default 3000): report Failed this long before the
     /// invocation's deadline rather than be killed without reporting.
     pub deadline_margin: Duration,
-    /// Post-traffic: `SHIFTGUARD_MAX_ERROR_RATE` (0.01), `SHIFTGUARD_MAX_P99_MS` (none),
-    /// `SHIFTGUARD_MAX_P99_RATIO` (1.5 x the current version), `SHIFTGUARD_MIN_INVOCATIONS` (50),
-    /// `SHIFTGUARD_INCONCLUSIVE` (`fail` or `pass`, default fail).
+    /// Post-traffic: `SHIFTGUARD_MAX_ERROR_RATE` (0.01), `SHIFTGUARD_MAX_ERROR_RATIO` (2 x the
+    /// current version's rate), `SHIFTGUARD_MAX_P95_MS` and `SHIFTGUARD_MAX_P99_MS` (none),
+    /// `SHIFTGUARD_MAX_LATENCY_RATIO` (1.5 x the current version's p95/p99),
+    /// `SHIFTGUARD_MIN_INVOCATIONS` (50), `SHIFTGUARD_INCONCLUSIVE` (`fail` or `pass`, default fail).
     pub budget: HealthBudget,
     /// Post-traffic: `SHIFTGUARD_METRICS_WINDOW_SECONDS` (default 300).
     pub metrics_window: Duration,
@@ -76,8 +77,12 @@ impl HookConfig {
         let defaults = HealthBudget::default();
         let budget = HealthBudget {
             max_error_rate: number("SHIFTGUARD_MAX_ERROR_RATE")?.unwrap_or(defaults.max_error_rate),
+            max_error_ratio: number("SHIFTGUARD_MAX_ERROR_RATIO")?
+                .unwrap_or(defaults.max_error_ratio),
+            max_p95_ms: number("SHIFTGUARD_MAX_P95_MS")?,
             max_p99_ms: number("SHIFTGUARD_MAX_P99_MS")?,
-            max_p99_ratio: number("SHIFTGUARD_MAX_P99_RATIO")?.unwrap_or(defaults.max_p99_ratio),
+            max_latency_ratio: number("SHIFTGUARD_MAX_LATENCY_RATIO")?
+                .unwrap_or(defaults.max_latency_ratio),
             min_invocations: number("SHIFTGUARD_MIN_INVOCATIONS")?
                 .map_or(defaults.min_invocations, |n| n as u64),
             inconclusive: match non_empty("SHIFTGUARD_INCONCLUSIVE").as_deref() {

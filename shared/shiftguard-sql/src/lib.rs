@@ -10,6 +10,7 @@ pub mod backfill;
 pub mod checkpoint;
 pub mod connection;
 pub mod error;
+pub mod measure;
 pub mod url;
 
 pub use alembic_version::{DEFAULT_VERSION_TABLE, read_heads};
