@@ -12,7 +12,7 @@ use shiftguard_core::backfill::{Command, Status, emf_line};
 use shiftguard_core::config::{BackfillConfig, CheckpointStoreKind, ProjectConfig};
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{
-    Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, now_ms,
+    Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, StatusReport, now_ms,
 };
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 
@@ -135,22 +135,48 @@ async fn load(common: &Common) -> anyhow::Result<Loaded> {
     let config =
         ProjectConfig::parse(&text).with_context(|| format!("{}", common.config.display()))?;
     let url = DatabaseUrl::parse(&common.database_url)?;
-    let store = match common.checkpoint.as_deref() {
-        Some("dynamodb") => CheckpointStoreKind::Dynamodb,
-        Some(_) => CheckpointStoreKind::Sql,
-        None => config.checkpoint.store,
-    };
-    let dynamodb = match store {
-        CheckpointStoreKind::Dynamodb => {
-            Some(DynamoCheckpoints::from_environment(&config.checkpoint.table).await)
-        }
-        CheckpointStoreKind::Sql => None,
-    };
-    Ok(Loaded {
-        config,
-        url,
-        dynamodb,
-    })
+    Loaded::new(config, url, common.checkpoint.as_deref()).await
+}
+
+impl Loaded {
+    /// With the checkpoint store `store` names, else the configuration's.
+    async fn new(
+        config: ProjectConfig,
+        url: DatabaseUrl,
+        store: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let store = match store {
+            Some("dynamodb") => CheckpointStoreKind::Dynamodb,
+            Some(_) => CheckpointStoreKind::Sql,
+            None => config.checkpoint.store,
+        };
+        let dynamodb = match store {
+            CheckpointStoreKind::Dynamodb => {
+                Some(DynamoCheckpoints::from_environment(&config.checkpoint.table).await)
+            }
+            CheckpointStoreKind::Sql => None,
+        };
+        Ok(Loaded {
+            config,
+            url,
+            dynamodb,
+        })
+    }
+}
+
+/// Every configured backfill's status (checkpoint, pending now, progress), read from the
+/// configuration's checkpoint store.
+pub async fn reports(
+    config: &ProjectConfig,
+    url: &DatabaseUrl,
+    connect_timeout: Duration,
+) -> anyhow::Result<Vec<StatusReport>> {
+    let loaded = Loaded::new(config.clone(), url.clone(), None).await?;
+    let mut reports = Vec::new();
+    for backfill in &loaded.config.backfill {
+        reports.push(runner(&loaded, backfill, connect_timeout)?.status().await?);
+    }
+    Ok(reports)
 }
 
 fn find<'c>(config: &'c ProjectConfig, name: &str) -> anyhow::Result<&'c BackfillConfig> {
@@ -170,7 +196,7 @@ fn find<'c>(config: &'c ProjectConfig, name: &str) -> anyhow::Result<&'c Backfil
 fn runner<'a>(
     loaded: &'a Loaded,
     backfill: &'a BackfillConfig,
-    common: &Common,
+    connect_timeout: Duration,
 ) -> anyhow::Result<Runner<'a>> {
     let replica = match &backfill.tuning.replica_url_env {
         Some(variable) => {
@@ -193,7 +219,7 @@ fn runner<'a>(
         },
         owner: owner(),
         lag: LagSource::for_backfill(backfill, loaded.url.dialect(), replica),
-        connect_timeout: Duration::from_secs(common.connect_timeout),
+        connect_timeout,
     })
 }
 
@@ -208,7 +234,11 @@ fn owner() -> String {
 async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
     let loaded = load(&args.common).await?;
     let backfill = find(&loaded.config, &args.name)?;
-    let runner = runner(&loaded, backfill, &args.common)?;
+    let runner = runner(
+        &loaded,
+        backfill,
+        Duration::from_secs(args.common.connect_timeout),
+    )?;
     let deadline = Instant::now()
         + args.max_seconds.map_or(
             Duration::from_secs(100 * 365 * 24 * 3600),
@@ -305,7 +335,15 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     };
     let mut reports = Vec::new();
     for backfill in names {
-        reports.push(runner(&loaded, backfill, &args.common)?.status().await?);
+        reports.push(
+            runner(
+                &loaded,
+                backfill,
+                Duration::from_secs(args.common.connect_timeout),
+            )?
+            .status()
+            .await?,
+        );
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -346,7 +384,11 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
 async fn steer(args: NameArgs, command: Option<Command>) -> anyhow::Result<Outcome> {
     let loaded = load(&args.common).await?;
     let backfill = find(&loaded.config, &args.name)?;
-    let runner = runner(&loaded, backfill, &args.common)?;
+    let runner = runner(
+        &loaded,
+        backfill,
+        Duration::from_secs(args.common.connect_timeout),
+    )?;
     match command {
         Some(command) => {
             let checkpoint = runner.command(command).await?;

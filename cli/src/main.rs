@@ -3,8 +3,10 @@
 
 mod backfill;
 mod check;
+mod gate;
 mod manifest;
 mod migrations;
+mod status;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,8 @@ pub enum Outcome {
     Safe,
     /// 1: shiftguard decided, and the answer is "not safe" (for `backfill run`: it failed).
     NotSafe,
+    /// 3: a gate had nothing to judge on (too few invocations, a check without a value).
+    Inconclusive,
     /// 75 (EX_TEMPFAIL): another runner holds the backfill; try again later.
     Busy,
 }
@@ -28,7 +32,7 @@ pub enum Outcome {
     about = "Keeps a shared database safe while Lambda traffic shifts between app versions",
     long_about = "Keeps a shared database safe while Lambda traffic shifts between app versions.\n\n\
         Exit codes: 0 safe, 1 not safe (reasons printed), 2 could not decide (bad input, \
-        unreachable database, unknown revision)."
+        unreachable database, unknown revision), 3 inconclusive (gates: nothing to judge on)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +44,8 @@ enum Command {
     Manifest(manifest::Args),
     Check(check::Args),
     Backfill(backfill::Args),
+    Gate(gate::Args),
+    Status(status::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,10 +69,13 @@ fn main() -> ExitCode {
         Command::Manifest(args) => manifest::run(args),
         Command::Check(args) => check::run(args),
         Command::Backfill(args) => backfill::run(args),
+        Command::Gate(args) => gate::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(Outcome::Safe) => ExitCode::SUCCESS,
         Ok(Outcome::NotSafe) => ExitCode::from(1),
+        Ok(Outcome::Inconclusive) => ExitCode::from(3),
         Ok(Outcome::Busy) => ExitCode::from(75),
         Err(error) => {
             for line in error_lines(&error) {

@@ -4,7 +4,7 @@
 //! `PutLifecycleEventHookExecutionStatus`: it checks the JSON 1.1 wire request and counts calls,
 //! and every test asserts exactly one report with the expected status.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shiftguard_aws::{CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter};
@@ -14,222 +14,65 @@ use shiftguard_core::gate::{HealthBudget, InconclusivePolicy};
 use shiftguard_core::scan::load_migrations;
 use shiftguard_hooks::{Deps, Evaluation, Phase, handle, report_once};
 use shiftguard_sql::DatabaseUrl;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
+use crate::endpoint::{LocalEndpoint, Request, Response};
 use crate::support::example::*;
-use crate::support::{Kind, TestDatabase, alembic, aws_endpoint, example_project};
+use crate::support::{
+    Kind, TestDatabase, alembic, aws_endpoint, example_project, publish_versions, sdk_config,
+};
 
 const PUT_TARGET: &str = "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus";
 
 /// A local CodeDeploy endpoint: `PutLifecycleEventHookExecutionStatus` is answered here (and
 /// recorded); every other call is forwarded to the emulator.
-struct CodeDeployEndpoint {
-    url: String,
-    puts: Arc<Mutex<Vec<serde_json::Value>>>,
-}
+struct CodeDeployEndpoint(LocalEndpoint);
 
 impl CodeDeployEndpoint {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let puts = Arc::new(Mutex::new(Vec::new()));
-        let recorded = Arc::clone(&puts);
-        let upstream = aws_endpoint()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let recorded = Arc::clone(&recorded);
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let _ = serve(stream, &upstream, &recorded).await;
-                });
-            }
-        });
-        CodeDeployEndpoint { url, puts }
+        CodeDeployEndpoint(LocalEndpoint::start(Arc::new(answer_put)).await)
     }
 
+    fn url(&self) -> &str {
+        &self.0.url
+    }
+
+    /// The bodies of the reports, in order.
     fn puts(&self) -> Vec<serde_json::Value> {
-        self.puts.lock().expect("lock").clone()
+        self.0.answered().iter().map(Request::json).collect()
     }
 }
 
-/// One request per connection (answered with `Connection: close`).
-async fn serve(
-    mut stream: TcpStream,
-    upstream: &str,
-    puts: &Mutex<Vec<serde_json::Value>>,
-) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut buffer).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        request.extend_from_slice(&buffer[..n]);
-        if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&request[..head_end]).to_string();
-    let header = |name: &str| {
-        head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    let length: usize = header("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    while request.len() < head_end + length {
-        let n = stream.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buffer[..n]);
+/// Answers `PutLifecycleEventHookExecutionStatus` after checking its JSON 1.1 request; like
+/// CodeDeploy, refuses a second status for the same hook execution.
+fn answer_put(request: &Request, earlier: &[Request]) -> Option<Response> {
+    if request.header("x-amz-target").as_deref() != Some(PUT_TARGET) {
+        return None;
     }
-    if header("x-amz-target").as_deref() == Some(PUT_TARGET) {
-        assert!(head.starts_with("POST / "), "{head}");
-        assert_eq!(
-            header("content-type").as_deref(),
-            Some("application/x-amz-json-1.1")
-        );
-        let body: serde_json::Value =
-            serde_json::from_slice(&request[head_end..]).expect("JSON 1.1 body");
-        let execution = body["lifecycleEventHookExecutionId"].clone();
-        let duplicate = {
-            let mut puts = puts.lock().expect("lock");
-            let duplicate = puts
-                .iter()
-                .any(|p| p["lifecycleEventHookExecutionId"] == execution);
-            puts.push(body);
-            duplicate
-        };
-        // Like CodeDeploy: a second status for the same execution is refused.
-        let (status, payload) = if duplicate {
-            (
-                "400 Bad Request",
-                serde_json::json!({"__type": "InvalidLifecycleEventHookExecutionStatusException", "message": "the status is already set"}),
-            )
-        } else {
-            (
-                "200 OK",
-                serde_json::json!({ "lifecycleEventHookExecutionId": execution }),
-            )
-        };
-        let payload = payload.to_string();
-        let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
-            payload.len()
-        );
-        stream.write_all(response.as_bytes()).await?;
-        return stream.shutdown().await;
-    }
-    // Forward to the emulator, asking it to close so its response ends at EOF.
-    let mut forwarded = Vec::with_capacity(request.len() + 20);
-    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        if !line.to_ascii_lowercase().starts_with("connection:") {
-            forwarded.extend_from_slice(line.as_bytes());
-            forwarded.extend_from_slice(b"\r\n");
-        }
-    }
-    forwarded.extend_from_slice(b"connection: close\r\n\r\n");
-    forwarded.extend_from_slice(&request[head_end..]);
-    let mut emulator = TcpStream::connect(upstream).await?;
-    emulator.write_all(&forwarded).await?;
-    let mut response = Vec::new();
-    emulator.read_to_end(&mut response).await?;
-    stream.write_all(&response).await?;
-    stream.shutdown().await
-}
-
-fn credentials() -> aws_sdk_lambda::config::Credentials {
-    aws_sdk_lambda::config::Credentials::new("test", "test", None, None, "tests")
-}
-
-async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(credentials())
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await
-}
-
-/// An empty zip archive: all moto needs as function code.
-const EMPTY_ZIP: [u8; 22] = [
-    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-];
-
-/// A function with published versions, one per environment given (each a version's stamp).
-async fn publish_versions(
-    aws: &aws_config::SdkConfig,
-    name: &str,
-    envs: &[&[(&str, &str)]],
-) -> Vec<String> {
-    use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
-    let iam = aws_sdk_iam::Client::new(aws);
-    let role = iam
-        .create_role()
-        .role_name(format!("{name}-role"))
-        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
-        .send()
-        .await
-        .expect("create role")
-        .role
-        .expect("role")
-        .arn;
-    let lambda = aws_sdk_lambda::Client::new(aws);
-    let environment = |pairs: &[(&str, &str)]| {
-        let mut env = Environment::builder();
-        for (k, v) in pairs {
-            env = env.variables(*k, *v);
-        }
-        env.build()
-    };
-    lambda
-        .create_function()
-        .function_name(name)
-        .runtime(Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role(role)
-        .code(
-            FunctionCode::builder()
-                .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
-                .build(),
+    assert!(request.line().starts_with("POST / "), "{}", request.head);
+    assert_eq!(
+        request.header("content-type").as_deref(),
+        Some("application/x-amz-json-1.1")
+    );
+    let execution = request.json()["lifecycleEventHookExecutionId"].clone();
+    let duplicate = earlier
+        .iter()
+        .any(|p| p.json()["lifecycleEventHookExecutionId"] == execution);
+    let (status, body) = if duplicate {
+        (
+            "400 Bad Request",
+            serde_json::json!({"__type": "InvalidLifecycleEventHookExecutionStatusException", "message": "the status is already set"}),
         )
-        .environment(environment(envs[0]))
-        .send()
-        .await
-        .expect("create function");
-    let mut versions = Vec::new();
-    for (i, env) in envs.iter().enumerate() {
-        if i > 0 {
-            lambda
-                .update_function_configuration()
-                .function_name(name)
-                .environment(environment(env))
-                .send()
-                .await
-                .expect("update configuration");
-        }
-        let version = lambda
-            .publish_version()
-            .function_name(name)
-            .send()
-            .await
-            .expect("publish version")
-            .version
-            .expect("version");
-        versions.push(version);
-    }
-    versions
+    } else {
+        (
+            "200 OK",
+            serde_json::json!({ "lifecycleEventHookExecutionId": execution }),
+        )
+    };
+    Some(Response {
+        status,
+        content_type: "application/x-amz-json-1.1",
+        body: body.to_string(),
+    })
 }
 
 /// A CodeDeploy deployment whose AppSpec moves `function`'s alias from `current` to `target`.
@@ -329,7 +172,7 @@ async fn world(database_at: &str, backfills: &str) -> World {
         project,
         url: DatabaseUrl::parse(&db.url()).expect("url"),
         version_table: "alembic_version".to_owned(),
-        codedeploy: CodeDeployAdapter::new(&sdk_config(&endpoint.url).await),
+        codedeploy: CodeDeployAdapter::new(&sdk_config(endpoint.url()).await),
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
         budget: HealthBudget::default(),
@@ -895,7 +738,7 @@ async fn run_under_the_runtime_emulator(
         .env("SHIFTGUARD_MANIFEST", manifest.path())
         .env("DATABASE_URL", w.db.url())
         .env("AWS_ENDPOINT_URL", aws_endpoint())
-        .env("AWS_ENDPOINT_URL_CODEDEPLOY", &w.endpoint.url)
+        .env("AWS_ENDPOINT_URL_CODEDEPLOY", w.endpoint.url())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
@@ -969,13 +812,9 @@ async fn the_real_binaries_run_under_the_lambda_runtime_emulator() {
     )
     .await;
 
-    let answer = run_under_the_runtime_emulator(
-        &w,
-        "pre-traffic-hook",
-        &[],
-        event(&id, "exec-runtime-pre"),
-    )
-    .await;
+    let answer =
+        run_under_the_runtime_emulator(&w, "pre-traffic-hook", &[], event(&id, "exec-runtime-pre"))
+            .await;
     assert_eq!(answer["status"], "Succeeded", "{answer}");
     let answer = run_under_the_runtime_emulator(
         &w,
@@ -988,8 +827,14 @@ async fn the_real_binaries_run_under_the_lambda_runtime_emulator() {
     let puts = w.endpoint.puts();
     assert_eq!(puts.len(), 2, "{puts:?}");
     assert_eq!(puts[0]["lifecycleEventHookExecutionId"], "exec-runtime-pre");
-    assert_eq!(puts[1]["lifecycleEventHookExecutionId"], "exec-runtime-post");
-    assert!(puts.iter().all(|put| put["status"] == "Succeeded"), "{puts:?}");
+    assert_eq!(
+        puts[1]["lifecycleEventHookExecutionId"],
+        "exec-runtime-post"
+    );
+    assert!(
+        puts.iter().all(|put| put["status"] == "Succeeded"),
+        "{puts:?}"
+    );
 
     // The monitor: a scheduled event, one report per deployment group, nothing reported to
     // CodeDeploy.
@@ -1001,11 +846,19 @@ async fn the_real_binaries_run_under_the_lambda_runtime_emulator() {
         serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
     )
     .await;
-    assert_eq!(answer[0]["deployment_group"], format!("{}-group", w.name), "{answer}");
+    assert_eq!(
+        answer[0]["deployment_group"],
+        format!("{}-group", w.name),
+        "{answer}"
+    );
     assert_eq!(answer[0]["gate_failing"], 0.0, "{answer}");
     assert_eq!(answer[0]["evaluations"][0]["deployment_id"], id.as_str());
     assert_eq!(gate_failing(&w, &group, None).await, [0.0]);
-    assert_eq!(w.endpoint.puts().len(), 2, "the monitor reports no hook status");
+    assert_eq!(
+        w.endpoint.puts().len(),
+        2,
+        "the monitor reports no hook status"
+    );
     w.db.drop_database().await;
 }
 

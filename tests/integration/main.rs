@@ -5,6 +5,8 @@ mod architecture;
 mod backfill;
 mod bad_input;
 mod check;
+mod endpoint;
+mod gates;
 mod graph;
 mod hooks;
 mod lambda_backfill;

@@ -504,3 +504,87 @@ async fn run_mysql(url: &str, sql: &str) {
         .await
         .expect("mysql statement");
 }
+
+pub fn credentials() -> aws_sdk_lambda::config::Credentials {
+    aws_sdk_lambda::config::Credentials::new("test", "test", None, None, "tests")
+}
+
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(credentials())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
+/// An empty zip archive: all moto needs as function code.
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// A function with published versions, one per environment given (each a version's stamp).
+pub async fn publish_versions(
+    aws: &aws_config::SdkConfig,
+    name: &str,
+    envs: &[&[(&str, &str)]],
+) -> Vec<String> {
+    use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+    let iam = aws_sdk_iam::Client::new(aws);
+    let role = iam
+        .create_role()
+        .role_name(format!("{name}-role"))
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+        .send()
+        .await
+        .expect("create role")
+        .role
+        .expect("role")
+        .arn;
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    let environment = |pairs: &[(&str, &str)]| {
+        let mut env = Environment::builder();
+        for (k, v) in pairs {
+            env = env.variables(*k, *v);
+        }
+        env.build()
+    };
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(role)
+        .code(
+            FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(EMPTY_ZIP.to_vec()))
+                .build(),
+        )
+        .environment(environment(envs[0]))
+        .send()
+        .await
+        .expect("create function");
+    let mut versions = Vec::new();
+    for (i, env) in envs.iter().enumerate() {
+        if i > 0 {
+            lambda
+                .update_function_configuration()
+                .function_name(name)
+                .environment(environment(env))
+                .send()
+                .await
+                .expect("update configuration");
+        }
+        let version = lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await
+            .expect("publish version")
+            .version
+            .expect("version");
+        versions.push(version);
+    }
+    versions
+}

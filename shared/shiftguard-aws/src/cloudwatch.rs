@@ -128,8 +128,14 @@ impl CloudWatchAdapter {
             resources.push((format!("{function}:{version}"), None));
             for (resource, executed) in resources {
                 let mut dimensions = vec![
-                    Dimension::builder().name("FunctionName").value(function).build(),
-                    Dimension::builder().name("Resource").value(resource).build(),
+                    Dimension::builder()
+                        .name("FunctionName")
+                        .value(function)
+                        .build(),
+                    Dimension::builder()
+                        .name("Resource")
+                        .value(resource)
+                        .build(),
                 ];
                 if let Some(executed) = executed {
                     dimensions.push(

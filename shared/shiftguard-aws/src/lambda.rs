@@ -172,9 +172,7 @@ impl LambdaAdapter {
             .send()
             .try_collect()
             .await
-            .map_err(|e| {
-                AwsError::from_sdk(&format!("ListVersionsByFunction {function}"), &e)
-            })?;
+            .map_err(|e| AwsError::from_sdk(&format!("ListVersionsByFunction {function}"), &e))?;
         Ok(versions
             .iter()
             .map(|v| stamp(v.version().unwrap_or_default(), v.environment()))

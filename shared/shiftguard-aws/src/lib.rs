@@ -9,6 +9,7 @@ pub mod codedeploy;
 pub mod dynamodb;
 pub mod error;
 pub mod lambda;
+pub mod live;
 pub mod secrets;
 
 pub use cloudwatch::{CloudWatchAdapter, MetricPoint};

@@ -211,12 +211,18 @@ mod tests {
         );
         assert_eq!(old.overall(), Overall::Fail);
         let failures = old.failures();
-        assert!(failures.contains("live:api:1: FAIL: version 1: "), "{failures}");
+        assert!(
+            failures.contains("live:api:1: FAIL: version 1: "),
+            "{failures}"
+        );
         assert!(
             failures.contains("(live: invoked 12 times in the last 60 min)"),
             "{failures}"
         );
-        assert!(failures.contains("live:api:0: FAIL: version 0 carries no SHIFTGUARD_SCHEMA_REVISION"), "{failures}");
+        assert!(
+            failures.contains("live:api:0: FAIL: version 0 carries no SHIFTGUARD_SCHEMA_REVISION"),
+            "{failures}"
+        );
 
         let shifting = Shift {
             additional: vec![("1".into(), 0.1)],
@@ -267,10 +273,19 @@ mod tests {
             &now,
             Some(("api", Some(&previous))),
             (&required, &done),
-            vec![GateResult::new("check:x", GateVerdict::Inconclusive("no row".into()))],
+            vec![GateResult::new(
+                "check:x",
+                GateVerdict::Inconclusive("no row".into()),
+            )],
         );
         assert_eq!(open.overall(), Overall::Inconclusive);
-        let gone = cutover(&graph, &now, Some(("api", None)), (&required, &done), vec![]);
+        let gone = cutover(
+            &graph,
+            &now,
+            Some(("api", None)),
+            (&required, &done),
+            vec![],
+        );
         assert!(
             gone.failures()
                 .contains("rollback:api: FAIL: api has no earlier published version"),

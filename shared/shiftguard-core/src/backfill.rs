@@ -273,6 +273,31 @@ pub fn remaining_estimate(min_key: i64, max_key: i64, cursor: Option<i64>, rows:
     (rows as f64 * left).round() as u64
 }
 
+/// A backfill's pace since it started: average rows updated per second, and the time left at
+/// that pace given the share `percent` (0-100) of the key range covered. Scheduled runs with
+/// pauses between them are averaged in, which is the pace that matters for an ETA.
+pub fn pace(checkpoint: &Checkpoint, percent: f64, now_ms: i64) -> (Option<f64>, Option<Duration>) {
+    let finished = matches!(checkpoint.status, Status::Swept | Status::Complete);
+    let end = if finished {
+        checkpoint.updated_at
+    } else {
+        now_ms
+    };
+    let elapsed_ms = end.saturating_sub(checkpoint.started_at);
+    if elapsed_ms <= 0 {
+        return (None, None);
+    }
+    let rate = checkpoint.rows_updated as f64 * 1000.0 / elapsed_ms as f64;
+    let eta = match checkpoint.status {
+        Status::Running if percent > 0.0 && percent < 100.0 => Some(Duration::from_millis(
+            (elapsed_ms as f64 * (100.0 - percent) / percent) as u64,
+        )),
+        _ if finished => Some(Duration::ZERO),
+        _ => None,
+    };
+    (Some(rate), eta)
+}
+
 /// What one batch (or one run summary) reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct BatchReport {
@@ -475,5 +500,23 @@ mod tests {
         assert_eq!(value["RowsUpdated"], 10);
         assert_eq!(value["Backfill"], "users_display_name");
         assert_eq!(value["cursor"], 42);
+    }
+
+    #[test]
+    fn pace_is_the_average_since_the_start() {
+        let mut checkpoint = Checkpoint::new("b", 0);
+        checkpoint.rows_updated = 5_000;
+        let (rate, eta) = pace(&checkpoint, 25.0, 10_000);
+        assert_eq!(rate, Some(500.0));
+        assert_eq!(eta, Some(Duration::from_secs(30)));
+        checkpoint.status = Status::Paused;
+        assert_eq!(pace(&checkpoint, 25.0, 10_000).1, None);
+        checkpoint.status = Status::Complete;
+        checkpoint.updated_at = 20_000;
+        assert_eq!(
+            pace(&checkpoint, 100.0, 99_000),
+            (Some(250.0), Some(Duration::ZERO))
+        );
+        assert_eq!(pace(&Checkpoint::new("b", 5), 0.0, 5), (None, None));
     }
 }

@@ -155,7 +155,11 @@ impl CheckConfig {
         if self.max.is_none() && self.min.is_none() {
             return Some("give a threshold: `max`, `min` or both".to_owned());
         }
-        if [self.max, self.min].iter().flatten().any(|t| !t.is_finite()) {
+        if [self.max, self.min]
+            .iter()
+            .flatten()
+            .any(|t| !t.is_finite())
+        {
             return Some("thresholds must be finite numbers".to_owned());
         }
         if self.gates.is_empty() {
@@ -272,7 +276,10 @@ mod tests {
             GateVerdict::Inconclusive(_)
         ));
         let band = check("name = \"b\"\nquery = \"select 1\"\nmin = 1\nmax = 2");
-        assert!(matches!(band.judge(Some(0.5)).verdict, GateVerdict::Fail(_)));
+        assert!(matches!(
+            band.judge(Some(0.5)).verdict,
+            GateVerdict::Fail(_)
+        ));
         assert_eq!(band.judge(Some(1.5)).verdict, GateVerdict::Pass);
     }
 
@@ -334,6 +341,11 @@ mod tests {
             let problem = check(text).problem().unwrap_or_default();
             assert!(problem.contains(expected), "{text}: {problem}");
         }
-        assert!(toml::from_str::<CheckConfig>("name = \"x\"\nquery = \"select 1\"\nmax = 0\ngates = [\"rollout\"]").is_err());
+        assert!(
+            toml::from_str::<CheckConfig>(
+                "name = \"x\"\nquery = \"select 1\"\nmax = 0\ngates = [\"rollout\"]"
+            )
+            .is_err()
+        );
     }
 }

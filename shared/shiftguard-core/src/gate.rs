@@ -370,9 +370,9 @@ pub fn health_gates(
         let old = baseline.map_or("", |b| b.version.as_str());
         let verdict = match (value, limit, base) {
             (None, None, _) => continue,
-            (None, Some(_), _) => GateVerdict::Inconclusive(format!(
-                "no {name} duration data for version {version}"
-            )),
+            (None, Some(_), _) => {
+                GateVerdict::Inconclusive(format!("no {name} duration data for version {version}"))
+            }
             (Some(value), Some(limit), _) if value > limit => GateVerdict::Fail(format!(
                 "version {version} {name} {value:.0} ms is above the budget {limit:.0} ms"
             )),
@@ -637,7 +637,10 @@ mod tests {
         // A baseline below the minimum sample is no baseline.
         let thin = metrics("1", 10.0, 0.0, 10.0, 10.0);
         let gates = health_gates(&metrics("2", 200.0, 0.0, 85.0, 120.0), Some(&thin), &budget);
-        assert!(gates.iter().all(|g| g.verdict == GateVerdict::Pass), "{gates:?}");
+        assert!(
+            gates.iter().all(|g| g.verdict == GateVerdict::Pass),
+            "{gates:?}"
+        );
     }
 
     #[test]

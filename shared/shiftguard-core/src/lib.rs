@@ -7,8 +7,8 @@
 //! migrations directory from the local disk ([`scan`]).
 
 pub mod alembic;
-pub mod appspec;
 pub mod approval;
+pub mod appspec;
 pub mod backfill;
 pub mod checks;
 pub mod compat;

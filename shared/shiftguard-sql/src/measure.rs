@@ -49,6 +49,25 @@ pub async fn measure(
         .map_err(|e| failed(url.redact(&e.to_string())))?;
     // A scalar subquery: exactly one column, at most one row, and no second statement.
     let query = query.trim().trim_end_matches(';');
+    // SQLite's scalar subquery takes the first of several rows where the servers fail; a check
+    // must not pass on an arbitrary row, so count them there first.
+    if connection.dialect() == Dialect::Sqlite {
+        let rows = connection
+            .fetch_row(
+                &format!("SELECT count(*) FROM ({query})"),
+                &[],
+                &[Kind::Int],
+            )
+            .await;
+        if let Ok(Some(row)) = &rows
+            && let Some(n) = row[0].int().filter(|n| *n > 1)
+        {
+            let _ = connection.raw("ROLLBACK").await;
+            return Err(failed(format!(
+                "the check returned {n} rows; it must return one row with one number"
+            )));
+        }
+    }
     let double = match connection.dialect() {
         Dialect::MySql => "DOUBLE",
         Dialect::Postgres | Dialect::Sqlite => "DOUBLE PRECISION",

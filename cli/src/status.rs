@@ -1,0 +1,340 @@
+//! `shiftguard status`: where a release stands — the alias's weights, every live version's
+//! build revision and whether it can run on the database now, the database's heads, backfill
+//! progress, and the cutover and contract gates' current verdicts.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use serde::Serialize;
+use shiftguard_aws::live::live_versions;
+use shiftguard_core::DatabaseState;
+use shiftguard_core::backfill::pace;
+use shiftguard_core::gate::{GateVerdict, Overall, VersionStamp, schema_gate};
+use shiftguard_sql::backfill::{StatusReport, now_ms};
+use shiftguard_sql::{ConnectSettings, Connection, read_heads};
+
+use crate::Outcome;
+use crate::gate::{Loaded, Record, Rollout, print_gates};
+
+/// Show where a release stands.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    shiftguard status --migrations infra/example --function users-api --alias live\n  \
+    shiftguard status --manifest manifest.json --function users-api --alias live --watch\n  \
+    shiftguard status --manifest manifest.json --function users-api --alias live --json\n\n\
+    The contract verdict is for --revision, by default the migrations' head when the database \
+    is not there yet. Exit codes: 0 shown, 2 could not read (the gates' own verdicts do not \
+    change the exit code; use `shiftguard gate` in pipelines).")]
+pub struct Args {
+    #[command(flatten)]
+    rollout: Rollout,
+    /// The contract revision to evaluate (default: the migrations' head).
+    #[arg(long, value_name = "REV")]
+    revision: Option<String>,
+    /// Print the status as JSON on stdout (one line per refresh with --watch).
+    #[arg(long)]
+    json: bool,
+    /// Refresh every SECONDS (default 10) until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "10")]
+    watch: Option<u64>,
+}
+
+/// The status record (`--json`).
+#[derive(Debug, Serialize)]
+struct Status {
+    function: String,
+    alias: String,
+    primary: String,
+    additional: Vec<(String, f64)>,
+    database: String,
+    database_heads: Vec<String>,
+    versions: Vec<VersionRow>,
+    backfills: Vec<BackfillRow>,
+    cutover: GateRow,
+    contract: GateRow,
+}
+
+#[derive(Debug, Serialize)]
+struct VersionRow {
+    version: String,
+    /// Share of the alias's traffic (0 for versions live otherwise).
+    weight: f64,
+    schema_revision: Option<String>,
+    compatible_now: bool,
+    /// Why not, when not.
+    reason: Option<String>,
+    because: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct BackfillRow {
+    name: String,
+    status: String,
+    percent: f64,
+    rows_per_second: Option<f64>,
+    eta_seconds: Option<u64>,
+    /// The first key pending now (none: nothing pending).
+    first_pending_key: Option<i64>,
+}
+
+/// A gate's verdict, or why there is none.
+#[derive(Debug, Serialize)]
+struct GateRow {
+    result: Option<Overall>,
+    note: Option<String>,
+    record: Option<Record>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let loaded = Loaded::read(&args.rollout).await?;
+        loop {
+            let status = read(&loaded, args.revision.as_deref()).await?;
+            if args.json {
+                let json = if args.watch.is_some() {
+                    serde_json::to_string(&status)?
+                } else {
+                    serde_json::to_string_pretty(&status)?
+                };
+                println!("{json}");
+            } else {
+                if args.watch.is_some() && std::io::stdout().is_terminal() {
+                    print!("\x1b[2J\x1b[H");
+                }
+                print_status(&status);
+            }
+            let Some(seconds) = args.watch else {
+                return Ok(Outcome::Safe);
+            };
+            tokio::time::sleep(Duration::from_secs(seconds.max(1))).await;
+        }
+    })
+}
+
+async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Status> {
+    let (args, graph) = (loaded.args, &loaded.graph);
+    let (primary, additional) = loaded.alias().await?;
+    let heads = {
+        let settings = ConnectSettings {
+            timeout: Duration::from_secs(args.connect_timeout),
+            ..ConnectSettings::default()
+        };
+        let mut connection = Connection::open(&loaded.url, settings).await?;
+        let heads = read_heads(&mut connection, &loaded.url, &args.version_table).await;
+        connection.close().await;
+        heads?
+    };
+    let state = DatabaseState::new(graph, &heads)?;
+    let cannot_run_now = |stamp: &VersionStamp| !schema_gate(graph, &state, "", stamp).passed();
+    let window = Duration::from_secs(loaded.config.gates.observation_minutes * 60);
+    let live = live_versions(
+        &loaded.lambda,
+        &loaded.cloudwatch,
+        &args.function,
+        window,
+        cannot_run_now,
+    )
+    .await?;
+    let weight_of = |version: &str| {
+        if version == primary {
+            1.0 - additional.iter().map(|(_, w)| w).sum::<f64>()
+        } else {
+            additional
+                .iter()
+                .find(|(v, _)| v == version)
+                .map_or(0.0, |(_, w)| *w)
+        }
+    };
+    let versions = live
+        .live
+        .iter()
+        .map(|v| {
+            let gate = schema_gate(graph, &state, "now", &v.stamp);
+            VersionRow {
+                version: v.stamp.version.clone(),
+                weight: weight_of(&v.stamp.version),
+                schema_revision: v.stamp.schema_revision.clone(),
+                compatible_now: gate.passed(),
+                reason: match gate.verdict {
+                    GateVerdict::Fail(reason) => Some(reason),
+                    _ => None,
+                },
+                because: v.because.clone(),
+            }
+        })
+        .collect();
+
+    let reports = crate::backfill::reports(
+        &loaded.config,
+        &loaded.url,
+        Duration::from_secs(args.connect_timeout),
+    )
+    .await?;
+    let now = now_ms();
+    let backfills = reports.iter().map(|r| backfill_row(r, now)).collect();
+
+    let cutover = gate_row(crate::gate::cutover(loaded, None).await);
+    let unapplied: Vec<String> = graph
+        .heads()
+        .into_iter()
+        .filter(|&h| !state.applied().contains(h))
+        .map(|h| graph.revision(h).id.clone())
+        .collect();
+    let contract = match (revision, unapplied.as_slice()) {
+        (Some(revision), _) => {
+            let minutes = loaded.config.gates.observation_minutes;
+            gate_row(crate::gate::contract(loaded, revision, minutes).await)
+        }
+        (None, []) => GateRow {
+            result: None,
+            note: Some("the database is at the migrations' head: nothing to contract".into()),
+            record: None,
+        },
+        (None, [head]) => {
+            let minutes = loaded.config.gates.observation_minutes;
+            gate_row(crate::gate::contract(loaded, head, minutes).await)
+        }
+        (None, heads) => GateRow {
+            result: None,
+            note: Some(format!(
+                "the migrations have {} unapplied heads ({}): give --revision",
+                heads.len(),
+                heads.join(", ")
+            )),
+            record: None,
+        },
+    };
+    Ok(Status {
+        function: args.function.clone(),
+        alias: args.alias.clone(),
+        primary,
+        additional,
+        database: loaded.url.target().to_owned(),
+        database_heads: heads,
+        versions,
+        backfills,
+        cutover,
+        contract,
+    })
+}
+
+fn backfill_row(report: &StatusReport, now: i64) -> BackfillRow {
+    let (rate, eta) = match &report.checkpoint {
+        Some(checkpoint) => pace(checkpoint, report.percent, now),
+        None => (None, None),
+    };
+    BackfillRow {
+        name: report.name.clone(),
+        status: report
+            .checkpoint
+            .as_ref()
+            .map_or("never run".to_owned(), |c| c.status.as_str().to_owned()),
+        percent: report.percent,
+        rows_per_second: rate,
+        eta_seconds: eta.map(|d| d.as_secs()),
+        first_pending_key: report.first_pending_key,
+    }
+}
+
+fn gate_row(evaluated: anyhow::Result<Record>) -> GateRow {
+    match evaluated {
+        Ok(record) => GateRow {
+            result: Some(record.result),
+            note: None,
+            record: Some(record),
+        },
+        Err(error) => GateRow {
+            result: None,
+            note: Some(format!("could not decide: {error:#}")),
+            record: None,
+        },
+    }
+}
+
+fn print_status(status: &Status) {
+    println!(
+        "{}:{}  on {}",
+        status.function, status.alias, status.database
+    );
+    println!(
+        "database heads  {}",
+        if status.database_heads.is_empty() {
+            "none".to_owned()
+        } else {
+            status.database_heads.join(", ")
+        }
+    );
+    println!();
+    println!(
+        "{:<10} {:>7}  {:<14} {:<12} live because",
+        "version", "weight", "built at", "fits now"
+    );
+    for v in &status.versions {
+        println!(
+            "{:<10} {:>6.0}%  {:<14} {:<12} {}",
+            v.version,
+            v.weight * 100.0,
+            v.schema_revision.as_deref().unwrap_or("(no stamp)"),
+            if v.compatible_now { "yes" } else { "NO" },
+            v.because.join(", ")
+        );
+        if let Some(reason) = &v.reason {
+            println!("           {reason}");
+        }
+    }
+    println!();
+    if status.backfills.is_empty() {
+        println!("backfills: none configured");
+    } else {
+        println!(
+            "{:<28} {:<10} {:>7} {:>10} {:>10}  pending now",
+            "backfill", "status", "done", "rows/s", "ETA"
+        );
+        for b in &status.backfills {
+            println!(
+                "{:<28} {:<10} {:>6.1}% {:>10} {:>10}  {}",
+                b.name,
+                b.status,
+                b.percent,
+                b.rows_per_second
+                    .map_or("-".to_owned(), |r| format!("{r:.0}")),
+                b.eta_seconds.map_or("-".to_owned(), human_duration),
+                b.first_pending_key
+                    .map_or("no".to_owned(), |k| format!("yes (from key {k})")),
+            );
+        }
+    }
+    for (name, row) in [("cutover", &status.cutover), ("contract", &status.contract)] {
+        println!();
+        match (&row.record, &row.note) {
+            (Some(record), _) => {
+                let about = match &record.revision {
+                    Some(revision) => format!("{name} to {revision}"),
+                    None => name.to_owned(),
+                };
+                println!(
+                    "{about}: {}",
+                    match record.result {
+                        Overall::Pass => "PASS",
+                        Overall::Fail => "FAIL",
+                        Overall::Inconclusive => "INCONCLUSIVE",
+                    }
+                );
+                print_gates(&record.gates);
+            }
+            (None, note) => println!("{name}: {}", note.as_deref().unwrap_or("-")),
+        }
+    }
+}
+
+fn human_duration(seconds: u64) -> String {
+    match seconds {
+        0 => "done".to_owned(),
+        s if s < 120 => format!("{s}s"),
+        s if s < 7_200 => format!("{}m", s / 60),
+        s => format!("{}h{:02}m", s / 3_600, (s % 3_600) / 60),
+    }
+}
