@@ -130,6 +130,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         match args.gate {
             GateCommand::Cutover(args) => {
                 let loaded = Loaded::read(&args.rollout).await?;
+                let mut checks = loaded.config.checks_for(GateKind::Cutover);
+                if !checks.any(|c| c.metric.is_some()) {
+                    eprintln!(
+                        "warning: no [[check]] with a metric is in the cutover gate: error rate and latency are not judged"
+                    );
+                }
                 cutover(&loaded, args.previous_version.as_deref()).await
             }
             GateCommand::Contract(args) => {
