@@ -10,4 +10,5 @@ mod gates;
 mod graph;
 mod hooks;
 mod lambda_backfill;
+mod sample_app;
 mod support;
