@@ -54,7 +54,7 @@ async fn the_sample_app_dual_writes_and_reads_the_new_column_only_behind_its_fla
     db.execute("INSERT INTO users (email, full_name) VALUES ('old@example.com', 'Old Writer')")
         .await;
     let old = db
-        .scalar("SELECT id FROM users WHERE email = 'old@example.com'")
+        .scalar("SELECT id::bigint FROM users WHERE email = 'old@example.com'")
         .await;
     // The backfill has not run; a name diverges only in the new column.
     db.execute(&format!(

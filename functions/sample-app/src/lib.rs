@@ -76,7 +76,7 @@ pub async fn handle(
         }
         Request::Create { email, name } => {
             sqlx::query_as::<_, (i64, String, String)>(
-                "INSERT INTO users (email, full_name, display_name) VALUES ($1, $2, $2) RETURNING id, email, full_name",
+                "INSERT INTO users (email, full_name, display_name) VALUES ($1, $2, $2) RETURNING id::bigint, email, full_name",
             )
             .bind(email)
             .bind(name)
@@ -85,7 +85,7 @@ pub async fn handle(
         }
         Request::Rename { id, name } => {
             sqlx::query_as::<_, (i64, String, String)>(
-                "UPDATE users SET full_name = $2, display_name = $2 WHERE id = $1 RETURNING id, email, full_name",
+                "UPDATE users SET full_name = $2, display_name = $2 WHERE id = $1 RETURNING id::bigint, email, full_name",
             )
             .bind(id)
             .bind(name)
@@ -94,7 +94,7 @@ pub async fn handle(
         }
         Request::Get { id } => {
             sqlx::query_as::<_, (i64, String, String)>(&format!(
-                "SELECT id, email, {name_column} FROM users WHERE id = $1"
+                "SELECT id::bigint, email, {name_column} FROM users WHERE id = $1"
             ))
             .bind(id)
             .fetch_optional(pool)
