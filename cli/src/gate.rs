@@ -11,10 +11,13 @@ use serde::Serialize;
 use shiftguard_aws::live::{FunctionLive, live_versions};
 use shiftguard_aws::{CloudWatchAdapter, LambdaAdapter};
 use shiftguard_core::approval::{self, LiveVersion, Shift};
-use shiftguard_core::checks::{DATABASE_TAG, GateKind};
+use shiftguard_core::checks::{DATABASE_TAG, GateKind, MAX_WINDOW_MINUTES};
 use shiftguard_core::compat::check_build;
 use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::gate::{BackfillNow, Decision, GateResult, Overall, VersionStamp};
+use shiftguard_core::gate::{
+    BackfillNow, Decision, GateResult, GateVerdict, HealthBudget, Overall, VersionStamp,
+    health_gates,
+};
 use shiftguard_core::{DatabaseState, RevisionGraph};
 use shiftguard_sql::backfill::first_pending_key;
 use shiftguard_sql::measure::measure;
@@ -130,12 +133,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         match args.gate {
             GateCommand::Cutover(args) => {
                 let loaded = Loaded::read(&args.rollout).await?;
-                let mut checks = loaded.config.checks_for(GateKind::Cutover);
-                if !checks.any(|c| c.metric.is_some()) {
-                    eprintln!(
-                        "warning: no [[check]] with a metric is in the cutover gate: error rate and latency are not judged"
-                    );
-                }
                 cutover(&loaded, args.previous_version.as_deref()).await
             }
             GateCommand::Contract(args) => {
@@ -143,7 +140,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 let minutes = args
                     .observation_minutes
                     .unwrap_or(loaded.config.gates.observation_minutes);
-                anyhow::ensure!(minutes > 0, "--observation-minutes must be positive");
+                anyhow::ensure!(
+                    (1..=MAX_WINDOW_MINUTES).contains(&minutes),
+                    "--observation-minutes must be between 1 and {MAX_WINDOW_MINUTES} (30 days)"
+                );
                 contract(&loaded, &args.revision, minutes).await
             }
         }
@@ -189,6 +189,24 @@ pub struct Loaded<'a> {
 
 impl<'a> Loaded<'a> {
     pub async fn read(args: &'a Rollout) -> anyhow::Result<Self> {
+        // CloudWatch's dimensions and the event source mappings name the function by its bare
+        // name: an ARN would match nothing there and pass.
+        let plain = |name: &str| {
+            (1..=64).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        anyhow::ensure!(
+            plain(&args.function),
+            "--function `{}`: give the function's name (letters, digits, `-`, `_`), not an ARN or a qualified name",
+            args.function
+        );
+        anyhow::ensure!(
+            plain(&args.alias),
+            "--alias `{}`: give the alias's name",
+            args.alias
+        );
         let graph = args.source.load()?;
         let text = std::fs::read_to_string(&args.config)
             .with_context(|| format!("cannot read configuration {}", args.config.display()))?;
@@ -260,6 +278,20 @@ impl<'a> Loaded<'a> {
         primary: &str,
     ) -> anyhow::Result<Vec<GateResult>> {
         let mut results = Vec::new();
+        if gate == GateKind::Cutover && !self.config.checks_for(gate).any(|c| c.metric.is_some()) {
+            // The cutover always judges the primary's health; without a metric check of its
+            // own, by the hooks' default budget over the last 15 minutes.
+            let metrics = self
+                .cloudwatch
+                .version_metrics(
+                    &self.args.function,
+                    &self.args.alias,
+                    primary,
+                    Duration::from_secs(15 * 60),
+                )
+                .await?;
+            results.extend(health_gates(&metrics, None, &HealthBudget::default()));
+        }
         for check in self.config.checks_for(gate) {
             if check.metric.is_some() {
                 let window = Duration::from_secs(check.window_minutes * 60);
@@ -334,7 +366,7 @@ pub async fn cutover(
     previous_version: Option<&str>,
 ) -> anyhow::Result<Record> {
     let args = loaded.args;
-    let (primary, _) = loaded.alias().await?;
+    let (primary, additional) = loaded.alias().await?;
     let backfills = loaded.config.gate_backfills(GateKind::Cutover);
     let db = loaded.database(&backfills, GateKind::Cutover).await?;
     let mut checks = db.checks;
@@ -342,19 +374,29 @@ pub async fn cutover(
     let state = DatabaseState::new(&loaded.graph, &db.heads)?;
     let versions = loaded.lambda.versions(&args.function).await?;
     let previous = match previous_version {
-        Some(version) => Some(
-            versions
-                .iter()
-                .find(|v| v.version == version)
-                .cloned()
-                .with_context(|| format!("{} has no published version {version}", args.function))?,
-        ),
-        None => previous_of(&versions, &primary),
+        Some(version) => versions
+            .iter()
+            .find(|v| v.version == version)
+            .cloned()
+            .ok_or_else(|| format!("{} has no published version {version}", args.function)),
+        None => previous_of(&versions, &primary).ok_or_else(|| {
+            format!(
+                "{} has no published version below {primary} to roll back to",
+                args.function
+            )
+        }),
+    };
+    let shift = Shift {
+        function: args.function.clone(),
+        alias: args.alias.clone(),
+        primary,
+        additional,
     };
     let decision = approval::cutover(
         &loaded.graph,
         &state,
-        Some((&args.function, previous.as_ref())),
+        &shift,
+        previous.as_ref().map_err(Clone::clone),
         (&backfills, &db.backfills),
         checks,
     );
@@ -368,7 +410,7 @@ pub async fn cutover(
         alias: args.alias.clone(),
         functions: Vec::new(),
         backfills: db.backfills,
-        rollback_version: previous,
+        rollback_version: previous.ok(),
         gates: decision.gates,
     })
 }
@@ -438,17 +480,26 @@ pub async fn contract(
         live.extend(found.live.iter().cloned());
         records.push(FunctionRecord::from(found));
     }
-    let shift = Shift {
+    // The app's alias always; any other alias of a checked function while it splits traffic.
+    let mut shifts = vec![Shift {
         function: args.function.clone(),
         alias: args.alias.clone(),
         primary,
         additional,
-    };
+    }];
+    shifts.extend(
+        records
+            .iter()
+            .flat_map(|r| r.aliases.iter())
+            .filter(|a| !a.additional.is_empty())
+            .filter(|a| !(a.function == args.function && a.alias == args.alias))
+            .cloned(),
+    );
     let decision: Decision = approval::contract(
         graph,
         &after,
         &live,
-        std::slice::from_ref(&shift),
+        &shifts,
         (&backfills, &db.backfills),
         checks,
     );
@@ -485,32 +536,44 @@ pub fn print_record(record: &Record) {
         }
     );
     print_gates(&record.gates);
-    let blocking: Vec<&GateResult> = record.gates.iter().filter(|g| !g.passed()).collect();
+    let named = |inconclusive: bool| {
+        let names: Vec<&str> = record
+            .gates
+            .iter()
+            .filter(|g| match g.verdict {
+                GateVerdict::Pass => false,
+                GateVerdict::Fail(_) => !inconclusive,
+                GateVerdict::Inconclusive(_) => inconclusive,
+            })
+            .map(|g| g.gate.as_str())
+            .collect();
+        names.join(", ")
+    };
     match record.result {
         Overall::Pass => println!("result: PASS ({} gates)", record.gates.len()),
-        Overall::Fail => println!(
-            "result: FAIL: blocked by {}",
-            blocking
-                .iter()
-                .filter(|g| matches!(g.verdict, shiftguard_core::gate::GateVerdict::Fail(_)))
-                .map(|g| g.gate.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Overall::Inconclusive => println!(
-            "result: INCONCLUSIVE: nothing to judge on for {}",
-            blocking
-                .iter()
-                .map(|g| g.gate.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Overall::Fail => {
+            let undecided = named(true);
+            println!(
+                "result: FAIL: blocked by {}{}",
+                named(false),
+                if undecided.is_empty() {
+                    String::new()
+                } else {
+                    format!("; inconclusive: {undecided}")
+                }
+            );
+        }
+        Overall::Inconclusive => {
+            println!(
+                "result: INCONCLUSIVE: nothing to judge on for {}",
+                named(true)
+            );
+        }
     }
 }
 
 /// One line per gate: verdict, name, value and threshold when measured, and the reason.
 pub fn print_gates(gates: &[GateResult]) {
-    use shiftguard_core::gate::GateVerdict;
     let width = gates.iter().map(|g| g.gate.len()).max().unwrap_or(0);
     for gate in gates {
         let (verdict, reason) = match &gate.verdict {

@@ -92,7 +92,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     runtime.block_on(async {
         let loaded = Loaded::read(&args.rollout).await?;
         loop {
-            let status = read(&loaded, args.revision.as_deref()).await?;
+            let status = match (read(&loaded, args.revision.as_deref()).await, args.watch) {
+                (Ok(status), _) => status,
+                (Err(error), None) => return Err(error),
+                // Watching: one failed read (a network blip) is shown, and the next may work.
+                (Err(error), Some(seconds)) => {
+                    eprintln!("error: {error:#}");
+                    tokio::time::sleep(Duration::from_secs(seconds.max(1))).await;
+                    continue;
+                }
+            };
             if args.json {
                 let json = if args.watch.is_some() {
                     serde_json::to_string(&status)?

@@ -702,11 +702,23 @@ async fn check_queries_measure_read_only_on_every_dialect() {
             None,
             "{kind:?}"
         );
-        let two_rows = measure(&mut connection, &url, "SELECT v FROM t", limit).await;
-        assert!(
-            two_rows.is_err(),
-            "{kind:?}: more than one row must not pass"
-        );
+        for (bad, expected) in [
+            ("SELECT v FROM t", "returned 3 rows"),
+            ("SELECT 'many' AS word", "must return one number"),
+        ] {
+            let refused = measure(&mut connection, &url, bad, limit)
+                .await
+                .expect_err(bad)
+                .to_string();
+            let expected = match (kind, expected) {
+                // PostgreSQL refuses the cast itself.
+                (Kind::Postgres, "must return one number") => "invalid input syntax",
+                _ => expected,
+            };
+            assert!(refused.contains(expected), "{kind:?}: {bad}: {refused}");
+        }
+        let two_columns = measure(&mut connection, &url, "SELECT 1, 2", limit).await;
+        assert!(two_columns.is_err(), "{kind:?}: two columns must not pass");
         if kind == Kind::MariaDb {
             db.execute("CREATE FUNCTION sneaky() RETURNS INT MODIFIES SQL DATA BEGIN UPDATE t SET v = 0; RETURN 1; END")
                 .await;

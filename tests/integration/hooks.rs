@@ -576,19 +576,24 @@ async fn post_traffic_fails_closed_when_cloudwatch_cannot_answer() {
 
 /// The `Shiftguard/GateFailing` values the monitor published for `group` (and `gate`, if given).
 async fn gate_failing(w: &World, group: &str, gate: Option<&str>) -> Vec<f64> {
+    let mut dimensions = vec![("DeploymentGroup", group)];
+    dimensions.extend(gate.map(|gate| ("Gate", gate)));
+    gate_failing_by(w, &dimensions).await
+}
+
+/// The `Shiftguard/GateFailing` values the monitor published for `application`.
+async fn application_gate_failing(w: &World, application: &str) -> Vec<f64> {
+    gate_failing_by(w, &[("Application", application)]).await
+}
+
+async fn gate_failing_by(w: &World, dimensions: &[(&str, &str)]) -> Vec<f64> {
     use aws_sdk_cloudwatch::primitives::DateTime;
     use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
     let mut metric = Metric::builder()
         .namespace("Shiftguard")
-        .metric_name("GateFailing")
-        .dimensions(
-            Dimension::builder()
-                .name("DeploymentGroup")
-                .value(group)
-                .build(),
-        );
-    if let Some(gate) = gate {
-        metric = metric.dimensions(Dimension::builder().name("Gate").value(gate).build());
+        .metric_name("GateFailing");
+    for (name, value) in dimensions {
+        metric = metric.dimensions(Dimension::builder().name(*name).value(*value).build());
     }
     let now = std::time::SystemTime::now();
     let output = aws_sdk_cloudwatch::Client::new(&w.moto)
@@ -633,6 +638,7 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
         .expect("monitor");
     assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
     assert_eq!(gate_failing(&w, &group, None).await, [1.0]);
+    assert_eq!(application_gate_failing(&w, &w.name).await, [1.0]);
     assert_eq!(gate_failing(&w, &group, Some("schema:target")).await, [1.0]);
     assert_eq!(
         gate_failing(&w, &group, Some("schema:current")).await,

@@ -30,9 +30,8 @@ async fn the_sample_app_dual_writes_and_reads_the_new_column_only_behind_its_fla
         .expect("connect");
     let off = settings("");
     let on = settings("true");
-    let request = |json: serde_json::Value| -> Request {
-        serde_json::from_value(json).expect("request")
-    };
+    let request =
+        |json: serde_json::Value| -> Request { serde_json::from_value(json).expect("request") };
 
     let created = handle(
         &pool,
@@ -63,8 +62,14 @@ async fn the_sample_app_dual_writes_and_reads_the_new_column_only_behind_its_fla
     .await;
 
     let get = |id: i64| request(serde_json::json!({"action": "get", "id": id}));
-    assert_eq!(handle(&pool, &off, get(id)).await.expect("get")["name"], "Ada");
-    assert_eq!(handle(&pool, &on, get(id)).await.expect("get")["name"], "Ada L.");
+    assert_eq!(
+        handle(&pool, &off, get(id)).await.expect("get")["name"],
+        "Ada"
+    );
+    assert_eq!(
+        handle(&pool, &on, get(id)).await.expect("get")["name"],
+        "Ada L."
+    );
     assert_eq!(
         handle(&pool, &on, get(old)).await.expect("get")["name"],
         "Old Writer",

@@ -1,12 +1,13 @@
 //! CloudWatch: a version's traffic on an alias over a window (namespace `AWS/Lambda`, dimensions
 //! `FunctionName`, `Resource` = `function:alias`, `ExecutedVersion`).
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
-    Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StandardUnit,
+    Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StandardUnit, StatusCode,
 };
 use shiftguard_core::gate::VersionMetrics;
 
@@ -43,12 +44,7 @@ impl CloudWatchAdapter {
         version: &str,
         window: Duration,
     ) -> Result<VersionMetrics, AwsError> {
-        // One period covering the window, in whole minutes as CloudWatch wants.
-        let period = (window.as_secs().div_ceil(60).max(1) * 60) as i32;
-        // Lambda publishes per minute; an end a minute ahead takes in the current minute (and the
-        // data points of the last second, which an end of "now" truncated to seconds would miss).
-        let end = SystemTime::now() + Duration::from_secs(60);
-        let start = end - Duration::from_secs(period as u64);
+        let (start, end, period) = bounds(window)?;
         let query = |id: &str, metric: &str, stat: &str| {
             let dimensions = [
                 ("FunctionName", function.to_owned()),
@@ -76,26 +72,14 @@ impl CloudWatchAdapter {
                 .build()
         };
         let doing = format!("GetMetricData {function}:{alias} version {version}");
-        let output = self
-            .client
-            .get_metric_data()
-            .start_time(DateTime::from(start))
-            .end_time(DateTime::from(end))
-            .metric_data_queries(query("invocations", "Invocations", "Sum"))
-            .metric_data_queries(query("errors", "Errors", "Sum"))
-            .metric_data_queries(query("p95", "Duration", "p95"))
-            .metric_data_queries(query("p99", "Duration", "p99"))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(&doing, &e))?;
-        let values = |id: &str| -> Vec<f64> {
-            output
-                .metric_data_results()
-                .iter()
-                .find(|r| r.id() == Some(id))
-                .map(|r| r.values().to_vec())
-                .unwrap_or_default()
-        };
+        let queries = vec![
+            query("invocations", "Invocations", "Sum"),
+            query("errors", "Errors", "Sum"),
+            query("p95", "Duration", "p95"),
+            query("p99", "Duration", "p99"),
+        ];
+        let mut results = self.fetch(&doing, queries, start, end).await?;
+        let mut values = |id: &str| results.remove(id).unwrap_or_default();
         Ok(VersionMetrics {
             version: version.to_owned(),
             invocations: values("invocations").iter().fold(0.0, |a, b| a + b),
@@ -115,10 +99,8 @@ impl CloudWatchAdapter {
         versions: &[String],
         window: Duration,
     ) -> Result<Vec<(String, f64)>, AwsError> {
-        let period = (window.as_secs().div_ceil(60).max(1) * 60) as i32;
-        let end = SystemTime::now() + Duration::from_secs(60);
-        let start = end - Duration::from_secs(period as u64);
-        // (query id, version index, dimensions)
+        let (start, end, period) = bounds(window)?;
+        // (version index, query)
         let mut queries = Vec::new();
         for (index, version) in versions.iter().enumerate() {
             let mut resources: Vec<(String, Option<&str>)> = aliases
@@ -166,27 +148,81 @@ impl CloudWatchAdapter {
             }
         }
         let mut counts = vec![0.0; versions.len()];
-        for chunk in queries.chunks(500) {
-            let output = self
-                .client
-                .get_metric_data()
-                .start_time(DateTime::from(start))
-                .end_time(DateTime::from(end))
-                .set_metric_data_queries(Some(chunk.iter().map(|(_, q)| q.clone()).collect()))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk(&format!("GetMetricData {function}"), &e))?;
-            for (index, query) in chunk {
-                let sum: f64 = output
-                    .metric_data_results()
-                    .iter()
-                    .filter(|r| r.id() == query.id())
-                    .flat_map(|r| r.values())
-                    .fold(0.0, |a, b| a + b);
-                counts[*index] += sum;
-            }
+        let doing = format!("GetMetricData {function} invocations");
+        let indexes: Vec<usize> = queries.iter().map(|(index, _)| *index).collect();
+        let results = self
+            .fetch(
+                &doing,
+                queries.into_iter().map(|(_, q)| q).collect(),
+                start,
+                end,
+            )
+            .await?;
+        for (n, index) in indexes.into_iter().enumerate() {
+            let values = results.get(&format!("q{n}")).map_or(&[][..], Vec::as_slice);
+            counts[index] += values.iter().fold(0.0, |a, b| a + b);
         }
         Ok(versions.iter().cloned().zip(counts).collect())
+    }
+
+    /// Runs `queries` (at most 500 per call, the API's limit, following `NextToken`) and returns
+    /// each query's values by id. A query that comes back incomplete, or not at all, is an
+    /// error: counting it as zero would let a gate pass on data it never saw.
+    async fn fetch(
+        &self,
+        doing: &str,
+        queries: Vec<MetricDataQuery>,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Result<HashMap<String, Vec<f64>>, AwsError> {
+        let mut values: HashMap<String, Vec<f64>> = HashMap::new();
+        for chunk in queries.chunks(500) {
+            let mut token: Option<String> = None;
+            loop {
+                let output = self
+                    .client
+                    .get_metric_data()
+                    .start_time(DateTime::from(start))
+                    .end_time(DateTime::from(end))
+                    .set_metric_data_queries(Some(chunk.to_vec()))
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk(doing, &e))?;
+                for result in output.metric_data_results() {
+                    let id = result.id().unwrap_or_default();
+                    match result.status_code() {
+                        Some(StatusCode::Complete) => {}
+                        // More pages follow for this query.
+                        Some(StatusCode::PartialData) if output.next_token().is_some() => {}
+                        other => {
+                            return Err(AwsError::new(format!(
+                                "{doing}: query {id} came back {:?}",
+                                other.map_or("without a status", |s| s.as_str())
+                            )));
+                        }
+                    }
+                    values
+                        .entry(id.to_owned())
+                        .or_default()
+                        .extend_from_slice(result.values());
+                }
+                match output.next_token() {
+                    Some(next) => token = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        if let Some(missing) = queries
+            .iter()
+            .filter_map(|q| q.id())
+            .find(|id| !values.contains_key(*id))
+        {
+            return Err(AwsError::new(format!(
+                "{doing}: no result for query {missing}"
+            )));
+        }
+        Ok(values)
     }
 
     /// Publishes `points` in `namespace`, as counts, in calls of at most 1,000 data points
@@ -219,4 +255,24 @@ impl CloudWatchAdapter {
         }
         Ok(())
     }
+}
+
+/// The longest window a gate may ask about: 30 days.
+const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Start, end and the one period covering `window` back from now. The end is a minute ahead:
+/// Lambda publishes per minute, and the emulator truncates the end to seconds, so the current
+/// minute and the last second count.
+fn bounds(window: Duration) -> Result<(SystemTime, SystemTime, i32), AwsError> {
+    if window > MAX_WINDOW {
+        return Err(AwsError::new(format!(
+            "a metrics window of {} minutes is longer than the 30 days CloudWatch is asked about",
+            window.as_secs() / 60
+        )));
+    }
+    let now = SystemTime::now();
+    let start = now - window;
+    let end = now + Duration::from_secs(60);
+    let period = (window.as_secs().div_ceil(60).max(1) + 1) * 60;
+    Ok((start, end, period as i32))
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::compat::{DatabaseState, UnknownDatabaseRevision};
 use crate::gate::{
-    BackfillNow, Decision, GateResult, GateVerdict, VersionStamp, backfill_gates, schema_gate,
+    BackfillNow, Decision, GateResult, GateVerdict, VersionStamp, backfill_gates, version_fits,
 };
 use crate::graph::RevisionGraph;
 
@@ -58,13 +58,8 @@ fn live_version_gates(
 ) -> Vec<GateResult> {
     live.iter()
         .map(|v| {
-            let mut gate = schema_gate(
-                graph,
-                state,
-                &format!("{}:{}", v.function, v.stamp.version),
-                &v.stamp,
-            );
-            gate.gate = format!("{role}:{}:{}", v.function, v.stamp.version);
+            let name = format!("{role}:{}:{}", v.function, v.stamp.version);
+            let mut gate = version_fits(graph, state, name, &v.stamp);
             if let GateVerdict::Fail(reason) = &mut gate.verdict {
                 reason.push_str(&format!(" (live: {})", v.because.join(", ")));
             }
@@ -73,7 +68,32 @@ fn live_version_gates(
         .collect()
 }
 
-/// The contract gate for revision `revision`, against `after` (the database simulated at it).
+/// `traffic:<function>:<alias>`: the alias is not splitting traffic.
+fn traffic_gate(shift: &Shift, then: &str) -> GateResult {
+    let verdict = if shift.additional.is_empty() {
+        GateVerdict::Pass
+    } else {
+        let weights: Vec<String> = shift
+            .additional
+            .iter()
+            .map(|(v, w)| format!("version {v} at {:.0}%", w * 100.0))
+            .collect();
+        GateVerdict::Fail(format!(
+            "alias {}:{} is still shifting traffic (primary {}, {}): {then} after the shift ends",
+            shift.function,
+            shift.alias,
+            shift.primary,
+            weights.join(", ")
+        ))
+    };
+    GateResult::new(
+        format!("traffic:{}:{}", shift.function, shift.alias),
+        verdict,
+    )
+}
+
+/// The contract gate, against `after` (the database simulated at the contract revision).
+/// `shifts`: the aliases that must not be splitting traffic.
 pub fn contract(
     graph: &RevisionGraph,
     after: &DatabaseState,
@@ -84,25 +104,7 @@ pub fn contract(
 ) -> Decision {
     let mut gates: Vec<GateResult> = shifts
         .iter()
-        .map(|shift| {
-            let verdict = if shift.additional.is_empty() {
-                GateVerdict::Pass
-            } else {
-                let weights: Vec<String> = shift
-                    .additional
-                    .iter()
-                    .map(|(v, w)| format!("version {v} at {:.0}%", w * 100.0))
-                    .collect();
-                GateVerdict::Fail(format!(
-                    "alias {}:{} is still shifting traffic (primary {}, {}): contract after the shift ends",
-                    shift.function,
-                    shift.alias,
-                    shift.primary,
-                    weights.join(", ")
-                ))
-            };
-            GateResult::new(format!("traffic:{}:{}", shift.function, shift.alias), verdict)
-        })
+        .map(|shift| traffic_gate(shift, "contract"))
         .collect();
     gates.extend(live_version_gates(graph, after, "live", live));
     gates.extend(backfill_gates(backfills.0, backfills.1));
@@ -113,33 +115,30 @@ pub fn contract(
     }
 }
 
-/// The cutover gate: backfills complete now, the checks, and the rollback path — the previous
-/// version still published (`None`: it is gone) and compatible with the database as it is.
+/// The cutover gate: the shift is over, backfills complete now, the checks hold, and the
+/// rollback path is open: `rollback` is the version to go back to, or why there is none; it
+/// must still be compatible with the database as it is.
 pub fn cutover(
     graph: &RevisionGraph,
     now: &DatabaseState,
-    rollback: Option<(&str, Option<&VersionStamp>)>,
+    shift: &Shift,
+    rollback: Result<&VersionStamp, String>,
     backfills: (&[String], &[BackfillNow]),
     checks: Vec<GateResult>,
 ) -> Decision {
-    let mut gates = backfill_gates(backfills.0, backfills.1);
+    let mut gates = vec![traffic_gate(shift, "cut over")];
+    gates.extend(backfill_gates(backfills.0, backfills.1));
     gates.extend(checks);
-    if let Some((function, previous)) = rollback {
-        let gate = match previous {
-            None => GateResult::new(
-                format!("rollback:{function}"),
-                GateVerdict::Fail(format!(
-                    "{function} has no earlier published version to roll back to"
-                )),
-            ),
-            Some(stamp) => {
-                let mut gate = schema_gate(graph, now, "rollback", stamp);
-                gate.gate = format!("rollback:{function}:{}", stamp.version);
-                gate
-            }
-        };
-        gates.push(gate);
-    }
+    gates.push(match rollback {
+        Err(reason) => GateResult::new(
+            format!("rollback:{}", shift.function),
+            GateVerdict::Fail(reason),
+        ),
+        Ok(stamp) => {
+            let name = format!("rollback:{}:{}", shift.function, stamp.version);
+            version_fits(graph, now, name, stamp)
+        }
+    });
     Decision {
         gates,
         inconclusive_passes: false,
@@ -259,10 +258,17 @@ mod tests {
             first_pending_key: None,
         }];
         let previous = live("1", Some("a"), "").stamp;
+        let settled = Shift {
+            function: "api".into(),
+            alias: "live".into(),
+            primary: "2".into(),
+            additional: vec![],
+        };
         let blocked = cutover(
             &graph,
             &now,
-            Some(("api", Some(&previous))),
+            &settled,
+            Ok(&previous),
             (&required, &pending),
             vec![],
         );
@@ -271,7 +277,8 @@ mod tests {
         let open = cutover(
             &graph,
             &now,
-            Some(("api", Some(&previous))),
+            &settled,
+            Ok(&previous),
             (&required, &done),
             vec![GateResult::new(
                 "check:x",
@@ -282,15 +289,33 @@ mod tests {
         let gone = cutover(
             &graph,
             &now,
-            Some(("api", None)),
+            &settled,
+            Err("api has no published version below 2".into()),
             (&required, &done),
             vec![],
         );
         assert!(
             gone.failures()
-                .contains("rollback:api: FAIL: api has no earlier published version"),
+                .contains("rollback:api: FAIL: api has no published version below 2"),
             "{}",
             gone.failures()
+        );
+        let shifting = Shift {
+            additional: vec![("3".into(), 0.1)],
+            ..settled
+        };
+        let mid = cutover(
+            &graph,
+            &now,
+            &shifting,
+            Ok(&previous),
+            (&required, &done),
+            vec![],
+        );
+        assert!(
+            mid.failures().contains("traffic:api:live: FAIL: alias api:live is still shifting traffic (primary 2, version 3 at 10%): cut over after the shift ends"),
+            "{}",
+            mid.failures()
         );
     }
 }

@@ -134,6 +134,9 @@ fn default_observation_minutes() -> u64 {
     60
 }
 
+/// The longest window a check or the contract's observation may span (30 days).
+pub const MAX_WINDOW_MINUTES: u64 = 30 * 24 * 60;
+
 /// The tag that marks a function as sharing the database (value: `[gates] database_tag`).
 pub const DATABASE_TAG: &str = "shiftguard:database";
 
@@ -175,8 +178,15 @@ impl CheckConfig {
                 return Some("statement_timeout_ms must be positive".to_owned());
             }
         }
-        if self.metric.is_some() && self.window_minutes == 0 {
-            return Some("window_minutes must be positive".to_owned());
+        if self.metric.is_some() && !(1..=MAX_WINDOW_MINUTES).contains(&self.window_minutes) {
+            return Some(format!(
+                "window_minutes must be between 1 and {MAX_WINDOW_MINUTES} (30 days)"
+            ));
+        }
+        if self.metric.is_some() && self.min_invocations == 0 {
+            return Some(
+                "min_invocations must be at least 1: no traffic is nothing to judge on".to_owned(),
+            );
         }
         None
     }
@@ -332,6 +342,10 @@ mod tests {
                 "must be one SELECT",
             ),
             ("name = \"x y\"\nquery = \"select 1\"\nmax = 0", "name must"),
+            (
+                "name = \"x\"\nmetric = \"p99\"\nmax = 0\nmin_invocations = 0",
+                "at least 1",
+            ),
             (
                 "name = \"x\"\nquery = \"select 1\"\nmax = 0\ngates = []",
                 "names no gate",

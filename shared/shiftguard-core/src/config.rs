@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::checks::{CheckConfig, GateKind, GatesConfig};
+use crate::checks::{CheckConfig, GateKind, GatesConfig, MAX_WINDOW_MINUTES};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -248,10 +248,10 @@ impl ProjectConfig {
                 )));
             }
         }
-        if self.gates.observation_minutes == 0 {
-            return Err(ConfigError::Syntax(
-                "gates.observation_minutes must be positive".to_owned(),
-            ));
+        if !(1..=MAX_WINDOW_MINUTES).contains(&self.gates.observation_minutes) {
+            return Err(ConfigError::Syntax(format!(
+                "gates.observation_minutes must be between 1 and {MAX_WINDOW_MINUTES} (30 days)"
+            )));
         }
         let table = &self.checkpoint.table;
         let valid = match self.checkpoint.store {

@@ -102,7 +102,16 @@ pub fn schema_gate(
     role: &str,
     stamp: &VersionStamp,
 ) -> GateResult {
-    let gate = format!("schema:{role}");
+    version_fits(graph, state, format!("schema:{role}"), stamp)
+}
+
+/// The rule for one version, as the gate named `gate`.
+pub fn version_fits(
+    graph: &RevisionGraph,
+    state: &DatabaseState,
+    gate: String,
+    stamp: &VersionStamp,
+) -> GateResult {
     let Some(revision) = stamp.schema_revision.as_deref() else {
         return GateResult::new(
             gate,

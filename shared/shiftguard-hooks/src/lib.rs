@@ -392,8 +392,8 @@ pub struct GroupReport {
 pub const MONITOR_NAMESPACE: &str = "Shiftguard";
 
 /// The gate monitor: evaluates every active deployment of each `application/deployment group`
-/// and publishes `GateFailing` (0/1) per group, and per gate (dimension `Gate`), in the
-/// `Shiftguard` namespace, for the alarms that CodeDeploy watches between canary steps. An
+/// and publishes `GateFailing` (0/1) per group, per group and gate (dimension `Gate`), and per
+/// application (the maximum over its groups), in the `Shiftguard` namespace, for the alarms that CodeDeploy watches between canary steps. An
 /// evaluation that cannot decide counts as failing.
 pub async fn monitor(
     deps: Arc<Deps>,
@@ -469,6 +469,27 @@ pub async fn monitor(
         });
         reports.push(report);
     }
+    // Per application too: an alarm on it needs no reference to the deployment group, which
+    // lists the alarm (a template would otherwise be circular).
+    let mut applications: Vec<(&str, f64)> = Vec::new();
+    for report in &reports {
+        match applications
+            .iter_mut()
+            .find(|(a, _)| *a == report.application)
+        {
+            Some((_, failing)) => *failing = failing.max(report.gate_failing),
+            None => applications.push((&report.application, report.gate_failing)),
+        }
+    }
+    points.extend(
+        applications
+            .iter()
+            .map(|(application, failing)| MetricPoint {
+                name: "GateFailing",
+                dimensions: vec![("Application", (*application).to_owned())],
+                value: *failing,
+            }),
+    );
     deps.cloudwatch
         .publish(MONITOR_NAMESPACE, &points)
         .await

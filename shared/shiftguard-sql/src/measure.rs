@@ -8,7 +8,10 @@ use crate::error::SqlError;
 use crate::url::{DatabaseUrl, Dialect};
 
 /// Runs `query` (one row, one numeric column) read-only within `limit`; `None` when it returns
-/// no row or NULL. A query that tries to write fails with the database's own refusal.
+/// no row or NULL. A query that tries to write fails with the database's own refusal; more than
+/// one row or column, or a value that is not a number, is an error too.
+///
+/// SQLite has no statement time limit: there `limit` only bounds the wait for the answer.
 pub async fn measure(
     connection: &mut Connection,
     url: &DatabaseUrl,
@@ -26,11 +29,9 @@ pub async fn measure(
         ),
         // MariaDB's limit is max_statement_time (seconds); MySQL's is max_execution_time (ms).
         Dialect::MySql => {
+            let seconds = ms as f64 / 1000.0;
             let mariadb = connection
-                .raw(&format!(
-                    "SET SESSION max_statement_time = {}",
-                    ms as f64 / 1000.0
-                ))
+                .raw(&format!("SET SESSION max_statement_time = {seconds}"))
                 .await;
             if mariadb.is_err() {
                 connection
@@ -47,48 +48,67 @@ pub async fn measure(
         .raw(&begin)
         .await
         .map_err(|e| failed(url.redact(&e.to_string())))?;
-    // A scalar subquery: exactly one column, at most one row, and no second statement.
+
+    // The query as a CTE with one named column: a second column is an error, rows are counted,
+    // and no second statement can follow.
     let query = query.trim().trim_end_matches(';');
-    // SQLite's scalar subquery takes the first of several rows where the servers fail; a check
-    // must not pass on an arbitrary row, so count them there first.
-    if connection.dialect() == Dialect::Sqlite {
-        let rows = connection
-            .fetch_row(
-                &format!("SELECT count(*) FROM ({query})"),
-                &[],
-                &[Kind::Int],
-            )
-            .await;
-        if let Ok(Some(row)) = &rows
-            && let Some(n) = row[0].int().filter(|n| *n > 1)
-        {
-            let _ = connection.raw("ROLLBACK").await;
-            return Err(failed(format!(
-                "the check returned {n} rows; it must return one row with one number"
-            )));
-        }
-    }
-    let double = match connection.dialect() {
-        Dialect::MySql => "DOUBLE",
-        Dialect::Postgres | Dialect::Sqlite => "DOUBLE PRECISION",
+    // The third column counts what the other dialects refuse by themselves: PostgreSQL lets a
+    // CTE name fewer columns than the query has, and SQLite turns text into numbers silently.
+    let (double, misfits) = match connection.dialect() {
+        Dialect::MySql => ("DOUBLE", "CAST(0 AS SIGNED)"),
+        Dialect::Postgres => (
+            "DOUBLE PRECISION",
+            "coalesce(max((SELECT count(*) FROM json_object_keys(row_to_json(shiftguard_check)))), 1) - 1",
+        ),
+        Dialect::Sqlite => (
+            "DOUBLE PRECISION",
+            "coalesce(sum(typeof(value) IN ('text', 'blob')), 0)",
+        ),
     };
-    let sql = format!("SELECT CAST(({query}) AS {double})");
-    let measured = tokio::time::timeout(
-        limit + Duration::from_secs(1),
-        connection.fetch_row(&sql, &[], &[Kind::Float]),
-    )
+    let sql = format!(
+        "WITH shiftguard_check(value) AS ({query}) SELECT count(*), CAST(max(value) AS {double}), {misfits} FROM shiftguard_check"
+    );
+    let measured = tokio::time::timeout(limit + Duration::from_secs(1), async {
+        let row = connection
+            .fetch_row(&sql, &[], &[Kind::Int, Kind::Float, Kind::Int])
+            .await?;
+        // MySQL/MariaDB convert text to a number with a warning, not an error (the count of
+        // warnings is unsigned, hence the cast).
+        let warnings = match connection.dialect() {
+            Dialect::MySql => connection
+                .fetch_row("SELECT CAST(@@warning_count AS SIGNED)", &[], &[Kind::Int])
+                .await?
+                .and_then(|r| r[0].int())
+                .unwrap_or(0),
+            Dialect::Postgres | Dialect::Sqlite => 0,
+        };
+        Ok::<_, sqlx::Error>((row, warnings))
+    })
     .await;
     // Nothing to keep, whatever happened; a failed rollback shows in the next statement.
     let _ = connection.raw("ROLLBACK").await;
-    match measured {
-        Err(_) => Err(failed(format!(
-            "the check did not answer within {} ms",
-            limit.as_millis()
-        ))),
-        Ok(Err(error)) => Err(failed(url.redact(&error.to_string()))),
-        Ok(Ok(row)) => Ok(row.and_then(|cells| match cells.first() {
-            Some(Cell::Float(value)) => *value,
-            _ => None,
-        })),
+    let (row, warnings) = match measured {
+        Err(_) => {
+            return Err(failed(format!(
+                "the check did not answer within {} ms",
+                limit.as_millis()
+            )));
+        }
+        Ok(Err(error)) => return Err(failed(url.redact(&error.to_string()))),
+        Ok(Ok(read)) => read,
+    };
+    let row = row.unwrap_or_default();
+    let cell = |i: usize| row.get(i).cloned().unwrap_or(Cell::Int(None));
+    let rows = cell(0).int().unwrap_or(0);
+    if rows > 1 {
+        return Err(failed(format!(
+            "the check returned {rows} rows; it must return one row with one number"
+        )));
     }
+    if warnings > 0 || cell(2).int().unwrap_or(0) > 0 {
+        return Err(failed(
+            "the check must return one number (one row, one column, a numeric value)".to_owned(),
+        ));
+    }
+    Ok(cell(1).float())
 }
