@@ -12,3 +12,4 @@ mod hooks;
 mod lambda_backfill;
 mod sample_app;
 mod support;
+mod template;

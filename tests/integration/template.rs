@@ -1,0 +1,438 @@
+//! template.yaml: cfn-lint (with the SAM transform) passes; the wiring is what the README says
+//! (hooks, alarms, schedules, the checkpoint table, least-privilege IAM); and SAM publishes a new
+//! app version exactly when the VersionKey the pipeline computes changes (the real SAM
+//! translator decides, run from the project's venv).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::repo_root;
+
+fn venv_tool(name: &str) -> PathBuf {
+    let tool = repo_root().join(".venv/bin").join(name);
+    assert!(tool.exists(), "{name} is required: run scripts/python-env");
+    tool
+}
+
+fn template_text() -> String {
+    std::fs::read_to_string(repo_root().join("template.yaml")).expect("template.yaml")
+}
+
+fn template() -> Value {
+    serde_saphyr::from_str(&template_text()).expect("template.yaml is YAML")
+}
+
+#[test]
+fn cfn_lint_passes_on_the_template() {
+    let output = Command::new(venv_tool("cfn-lint"))
+        .arg(repo_root().join("template.yaml"))
+        .output()
+        .expect("run cfn-lint");
+    assert!(
+        output.status.success() && output.stdout.is_empty(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `{"Ref": name}` → name.
+fn reference(value: &Value) -> Option<&str> {
+    value.get("Ref").and_then(Value::as_str)
+}
+
+fn resources(template: &Value) -> &serde_json::Map<String, Value> {
+    template["Resources"].as_object().expect("Resources")
+}
+
+fn resource_type<'a>(template: &'a Value, name: &str) -> &'a str {
+    resources(template)
+        .get(name)
+        .unwrap_or_else(|| panic!("no resource {name}"))["Type"]
+        .as_str()
+        .expect("Type")
+}
+
+#[test]
+fn the_template_wires_hooks_alarms_schedules_and_the_checkpoint_table() {
+    let t = template();
+    let app = &t["Resources"]["UsersApi"]["Properties"];
+    assert_eq!(app["AutoPublishAlias"], "live");
+    assert_eq!(reference(&app["AutoPublishCodeSha256"]), Some("VersionKey"));
+    assert_eq!(
+        reference(&app["Environment"]["Variables"]["SHIFTGUARD_SCHEMA_REVISION"]),
+        Some("SchemaRevision")
+    );
+    let preference = &app["DeploymentPreference"];
+    assert_eq!(reference(&preference["Type"]), Some("DeploymentType"));
+    assert_eq!(
+        t["Parameters"]["DeploymentType"]["Default"],
+        "Canary10Percent5Minutes"
+    );
+    for (hook, function) in [
+        ("PreTraffic", "PreTrafficHook"),
+        ("PostTraffic", "PostTrafficHook"),
+    ] {
+        assert_eq!(reference(&preference["Hooks"][hook]), Some(function));
+        assert_eq!(resource_type(&t, function), "AWS::Serverless::Function");
+    }
+    // CodeDeploy's own role may invoke exactly the two hooks.
+    let role = preference["Role"]["Fn::GetAtt"][0].as_str().expect("role");
+    let invoke = t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Action"] == "lambda:InvokeFunction")
+        .expect("invoke statement");
+    let targets: Vec<&str> = invoke["Resource"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["Fn::GetAtt"][0].as_str().expect("GetAtt"))
+        .collect();
+    assert_eq!(targets, ["PreTrafficHook", "PostTrafficHook"]);
+
+    let alarms: Vec<&str> = preference["Alarms"]
+        .as_array()
+        .expect("alarms")
+        .iter()
+        .filter_map(reference)
+        .collect();
+    assert_eq!(alarms, ["UsersApiErrorsAlarm", "GateFailingAlarm"]);
+    let gate = &t["Resources"]["GateFailingAlarm"]["Properties"];
+    assert_eq!(
+        resource_type(&t, "GateFailingAlarm"),
+        "AWS::CloudWatch::Alarm"
+    );
+    assert_eq!(gate["Namespace"], shiftguard_hooks::MONITOR_NAMESPACE);
+    assert_eq!(gate["MetricName"], "GateFailing");
+    assert_eq!(gate["Dimensions"][0]["Name"], "Application");
+    assert_eq!(
+        reference(&gate["Dimensions"][0]["Value"]),
+        Some("ServerlessDeploymentApplication")
+    );
+    assert_eq!(
+        gate["TreatMissingData"], "breaching",
+        "a silent monitor must stop the canary"
+    );
+    let errors = &t["Resources"]["UsersApiErrorsAlarm"]["Properties"];
+    let dimensions: Vec<&str> = errors["Dimensions"]
+        .as_array()
+        .expect("dimensions")
+        .iter()
+        .map(|d| d["Name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(dimensions, ["FunctionName", "Resource", "ExecutedVersion"]);
+
+    // Every function is a workspace binary built by cargo-lambda; hooks and the monitor read
+    // the release's manifest from the layer.
+    let workspace_binaries = [
+        "sample-app",
+        "pre-traffic-hook",
+        "post-traffic-hook",
+        "gate-monitor",
+        "backfill",
+    ];
+    for (name, resource) in resources(&t) {
+        if resource["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        assert_eq!(
+            resource["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{name}"
+        );
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("binary");
+        assert!(workspace_binaries.contains(&binary), "{name}: {binary}");
+        let variables = &resource["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            reference(&variables["DATABASE_SECRET_ARN"]),
+            Some("DatabaseSecretArn"),
+            "{name}: the database comes from the secret"
+        );
+        if name != "UsersApi" && name != "Backfill" {
+            assert_eq!(
+                variables["SHIFTGUARD_MANIFEST"], "/opt/manifest.json",
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(t["Globals"]["Function"]["Runtime"], "provided.al2023");
+
+    // Schedules: the backfill (with its backfill's name) and the monitor.
+    let schedule = |function: &str| -> Value {
+        t["Resources"][function]["Properties"]["Events"]
+            .as_object()
+            .expect("events")
+            .values()
+            .next()
+            .expect("an event")
+            .clone()
+    };
+    assert_eq!(schedule("Backfill")["Type"], "Schedule");
+    assert_eq!(
+        reference(&schedule("Backfill")["Properties"]["Schedule"]),
+        Some("BackfillSchedule")
+    );
+    assert_eq!(schedule("GateMonitor")["Type"], "Schedule");
+    assert_eq!(
+        t["Resources"]["GateMonitor"]["Properties"]["Environment"]["Variables"]["SHIFTGUARD_DEPLOYMENT_GROUPS"]
+            ["Fn::Sub"],
+        "${ServerlessDeploymentApplication}/${UsersApiDeploymentGroup}"
+    );
+
+    let table = &t["Resources"]["CheckpointTable"]["Properties"];
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(table["KeySchema"][0]["AttributeName"], "name");
+
+    // No password parameter: the database comes from a secret ARN.
+    for (name, parameter) in t["Parameters"].as_object().expect("parameters") {
+        assert!(
+            !name.to_ascii_lowercase().contains("password"),
+            "parameter {name}"
+        );
+        assert!(parameter.get("NoEcho").is_none(), "parameter {name}");
+    }
+    for output in [
+        "AliasArn",
+        "CheckpointTableName",
+        "AppFunction",
+        "PreTrafficHookFunction",
+        "PostTrafficHookFunction",
+        "GateMonitorFunction",
+        "BackfillFunction",
+    ] {
+        assert!(t["Outputs"].get(output).is_some(), "output {output}");
+    }
+}
+
+/// Every IAM statement names its resources; `Resource: "*"` only for the actions AWS gives no
+/// resource-level permission for, each with a comment saying so just above the statement.
+#[test]
+fn every_iam_statement_is_scoped() {
+    let t = template();
+    let mut statements: Vec<(String, Value)> = Vec::new();
+    for (name, resource) in resources(&t) {
+        let policies = match resource["Type"].as_str() {
+            Some("AWS::Serverless::Function") => resource["Properties"]["Policies"].clone(),
+            Some("AWS::IAM::Role") => Value::Array(
+                resource["Properties"]["Policies"]
+                    .as_array()
+                    .expect("policies")
+                    .iter()
+                    .map(|p| p["PolicyDocument"].clone())
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        let policies = policies.as_array().cloned().unwrap_or_default();
+        assert!(!policies.is_empty(), "{name} has no policy of its own");
+        for policy in policies {
+            assert!(
+                policy.is_object(),
+                "{name}: managed or template policies are broader than needed: {policy}"
+            );
+            for statement in policy["Statement"].as_array().expect("statements") {
+                statements.push((name.clone(), statement.clone()));
+            }
+        }
+    }
+    let unscoped_allowed = ["cloudwatch:GetMetricData", "cloudwatch:PutMetricData"];
+    for (name, statement) in &statements {
+        assert_eq!(statement["Effect"], "Allow", "{name}");
+        let resource = &statement["Resource"];
+        assert!(!resource.is_null(), "{name}: a statement without Resource");
+        if resource == "*" {
+            let action = statement["Action"].as_str().unwrap_or_default();
+            assert!(
+                unscoped_allowed.contains(&action),
+                "{name}: {action} on every resource"
+            );
+        }
+        let actions: Vec<&str> = match &statement["Action"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+            other => panic!("{name}: Action {other}"),
+        };
+        assert!(
+            actions.iter().all(|a| !a.ends_with(":*") && *a != "*"),
+            "{name}: wildcard action in {actions:?}"
+        );
+    }
+    // PutMetricData is held to the monitor's namespace.
+    let put = statements
+        .iter()
+        .find(|(_, s)| s["Action"] == "cloudwatch:PutMetricData")
+        .expect("the monitor publishes");
+    assert_eq!(
+        put.1["Condition"]["StringEquals"]["cloudwatch:namespace"],
+        "Shiftguard"
+    );
+    // Each `Resource: "*"` has a comment within the statement's lines above it.
+    let text = template_text();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim() == "Resource: \"*\"" {
+            let above = &lines[i.saturating_sub(3)..i];
+            assert!(
+                above.iter().any(|l| l.trim_start().starts_with('#')),
+                "template.yaml:{}: Resource \"*\" without a comment giving the reason",
+                i + 1
+            );
+        }
+    }
+}
+
+/// The logical id SAM gives the app's version for these parameters and this code.
+fn app_version(template: &Path, code_key: &str, parameters: &Value) -> String {
+    let mut all = serde_json::json!({
+        "DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
+    });
+    for (k, v) in parameters.as_object().expect("parameters") {
+        all[k] = v.clone();
+    }
+    let output = Command::new(venv_tool("python"))
+        .arg(repo_root().join("tests/integration/sam_versions.py"))
+        .arg(template)
+        .arg(code_key)
+        .arg(all.to_string())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("run the SAM translator");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let versions: Vec<String> = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    versions[0].clone()
+}
+
+fn version_key(bootstrap: &Path, revision: &str, flag: &str) -> String {
+    let output = Command::new(repo_root().join("scripts/version-key"))
+        .arg(bootstrap)
+        .arg(revision)
+        .arg("")
+        .arg(flag)
+        .output()
+        .expect("scripts/version-key");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_new_schema_revision_alone_publishes_a_new_app_version() {
+    use crate::support::example::*;
+    let template = repo_root().join("template.yaml");
+    let dir = tempfile::tempdir().expect("dir");
+    let bootstrap = dir.path().join("bootstrap");
+    std::fs::write(&bootstrap, b"the same binary").expect("write");
+
+    // Without VersionKey SAM hashes the code only: the pitfall the key exists for.
+    let at = |revision: &str| serde_json::json!({ "SchemaRevision": revision });
+    assert_eq!(
+        app_version(&template, "code-1", &at(ADD_DISPLAY_NAME)),
+        app_version(&template, "code-1", &at(MERGE)),
+        "SAM alone does not see a new SchemaRevision"
+    );
+    assert_ne!(
+        app_version(&template, "code-1", &at(ADD_DISPLAY_NAME)),
+        app_version(&template, "code-2", &at(ADD_DISPLAY_NAME)),
+    );
+
+    // With the key the pipeline computes: a new revision, or the flag, is a new version; the
+    // same inputs are the same version (no needless deployment).
+    let keyed = |revision: &str, flag: &str| {
+        let key = version_key(&bootstrap, revision, flag);
+        app_version(
+            &template,
+            "code-1",
+            &serde_json::json!({
+                "SchemaRevision": revision,
+                "ReadDisplayName": flag,
+                "VersionKey": key,
+            }),
+        )
+    };
+    let before = keyed(ADD_DISPLAY_NAME, "false");
+    assert_ne!(before, keyed(MERGE, "false"));
+    assert_ne!(before, keyed(ADD_DISPLAY_NAME, "true"));
+    assert_eq!(before, keyed(ADD_DISPLAY_NAME, "false"));
+}
+
+/// The pipeline example is valid workflow YAML (schemastore's schema, vendored by
+/// check-jsonschema) and follows the doctrine's order, each step in its environment.
+#[test]
+fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
+    let dir = repo_root().join("infra/github");
+    let output = Command::new(venv_tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .arg(dir.join("deploy.yml"))
+        .arg(dir.join("contract.yml"))
+        .output()
+        .expect("run check-jsonschema");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join("deploy.yml")).expect("deploy.yml");
+    let deploy: Value = serde_saphyr::from_str(&text).expect("YAML");
+    let jobs = &deploy["jobs"];
+    // (job, environment, the job it must come after)
+    for (job, environment, after) in [
+        ("migrate-expand", Some("production-db"), "test-and-build"),
+        (
+            "deploy-compatible",
+            Some("production-app"),
+            "migrate-expand",
+        ),
+        ("backfill", Some("production-db"), "deploy-compatible"),
+        ("cutover", Some("production-app"), "backfill"),
+    ] {
+        assert_eq!(
+            jobs[job]["environment"].as_str(),
+            environment,
+            "{job}'s environment"
+        );
+        let needs = &jobs[job]["needs"];
+        let needs: Vec<&str> = match needs {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+            other => panic!("{job}: needs {other}"),
+        };
+        assert!(needs.contains(&after), "{job} must run after {after}");
+    }
+    let steps = |job: &str| serde_json::to_string(&jobs[job]["steps"]).expect("steps");
+    assert!(steps("migrate-expand").contains("shiftguard check"));
+    assert!(steps("cutover").contains("shiftguard gate cutover"));
+    assert!(steps("deploy-compatible").contains("scripts/version-key"));
+    let contract: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(dir.join("contract.yml")).expect("contract.yml"),
+    )
+    .expect("YAML");
+    assert!(
+        contract["on"].get("workflow_dispatch").is_some(),
+        "manually started"
+    );
+    assert_eq!(contract["jobs"]["contract"]["environment"], "production-db");
+    let steps = serde_json::to_string(&contract["jobs"]["contract"]["steps"]).expect("steps");
+    let gate = steps.find("shiftguard gate contract").expect("the gate");
+    let upgrade = steps.find("alembic -c").expect("the migration");
+    assert!(
+        gate < upgrade,
+        "the gate runs before the contract migration"
+    );
+}
