@@ -143,13 +143,7 @@ pub const DATABASE_TAG: &str = "shiftguard:database";
 impl CheckConfig {
     /// Why this check cannot be used, if it cannot.
     pub fn problem(&self) -> Option<String> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 100
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !name_ok {
+        if !crate::config::is_name(&self.name) {
             return Some("name must be 1-100 letters, digits, `_` or `-`".to_owned());
         }
         if self.query.is_some() == self.metric.is_some() {

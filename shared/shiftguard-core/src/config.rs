@@ -307,13 +307,7 @@ impl BackfillConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 100
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !name_ok {
+        if !is_name(&self.name) {
             return Err(self.problem("name must be 1-100 letters, digits, `_` or `-`"));
         }
         if !is_table_name(&self.table) {
@@ -445,6 +439,14 @@ fn has_top_level_word(fragment: &str, word: &str) -> bool {
         .collect();
     top.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// A backfill's or a check's name: 1-100 letters, digits, `_` or `-`.
+pub fn is_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A plain SQL identifier: letters, digits and underscores, not starting with a digit.
