@@ -169,7 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// Exit code of a decision: 0 pass, 1 fail, 3 inconclusive.
-pub fn outcome(overall: Overall) -> Outcome {
+fn outcome(overall: Overall) -> Outcome {
     match overall {
         Overall::Pass => Outcome::Safe,
         Overall::Fail => Outcome::NotSafe,
