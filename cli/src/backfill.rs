@@ -56,6 +56,10 @@ struct Common {
     /// AWS SDK's standard configuration (credentials, AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB).
     #[arg(long, value_name = "STORE", value_parser = ["sql", "dynamodb"])]
     checkpoint: Option<String>,
+    /// Checkpoint table (overrides [checkpoint] table), e.g. the SAM stack's DynamoDB table, as
+    /// the backfill Lambda is given it.
+    #[arg(long, env = "SHIFTGUARD_CHECKPOINT_TABLE", value_name = "TABLE")]
+    checkpoint_table: Option<String>,
 }
 
 /// Run one backfill until its pass is finished (swept; the next run verifies and marks it
@@ -132,8 +136,11 @@ struct Loaded {
 async fn load(common: &Common) -> anyhow::Result<Loaded> {
     let text = std::fs::read_to_string(&common.config)
         .with_context(|| format!("cannot read configuration {}", common.config.display()))?;
-    let config =
+    let mut config =
         ProjectConfig::parse(&text).with_context(|| format!("{}", common.config.display()))?;
+    if let Some(table) = &common.checkpoint_table {
+        config.checkpoint.table.clone_from(table);
+    }
     let url = DatabaseUrl::parse(&common.database_url)?;
     Loaded::new(config, url, common.checkpoint.as_deref()).await
 }

@@ -1,9 +1,11 @@
-"""Which AWS::Lambda::Version the SAM transform gives the app for a given set of parameters.
+"""The SAM transform of template.yaml, as the tests need it (run by tests/integration/template.rs
+with the project's venv: aws-sam-translator, PyYAML).
 
-Usage: sam_versions.py TEMPLATE CODE_KEY PARAMS_JSON
-Prints the logical id of the app's version. CODE_KEY stands for the S3 key `sam package` gives
-the code (it is a hash of the code: the same code, the same key). Run by
-tests/integration/template.rs with the project's venv (aws-sam-translator, PyYAML).
+Usage: sam_versions.py TEMPLATE CODE_KEY PARAMS_JSON [OUT]
+Prints the logical id of the app's AWS::Lambda::Version for these parameters; with OUT, also
+writes the whole transformed template there (JSON), for cfn-lint to check what CloudFormation
+would receive. CODE_KEY stands for the S3 key `sam package` gives the code (a hash of the code:
+the same code, the same key).
 """
 import json
 import sys
@@ -27,6 +29,9 @@ def main():
             if key in properties:
                 properties[key] = f"s3://artifacts/{code_key}"
     out = transform(template, params, NoManagedPolicies())
+    if len(sys.argv) > 4:
+        with open(sys.argv[4], "w") as f:
+            json.dump(out, f, indent=1)
     versions = [
         logical_id
         for logical_id, resource in out["Resources"].items()
