@@ -67,6 +67,9 @@ pub struct Rollout {
     /// Seconds to wait for the database connection.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub connect_timeout: u64,
+    /// Checkpoint table (overrides [checkpoint] table; `status` reads backfill progress there).
+    #[arg(long, env = "SHIFTGUARD_CHECKPOINT_TABLE", value_name = "TABLE")]
+    pub checkpoint_table: Option<String>,
 }
 
 /// Cutover: the backfills are complete now, the cutover checks hold, and the way back is open.
@@ -210,8 +213,11 @@ impl<'a> Loaded<'a> {
         let graph = args.source.load()?;
         let text = std::fs::read_to_string(&args.config)
             .with_context(|| format!("cannot read configuration {}", args.config.display()))?;
-        let config =
+        let mut config =
             ProjectConfig::parse(&text).with_context(|| args.config.display().to_string())?;
+        if let Some(table) = &args.checkpoint_table {
+            config.checkpoint.table.clone_from(table);
+        }
         let url = DatabaseUrl::parse(&args.database_url)?;
         let aws = aws_config::load_from_env().await;
         Ok(Loaded {
