@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use shiftguard_aws::live::{FunctionLive, live_versions};
 use shiftguard_aws::{CloudWatchAdapter, LambdaAdapter};
-use shiftguard_core::approval::{self, LiveVersion, Shift};
+use shiftguard_core::approval::{self, Shift};
 use shiftguard_core::checks::{DATABASE_TAG, GateKind, MAX_WINDOW_MINUTES};
 use shiftguard_core::compat::check_build;
 use shiftguard_core::config::ProjectConfig;
@@ -341,30 +341,13 @@ pub struct Record {
     pub alias: String,
     /// Contract: every function checked, with its aliases and live versions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub functions: Vec<FunctionRecord>,
+    pub functions: Vec<FunctionLive>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backfills: Vec<BackfillNow>,
     /// Cutover: the version the rollback would return to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_version: Option<VersionStamp>,
     pub gates: Vec<GateResult>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FunctionRecord {
-    pub function: String,
-    pub aliases: Vec<Shift>,
-    pub live: Vec<LiveVersion>,
-}
-
-impl From<FunctionLive> for FunctionRecord {
-    fn from(live: FunctionLive) -> Self {
-        FunctionRecord {
-            function: live.function,
-            aliases: live.aliases,
-            live: live.live,
-        }
-    }
 }
 
 pub async fn cutover(
@@ -484,7 +467,7 @@ pub async fn contract(
         )
         .await?;
         live.extend(found.live.iter().cloned());
-        records.push(FunctionRecord::from(found));
+        records.push(found);
     }
     // The app's alias always; any other alias of a checked function while it splits traffic.
     let mut shifts = vec![Shift {

@@ -45,31 +45,13 @@ impl CloudWatchAdapter {
         window: Duration,
     ) -> Result<VersionMetrics, AwsError> {
         let (start, end, period) = bounds(window)?;
+        let dimensions = [
+            ("FunctionName", function.to_owned()),
+            ("Resource", format!("{function}:{alias}")),
+            ("ExecutedVersion", version.to_owned()),
+        ];
         let query = |id: &str, metric: &str, stat: &str| {
-            let dimensions = [
-                ("FunctionName", function.to_owned()),
-                ("Resource", format!("{function}:{alias}")),
-                ("ExecutedVersion", version.to_owned()),
-            ]
-            .into_iter()
-            .map(|(name, value)| Dimension::builder().name(name).value(value).build());
-            MetricDataQuery::builder()
-                .id(id)
-                .metric_stat(
-                    MetricStat::builder()
-                        .metric(
-                            Metric::builder()
-                                .namespace("AWS/Lambda")
-                                .metric_name(metric)
-                                .set_dimensions(Some(dimensions.collect()))
-                                .build(),
-                        )
-                        .period(period)
-                        .stat(stat)
-                        .build(),
-                )
-                .return_data(true)
-                .build()
+            lambda_query(id, metric, stat, period, &dimensions)
         };
         let doing = format!("GetMetricData {function}:{alias} version {version}");
         let queries = vec![
@@ -110,40 +92,12 @@ impl CloudWatchAdapter {
             resources.push((format!("{function}:{version}"), None));
             for (resource, executed) in resources {
                 let mut dimensions = vec![
-                    Dimension::builder()
-                        .name("FunctionName")
-                        .value(function)
-                        .build(),
-                    Dimension::builder()
-                        .name("Resource")
-                        .value(resource)
-                        .build(),
+                    ("FunctionName", function.to_owned()),
+                    ("Resource", resource),
                 ];
-                if let Some(executed) = executed {
-                    dimensions.push(
-                        Dimension::builder()
-                            .name("ExecutedVersion")
-                            .value(executed)
-                            .build(),
-                    );
-                }
-                let query = MetricDataQuery::builder()
-                    .id(format!("q{}", queries.len()))
-                    .metric_stat(
-                        MetricStat::builder()
-                            .metric(
-                                Metric::builder()
-                                    .namespace("AWS/Lambda")
-                                    .metric_name("Invocations")
-                                    .set_dimensions(Some(dimensions))
-                                    .build(),
-                            )
-                            .period(period)
-                            .stat("Sum")
-                            .build(),
-                    )
-                    .return_data(true)
-                    .build();
+                dimensions.extend(executed.map(|v| ("ExecutedVersion", v.to_owned())));
+                let id = format!("q{}", queries.len());
+                let query = lambda_query(&id, "Invocations", "Sum", period, &dimensions);
                 queries.push((index, query));
             }
         }
@@ -275,4 +229,35 @@ fn bounds(window: Duration) -> Result<(SystemTime, SystemTime, i32), AwsError> {
     let end = now + Duration::from_secs(60);
     let period = (window.as_secs().div_ceil(60).max(1) + 1) * 60;
     Ok((start, end, period as i32))
+}
+
+/// One `AWS/Lambda` statistic over one period, by these dimensions.
+fn lambda_query(
+    id: &str,
+    metric: &str,
+    stat: &str,
+    period: i32,
+    dimensions: &[(&str, String)],
+) -> MetricDataQuery {
+    let dimensions = dimensions
+        .iter()
+        .map(|(name, value)| Dimension::builder().name(*name).value(value).build())
+        .collect();
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("AWS/Lambda")
+                        .metric_name(metric)
+                        .set_dimensions(Some(dimensions))
+                        .build(),
+                )
+                .period(period)
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
 }

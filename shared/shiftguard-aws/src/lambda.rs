@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_lambda::Client;
-use aws_sdk_lambda::types::EnvironmentResponse;
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, EnvironmentResponse};
 use shiftguard_core::approval::Shift;
 use shiftguard_core::gate::VersionStamp;
 
@@ -37,6 +37,14 @@ fn stamp(version: &str, environment: Option<&EnvironmentResponse>) -> VersionSta
             })
             .unwrap_or_default(),
     }
+}
+
+/// An alias's additional versions and their weights.
+fn weights(routing: Option<&AliasRoutingConfiguration>) -> Vec<(String, f64)> {
+    routing
+        .and_then(|r| r.additional_version_weights())
+        .map(|w| w.iter().map(|(v, w)| (v.clone(), *w)).collect())
+        .unwrap_or_default()
 }
 
 /// `arn:aws:lambda:region:account:function:name[:qualifier]` -> (name, qualifier).
@@ -76,12 +84,7 @@ impl LambdaAdapter {
             .await
             .map_err(|e| AwsError::from_sdk(&format!("GetAlias {function}:{alias}"), &e))?;
         let primary = output.function_version().unwrap_or_default().to_owned();
-        let additional = output
-            .routing_config()
-            .and_then(|r| r.additional_version_weights())
-            .map(|weights| weights.iter().map(|(v, w)| (v.clone(), *w)).collect())
-            .unwrap_or_default();
-        Ok((primary, additional))
+        Ok((primary, weights(output.routing_config())))
     }
 
     /// Invokes `function` at `version` synchronously with `payload`; returns the function error
@@ -152,11 +155,7 @@ impl LambdaAdapter {
                 function: function.to_owned(),
                 alias: alias.name().unwrap_or_default().to_owned(),
                 primary: alias.function_version().unwrap_or_default().to_owned(),
-                additional: alias
-                    .routing_config()
-                    .and_then(|r| r.additional_version_weights())
-                    .map(|w| w.iter().map(|(v, w)| (v.clone(), *w)).collect())
-                    .unwrap_or_default(),
+                additional: weights(alias.routing_config()),
             })
             .collect())
     }

@@ -12,7 +12,7 @@ use crate::error::AwsError;
 use crate::lambda::LambdaAdapter;
 
 /// A function's aliases and live versions.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct FunctionLive {
     pub function: String,
     pub aliases: Vec<Shift>,
