@@ -182,6 +182,7 @@ async fn killed_and_resumed(kind: Kind) {
         std::thread::sleep(Duration::from_millis(80 + random.next(400)));
         child.kill().expect("kill -9");
         let _ = child.wait();
+        db.wait_until_alone().await;
         // Between kills: the checkpoint is never ahead of committed data, and counts agree.
         let seen = observe(&db).await;
         // A kill counts when it landed mid-pass: some rows done, some not.
@@ -690,6 +691,7 @@ async fn dynamodb_checkpoints_survive_kill_9_and_exclude_a_second_runner() {
             kills += 1;
         }
         let _ = child.wait();
+        db.wait_until_alone().await;
         let seen = observe(&db).await;
         let Some((cursor, rows_updated, _, owner)) = dynamo_checkpoint(&table).await else {
             assert_eq!(seen.done, 0, "rows changed without a checkpoint");

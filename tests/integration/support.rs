@@ -371,6 +371,29 @@ impl TestDatabase {
         }
     }
 
+    /// Waits until no other session is connected to this database. After a client is killed
+    /// its server session can still finish what it had sent (a COMMIT); reads that straddle
+    /// that moment would see the rows before and the checkpoint after.
+    pub async fn wait_until_alone(&self) {
+        let others = match self.kind {
+            Kind::Postgres => {
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            }
+            Kind::MariaDb => {
+                "SELECT count(*) FROM information_schema.processlist WHERE db = database() AND id <> connection_id()"
+            }
+            Kind::Sqlite => return,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.scalar(others).await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a killed client's session is still open after 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs a query returning one integer.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let url = self.url();
