@@ -4,6 +4,7 @@
 mod backfill;
 mod check;
 mod gate;
+mod lint;
 mod manifest;
 mod migrations;
 mod status;
@@ -42,6 +43,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Manifest(manifest::Args),
+    Lint(lint::Args),
     Check(check::Args),
     Backfill(backfill::Args),
     Gate(gate::Args),
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Manifest(args) => manifest::run(args),
+        Command::Lint(args) => lint::run(args),
         Command::Check(args) => check::run(args),
         Command::Backfill(args) => backfill::run(args),
         Command::Gate(args) => gate::run(args),

@@ -9,6 +9,7 @@ mod endpoint;
 mod gates;
 mod graph;
 mod hooks;
+mod lint;
 mod lambda_backfill;
 mod sample_app;
 mod support;

@@ -18,6 +18,8 @@ use crate::revision::Phase;
 pub const PHASE_VARIABLE: &str = "shiftguard_phase";
 /// Module-level variable that declares the oldest build revision a contract revision tolerates.
 pub const REQUIRES_APP_VARIABLE: &str = "shiftguard_requires_app_at_least";
+/// Module-level variable that turns named lint rules off for this revision.
+pub const LINT_DISABLE_VARIABLE: &str = "shiftguard_lint_disable";
 const DECLARATION_PREFIX: &str = "shiftguard_";
 
 /// A value with the 1-based line it was read from.
@@ -41,6 +43,8 @@ pub struct RevisionFile {
     pub message: Option<String>,
     pub declared_phase: Option<Located<Phase>>,
     pub requires_app_at_least: Option<Located<String>>,
+    /// `shiftguard_lint_disable`: rule codes or names the lint must not report for this revision.
+    pub lint_disable: Option<Located<Vec<String>>>,
     /// Calls on `op` (or on a `batch_op` bound by `with op.batch_alter_table(...)`) in `upgrade()`.
     pub operations: Vec<Operation>,
 }
@@ -67,6 +71,26 @@ pub struct Operation {
     pub sql: Option<String>,
     /// A fact the phase depends on is not a literal (e.g. `nullable=flag`): not classifiable.
     pub opaque: bool,
+    /// The columns `create_table` or `add_column` defines.
+    pub columns: Vec<ColumnSpec>,
+    /// `rename_table`'s new name, or `alter_column`'s `new_column_name`, when a literal.
+    pub new_name: Option<String>,
+    /// `create_index` / `drop_index` with `postgresql_concurrently=True`.
+    pub concurrently: bool,
+    /// Called inside `with op.get_context().autocommit_block():`, outside the migration's
+    /// transaction.
+    pub autocommit: bool,
+}
+
+/// A column as `sa.Column(...)` defines it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ColumnSpec {
+    pub name: String,
+    /// The type as written, without module prefixes and spaces (`String(200)`), when given.
+    pub type_: Option<String>,
+    /// `nullable=` as SQLAlchemy resolves it (default true unless a primary key); `None` when
+    /// not a literal.
+    pub nullable: Option<bool>,
 }
 
 /// The operation name recorded for a call whose target cannot be known statically
@@ -88,7 +112,9 @@ pub enum AlembicFileError {
         expected: &'static str,
     },
     /// A `shiftguard_*` variable that shiftguard does not know (most likely a typo).
-    #[error("unknown declaration `{name}` (known: {PHASE_VARIABLE}, {REQUIRES_APP_VARIABLE})")]
+    #[error(
+        "unknown declaration `{name}` (known: {PHASE_VARIABLE}, {REQUIRES_APP_VARIABLE}, {LINT_DISABLE_VARIABLE})"
+    )]
     UnknownDeclaration { name: String, line: u32 },
 }
 
@@ -141,10 +167,12 @@ pub fn parse_revision_file(source: &str) -> Result<RevisionFile, AlembicFileErro
             Stmt::AnnAssign(assign) => (&*assign.target, assign.value.as_deref()),
             Stmt::FunctionDef(function) if function.name.as_str() == "upgrade" => {
                 let mut finder = OperationFinder {
+                    source,
                     lines: &lines,
                     functions: &functions,
                     visited: HashSet::from(["upgrade"]),
                     batch_tables: Vec::new(),
+                    autocommit_depth: 0,
                     connections: Vec::new(),
                     operations: Vec::new(),
                 };
@@ -211,6 +239,10 @@ fn read_header(
                 line,
             });
         }
+        LINT_DISABLE_VARIABLE => {
+            let rules = string_list(value).ok_or_else(|| bad("a string or a list of rule codes"))?;
+            file.lint_disable = Some(Located { value: rules, line });
+        }
         other if other.starts_with(DECLARATION_PREFIX) => {
             return Err(AlembicFileError::UnknownDeclaration {
                 name: other.to_owned(),
@@ -265,11 +297,14 @@ fn collect_strings(elements: &[Expr]) -> Option<Vec<String>> {
 /// calls (including Alembic's multidb `upgrade_<engine>()` functions, reached through
 /// `globals()[…]()`).
 struct OperationFinder<'a, 's> {
+    source: &'s str,
     lines: &'s LineIndex,
     functions: &'s HashMap<&'a str, &'a StmtFunctionDef>,
     visited: HashSet<&'a str>,
     /// Batch aliases in scope: (alias name, table).
     batch_tables: Vec<(String, Option<String>)>,
+    /// How many `autocommit_block()`s enclose the current statement.
+    autocommit_depth: usize,
     /// Names bound to `op.get_bind()`.
     connections: Vec<String>,
     operations: Vec<Operation>,
@@ -280,6 +315,11 @@ impl<'a> Visitor<'a> for OperationFinder<'a, '_> {
         match stmt {
             Stmt::With(with) => {
                 let scope = self.batch_tables.len();
+                let autocommit = with
+                    .items
+                    .iter()
+                    .any(|item| is_autocommit_block(&item.context_expr));
+                self.autocommit_depth += usize::from(autocommit);
                 for item in &with.items {
                     self.visit_expr(&item.context_expr);
                     if let (Expr::Call(call), Some(target)) =
@@ -294,6 +334,7 @@ impl<'a> Visitor<'a> for OperationFinder<'a, '_> {
                 }
                 self.visit_body(&with.body);
                 self.batch_tables.truncate(scope);
+                self.autocommit_depth -= usize::from(autocommit);
             }
             Stmt::Assign(assign) => {
                 if let (Expr::Call(call), [Expr::Name(name)]) =
@@ -376,6 +417,16 @@ impl<'a> OperationFinder<'a, '_> {
     }
 }
 
+/// `op.get_context().autocommit_block()`.
+fn is_autocommit_block(expr: &Expr) -> bool {
+    let Expr::Call(call) = expr else { return false };
+    let Expr::Attribute(attribute) = &*call.func else {
+        return false;
+    };
+    matches!(&*attribute.value, Expr::Call(inner) if receiver_and_method(inner) == Some(("op", "get_context")))
+        && attribute.attr.as_str() == "autocommit_block"
+}
+
 fn is_execute(method: &str) -> bool {
     matches!(method, "execute" | "exec_driver_sql")
 }
@@ -399,65 +450,80 @@ impl OperationFinder<'_, '_> {
     fn record(&mut self, call: &ExprCall, method: &str, batch_table: Option<Option<String>>) {
         let args = &call.arguments.args;
         let keyword = |name: &str| call.arguments.find_keyword(name).map(|k| &k.value);
+        let is_batch = batch_table.is_some();
+        // Positional argument `index` of the `op` form of the call.
         let positional = |index: usize| {
-            let index = if batch_table.is_some() {
-                index - 1
+            if is_batch {
+                index.checked_sub(1).and_then(|i| args.get(i))
             } else {
-                index
-            };
-            args.get(index)
+                args.get(index)
+            }
         };
+        let literal = |expr: Option<&Expr>| expr.and_then(string_literal).map(str::to_owned);
         let mut operation = Operation {
             name: method.to_owned(),
             line: self.lines.line(call.start()),
             table: match &batch_table {
                 Some(table) => table.clone(),
-                None => args.first().and_then(string_literal).map(str::to_owned),
+                None => literal(args.first()),
             },
+            autocommit: self.autocommit_depth > 0,
             ..Operation::default()
         };
-        let literal_bool = |value: Option<&Expr>, opaque: &mut bool| match value {
-            None => None,
-            Some(value) => {
-                let literal = bool_literal(value);
-                *opaque |= literal.is_none();
-                literal
-            }
-        };
         match method {
-            "add_column" => {
-                let Some(Expr::Call(column)) = positional(1) else {
-                    operation.opaque = true;
-                    self.operations.push(operation);
-                    return;
-                };
-                {
-                    operation.column = column
+            "add_column" => match positional(1) {
+                Some(Expr::Call(column)) => {
+                    let spec = self.column_spec(column, &mut operation.opaque);
+                    operation.column = Some(spec.name.clone()).filter(|name| !name.is_empty());
+                    operation.nullable = spec.nullable;
+                    operation.has_server_default = column
                         .arguments
-                        .args
-                        .first()
-                        .and_then(string_literal)
-                        .map(str::to_owned);
-                    let column_keyword =
-                        |name: &str| column.arguments.find_keyword(name).map(|k| &k.value);
-                    let mut opaque = false;
-                    let primary_key = literal_bool(column_keyword("primary_key"), &mut opaque);
-                    let nullable = literal_bool(column_keyword("nullable"), &mut opaque);
-                    operation.opaque = opaque;
-                    // SQLAlchemy's Column is nullable unless told otherwise or a primary key.
-                    operation.nullable = Some(nullable.unwrap_or(primary_key != Some(true)));
-                    operation.has_server_default =
-                        column_keyword("server_default").is_some_and(|value| !is_none(value));
+                        .find_keyword("server_default")
+                        .is_some_and(|k| !is_none(&k.value));
+                    operation.columns.push(spec);
                 }
+                _ => operation.opaque = true,
+            },
+            "create_table" => {
+                let mut opaque = false;
+                operation.columns = args
+                    .iter()
+                    .skip(1)
+                    .filter_map(|arg| match arg {
+                        Expr::Call(column) if callee_name(column) == Some("Column") => {
+                            Some(self.column_spec(column, &mut opaque))
+                        }
+                        _ => None,
+                    })
+                    .collect();
             }
             "alter_column" | "drop_column" => {
-                operation.column = positional(1).and_then(string_literal).map(str::to_owned);
+                operation.column = literal(positional(1));
                 operation.nullable = literal_bool(keyword("nullable"), &mut operation.opaque);
                 operation.has_server_default =
                     keyword("server_default").is_some_and(|value| !is_none(value));
                 operation.renames_column =
                     keyword("new_column_name").is_some_and(|value| !is_none(value));
+                operation.new_name = literal(keyword("new_column_name"));
                 operation.changes_type = keyword("type_").is_some_and(|value| !is_none(value));
+            }
+            "rename_table" => {
+                operation.new_name = literal(args.get(1).or_else(|| keyword("new_table_name")));
+            }
+            "create_index" | "drop_index" | "create_unique_constraint"
+            | "create_check_constraint" | "create_foreign_key" | "create_primary_key"
+            | "create_exclude_constraint" | "drop_constraint" => {
+                // The name comes first; the table second (on `op`) or from the batch block.
+                if !is_batch {
+                    operation.table = literal(
+                        args.get(1)
+                            .or_else(|| keyword("table_name"))
+                            .or_else(|| keyword("source_table")),
+                    );
+                }
+                operation.concurrently = keyword("postgresql_concurrently")
+                    .and_then(bool_literal)
+                    .unwrap_or(false);
             }
             "execute" => {
                 let statement = args.first().or_else(|| keyword("sqltext"));
@@ -468,6 +534,73 @@ impl OperationFinder<'_, '_> {
         }
         self.operations.push(operation);
     }
+
+    /// Reads `sa.Column("name", Type, ..., nullable=…)`.
+    fn column_spec(&self, column: &ExprCall, opaque: &mut bool) -> ColumnSpec {
+        let args = &column.arguments.args;
+        let keyword = |name: &str| column.arguments.find_keyword(name).map(|k| &k.value);
+        let type_expr = keyword("type_").or_else(|| {
+            args.get(1)
+                .filter(|arg| !matches!(arg, Expr::Call(call) if matches!(callee_name(call), Some("ForeignKey" | "Sequence" | "Identity" | "Computed"))))
+        });
+        let primary_key = literal_bool(keyword("primary_key"), opaque);
+        let nullable = literal_bool(keyword("nullable"), opaque);
+        ColumnSpec {
+            name: args
+                .first()
+                .and_then(string_literal)
+                .unwrap_or_default()
+                .to_owned(),
+            type_: type_expr.map(|expr| normalize_type(&self.source[expr.range()])),
+            // SQLAlchemy's Column is nullable unless told otherwise or a primary key.
+            nullable: if keyword("nullable").is_some() && nullable.is_none() {
+                None
+            } else {
+                Some(nullable.unwrap_or(primary_key != Some(true)))
+            },
+        }
+    }
+}
+
+/// A literal boolean argument; a non-literal one marks the operation opaque.
+fn literal_bool(value: Option<&Expr>, opaque: &mut bool) -> Option<bool> {
+    let value = value?;
+    let literal = bool_literal(value);
+    *opaque |= literal.is_none();
+    literal
+}
+
+/// The called name: `Column` for both `Column(…)` and `sa.Column(…)`.
+fn callee_name(call: &ExprCall) -> Option<&str> {
+    match &*call.func {
+        Expr::Name(name) => Some(name.id.as_str()),
+        Expr::Attribute(attribute) => Some(attribute.attr.as_str()),
+        _ => None,
+    }
+}
+
+/// `sa.String(length=200)` -> `String(200)`: the same type however it is spelled.
+fn normalize_type(text: &str) -> String {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut out = String::with_capacity(compact.len());
+    let mut rest = compact.as_str();
+    while !rest.is_empty() {
+        // Drop dotted module prefixes (`sa.`, `sqlalchemy.dialects.postgresql.`).
+        let word_end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        let word = &rest[..word_end];
+        out.push_str(word.rsplit('.').next().unwrap_or(word));
+        rest = &rest[word_end..];
+        if let Some(tail) = rest.strip_prefix("(length=") {
+            out.push('(');
+            rest = tail;
+        } else if let Some(c) = rest.chars().next() {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
 }
 
 /// `name.method(…)` -> `(name, method)`.

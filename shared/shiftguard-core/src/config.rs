@@ -34,6 +34,17 @@ pub struct ProjectConfig {
     pub check: Vec<CheckConfig>,
     #[serde(default)]
     pub gates: GatesConfig,
+    #[serde(default)]
+    pub lint: LintConfig,
+}
+
+/// `[lint]`: what `shiftguard lint` cannot see in the revision files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintConfig {
+    /// Tables too large for a data change inside a migration (rule SG402); `"*"` for all.
+    #[serde(default)]
+    pub large_tables: Vec<String>,
 }
 
 /// Where backfill checkpoints are kept.

@@ -109,7 +109,7 @@ impl RevisionSet {
     }
 
     /// Adds `index`; returns whether it was new.
-    fn insert(&mut self, index: RevisionIndex) -> bool {
+    pub fn insert(&mut self, index: RevisionIndex) -> bool {
         let word = &mut self.words[index / 64];
         let bit = 1 << (index % 64);
         let new = *word & bit == 0;

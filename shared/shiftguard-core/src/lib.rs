@@ -15,6 +15,7 @@ pub mod compat;
 pub mod config;
 pub mod gate;
 pub mod graph;
+pub mod lint;
 pub mod manifest;
 pub mod phase;
 pub mod revision;

@@ -111,12 +111,38 @@ pub fn classify_sql(sql: &str) -> Option<Phase> {
     strictest
 }
 
+/// The phase of each operation of one revision, in context: an operation on a table that the
+/// same revision created before it is an expand whatever it does (no build has used that table).
+pub fn classify_all(operations: &[Operation]) -> Vec<Option<Phase>> {
+    let mut created: Vec<&str> = Vec::new();
+    operations
+        .iter()
+        .map(|operation| {
+            let table = operation.table.as_deref();
+            if operation.name == "create_table"
+                && let Some(table) = table
+            {
+                created.push(table);
+            }
+            match table {
+                Some(table) if operation.name != "create_table" && created.contains(&table) => {
+                    Some(Phase::Expand)
+                }
+                _ => classify(operation),
+            }
+        })
+        .collect()
+}
+
 /// Decides the phase of a parsed revision file.
 pub fn decide(file: &RevisionFile) -> Result<(Phase, PhaseSource), PhaseError> {
+    let phases = classify_all(&file.operations);
     let first_contract = file
         .operations
         .iter()
-        .find(|op| classify(op) == Some(Phase::Contract));
+        .zip(&phases)
+        .find(|(_, phase)| **phase == Some(Phase::Contract))
+        .map(|(op, _)| op);
     let (phase, source) = match &file.declared_phase {
         Some(declared) => {
             if declared.value != Phase::Contract
@@ -131,7 +157,7 @@ pub fn decide(file: &RevisionFile) -> Result<(Phase, PhaseSource), PhaseError> {
             }
             (declared.value, PhaseSource::Declared)
         }
-        None => infer(&file.operations),
+        None => infer(&phases),
     };
     if let Some(tolerance) = &file.requires_app_at_least
         && phase != Phase::Contract
@@ -144,11 +170,11 @@ pub fn decide(file: &RevisionFile) -> Result<(Phase, PhaseSource), PhaseError> {
     Ok((phase, source))
 }
 
-fn infer(operations: &[Operation]) -> (Phase, PhaseSource) {
+fn infer(phases: &[Option<Phase>]) -> (Phase, PhaseSource) {
     let mut strictest = Phase::Expand;
     let mut unclassified = false;
-    for operation in operations {
-        match classify(operation) {
+    for phase in phases {
+        match *phase {
             Some(phase) => strictest = strictest.max(phase),
             None => unclassified = true,
         }
@@ -296,6 +322,11 @@ mod tests {
             (
                 "    op.create_table('t')\n    op.bulk_insert(t, [{'id': 1}])",
                 Data,
+                Inferred,
+            ),
+            (
+                "    op.create_table('t', sa.Column('id', sa.Integer()))\n    op.add_column('t', sa.Column('n', sa.Integer(), nullable=False))\n    op.alter_column('t', 'id', nullable=False)",
+                Expand,
                 Inferred,
             ),
         ];

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::alembic::{AlembicFileError, parse_revision_file};
+use crate::alembic::{AlembicFileError, RevisionFile, parse_revision_file};
 use crate::graph::{GraphProblem, RevisionGraph};
 use crate::phase::{PhaseError, decide};
-use crate::revision::Revision;
+use crate::revision::{Phase, PhaseSource, Revision};
 
 /// A migrations directory could not be turned into a graph.
 #[derive(Debug, Error)]
@@ -205,6 +205,38 @@ fn locations_from_ini(text: &str, here: &Path) -> Option<Vec<PathBuf>> {
 
 /// Loads and validates the revisions under `path` (see [`versions_dirs`]).
 pub fn load_migrations(path: &Path) -> Result<Migrations, LoadError> {
+    let project = load(path, false)?;
+    Ok(Migrations {
+        versions_dirs: project.versions_dirs,
+        graph: project.graph,
+    })
+}
+
+/// A migrations directory read for the lint: the graph and, per revision, its parsed file.
+#[derive(Debug)]
+pub struct Project {
+    pub versions_dirs: Vec<PathBuf>,
+    pub graph: RevisionGraph,
+    /// Indexed like the graph's revisions.
+    pub files: Vec<ProjectFile>,
+}
+
+/// One revision file of a [`Project`].
+#[derive(Debug)]
+pub struct ProjectFile {
+    pub path: PathBuf,
+    pub parsed: RevisionFile,
+    /// A declaration the operations contradict; the revision then counts as contract.
+    pub phase_error: Option<PhaseError>,
+}
+
+/// Like [`load_migrations`], but a phase declaration that contradicts the operations is kept as a
+/// finding for the lint (the revision counts as contract) instead of failing the load.
+pub fn load_project(path: &Path) -> Result<Project, LoadError> {
+    load(path, true)
+}
+
+fn load(path: &Path, keep_phase_errors: bool) -> Result<Project, LoadError> {
     let dirs = versions_dirs(path)?;
     let mut files = Vec::new();
     for dir in &dirs {
@@ -232,13 +264,21 @@ pub fn load_migrations(path: &Path) -> Result<Migrations, LoadError> {
     }
 
     let mut revisions = Vec::with_capacity(files.len());
+    let mut project_files = Vec::with_capacity(files.len());
     let mut problems = Vec::new();
     for (path, name) in files {
         let source = std::fs::read(&path)
             .map_err(|e| FileError::Read(e.to_string()))
             .and_then(|bytes| String::from_utf8(bytes).map_err(|_| FileError::NotUtf8));
-        match source.and_then(|source| revision_from_source(&source, &name)) {
-            Ok(revision) => revisions.push(revision),
+        match source.and_then(|source| read_revision(&source, &name, keep_phase_errors)) {
+            Ok((revision, parsed, phase_error)) => {
+                revisions.push(revision);
+                project_files.push(ProjectFile {
+                    path,
+                    parsed,
+                    phase_error,
+                });
+            }
             Err(error) => problems.push(Problem::File { file: name, error }),
         }
     }
@@ -248,14 +288,23 @@ pub fn load_migrations(path: &Path) -> Result<Migrations, LoadError> {
     let graph = RevisionGraph::new(revisions).map_err(|error| {
         LoadError::Invalid(error.problems.into_iter().map(Problem::Graph).collect())
     })?;
-    Ok(Migrations {
+    Ok(Project {
         versions_dirs: dirs,
         graph,
+        files: project_files,
     })
 }
 
 /// Turns the source of one revision file into a [`Revision`] (no graph checks yet).
 pub fn revision_from_source(source: &str, file: &str) -> Result<Revision, FileError> {
+    read_revision(source, file, false).map(|(revision, _, _)| revision)
+}
+
+fn read_revision(
+    source: &str,
+    file: &str,
+    keep_phase_errors: bool,
+) -> Result<(Revision, RevisionFile, Option<PhaseError>), FileError> {
     let parsed = parse_revision_file(source)?;
     let revision = parsed.revision.as_ref().ok_or(FileError::NotARevision)?;
     let parents = match &parsed.down_revision {
@@ -267,18 +316,23 @@ pub fn revision_from_source(source: &str, file: &str) -> Result<Revision, FileEr
             });
         }
     };
-    let (phase, phase_source) = decide(&parsed)?;
-    Ok(Revision {
+    let (phase, phase_source, phase_error) = match decide(&parsed) {
+        Ok((phase, source)) => (phase, source, None),
+        Err(error) if keep_phase_errors => (Phase::Contract, PhaseSource::Assumed, Some(error)),
+        Err(error) => return Err(error.into()),
+    };
+    let revision = Revision {
         id: revision.value.clone(),
         parents,
-        depends_on: parsed.depends_on,
-        branch_labels: parsed.branch_labels,
+        depends_on: parsed.depends_on.clone(),
+        branch_labels: parsed.branch_labels.clone(),
         phase,
         phase_source,
-        requires_app_at_least: parsed.requires_app_at_least.map(|r| r.value),
-        message: parsed.message,
+        requires_app_at_least: parsed.requires_app_at_least.as_ref().map(|r| r.value.clone()),
+        message: parsed.message.clone(),
         file: Some(file.to_owned()),
-    })
+    };
+    Ok((revision, parsed, phase_error))
 }
 
 #[cfg(test)]
