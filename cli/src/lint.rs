@@ -192,9 +192,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .iter()
         .map(|file| display_path(&file.path, &cwd))
         .collect();
-    let failed = findings.iter().any(|f| {
-        f.rule.level == Level::Error || args.deny == Some(Deny::Warnings)
-    });
+    let failed = findings
+        .iter()
+        .any(|f| f.rule.level == Level::Error || args.deny == Some(Deny::Warnings));
     let report = Report {
         failed,
         project: &project,
@@ -377,9 +377,10 @@ fn squawk_findings(project: &Project, scope: &Scope, sql: &str) -> Vec<Finding> 
         let statement = statements
             .iter()
             .find(|range| range.contains(&start))
-            .map_or(&sql[start..usize::from(violation.text_range.end())], |range| {
-                &sql[range.clone()]
-            });
+            .map_or(
+                &sql[start..usize::from(violation.text_range.end())],
+                |range| &sql[range.clone()],
+            );
         let Some(segment) = segments.iter().find(|s| s.range.contains(&start)) else {
             continue;
         };

@@ -93,7 +93,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
     let cases: &[Case] = &[
         (
             "SG101 declared expand, drops a column",
-            &[("b2", "    op.drop_column('users', 'email')", "shiftguard_phase = \"expand\"")],
+            &[(
+                "b2",
+                "    op.drop_column('users', 'email')",
+                "shiftguard_phase = \"expand\"",
+            )],
             &[],
             &["SG101"],
             1,
@@ -112,7 +116,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         (
             "SG103 contract with its expand in one release",
             &[
-                ("b2", "    op.add_column('users', sa.Column('nickname', sa.Text()))", ""),
+                (
+                    "b2",
+                    "    op.add_column('users', sa.Column('nickname', sa.Text()))",
+                    "",
+                ),
                 ("c3", "    op.drop_column('users', 'full_name')", ""),
             ],
             &[],
@@ -122,7 +130,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         (
             "SG103 negative: the contract declares the running build tolerates it",
             &[
-                ("b2", "    op.add_column('users', sa.Column('nickname', sa.Text()))", ""),
+                (
+                    "b2",
+                    "    op.add_column('users', sa.Column('nickname', sa.Text()))",
+                    "",
+                ),
                 (
                     "c3",
                     "    op.drop_column('users', 'full_name')",
@@ -136,7 +148,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         (
             "SG104 drop + add of the same type across the release",
             &[
-                ("b2", "    op.add_column('users', sa.Column('display_name', sa.String(length=200)))", ""),
+                (
+                    "b2",
+                    "    op.add_column('users', sa.Column('display_name', sa.String(length=200)))",
+                    "",
+                ),
                 ("c3", "    op.drop_column('users', 'full_name')", ""),
             ],
             &[],
@@ -145,7 +161,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         ),
         (
             "SG105 alter_column(new_column_name=...)",
-            &[("b2", "    op.alter_column('users', 'full_name', new_column_name='name')", "")],
+            &[(
+                "b2",
+                "    op.alter_column('users', 'full_name', new_column_name='name')",
+                "",
+            )],
             &[],
             &["SG105"],
             1,
@@ -159,7 +179,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         ),
         (
             "SG107 NOT NULL column without default on an existing table",
-            &[("b2", "    op.add_column('users', sa.Column('age', sa.Integer(), nullable=False))", "")],
+            &[(
+                "b2",
+                "    op.add_column('users', sa.Column('age', sa.Integer(), nullable=False))",
+                "",
+            )],
             &[],
             &["SG107"],
             1,
@@ -172,7 +196,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
                     "    op.add_column('users', sa.Column('age', sa.Integer(), nullable=False, server_default='0'))\n    op.create_table('teams', sa.Column('id', sa.Integer(), primary_key=True))\n    op.add_column('teams', sa.Column('name', sa.Text(), nullable=False))",
                     "",
                 ),
-                ("c3", "    op.add_column('teams', sa.Column('slug', sa.Text(), nullable=False))", ""),
+                (
+                    "c3",
+                    "    op.add_column('teams', sa.Column('slug', sa.Text(), nullable=False))",
+                    "",
+                ),
             ],
             &[],
             &[],
@@ -180,7 +208,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         ),
         (
             "SG108 NOT NULL on an existing column nothing filled",
-            &[("b2", "    op.alter_column('users', 'email', existing_type=sa.String(200), nullable=False)", "")],
+            &[(
+                "b2",
+                "    op.alter_column('users', 'email', existing_type=sa.String(200), nullable=False)",
+                "",
+            )],
             &[],
             &["SG108"],
             1,
@@ -188,7 +220,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         (
             "SG108 negative: a data revision filled it first, the running build always writes it (the SQL layer still warns of the lock)",
             &[
-                ("b2", "    op.execute(\"UPDATE users SET email = 'x' WHERE email IS NULL\")", ""),
+                (
+                    "b2",
+                    "    op.execute(\"UPDATE users SET email = 'x' WHERE email IS NULL\")",
+                    "",
+                ),
                 (
                     "c3",
                     "    op.alter_column('users', 'email', existing_type=sa.String(200), nullable=False)",
@@ -201,7 +237,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         ),
         (
             "SG301 index on an existing table, not concurrent",
-            &[("b2", "    op.create_index('ix_users_email', 'users', ['email'])", "")],
+            &[(
+                "b2",
+                "    op.create_index('ix_users_email', 'users', ['email'])",
+                "",
+            )],
             &[],
             &["SG301"],
             1,
@@ -215,7 +255,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         ),
         (
             "SG301 negative: MySQL builds indexes online (and squawk is PostgreSQL's)",
-            &[("b2", "    op.create_index('ix_users_email', 'users', ['email'])", "")],
+            &[(
+                "b2",
+                "    op.create_index('ix_users_email', 'users', ['email'])",
+                "",
+            )],
             &["--dialect", "mysql"],
             &[],
             0,
@@ -233,7 +277,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         ),
         (
             "SG401 UPDATE of every row",
-            &[("b2", "    op.execute('UPDATE users SET full_name = email')", "")],
+            &[(
+                "b2",
+                "    op.execute('UPDATE users SET full_name = email')",
+                "",
+            )],
             &[],
             &["SG401"],
             1,
@@ -241,7 +289,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         (
             "SG402 data change of a large table after its expand in one release",
             &[
-                ("b2", "    op.add_column('users', sa.Column('nickname', sa.Text()))", ""),
+                (
+                    "b2",
+                    "    op.add_column('users', sa.Column('nickname', sa.Text()))",
+                    "",
+                ),
                 (
                     "c3",
                     "    op.execute('UPDATE users SET nickname = full_name WHERE nickname IS NULL')",
@@ -255,7 +307,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         (
             "SG402 negative: the table is not configured large",
             &[
-                ("b2", "    op.add_column('users', sa.Column('nickname', sa.Text()))", ""),
+                (
+                    "b2",
+                    "    op.add_column('users', sa.Column('nickname', sa.Text()))",
+                    "",
+                ),
                 (
                     "c3",
                     "    op.execute('UPDATE users SET nickname = full_name WHERE nickname IS NULL')",
@@ -294,7 +350,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         (
             "SG001 a disable that disables nothing; a disable by name that works",
             &[
-                ("b2", "    op.add_column('users', sa.Column('age', sa.Integer()))", "shiftguard_lint_disable = [\"SG301\"]"),
+                (
+                    "b2",
+                    "    op.add_column('users', sa.Column('age', sa.Integer()))",
+                    "shiftguard_lint_disable = [\"SG301\"]",
+                ),
                 (
                     "c3",
                     "    op.create_index('ix_users_email', 'users', ['email'])",
@@ -307,7 +367,11 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         ),
         (
             "SG503 squawk: an index in raw SQL, mapped back to its revision",
-            &[("b2", "    op.execute('CREATE INDEX ix_raw ON users (email)')", "")],
+            &[(
+                "b2",
+                "    op.execute('CREATE INDEX ix_raw ON users (email)')",
+                "",
+            )],
             &[],
             &["SG503"],
             1,
@@ -375,7 +439,9 @@ fn a_clean_release_has_no_findings() {
         assert_eq!(record["dialect"], "postgresql", "the SQL was rendered");
         let notes = record["notes"].as_array().expect("notes");
         assert!(
-            notes.iter().all(|n| !n.as_str().unwrap_or_default().contains("SQL layer")),
+            notes
+                .iter()
+                .all(|n| !n.as_str().unwrap_or_default().contains("SQL layer")),
             "{notes:?}"
         );
     }
@@ -384,7 +450,11 @@ fn a_clean_release_has_no_findings() {
 /// Without Alembic the lint says the SQL layer was skipped, and still runs the other layer.
 #[test]
 fn without_alembic_the_sql_layer_is_skipped_out_loud() {
-    let project = project(&[("b2", "    op.create_index('ix_users_email', 'users', ['email'])", "")]);
+    let project = project(&[(
+        "b2",
+        "    op.create_index('ix_users_email', 'users', ['email'])",
+        "",
+    )]);
     let run: Run = Command::new(env!("CARGO_BIN_EXE_shiftguard"))
         .args(["lint", "--migrations", ".", "--since", "a1"])
         .current_dir(project.path())
@@ -406,10 +476,18 @@ fn without_alembic_the_sql_layer_is_skipped_out_loud() {
 /// Bad input: a clear one-line error and exit 2.
 #[test]
 fn bad_input_is_a_clear_error() {
-    let project = project(&[("b2", "    op.add_column('users', sa.Column('age', sa.Integer()))", "")]);
+    let project = project(&[(
+        "b2",
+        "    op.add_column('users', sa.Column('age', sa.Integer()))",
+        "",
+    )]);
     let unknown = lint_in(project.path(), &["--since", "zzz"]);
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
-    assert!(unknown.stderr.starts_with("error: --since zzz:"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.starts_with("error: --since zzz:"),
+        "{}",
+        unknown.stderr
+    );
     assert!(unknown.stderr.contains("zzz"), "{}", unknown.stderr);
 
     declare(&project, "b2", "shiftguard_lint_disable = [\"SG999\"]");
@@ -424,8 +502,11 @@ fn bad_input_is_a_clear_error() {
     );
 
     let file = project.file_of("b2");
-    std::fs::write(&file, "revision = 'b2'\ndown_revision = 'a1'\ndef upgrade(:\n    pass\n")
-        .expect("write");
+    std::fs::write(
+        &file,
+        "revision = 'b2'\ndown_revision = 'a1'\ndef upgrade(:\n    pass\n",
+    )
+    .expect("write");
     let syntax = lint_in(project.path(), &[]);
     assert_eq!(syntax.code, 2);
     assert_eq!(syntax.stderr.lines().count(), 1, "{}", syntax.stderr);
@@ -438,15 +519,27 @@ fn bad_input_is_a_clear_error() {
     let empty = tempfile::tempdir().expect("tempdir");
     let run = lint_in(empty.path(), &[]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("no revision files (*.py)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no revision files (*.py)"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty());
 }
 
 /// The golden project: a rename in disguise, an index that blocks writes, and a warning.
 fn golden_project() -> AlembicProject {
     project(&[
-        ("b2", "    op.add_column('users', sa.Column('display_name', sa.String(200)))\n    op.create_index('ix_users_email', 'users', ['email'])", ""),
-        ("c3", "    op.drop_column('users', 'full_name')", "shiftguard_lint_disable = [\"SG107\"]"),
+        (
+            "b2",
+            "    op.add_column('users', sa.Column('display_name', sa.String(200)))\n    op.create_index('ix_users_email', 'users', ['email'])",
+            "",
+        ),
+        (
+            "c3",
+            "    op.drop_column('users', 'full_name')",
+            "shiftguard_lint_disable = [\"SG107\"]",
+        ),
     ])
 }
 
@@ -464,7 +557,10 @@ fn assert_golden(name: &str, actual: &str) {
     }
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(actual, expected, "{name} differs (UPDATE_GOLDEN=1 rewrites it)");
+    assert_eq!(
+        actual, expected,
+        "{name} differs (UPDATE_GOLDEN=1 rewrites it)"
+    );
 }
 
 #[test]
@@ -510,6 +606,10 @@ fn the_three_formats_match_their_golden_files_and_sarif_validates() {
         validated.stdout, validated.stderr
     );
     // The same validation rejects a log that breaks the schema, so it can fail.
-    let broken = validate(&sarif.stdout.replacen("\"level\": \"error\"", "\"level\": \"fatal\"", 1));
+    let broken = validate(&sarif.stdout.replacen(
+        "\"level\": \"error\"",
+        "\"level\": \"fatal\"",
+        1,
+    ));
     assert_ne!(broken.code, 0, "{}", broken.stdout);
 }

@@ -411,6 +411,7 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
         .args(["--builtin-schema", "vendor.github-workflows"])
         .arg(dir.join("deploy.yml"))
         .arg(dir.join("contract.yml"))
+        .arg(dir.join("lint.yml"))
         .output()
         .expect("run check-jsonschema");
     assert!(
@@ -448,6 +449,10 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
     }
     let steps = |job: &str| serde_json::to_string(&jobs[job]["steps"]).expect("steps");
     assert!(steps("migrate-expand").contains("shiftguard check"));
+    let migrate = steps("migrate-expand");
+    let lint = migrate.find("shiftguard lint").expect("the lint");
+    let upgrade = migrate.find("upgrade \\\"$HEAD\\\"").expect("the expand");
+    assert!(lint < upgrade, "the release is linted before it is applied");
     assert!(steps("cutover").contains("shiftguard gate cutover"));
     assert!(steps("deploy-compatible").contains("scripts/version-key"));
     let contract: Value = serde_saphyr::from_str(
@@ -460,6 +465,17 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
     );
     assert_eq!(contract["jobs"]["contract"]["environment"], "production-db");
     let steps = serde_json::to_string(&contract["jobs"]["contract"]["steps"]).expect("steps");
+    let pull_requests: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("lint.yml")).expect("lint.yml"))
+            .expect("YAML");
+    assert!(pull_requests["on"].get("pull_request").is_some());
+    let lint_steps = serde_json::to_string(&pull_requests["jobs"]["lint"]["steps"]).expect("steps");
+    assert!(
+        lint_steps.contains(
+            "shiftguard lint --migrations \\\"$MIGRATIONS\\\" --since \\\"$PROD_HEAD\\\""
+        )
+    );
+    assert!(lint_steps.contains("upload-sarif"));
     let gate = steps.find("shiftguard gate contract").expect("the gate");
     let upgrade = steps.find("alembic -c").expect("the migration");
     assert!(

@@ -65,7 +65,10 @@ pub fn human(report: &Report, color: bool) {
             finding.rule.name,
             finding.message
         );
-        println!("      {}", paint("2", &format!("fix: {}", finding.rule.fix)));
+        println!(
+            "      {}",
+            paint("2", &format!("fix: {}", finding.rule.fix))
+        );
     }
     print_notes(report);
     let errors = report.count(Level::Error);
@@ -116,7 +119,10 @@ pub fn json(report: &Report) {
         "findings": report.findings.iter().map(|f| finding_json(report, f)).collect::<Vec<_>>(),
         "notes": report.notes,
     });
-    println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&record).unwrap_or_default()
+    );
 }
 
 /// SARIF 2.1.0, as GitHub code scanning reads it: every rule in the driver, one result per

@@ -240,7 +240,8 @@ fn read_header(
             });
         }
         LINT_DISABLE_VARIABLE => {
-            let rules = string_list(value).ok_or_else(|| bad("a string or a list of rule codes"))?;
+            let rules =
+                string_list(value).ok_or_else(|| bad("a string or a list of rule codes"))?;
             file.lint_disable = Some(Located { value: rules, line });
         }
         other if other.starts_with(DECLARATION_PREFIX) => {
@@ -510,9 +511,14 @@ impl OperationFinder<'_, '_> {
             "rename_table" => {
                 operation.new_name = literal(args.get(1).or_else(|| keyword("new_table_name")));
             }
-            "create_index" | "drop_index" | "create_unique_constraint"
-            | "create_check_constraint" | "create_foreign_key" | "create_primary_key"
-            | "create_exclude_constraint" | "drop_constraint" => {
+            "create_index"
+            | "drop_index"
+            | "create_unique_constraint"
+            | "create_check_constraint"
+            | "create_foreign_key"
+            | "create_primary_key"
+            | "create_exclude_constraint"
+            | "drop_constraint" => {
                 // The name comes first; the table second (on `op`) or from the batch block.
                 if !is_batch {
                     operation.table = literal(

@@ -328,7 +328,10 @@ fn read_revision(
         branch_labels: parsed.branch_labels.clone(),
         phase,
         phase_source,
-        requires_app_at_least: parsed.requires_app_at_least.as_ref().map(|r| r.value.clone()),
+        requires_app_at_least: parsed
+            .requires_app_at_least
+            .as_ref()
+            .map(|r| r.value.clone()),
         message: parsed.message.clone(),
         file: Some(file.to_owned()),
     };

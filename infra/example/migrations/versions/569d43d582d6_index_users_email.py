@@ -20,9 +20,13 @@ depends_on: Union[str, Sequence[str], None] = None
 
 def upgrade() -> None:
     """Upgrade schema."""
-    op.create_index("ix_users_email", "users", ["email"])
+    # Built without blocking writes to users (PostgreSQL); CONCURRENTLY cannot run inside the
+    # migration's transaction, hence the autocommit block. Other databases ignore the flag.
+    with op.get_context().autocommit_block():
+        op.create_index("ix_users_email", "users", ["email"], postgresql_concurrently=True)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    op.drop_index("ix_users_email", table_name="users")
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_users_email", table_name="users", postgresql_concurrently=True)

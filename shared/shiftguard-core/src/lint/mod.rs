@@ -101,7 +101,12 @@ impl Scope {
 
 /// Whether `table` is created by `revision` itself or (production known) by the release: such a
 /// table has no rows and no traffic from the running build.
-pub fn is_new_table(project: &Project, scope: &Scope, revision: RevisionIndex, table: &str) -> bool {
+pub fn is_new_table(
+    project: &Project,
+    scope: &Scope,
+    revision: RevisionIndex,
+    table: &str,
+) -> bool {
     let creates = |index: RevisionIndex| {
         project.files[index].parsed.operations.iter().any(|op| {
             op.name == "create_table"
@@ -137,7 +142,9 @@ pub struct Finding {
 
 /// `shiftguard_lint_disable` names something that is not a rule.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("{file}:{line}: shiftguard_lint_disable names unknown rule `{rule}` (rules: `shiftguard lint --list-rules`)")]
+#[error(
+    "{file}:{line}: shiftguard_lint_disable names unknown rule `{rule}` (rules: `shiftguard lint --list-rules`)"
+)]
 pub struct DisableError {
     pub file: String,
     pub line: u32,

@@ -340,7 +340,9 @@ impl Linter<'_> {
         let Some(table) = op.table.clone() else {
             if let Some(sql) = &op.sql {
                 for statement in data_statements(sql) {
-                    let Some(target) = statement.table else { continue };
+                    let Some(target) = statement.table else {
+                        continue;
+                    };
                     for column in statement.set_columns {
                         self.filled.insert((target.clone(), column));
                     }
@@ -469,9 +471,8 @@ impl Linter<'_> {
     /// SG104: a drop and an add of the same type, in one revision or (production known) one
     /// release.
     fn renames_in_disguise(&mut self) {
-        let same_scope = |a: &Change, b: &Change| {
-            a.revision == b.revision || self.scope.knows_production()
-        };
+        let same_scope =
+            |a: &Change, b: &Change| a.revision == b.revision || self.scope.knows_production();
         let mut found = Vec::new();
         for drop in &self.dropped_columns {
             let Some((dropped, Some(type_))) = &drop.column else {
@@ -483,7 +484,11 @@ impl Linter<'_> {
                     && matches!(&add.column, Some((name, Some(t))) if t == type_ && name != dropped)
             });
             if let Some(add) = twin {
-                let added = add.column.as_ref().map(|(name, _)| name.as_str()).unwrap_or("?");
+                let added = add
+                    .column
+                    .as_ref()
+                    .map(|(name, _)| name.as_str())
+                    .unwrap_or("?");
                 found.push((
                     drop.revision,
                     drop.line,
@@ -543,7 +548,8 @@ impl Linter<'_> {
             let disguised = self.findings.iter().any(|f| {
                 f.rule.code == "SG104" && f.revision == contract.revision && f.line == contract.line
             });
-            let new_table = is_new_table(self.project, self.scope, contract.revision, &contract.table);
+            let new_table =
+                is_new_table(self.project, self.scope, contract.revision, &contract.table);
             if tolerated || disguised || new_table {
                 continue;
             }

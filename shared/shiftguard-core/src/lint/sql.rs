@@ -153,7 +153,10 @@ fn data_statement(tokens: &[Token]) -> Option<DataStatement> {
         let end = clause
             .iter()
             .position(|t| {
-                t.depth == 0 && ["FROM", "WHERE", "RETURNING", "LIMIT"].iter().any(|w| is(t, w))
+                t.depth == 0
+                    && ["FROM", "WHERE", "RETURNING", "LIMIT"]
+                        .iter()
+                        .any(|w| is(t, w))
             })
             .unwrap_or(clause.len());
         for (i, token) in clause[..end].iter().enumerate() {
@@ -272,8 +275,14 @@ mod tests {
         );
         for (statement, table) in [
             ("ALTER TABLE users ADD COLUMN n int NOT NULL", Some("users")),
-            ("alter table if exists only public.\"Teams\" add x int", Some("teams")),
-            ("CREATE UNIQUE INDEX CONCURRENTLY ix ON only app.users (a)", Some("users")),
+            (
+                "alter table if exists only public.\"Teams\" add x int",
+                Some("teams"),
+            ),
+            (
+                "CREATE UNIQUE INDEX CONCURRENTLY ix ON only app.users (a)",
+                Some("users"),
+            ),
             ("DROP TABLE users", None),
         ] {
             assert_eq!(statement_table(statement).as_deref(), table, "{statement}");
