@@ -175,8 +175,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .collect(),
     };
     let mut findings = lint::lint_operations(&project, &scope, &options);
+    let sql_layer_ran = matches!(&rendered, Ok(_) if dialect == Some(Dialect::Postgresql));
     match rendered {
-        Ok(sql) if dialect == Some(Dialect::Postgresql) => {
+        Ok(sql) if sql_layer_ran => {
             findings.extend(squawk_findings(&project, &scope, &sql));
         }
         Ok(_) => notes.push(format!(
@@ -185,7 +186,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         )),
         Err(why) => notes.push(format!("SQL layer skipped: {why}")),
     }
-    let findings = lint::finish(&project, &scope, findings)?;
+    let findings = lint::finish(&project, &scope, findings, |rule| {
+        lint::rule_ran(rule, &scope, &options, sql_layer_ran)
+    })?;
     let cwd = std::env::current_dir().unwrap_or_default();
     let paths = project
         .files

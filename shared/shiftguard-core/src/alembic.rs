@@ -91,6 +91,8 @@ pub struct ColumnSpec {
     /// `nullable=` as SQLAlchemy resolves it (default true unless a primary key); `None` when
     /// not a literal.
     pub nullable: Option<bool>,
+    /// `server_default=…`, or `Identity()` / `Computed()`: the database fills the column.
+    pub has_server_default: bool,
 }
 
 /// The operation name recorded for a call whose target cannot be known statically
@@ -174,6 +176,7 @@ pub fn parse_revision_file(source: &str) -> Result<RevisionFile, AlembicFileErro
                     batch_tables: Vec::new(),
                     autocommit_depth: 0,
                     connections: Vec::new(),
+                    contexts: Vec::new(),
                     operations: Vec::new(),
                 };
                 finder.visit_body(&function.body);
@@ -308,6 +311,8 @@ struct OperationFinder<'a, 's> {
     autocommit_depth: usize,
     /// Names bound to `op.get_bind()`.
     connections: Vec<String>,
+    /// Names bound to `op.get_context()`.
+    contexts: Vec<String>,
     operations: Vec<Operation>,
 }
 
@@ -319,7 +324,7 @@ impl<'a> Visitor<'a> for OperationFinder<'a, '_> {
                 let autocommit = with
                     .items
                     .iter()
-                    .any(|item| is_autocommit_block(&item.context_expr));
+                    .any(|item| self.is_autocommit_block(&item.context_expr));
                 self.autocommit_depth += usize::from(autocommit);
                 for item in &with.items {
                     self.visit_expr(&item.context_expr);
@@ -328,7 +333,12 @@ impl<'a> Visitor<'a> for OperationFinder<'a, '_> {
                         && let Expr::Name(alias) = &**target
                         && receiver_and_method(call) == Some(("op", "batch_alter_table"))
                     {
-                        let table = call.arguments.args.first().and_then(string_literal);
+                        let table = call
+                            .arguments
+                            .args
+                            .first()
+                            .or_else(|| call.arguments.find_keyword("table_name").map(|k| &k.value))
+                            .and_then(string_literal);
                         self.batch_tables
                             .push((alias.id.to_string(), table.map(str::to_owned)));
                     }
@@ -338,11 +348,14 @@ impl<'a> Visitor<'a> for OperationFinder<'a, '_> {
                 self.autocommit_depth -= usize::from(autocommit);
             }
             Stmt::Assign(assign) => {
-                if let (Expr::Call(call), [Expr::Name(name)]) =
-                    (&*assign.value, assign.targets.as_slice())
-                    && receiver_and_method(call) == Some(("op", "get_bind"))
-                {
-                    self.connections.push(name.id.to_string());
+                if let [target] = assign.targets.as_slice() {
+                    self.bind(target, &assign.value);
+                }
+                walk_stmt(self, stmt);
+            }
+            Stmt::AnnAssign(assign) => {
+                if let Some(value) = &assign.value {
+                    self.bind(&assign.target, value);
                 }
                 walk_stmt(self, stmt);
             }
@@ -402,7 +415,9 @@ impl<'a> OperationFinder<'a, '_> {
         let Some((receiver, method)) = receiver_and_method(call) else {
             return;
         };
-        if receiver == "op" && !is_helper(method) {
+        if is_helper(method) {
+            // `op.f(…)`, `batch_op.f(…)`: names, not operations.
+        } else if receiver == "op" {
             self.record(call, method, None);
         } else if self.connections.iter().any(|c| c == receiver) && is_execute(method) {
             self.record(call, "execute", None);
@@ -418,14 +433,39 @@ impl<'a> OperationFinder<'a, '_> {
     }
 }
 
-/// `op.get_context().autocommit_block()`.
-fn is_autocommit_block(expr: &Expr) -> bool {
-    let Expr::Call(call) = expr else { return false };
-    let Expr::Attribute(attribute) = &*call.func else {
-        return false;
-    };
-    matches!(&*attribute.value, Expr::Call(inner) if receiver_and_method(inner) == Some(("op", "get_context")))
-        && attribute.attr.as_str() == "autocommit_block"
+impl OperationFinder<'_, '_> {
+    /// Remembers `name = op.get_bind()` and `name = op.get_context()`.
+    fn bind(&mut self, target: &Expr, value: &Expr) {
+        if let (Expr::Call(call), Expr::Name(name)) = (value, target) {
+            if receiver_and_method(call) == Some(("op", "get_bind")) {
+                self.connections.push(name.id.to_string());
+            } else if is_get_context(call) {
+                self.contexts.push(name.id.to_string());
+            }
+        }
+    }
+
+    /// `op.get_context().autocommit_block()`, or `.autocommit_block()` on a name bound to it.
+    fn is_autocommit_block(&self, expr: &Expr) -> bool {
+        let Expr::Call(call) = expr else { return false };
+        let Expr::Attribute(attribute) = &*call.func else {
+            return false;
+        };
+        let on_context = match &*attribute.value {
+            Expr::Call(inner) => is_get_context(inner),
+            Expr::Name(name) => self.contexts.iter().any(|c| c == name.id.as_str()),
+            _ => false,
+        };
+        on_context && attribute.attr.as_str() == "autocommit_block"
+    }
+}
+
+/// `op.get_context()` or `context.get_context()`.
+fn is_get_context(call: &ExprCall) -> bool {
+    matches!(
+        receiver_and_method(call),
+        Some(("op" | "context", "get_context"))
+    )
 }
 
 fn is_execute(method: &str) -> bool {
@@ -466,21 +506,18 @@ impl OperationFinder<'_, '_> {
             line: self.lines.line(call.start()),
             table: match &batch_table {
                 Some(table) => table.clone(),
-                None => literal(args.first()),
+                None => literal(args.first().or_else(|| keyword("table_name"))),
             },
             autocommit: self.autocommit_depth > 0,
             ..Operation::default()
         };
         match method {
-            "add_column" => match positional(1) {
+            "add_column" => match positional(1).or_else(|| keyword("column")) {
                 Some(Expr::Call(column)) => {
                     let spec = self.column_spec(column, &mut operation.opaque);
                     operation.column = Some(spec.name.clone()).filter(|name| !name.is_empty());
                     operation.nullable = spec.nullable;
-                    operation.has_server_default = column
-                        .arguments
-                        .find_keyword("server_default")
-                        .is_some_and(|k| !is_none(&k.value));
+                    operation.has_server_default = spec.has_server_default;
                     operation.columns.push(spec);
                 }
                 _ => operation.opaque = true,
@@ -499,7 +536,7 @@ impl OperationFinder<'_, '_> {
                     .collect();
             }
             "alter_column" | "drop_column" => {
-                operation.column = literal(positional(1));
+                operation.column = literal(positional(1).or_else(|| keyword("column_name")));
                 operation.nullable = literal_bool(keyword("nullable"), &mut operation.opaque);
                 operation.has_server_default =
                     keyword("server_default").is_some_and(|value| !is_none(value));
@@ -509,6 +546,7 @@ impl OperationFinder<'_, '_> {
                 operation.changes_type = keyword("type_").is_some_and(|value| !is_none(value));
             }
             "rename_table" => {
+                operation.table = literal(args.first().or_else(|| keyword("old_table_name")));
                 operation.new_name = literal(args.get(1).or_else(|| keyword("new_table_name")));
             }
             "create_index"
@@ -551,7 +589,13 @@ impl OperationFinder<'_, '_> {
         });
         let primary_key = literal_bool(keyword("primary_key"), opaque);
         let nullable = literal_bool(keyword("nullable"), opaque);
+        // A server default, or a value the database generates for every row.
+        let has_server_default = keyword("server_default").is_some_and(|value| !is_none(value))
+            || args.iter().any(|arg| {
+                matches!(arg, Expr::Call(call) if matches!(callee_name(call), Some("Identity" | "Computed")))
+            });
         ColumnSpec {
+            has_server_default,
             name: args
                 .first()
                 .and_then(string_literal)

@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod phase;
 pub mod revision;
 pub mod scan;
+pub mod sqltext;
 
 pub use compat::{DatabaseState, Reason, Verdict, check_build};
 pub use graph::{RevisionGraph, RevisionIndex, RevisionSet};

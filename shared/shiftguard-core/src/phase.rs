@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::alembic::{Operation, RevisionFile};
 use crate::revision::{Phase, PhaseSource};
+use crate::sqltext::{Token, statements};
 
 /// A phase declaration that the revision's own operations contradict.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -82,33 +83,79 @@ pub fn classify(operation: &Operation) -> Option<Phase> {
     }
 }
 
-/// The phase of literal SQL, by the leading keywords of each statement; `None` if any statement
-/// is not recognised.
+/// The phase of literal SQL, by the keywords of each statement; `None` if any statement is not
+/// recognised. Strings, comments and function bodies (`$$…$$`) are not read; session settings
+/// (`SET lock_timeout …`) and queries count as nothing.
 pub fn classify_sql(sql: &str) -> Option<Phase> {
     let mut strictest = None;
-    for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
-        let words: Vec<String> = statement
-            .split_whitespace()
-            .take(64)
-            .map(str::to_ascii_uppercase)
-            .collect();
-        let has = |word: &str| words.iter().any(|w| w == word);
-        let phase = match words.first().map(String::as_str)? {
+    for statement in statements(sql) {
+        let first = statement
+            .first()
+            .filter(|t| !t.quoted)
+            .map_or("", |t| t.text.as_str());
+        let phase = match first {
             "UPDATE" | "INSERT" | "DELETE" | "MERGE" | "REPLACE" | "COPY" => Phase::Data,
             "CREATE" | "COMMENT" => Phase::Expand,
             "DROP" | "TRUNCATE" => Phase::Contract,
-            "ALTER" if has("DROP") || has("RENAME") || has("TYPE") || has("MODIFY") => {
-                Phase::Contract
-            }
-            "ALTER" if has("NOT") && has("NULL") && (has("SET") || !has("DEFAULT")) => {
-                Phase::Contract
-            }
-            "ALTER" if has("ADD") => Phase::Expand,
+            "ALTER" => classify_alter(&statement)?,
+            "SET" | "RESET" | "SELECT" | "ANALYZE" | "VACUUM" | "BEGIN" | "COMMIT" => continue,
             _ => return None,
         };
         strictest = strictest.max(Some(phase));
     }
-    strictest
+    // Only settings and queries: nothing that changes the schema.
+    Some(strictest.unwrap_or(Phase::Expand))
+}
+
+/// `ALTER …`: renames, drops (but not `DROP NOT NULL` / `DROP DEFAULT`, which relax), type
+/// changes and new NOT NULL constraints contract; additions and relaxations expand.
+fn classify_alter(tokens: &[Token]) -> Option<Phase> {
+    let word = |i: usize| {
+        tokens
+            .get(i)
+            .filter(|t| !t.quoted)
+            .map_or("", |t| t.text.as_str())
+    };
+    if word(1) == "TYPE" {
+        // Enum types: ADD VALUE / ADD ATTRIBUTE expand; RENAME / DROP contract.
+        let verb = (2..tokens.len())
+            .map(word)
+            .find(|w| matches!(*w, "ADD" | "RENAME" | "DROP"));
+        return match verb {
+            Some("ADD") => Some(Phase::Expand),
+            Some(_) => Some(Phase::Contract),
+            None => None,
+        };
+    }
+    let (mut contract, mut expand, mut not_null, mut default) = (false, false, false, false);
+    for (i, token) in tokens.iter().enumerate().skip(2) {
+        let top = token.depth == 0;
+        match word(i) {
+            "RENAME" | "MODIFY" | "CHANGE" => contract = true,
+            "DROP" if matches!(word(i + 1), "NOT" | "DEFAULT") => expand = true,
+            "DROP" => contract = true,
+            // `ALTER [COLUMN] c TYPE t`, `SET DATA TYPE t`; not a column named type.
+            "TYPE"
+                if word(i - 1) == "DATA"
+                    || (i >= 4 && word(i - 2) == "ALTER")
+                    || (i >= 5 && word(i - 2) == "COLUMN" && word(i - 3) == "ALTER") =>
+            {
+                contract = true;
+            }
+            "SET" if word(i + 1) == "NOT" && word(i + 2) == "NULL" => contract = true,
+            "NOT" if top && word(i + 1) == "NULL" && word(i - 1) != "DROP" => not_null = true,
+            "DEFAULT" if top => default = true,
+            "ADD" => expand = true,
+            _ => {}
+        }
+    }
+    if contract || (not_null && !default) {
+        Some(Phase::Contract)
+    } else if expand || default {
+        Some(Phase::Expand)
+    } else {
+        None
+    }
 }
 
 /// The phase of each operation of one revision, in context: an operation on a table that the
@@ -290,6 +337,46 @@ mod tests {
                 "    op.execute(\"ALTER TABLE users ADD COLUMN x int NOT NULL DEFAULT 0\")",
                 Expand,
                 Inferred,
+            ),
+            (
+                "    op.execute(\"ALTER TYPE order_status ADD VALUE 'refunded'\")",
+                Expand,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"ALTER TABLE events ADD COLUMN type varchar(20)\")",
+                Expand,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"ALTER TABLE t ALTER COLUMN c DROP NOT NULL\")",
+                Expand,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"ALTER TABLE t ALTER COLUMN c TYPE bigint\")",
+                Contract,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"ALTER TABLE t ALTER COLUMN c SET NOT NULL\")",
+                Contract,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"ALTER TABLE t ADD CONSTRAINT ck CHECK (c IS NOT NULL) NOT VALID\")",
+                Expand,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"SET lock_timeout = '2s'\")\n    op.execute('''CREATE FUNCTION touch() RETURNS trigger AS $$ BEGIN NEW.updated_at = now(); RETURN NEW; END; $$ LANGUAGE plpgsql''')",
+                Expand,
+                Inferred,
+            ),
+            (
+                "    op.execute(\"DO $$ BEGIN DELETE FROM cache; END $$\")",
+                Contract,
+                Assumed,
             ),
             (
                 "    op.add_column('users', sa.Column('x', sa.Integer(), nullable=flag))",

@@ -99,8 +99,8 @@ impl Scope {
     }
 }
 
-/// Whether `table` is created by `revision` itself or (production known) by the release: such a
-/// table has no rows and no traffic from the running build.
+/// Whether `table` is created by `revision` itself or (production known) by a revision of the
+/// release before it: such a table has no rows and no traffic from the running build.
 pub fn is_new_table(
     project: &Project,
     scope: &Scope,
@@ -116,7 +116,16 @@ pub fn is_new_table(
                     .is_some_and(|t| t.eq_ignore_ascii_case(table))
         })
     };
-    creates(revision) || (scope.knows_production() && scope.revisions(&project.graph).any(creates))
+    if creates(revision) {
+        return true;
+    }
+    // Earlier in the release: a revision of the release that this one descends from.
+    scope.knows_production()
+        && project
+            .graph
+            .ancestors([revision])
+            .iter()
+            .any(|index| scope.release.contains(index) && creates(index))
 }
 
 /// What the project tells the lint beyond the revision files.
@@ -151,24 +160,32 @@ pub struct DisableError {
     pub rule: String,
 }
 
-/// Drops SQL-layer findings already reported by their operations twin, applies each revision's
-/// `shiftguard_lint_disable` (reporting entries that disabled nothing), and orders the findings by
-/// revision (topologically), line and code.
+/// Whether `rule` ran on this lint: the SQL layer's only when it ran, PostgreSQL's rules only on
+/// PostgreSQL (or an unknown dialect), SG103 only with `--since`.
+pub fn rule_ran(rule: &Rule, scope: &Scope, options: &Options, sql_layer_ran: bool) -> bool {
+    match (rule.layer, rule.code) {
+        (Layer::Sql, _) => sql_layer_ran,
+        (_, "SG301" | "SG302") => matches!(options.dialect, None | Some(Dialect::Postgresql)),
+        (_, "SG103") => scope.knows_production(),
+        _ => true,
+    }
+}
+
+/// Applies each revision's `shiftguard_lint_disable` (reporting entries that disabled nothing,
+/// among the rules that ran), drops SQL-layer findings whose operations twin reported on the same
+/// revision, and orders the findings by revision (topologically), line and code.
 pub fn finish(
     project: &Project,
     scope: &Scope,
     mut findings: Vec<Finding>,
+    ran: impl Fn(&Rule) -> bool,
 ) -> Result<Vec<Finding>, DisableError> {
+    // Before the disables: disabling an operations rule must not bring its SQL twin back.
     let reported: Vec<(RevisionIndex, &str)> = findings
         .iter()
         .filter(|f| f.rule.layer == Layer::Operations)
         .map(|f| (f.revision, f.rule.code))
         .collect();
-    findings.retain(|f| {
-        f.rule
-            .same_as
-            .is_none_or(|twin| !reported.contains(&(f.revision, twin)))
-    });
 
     for index in scope.revisions(&project.graph) {
         let file = &project.files[index];
@@ -183,7 +200,7 @@ pub fn finish(
             })?;
             let before = findings.len();
             findings.retain(|f| !(f.revision == index && f.rule == disabled));
-            if findings.len() == before {
+            if findings.len() == before && ran(disabled) {
                 findings.push(Finding {
                     rule: rule("SG001"),
                     revision: index,
@@ -196,6 +213,11 @@ pub fn finish(
             }
         }
     }
+    findings.retain(|f| {
+        f.rule
+            .same_as
+            .is_none_or(|twin| !reported.contains(&(f.revision, twin)))
+    });
 
     let position: HashMap<RevisionIndex, usize> = project
         .graph
@@ -213,3 +235,6 @@ pub fn finish(
     findings.dedup();
     Ok(findings)
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,6 +41,12 @@ pub fn lint_operations(project: &Project, scope: &Scope, options: &Options) -> V
 struct Column {
     type_: Option<String>,
     nullable: Option<bool>,
+    has_server_default: bool,
+}
+
+/// Tables and columns are matched case-insensitively (SQL folds unquoted names).
+fn key(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 #[derive(Debug)]
@@ -110,12 +116,23 @@ impl Linter<'_> {
     /// production is known): it has no rows and no traffic from the running build.
     fn is_new_table(&self, table: &str, index: RevisionIndex) -> bool {
         self.tables
-            .get(table)
+            .get(&key(table))
             .and_then(|t| t.created_in)
             .is_some_and(|created| {
                 created == index
                     || (self.scope.knows_production() && self.scope.release.contains(created))
             })
+    }
+
+    /// The revision declares that the running build (production) tolerates it.
+    fn tolerated(&self, index: RevisionIndex) -> bool {
+        let graph = &self.project.graph;
+        self.project.files[index]
+            .parsed
+            .requires_app_at_least
+            .as_ref()
+            .and_then(|x| graph.resolve(&x.value).ok())
+            .is_some_and(|x| self.scope.production.contains(x))
     }
 
     fn postgresql(&self) -> bool {
@@ -215,7 +232,10 @@ impl Linter<'_> {
             }
             "alter_column" => {
                 let column = op.column.as_deref().unwrap_or("?");
-                if let Some(new_name) = &op.new_name {
+                let harmless = self.tolerated(index) || self.is_new_table(table, index);
+                if harmless {
+                    // The running build does not use it (declared), or no build has used it yet.
+                } else if let Some(new_name) = &op.new_name {
                     self.report(
                         "SG105",
                         index,
@@ -243,7 +263,7 @@ impl Linter<'_> {
                     );
                 }
             }
-            "rename_table" => {
+            "rename_table" if !self.tolerated(index) && !self.is_new_table(table, index) => {
                 let new_name = op.new_name.as_deref().unwrap_or("?");
                 self.report(
                     "SG106",
@@ -306,11 +326,15 @@ impl Linter<'_> {
         if self.is_new_table(table, index) {
             return false;
         }
-        let known = self.tables.get(table).and_then(|t| t.columns.get(column));
-        if known.is_some_and(|c| c.nullable == Some(false)) {
+        let known = self
+            .tables
+            .get(&key(table))
+            .and_then(|t| t.columns.get(&key(column)));
+        // Already NOT NULL, or filled by the database's default since it was added.
+        if known.is_some_and(|c| c.nullable == Some(false) || c.has_server_default) {
             return false;
         }
-        let key = (table.to_ascii_lowercase(), column.to_ascii_lowercase());
+        let key = (key(table), key(column));
         let configured = self.options.backfilled.iter().any(|(t, columns)| {
             t.eq_ignore_ascii_case(table) && columns.iter().any(|c| c.eq_ignore_ascii_case(column))
         });
@@ -332,12 +356,12 @@ impl Linter<'_> {
             self.touches.push(Touch {
                 revision: index,
                 line: op.line,
-                table: table.clone(),
+                table: key(table),
                 phase,
                 operation: op.name.clone(),
             });
         }
-        let Some(table) = op.table.clone() else {
+        let Some(table) = op.table.as_deref().map(key) else {
             if let Some(sql) = &op.sql {
                 for statement in data_statements(sql) {
                     let Some(target) = statement.table else {
@@ -368,8 +392,9 @@ impl Linter<'_> {
                         let column = Column {
                             type_: c.type_.clone(),
                             nullable: c.nullable,
+                            has_server_default: c.has_server_default,
                         };
-                        (c.name.clone(), column)
+                        (key(&c.name), column)
                     })
                     .collect();
                 let created = Table {
@@ -401,7 +426,7 @@ impl Linter<'_> {
             }
             "rename_table" => {
                 if let (Some(moved), Some(new_name)) = (self.tables.remove(&table), &op.new_name) {
-                    self.tables.insert(new_name.clone(), moved);
+                    self.tables.insert(key(new_name), moved);
                 }
             }
             "add_column" => {
@@ -411,10 +436,11 @@ impl Linter<'_> {
                 });
                 for spec in &op.columns {
                     entry.columns.insert(
-                        spec.name.clone(),
+                        key(&spec.name),
                         Column {
                             type_: spec.type_.clone(),
                             nullable: spec.nullable,
+                            has_server_default: spec.has_server_default,
                         },
                     );
                     if in_release {
@@ -422,36 +448,41 @@ impl Linter<'_> {
                             revision: index,
                             line: op.line,
                             table: table.clone(),
-                            column: Some((spec.name.clone(), spec.type_.clone())),
+                            column: Some((key(&spec.name), spec.type_.clone())),
                             columns: None,
                         });
                     }
                 }
             }
             "drop_column" => {
-                let Some(column) = &op.column else { return };
+                let Some(column) = op.column.as_deref().map(key) else {
+                    return;
+                };
                 let dropped = self
                     .tables
                     .get_mut(&table)
-                    .and_then(|t| t.columns.remove(column));
+                    .and_then(|t| t.columns.remove(&column));
                 if in_release {
                     self.dropped_columns.push(Change {
                         revision: index,
                         line: op.line,
                         table,
-                        column: Some((column.clone(), dropped.and_then(|c| c.type_))),
+                        column: Some((column, dropped.and_then(|c| c.type_))),
                         columns: None,
                     });
                 }
             }
             "alter_column" => {
-                let Some(column) = &op.column else { return };
+                let Some(column) = op.column.as_deref().map(key) else {
+                    return;
+                };
                 let Some(state) = self.tables.get_mut(&table) else {
                     return;
                 };
-                let mut current = state.columns.remove(column).unwrap_or(Column {
+                let mut current = state.columns.remove(&column).unwrap_or(Column {
                     type_: None,
                     nullable: None,
+                    has_server_default: false,
                 });
                 if op.changes_type {
                     current.type_ = None;
@@ -461,7 +492,10 @@ impl Linter<'_> {
                 } else if op.nullable.is_some() {
                     current.nullable = op.nullable;
                 }
-                let name = op.new_name.clone().unwrap_or_else(|| column.clone());
+                if op.has_server_default {
+                    current.has_server_default = true;
+                }
+                let name = op.new_name.as_deref().map_or(column, key);
                 state.columns.insert(name, current);
             }
             _ => {}
@@ -474,10 +508,17 @@ impl Linter<'_> {
         let same_scope =
             |a: &Change, b: &Change| a.revision == b.revision || self.scope.knows_production();
         let mut found = Vec::new();
+        let harmless = |drop: &Change| {
+            self.tolerated(drop.revision)
+                || is_new_table(self.project, self.scope, drop.revision, &drop.table)
+        };
         for drop in &self.dropped_columns {
             let Some((dropped, Some(type_))) = &drop.column else {
                 continue;
             };
+            if harmless(drop) {
+                continue;
+            }
             let twin = self.added_columns.iter().find(|add| {
                 add.table == drop.table
                     && same_scope(add, drop)
@@ -505,6 +546,9 @@ impl Linter<'_> {
             let Some(columns) = drop.columns.as_ref().filter(|c| !c.is_empty()) else {
                 continue;
             };
+            if harmless(drop) {
+                continue;
+            }
             let twin = self.created_tables.iter().find(|create| {
                 create.table != drop.table
                     && same_scope(create, drop)
@@ -536,15 +580,9 @@ impl Linter<'_> {
         if !self.scope.knows_production() {
             return;
         }
-        let graph = &self.project.graph;
         let mut found = Vec::new();
         for contract in self.touches.iter().filter(|t| t.phase == Phase::Contract) {
-            let tolerated = self.project.files[contract.revision]
-                .parsed
-                .requires_app_at_least
-                .as_ref()
-                .and_then(|x| graph.resolve(&x.value).ok())
-                .is_some_and(|x| self.scope.production.contains(x));
+            let tolerated = self.tolerated(contract.revision);
             let disguised = self.findings.iter().any(|f| {
                 f.rule.code == "SG104" && f.revision == contract.revision && f.line == contract.line
             });

@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use crate::sqltext::{Token, statements};
+
 /// An UPDATE or DELETE found in literal SQL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataStatement {
@@ -32,96 +34,14 @@ impl DataKind {
 
 /// The UPDATE and DELETE statements in `sql` (other statements are skipped).
 pub fn data_statements(sql: &str) -> Vec<DataStatement> {
-    split_statements(sql)
+    statements(sql)
         .iter()
         .filter_map(|tokens| data_statement(tokens))
         .collect()
 }
 
-/// A token with its parenthesis depth; words are upper-cased, quoted identifiers unquoted.
-#[derive(Debug)]
-struct Token {
-    text: String,
-    depth: u32,
-    quoted: bool,
-}
-
-/// Statements as token lists. String literals and comments are skipped.
-fn split_statements(sql: &str) -> Vec<Vec<Token>> {
-    let mut statements = vec![Vec::new()];
-    let mut depth = 0u32;
-    let mut chars = sql.char_indices().peekable();
-    while let Some((start, c)) = chars.next() {
-        match c {
-            ';' => statements.push(Vec::new()),
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            '\'' => {
-                // A string literal; '' is an escaped quote.
-                while let Some((_, c)) = chars.next() {
-                    if c == '\'' {
-                        if chars.peek().map(|&(_, c)| c) == Some('\'') {
-                            chars.next();
-                        } else {
-                            break;
-                        }
-                    }
-                }
-            }
-            '-' if chars.peek().map(|&(_, c)| c) == Some('-') => {
-                for (_, c) in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '"' | '`' => {
-                let mut text = String::new();
-                for (_, next) in chars.by_ref() {
-                    if next == c {
-                        break;
-                    }
-                    text.push(next);
-                }
-                push(&mut statements, text, depth, true);
-            }
-            c if c.is_alphanumeric() || c == '_' => {
-                let mut end = start + c.len_utf8();
-                while let Some(&(i, next)) = chars.peek() {
-                    if next.is_alphanumeric() || next == '_' || next == '$' {
-                        end = i + next.len_utf8();
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                push(&mut statements, sql[start..end].to_owned(), depth, false);
-            }
-            c if c.is_whitespace() => {}
-            c => push(&mut statements, c.to_string(), depth, false),
-        }
-    }
-    statements.retain(|s| !s.is_empty());
-    statements
-}
-
-fn push(statements: &mut [Vec<Token>], text: String, depth: u32, quoted: bool) {
-    let text = if quoted {
-        text
-    } else {
-        text.to_ascii_uppercase()
-    };
-    if let Some(statement) = statements.last_mut() {
-        statement.push(Token {
-            text,
-            depth,
-            quoted,
-        });
-    }
-}
-
 fn data_statement(tokens: &[Token]) -> Option<DataStatement> {
-    let is = |token: &Token, word: &str| !token.quoted && token.text == word;
+    let is = |token: &Token, word: &str| token.is(word);
     // A WITH … prefix is not read: such statements are left alone rather than guessed at.
     let (kind, rest) = match tokens {
         [first, rest @ ..] if is(first, "UPDATE") => (DataKind::Update, rest),
@@ -175,9 +95,9 @@ fn data_statement(tokens: &[Token]) -> Option<DataStatement> {
 
 /// The table an `ALTER TABLE` or `CREATE INDEX … ON` statement acts on.
 pub fn statement_table(statement: &str) -> Option<String> {
-    let statements = split_statements(statement);
+    let statements = statements(statement);
     let tokens = statements.first()?;
-    let word = |i: usize, w: &str| tokens.get(i).is_some_and(|t| !t.quoted && t.text == w);
+    let word = |i: usize, w: &str| tokens.get(i).is_some_and(|t| t.is(w));
     let start = if word(0, "ALTER") && word(1, "TABLE") {
         let mut i = 2;
         while word(i, "IF") || word(i, "EXISTS") || word(i, "ONLY") {
@@ -185,7 +105,7 @@ pub fn statement_table(statement: &str) -> Option<String> {
         }
         i
     } else if word(0, "CREATE") {
-        let on = tokens.iter().position(|t| !t.quoted && t.text == "ON")?;
+        let on = tokens.iter().position(|t| t.is("ON"))?;
         if word(on + 1, "ONLY") { on + 2 } else { on + 1 }
     } else {
         return None;
@@ -199,7 +119,9 @@ pub fn statement_table(statement: &str) -> Option<String> {
 
 /// The columns a backfill's `set` (`a = expr, b = expr`) assigns.
 pub fn assigned_columns(set: &str) -> Vec<String> {
-    data_statement(&split_statements(&format!("UPDATE t SET {set}"))[0])
+    statements(&format!("UPDATE t SET {set}"))
+        .first()
+        .and_then(|tokens| data_statement(tokens))
         .map(|statement| statement.set_columns)
         .unwrap_or_default()
 }
