@@ -175,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .collect(),
     };
     let mut findings = lint::lint_operations(&project, &scope, &options);
-    let sql_layer_ran = matches!(&rendered, Ok(_) if dialect == Some(Dialect::Postgresql));
+    let sql_layer_ran = rendered.is_ok() && dialect == Some(Dialect::Postgresql);
     match rendered {
         Ok(sql) if sql_layer_ran => {
             findings.extend(squawk_findings(&project, &scope, &sql));
