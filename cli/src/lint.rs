@@ -374,7 +374,8 @@ fn squawk_findings(project: &Project, scope: &Scope, sql: &str) -> Vec<Finding> 
         })
         .collect();
     let segments = segments(sql);
-    let mut findings = Vec::new();
+    // (finding, the statement it is about)
+    let mut found: Vec<(Finding, &str)> = Vec::new();
     for violation in linter.lint(&parsed, sql) {
         let start = usize::from(violation.text_range.start());
         let statement = statements
@@ -403,15 +404,27 @@ fn squawk_findings(project: &Project, scope: &Scope, sql: &str) -> Vec<Finding> 
         if !scope.release.contains(index) || new_table {
             continue;
         }
-        let statement = statement.lines().next().unwrap_or_default().trim();
-        findings.push(Finding {
+        let first_line = statement.lines().next().unwrap_or_default().trim();
+        let finding = Finding {
             rule,
             revision: index,
             line: header_line(project, index),
-            message: format!("{} (`{}`)", violation.message, shorten(statement, 80)),
-        });
+            message: format!("{} (`{}`)", violation.message, shorten(first_line, 80)),
+        };
+        found.push((finding, statement));
     }
-    findings
+    // A UNIQUE or PRIMARY KEY constraint cannot be NOT VALID: for those, SG508/SG509 give the
+    // fix (USING INDEX), and squawk's constraint-missing-not-valid on the same statement goes.
+    let using_index: Vec<&str> = found
+        .iter()
+        .filter(|(f, _)| matches!(f.rule.code, "SG508" | "SG509"))
+        .map(|(_, statement)| *statement)
+        .collect();
+    found
+        .into_iter()
+        .filter(|(f, statement)| !(f.rule.code == "SG505" && using_index.contains(statement)))
+        .map(|(finding, _)| finding)
+        .collect()
 }
 
 /// The line of `revision = …`: where a finding about the rendered SQL points.

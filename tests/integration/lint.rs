@@ -82,13 +82,6 @@ fn set(codes: &[&str]) -> BTreeSet<String> {
 /// extra arguments, expected codes, expected exit code).
 #[test]
 fn each_rule_fires_on_its_hazard_and_only_there() {
-    type Case<'a> = (
-        &'a str,
-        &'a [(&'a str, &'a str, &'a str)],
-        &'a [&'a str],
-        &'a [&'a str],
-        i32,
-    );
     let autocommit_index = "    with op.get_context().autocommit_block():\n        op.create_index('ix_users_email', 'users', ['email'], postgresql_concurrently=True)";
     let cases: &[Case] = &[
         (
@@ -388,6 +381,20 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
             0,
         ),
     ];
+    run_cases(cases);
+}
+
+/// (case, release, extra arguments, expected codes, expected exit code).
+type Case<'a> = (
+    &'a str,
+    &'a [(&'a str, &'a str, &'a str)],
+    &'a [&'a str],
+    &'a [&'a str],
+    i32,
+);
+
+/// Runs each case in its own project; every mismatch is reported, not only the first.
+fn run_cases(cases: &[Case]) {
     let mut failures = Vec::new();
     for (name, release, args, expected, exit) in cases {
         let project = project(release);
@@ -415,6 +422,52 @@ fn each_rule_fires_on_its_hazard_and_only_there() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The SQL layer: hazards only the rendered SQL shows (raw `op.execute`, lock behaviour of DDL),
+/// each mapped back to the revision that renders it.
+#[test]
+fn sql_layer_rules_fire_on_the_rendered_sql() {
+    let raw = |sql: &'static str| -> String { format!("    op.execute({sql:?})") };
+    let bodies: Vec<(&str, String, &[&str], i32)> = vec![
+        ("SG501", raw("ALTER TABLE users ADD COLUMN age int NOT NULL"), &["SG501"], 1),
+        ("SG504", raw("CREATE INDEX CONCURRENTLY ix_c ON users (email)"), &["SG504"], 1),
+        (
+            "SG507",
+            "    op.alter_column('users', 'email', type_=sa.Text(), existing_type=sa.String(200))".to_owned(),
+            &["SG507"],
+            0,
+        ),
+        (
+            "SG508",
+            "    op.create_unique_constraint('uq_users_email', 'users', ['email'])".to_owned(),
+            &["SG508"],
+            0,
+        ),
+        ("SG509", raw("ALTER TABLE users ADD PRIMARY KEY (email)"), &["SG509"], 0),
+        (
+            "SG510",
+            "    op.add_column('users', sa.Column('token', sa.Text(), server_default=sa.text('gen_random_uuid()')))".to_owned(),
+            &["SG510"],
+            0,
+        ),
+        ("SG511", raw("ALTER TABLE users RENAME COLUMN email TO mail"), &["SG511"], 1),
+        ("SG512", raw("ALTER TABLE users RENAME TO accounts"), &["SG512"], 1),
+        ("SG513", raw("DROP DATABASE other"), &["SG513"], 1),
+        ("SG514", raw("TRUNCATE users CASCADE"), &["SG514"], 1),
+    ];
+    let releases: Vec<[(&str, &str, &str); 1]> = bodies
+        .iter()
+        .map(|(_, body, _, _)| [("b2", body.as_str(), "")])
+        .collect();
+    let cases: Vec<Case> = bodies
+        .iter()
+        .zip(&releases)
+        .map(|((name, _, expected, exit), release)| {
+            (*name, &release[..], &[][..], *expected, *exit)
+        })
+        .collect();
+    run_cases(&cases);
 }
 
 /// A release with no hazard: nothing from either layer, and the SQL layer did run.
