@@ -31,9 +31,12 @@ pub fn lint_operations(project: &Project, scope: &Scope, options: &Options) -> V
     for index in project.graph.topological() {
         linter.revision(index);
     }
-    linter.renames_in_disguise();
-    linter.contracts_with_their_expand();
-    linter.data_with_its_expand();
+    let renames = linter.renames_in_disguise();
+    linter.findings.extend(renames);
+    let contracts = linter.contracts_with_their_expand();
+    linter.findings.extend(contracts);
+    let data = linter.data_with_its_expand();
+    linter.findings.extend(data);
     linter.findings
 }
 
@@ -95,12 +98,7 @@ struct Linter<'a> {
 
 impl Linter<'_> {
     fn report(&mut self, code: &str, revision: RevisionIndex, line: u32, message: String) {
-        self.findings.push(Finding {
-            rule: rule(code),
-            revision,
-            line,
-            message,
-        });
+        self.findings.push(finding(code, revision, line, message));
     }
 
     fn file_name(&self, index: RevisionIndex) -> &str {
@@ -504,7 +502,7 @@ impl Linter<'_> {
 
     /// SG104: a drop and an add of the same type, in one revision or (production known) one
     /// release.
-    fn renames_in_disguise(&mut self) {
+    fn renames_in_disguise(&self) -> Vec<Finding> {
         let same_scope =
             |a: &Change, b: &Change| a.revision == b.revision || self.scope.knows_production();
         let mut found = Vec::new();
@@ -530,7 +528,8 @@ impl Linter<'_> {
                     .as_ref()
                     .map(|(name, _)| name.as_str())
                     .unwrap_or("?");
-                found.push((
+                found.push(finding(
+                    "SG104",
                     drop.revision,
                     drop.line,
                     format!(
@@ -555,7 +554,8 @@ impl Linter<'_> {
                     && create.columns.as_ref() == Some(columns)
             });
             if let Some(create) = twin {
-                found.push((
+                found.push(finding(
+                    "SG104",
                     drop.revision,
                     drop.line,
                     format!(
@@ -569,16 +569,14 @@ impl Linter<'_> {
                 ));
             }
         }
-        for (revision, line, message) in found {
-            self.report("SG104", revision, line, message);
-        }
+        found
     }
 
     /// SG103: a contract of a table that the same release expands, not tolerated by the running
     /// build.
-    fn contracts_with_their_expand(&mut self) {
+    fn contracts_with_their_expand(&self) -> Vec<Finding> {
         if !self.scope.knows_production() {
-            return;
+            return Vec::new();
         }
         let mut found = Vec::new();
         for contract in self.touches.iter().filter(|t| t.phase == Phase::Contract) {
@@ -597,7 +595,8 @@ impl Linter<'_> {
                     && matches!(t.phase, Phase::Expand | Phase::Data)
             });
             if let Some(expand) = expand {
-                found.push((
+                found.push(finding(
+                    "SG103",
                     contract.revision,
                     contract.line,
                     format!(
@@ -612,13 +611,11 @@ impl Linter<'_> {
                 ));
             }
         }
-        for (revision, line, message) in found {
-            self.report("SG103", revision, line, message);
-        }
+        found
     }
 
     /// SG402: a data change of a large table after an expand it depends on, in the same release.
-    fn data_with_its_expand(&mut self) {
+    fn data_with_its_expand(&self) -> Vec<Finding> {
         let large = |table: &str| {
             self.options
                 .large_tables
@@ -639,7 +636,8 @@ impl Linter<'_> {
                     && (t.revision == data.revision || self.scope.knows_production())
             });
             if let Some(expand) = expand {
-                found.push((
+                found.push(finding(
+                    "SG402",
                     data.revision,
                     data.line,
                     format!(
@@ -652,9 +650,16 @@ impl Linter<'_> {
                 ));
             }
         }
-        for (revision, line, message) in found {
-            self.report("SG402", revision, line, message);
-        }
+        found
+    }
+}
+
+fn finding(code: &str, revision: RevisionIndex, line: u32, message: String) -> Finding {
+    Finding {
+        rule: rule(code),
+        revision,
+        line,
+        message,
     }
 }
 
