@@ -4,6 +4,7 @@
 mod backfill;
 mod check;
 mod gate;
+mod lab;
 mod lint;
 mod manifest;
 mod migrations;
@@ -44,6 +45,7 @@ struct Cli {
 enum Command {
     Manifest(manifest::Args),
     Lint(lint::Args),
+    Lab(lab::Args),
     Check(check::Args),
     Backfill(backfill::Args),
     Gate(gate::Args),
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Manifest(args) => manifest::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Check(args) => check::run(args),
         Command::Backfill(args) => backfill::run(args),
         Command::Gate(args) => gate::run(args),

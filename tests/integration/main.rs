@@ -9,6 +9,7 @@ mod endpoint;
 mod gates;
 mod graph;
 mod hooks;
+mod lab;
 mod lambda_backfill;
 mod lint;
 mod sample_app;

@@ -1,0 +1,979 @@
+//! `shiftguard lab`: rehearses a whole release of the running example on an embedded database,
+//! with the real engine and gates: the revision graph of the example project, the compatibility
+//! rule, the pre-traffic, between-steps, cutover and contract decisions of `shiftguard-core`, and
+//! the backfill `Runner` of `shiftguard-sql` with its SQL checkpoint. What AWS provides in
+//! production (a weighted alias, the versions' code, traffic and per-version metrics) is played
+//! in-process by `lab/world.rs`. Every stage states what the doctrine expects; the lab exits 0
+//! only if every stage behaved so, which makes it a smoke test too.
+
+mod report;
+mod world;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use shiftguard_core::approval::{self, LiveVersion, Shift};
+use shiftguard_core::config::{BackfillConfig, Tuning};
+use shiftguard_core::gate::{
+    self, BackfillNow, Decision, GateResult, GateVerdict, HealthBudget, VersionStamp,
+};
+use shiftguard_core::scan::revision_from_source;
+use shiftguard_core::{DatabaseState, RevisionGraph, check_build};
+use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner};
+use shiftguard_sql::checkpoint::SqlCheckpoints;
+use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, Dialect, read_heads};
+
+use self::world::{Alias, Code, Counters, Traffic, Version};
+use crate::Outcome;
+
+/// Rehearse a whole release (expand, canary, backfill, cutover, contract) on an embedded database.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    # The whole story on a temporary SQLite file, step by step:\n  \
+    shiftguard lab\n\n  \
+    # Smaller and faster, with a timeline chart:\n  \
+    shiftguard lab --rows 20000 --report lab.html\n\n  \
+    # On a scratch PostgreSQL database (its tables users, audit_log, alembic_version and\n  \
+    # shiftguard_backfill are dropped and created):\n  \
+    shiftguard lab --database-url postgres://app@127.0.0.1/scratch --json\n\n\
+    Exit codes: 0 every stage behaved as the doctrine says, 1 one did not (named), 2 could not run.")]
+pub struct Args {
+    /// Database to rehearse on (its users, audit_log, alembic_version and shiftguard_backfill
+    /// tables are replaced). Default: a temporary SQLite file.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Rows in the users table before the release.
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    rows: u64,
+    /// Print the record of the rehearsal as JSON instead of the narrative.
+    #[arg(long)]
+    json: bool,
+    /// Write a self-contained HTML page with the timeline (traffic weights, backfill progress,
+    /// gate verdicts).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+/// The example project's revision files, compiled in: the lab needs no checkout and no Python.
+const REVISIONS: &[(&str, &str)] = &[
+    (
+        "d2ca87e6a2c7_create_users.py",
+        include_str!("../../infra/example/migrations/versions/d2ca87e6a2c7_create_users.py"),
+    ),
+    (
+        "836a014c0874_add_users_display_name.py",
+        include_str!(
+            "../../infra/example/migrations/versions/836a014c0874_add_users_display_name.py"
+        ),
+    ),
+    (
+        "569d43d582d6_index_users_email.py",
+        include_str!("../../infra/example/migrations/versions/569d43d582d6_index_users_email.py"),
+    ),
+    (
+        "448b4040d6f2_create_audit_log.py",
+        include_str!("../../infra/example/migrations/versions/448b4040d6f2_create_audit_log.py"),
+    ),
+    (
+        "3f55b760f0a3_merge_email_index_and_audit_branches.py",
+        include_str!(
+            "../../infra/example/migrations/versions/3f55b760f0a3_merge_email_index_and_audit_branches.py"
+        ),
+    ),
+    (
+        "172e330d1de0_drop_users_full_name.py",
+        include_str!(
+            "../../infra/example/migrations/versions/172e330d1de0_drop_users_full_name.py"
+        ),
+    ),
+];
+
+const BASE: &str = "d2ca87e6a2c7";
+const EXPAND: [&str; 4] = [
+    "836a014c0874",
+    "569d43d582d6",
+    "448b4040d6f2",
+    "3f55b760f0a3",
+];
+const CONTRACT: &str = "172e330d1de0";
+const BACKFILL: &str = "users_display_name";
+const FUNCTION: &str = "users-api";
+/// Requests sent through the alias per traffic tick.
+const REQUESTS_PER_TICK: usize = 200;
+/// The contract gate's observation window, in traffic ticks.
+const OBSERVATION_TICKS: u64 = 20;
+
+/// One gate verdict on the timeline.
+#[derive(Debug, Serialize)]
+pub struct GateEvent {
+    pub t_ms: f64,
+    pub stage: usize,
+    pub gate: String,
+    pub verdict: &'static str,
+    pub reason: Option<String>,
+    pub value: Option<f64>,
+    pub threshold: Option<String>,
+}
+
+/// Traffic weights and backfill progress at one moment.
+#[derive(Debug, Serialize)]
+pub struct Sample {
+    pub t_ms: f64,
+    /// Share of traffic per version (v1, v2).
+    pub weights: Vec<f64>,
+    pub backfill_percent: f64,
+}
+
+/// One stage of the story and whether it went as the doctrine says.
+#[derive(Debug, Serialize)]
+pub struct Stage {
+    pub number: usize,
+    pub title: String,
+    pub expected: String,
+    pub ok: bool,
+    pub notes: Vec<String>,
+}
+
+/// The record of a rehearsal (`--json`, and the data of the HTML report).
+#[derive(Debug, Serialize)]
+pub struct Record {
+    pub result: &'static str,
+    pub database: String,
+    pub rows: u64,
+    pub seconds: f64,
+    pub stages: Vec<Stage>,
+    pub gates: Vec<GateEvent>,
+    pub timeline: Vec<Sample>,
+}
+
+struct Lab {
+    quiet: bool,
+    graph: RevisionGraph,
+    url: DatabaseUrl,
+    connection: Connection,
+    versions: Vec<Version>,
+    alias: Alias,
+    traffic: Traffic,
+    /// Counters since the last canary step, per version.
+    window: Vec<Counters>,
+    /// The traffic tick each version was last invoked in.
+    last_invoked: Vec<Option<u64>>,
+    tick: u64,
+    backfill: BackfillConfig,
+    checkpoints_table: &'static str,
+    started: Instant,
+    record: Record,
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if args.rows < 1_000 {
+        bail!("--rows must be at least 1000 (the canary needs traffic to judge)");
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("shiftguard-lab-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let (raw_url, database) = match &args.database_url {
+        Some(url) => (url.clone(), "the given database".to_owned()),
+        None => {
+            // An empty file is an empty SQLite database (shiftguard never creates one itself).
+            let path = scratch.path().join("lab.db");
+            std::fs::File::create(&path).context("cannot create the lab's SQLite file")?;
+            (
+                format!("sqlite://{}", path.display()),
+                "SQLite (a temporary file)".to_owned(),
+            )
+        }
+    };
+    let url = DatabaseUrl::parse(&raw_url).context("--database-url")?;
+    let record = runtime.block_on(async {
+        let mut lab = Lab::new(url, database, args.rows, args.json).await?;
+        lab.rehearse(args.rows).await?;
+        anyhow::Ok(lab.finish())
+    })?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, report::html(&record))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        let failed: Vec<String> = record
+            .stages
+            .iter()
+            .filter(|s| !s.ok)
+            .map(|s| format!("{}. {}", s.number, s.title))
+            .collect();
+        println!();
+        if failed.is_empty() {
+            println!(
+                "lab: every stage behaved as the doctrine says ({:.1} s, {} rows, {}).",
+                record.seconds, record.rows, record.database
+            );
+        } else {
+            println!("lab: NOT as the doctrine says: {}", failed.join("; "));
+        }
+        if let Some(path) = &args.report {
+            println!("report: {}", path.display());
+        }
+    }
+    Ok(if record.result == "pass" {
+        Outcome::Safe
+    } else {
+        Outcome::NotSafe
+    })
+}
+
+fn graph() -> anyhow::Result<RevisionGraph> {
+    let revisions = REVISIONS
+        .iter()
+        .map(|(file, source)| revision_from_source(source, file))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the example's revision files")?;
+    Ok(RevisionGraph::new(revisions)?)
+}
+
+fn stamp(version: &str, revision: &str, required_backfills: &[&str]) -> VersionStamp {
+    VersionStamp {
+        version: version.to_owned(),
+        schema_revision: Some(revision.to_owned()),
+        required_backfills: required_backfills.iter().map(|b| (*b).to_owned()).collect(),
+    }
+}
+
+impl Lab {
+    async fn new(
+        url: DatabaseUrl,
+        database: String,
+        rows: u64,
+        quiet: bool,
+    ) -> anyhow::Result<Lab> {
+        let settings = ConnectSettings {
+            read_only: false,
+            ..ConnectSettings::default()
+        };
+        let connection = Connection::open(&url, settings).await?;
+        let backfill = BackfillConfig {
+            name: BACKFILL.to_owned(),
+            table: "users".to_owned(),
+            key: "id".to_owned(),
+            pending: "display_name IS NULL".to_owned(),
+            set: "display_name = full_name".to_owned(),
+            // Small batches, so the story has many of them to crash in the middle of.
+            tuning: Tuning {
+                batch_size: 1_000,
+                max_batch_size: 4_000,
+                target_batch_ms: 20,
+                ..Tuning::default()
+            },
+        };
+        Ok(Lab {
+            quiet,
+            graph: graph()?,
+            url,
+            connection,
+            versions: vec![
+                Version {
+                    stamp: stamp("1", BASE, &[]),
+                    code: Code::OldOnly,
+                },
+                Version {
+                    stamp: stamp("2", EXPAND[3], &[]),
+                    code: Code::DualWrite,
+                },
+            ],
+            alias: Alias {
+                primary: 0,
+                additional: None,
+            },
+            traffic: Traffic::new(rows as i64 + 1),
+            window: vec![Counters::default(), Counters::default()],
+            last_invoked: vec![None, None],
+            tick: 0,
+            backfill,
+            checkpoints_table: "shiftguard_backfill",
+            started: Instant::now(),
+            record: Record {
+                result: "fail",
+                database,
+                rows,
+                seconds: 0.0,
+                stages: Vec::new(),
+                gates: Vec::new(),
+                timeline: Vec::new(),
+            },
+        })
+    }
+
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+
+    fn elapsed_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1e3
+    }
+
+    fn stage(&mut self, title: &str, expected: &str) {
+        let number = self.record.stages.len() + 1;
+        self.say(&format!("\n{number}. {title}\n   expected: {expected}"));
+        self.record.stages.push(Stage {
+            number,
+            title: title.to_owned(),
+            expected: expected.to_owned(),
+            ok: true,
+            notes: Vec::new(),
+        });
+    }
+
+    /// Records an outcome of the current stage: `ok` false marks the stage as not as expected.
+    fn check(&mut self, ok: bool, note: String) {
+        self.say(&format!("   {} {note}", if ok { "ok " } else { "NOT" }));
+        if let Some(stage) = self.record.stages.last_mut() {
+            stage.ok &= ok;
+            stage.notes.push(note);
+        }
+    }
+
+    /// Prints and records a decision's gates; returns its overall verdict.
+    fn gates(&mut self, what: &str, decision: &Decision) -> gate::Overall {
+        let overall = decision.overall();
+        self.say(&format!("   {what}: {overall:?}"));
+        let t_ms = self.elapsed_ms();
+        let stage = self.record.stages.len();
+        for result in &decision.gates {
+            let (verdict, reason) = match &result.verdict {
+                GateVerdict::Pass => ("pass", None),
+                GateVerdict::Fail(reason) => ("fail", Some(reason.clone())),
+                GateVerdict::Inconclusive(reason) => ("inconclusive", Some(reason.clone())),
+            };
+            let measured = match (result.value, &result.threshold) {
+                (Some(value), Some(threshold)) => {
+                    format!(" (value {value}, threshold {threshold})")
+                }
+                (Some(value), None) => format!(" (value {value})"),
+                _ => String::new(),
+            };
+            self.say(&format!(
+                "     {verdict:<12} {}{measured}{}",
+                result.gate,
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ));
+            self.record.gates.push(GateEvent {
+                t_ms,
+                stage,
+                gate: result.gate.clone(),
+                verdict,
+                reason,
+                value: result.value,
+                threshold: result.threshold.clone(),
+            });
+        }
+        overall
+    }
+
+    async fn execute(&mut self, sql: &str) -> anyhow::Result<()> {
+        self.connection
+            .raw(sql)
+            .await
+            .with_context(|| format!("lab statement failed: {sql}"))
+    }
+
+    /// What `alembic upgrade <revision>` records: the revision replaces its parents as a head.
+    async fn record_revision(&mut self, revision: &str) -> anyhow::Result<()> {
+        let index = self.graph.index_of(revision).context("known revision")?;
+        let parents: Vec<String> = self
+            .graph
+            .parents(index)
+            .iter()
+            .map(|&p| self.graph.revision(p).id.clone())
+            .collect();
+        for parent in parents {
+            self.execute(&format!(
+                "DELETE FROM alembic_version WHERE version_num = '{parent}'"
+            ))
+            .await?;
+        }
+        self.execute(&format!(
+            "INSERT INTO alembic_version (version_num) VALUES ('{revision}')"
+        ))
+        .await
+    }
+
+    /// The example's DDL for one revision, as Alembic renders it for this database.
+    fn ddl(&self, revision: &str) -> Vec<String> {
+        let dialect = self.connection.dialect();
+        let statements: Vec<&str> = match revision {
+            BASE => vec![
+                "CREATE TABLE users (id BIGINT NOT NULL PRIMARY KEY, full_name VARCHAR(200) NOT NULL, email VARCHAR(320) NOT NULL)",
+            ],
+            "836a014c0874" => match dialect {
+                Dialect::Postgres => vec![
+                    "ALTER TABLE users ADD COLUMN display_name VARCHAR(200)",
+                    "ALTER TABLE users ALTER COLUMN full_name DROP NOT NULL",
+                ],
+                Dialect::MySql => vec![
+                    "ALTER TABLE users ADD COLUMN display_name VARCHAR(200)",
+                    "ALTER TABLE users MODIFY full_name VARCHAR(200) NULL",
+                ],
+                // SQLite cannot relax NOT NULL in place: Alembic's batch mode copies the table.
+                Dialect::Sqlite => vec![
+                    "CREATE TABLE _alembic_tmp_users (id BIGINT NOT NULL PRIMARY KEY, full_name VARCHAR(200), email VARCHAR(320) NOT NULL, display_name VARCHAR(200))",
+                    "INSERT INTO _alembic_tmp_users (id, full_name, email) SELECT id, full_name, email FROM users",
+                    "DROP TABLE users",
+                    "ALTER TABLE _alembic_tmp_users RENAME TO users",
+                ],
+            },
+            "569d43d582d6" => vec!["CREATE INDEX ix_users_email ON users (email)"],
+            "448b4040d6f2" => vec![
+                "CREATE TABLE audit_log (id INTEGER PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users (id), action VARCHAR(50) NOT NULL)",
+            ],
+            CONTRACT => vec!["ALTER TABLE users DROP COLUMN full_name"],
+            _ => vec![],
+        };
+        statements.into_iter().map(str::to_owned).collect()
+    }
+
+    async fn upgrade(&mut self, revision: &str) -> anyhow::Result<()> {
+        for statement in self.ddl(revision) {
+            self.execute(&statement).await?;
+        }
+        self.record_revision(revision).await
+    }
+
+    async fn state(&mut self) -> anyhow::Result<(DatabaseState, Vec<String>)> {
+        let heads = read_heads(&mut self.connection, &self.url, "alembic_version").await?;
+        Ok((DatabaseState::new(&self.graph, &heads)?, heads))
+    }
+
+    fn runner(&self) -> anyhow::Result<Runner<'_>> {
+        Ok(Runner {
+            url: &self.url,
+            config: &self.backfill,
+            checkpoints: Checkpoints::Sql(SqlCheckpoints::new(self.checkpoints_table)?),
+            owner: format!("lab-{}", std::process::id()),
+            lag: LagSource::None,
+            connect_timeout: Duration::from_secs(10),
+        })
+    }
+
+    async fn backfill_now(&self) -> anyhow::Result<(BackfillNow, f64)> {
+        let status = self.runner()?.status().await?;
+        Ok((
+            BackfillNow {
+                name: BACKFILL.to_owned(),
+                first_pending_key: status.first_pending_key,
+            },
+            status.percent,
+        ))
+    }
+
+    /// One tick of traffic through the alias, then a timeline sample.
+    async fn tick(&mut self, backfill_percent: f64) {
+        self.traffic
+            .send(
+                &mut self.connection,
+                &self.versions,
+                &self.alias,
+                REQUESTS_PER_TICK,
+                &mut self.window,
+            )
+            .await;
+        self.tick += 1;
+        for (version, weight) in self.alias.weights(self.versions.len()).iter().enumerate() {
+            if *weight > 0.0 {
+                self.last_invoked[version] = Some(self.tick);
+            }
+        }
+        let sample = Sample {
+            t_ms: self.elapsed_ms(),
+            weights: self.alias.weights(self.versions.len()),
+            backfill_percent,
+        };
+        self.record.timeline.push(sample);
+    }
+
+    fn shift(&self) -> Shift {
+        Shift {
+            function: FUNCTION.to_owned(),
+            alias: "live".to_owned(),
+            primary: self.versions[self.alias.primary].stamp.version.clone(),
+            additional: self
+                .alias
+                .additional
+                .map(|(v, w)| vec![(self.versions[v].stamp.version.clone(), w)])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Versions that can still run: weight on the alias, or invoked in the observation window.
+    fn live(&self) -> Vec<LiveVersion> {
+        let weights = self.alias.weights(self.versions.len());
+        self.versions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, version)| {
+                let mut because = Vec::new();
+                if weights[i] > 0.0 {
+                    because.push(format!("alias live at {:.0}%", weights[i] * 100.0));
+                }
+                if let Some(last) = self.last_invoked[i]
+                    && self.tick - last < OBSERVATION_TICKS
+                {
+                    because.push(format!(
+                        "invoked {} ticks ago (window {OBSERVATION_TICKS})",
+                        self.tick - last
+                    ));
+                }
+                (!because.is_empty()).then(|| LiveVersion {
+                    function: FUNCTION.to_owned(),
+                    stamp: version.stamp.clone(),
+                    because,
+                })
+            })
+            .collect()
+    }
+
+    async fn rehearse(&mut self, rows: u64) -> anyhow::Result<()> {
+        // 1. Base schema, rows, v1 serving.
+        self.stage(
+            &format!("base schema ({BASE}) and {rows} users; v1 serves all traffic"),
+            "v1 fits the schema it was built against",
+        );
+        for table in [
+            "audit_log",
+            "users",
+            "alembic_version",
+            self.checkpoints_table,
+        ] {
+            self.execute(&format!("DROP TABLE IF EXISTS {table}"))
+                .await?;
+        }
+        self.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+            .await?;
+        self.upgrade(BASE).await?;
+        self.load_rows(rows).await?;
+        let (state, _) = self.state().await?;
+        let v1 = self.graph.index_of(BASE).context("base")?;
+        let fits = check_build(&self.graph, v1, &state).is_compatible();
+        self.check(
+            fits,
+            format!("{rows} rows loaded; v1 (built at {BASE}) fits"),
+        );
+        for _ in 0..5 {
+            self.tick(0.0).await;
+        }
+        let errors = self.window[0].errors;
+        self.check(
+            errors == 0,
+            format!(
+                "v1 served {} requests, {errors} errors",
+                self.window[0].invocations
+            ),
+        );
+
+        // 2. Expand; v2 published; the pre-traffic gate for v1 + v2.
+        self.stage(
+            "expand (add users.display_name, index users.email, audit_log, merge); v2 (dual write) published",
+            "the pre-traffic gate passes: the schema is inside both v1's and v2's windows",
+        );
+        for revision in EXPAND {
+            self.upgrade(revision).await?;
+        }
+        let (state, heads) = self.state().await?;
+        let (now, _) = self.backfill_now().await?;
+        let decision = gate::pre_traffic(
+            &self.graph,
+            &state,
+            &self.versions[0].stamp,
+            &self.versions[1].stamp,
+            std::slice::from_ref(&now),
+        );
+        let overall = self.gates("pre-traffic gate (current v1, target v2)", &decision);
+        self.check(
+            overall == gate::Overall::Pass,
+            format!(
+                "database at {}; pre-traffic gate {overall:?}",
+                heads.join(", ")
+            ),
+        );
+
+        // 3. Premature attempts.
+        self.stage(
+            "premature: ship v2 with its flag on (needs the backfill), and apply the contract",
+            "both BLOCKED, with the reasons",
+        );
+        let flag_on = stamp("2+flag", EXPAND[3], &[BACKFILL]);
+        let decision = gate::pre_traffic(
+            &self.graph,
+            &state,
+            &self.versions[1].stamp,
+            &flag_on,
+            std::slice::from_ref(&now),
+        );
+        let overall = self.gates("pre-traffic gate (target: v2 with the flag on)", &decision);
+        self.check(
+            overall != gate::Overall::Pass,
+            format!("flag-on release {overall:?}"),
+        );
+        let after = approval::state_after(&self.graph, &heads, CONTRACT)?;
+        let live = self.live();
+        let decision = approval::contract(
+            &self.graph,
+            &after,
+            &live,
+            &[self.shift()],
+            (&[BACKFILL.to_owned()], std::slice::from_ref(&now)),
+            Vec::new(),
+        );
+        let overall = self.gates(&format!("contract gate ({CONTRACT})"), &decision);
+        self.check(
+            overall != gate::Overall::Pass,
+            format!("contract {overall:?}"),
+        );
+
+        // 4 and 5. Canary with the backfill running between the steps; a crash half-way.
+        self.canary_and_backfill().await?;
+
+        // 6. Cutover, contract.
+        self.cutover_and_contract().await
+    }
+
+    async fn load_rows(&mut self, rows: u64) -> anyhow::Result<()> {
+        let dialect = self.connection.dialect();
+        let concat = |parts: &[&str]| match dialect {
+            Dialect::MySql => format!("CONCAT({})", parts.join(", ")),
+            _ => parts.join(" || "),
+        };
+        if dialect == Dialect::MySql {
+            // Both stop recursive CTEs early by default; each knows only its own variable.
+            for variable in ["cte_max_recursion_depth", "max_recursive_iterations"] {
+                let set = format!("SET SESSION {variable} = {}", rows + 1);
+                let _ = self.connection.raw(&set).await;
+            }
+        }
+        let sql = format!(
+            "INSERT INTO users (id, full_name, email) WITH RECURSIVE seq (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {rows}) SELECT n, {}, {} FROM seq",
+            concat(&["'User '", "CAST(n AS CHAR(20))"]),
+            concat(&["'u'", "CAST(n AS CHAR(20))", "'@example.com'"]),
+        );
+        let sql = if dialect == Dialect::Postgres {
+            sql.replace("CAST(n AS CHAR(20))", "n::text")
+        } else {
+            sql
+        };
+        self.execute(&sql).await
+    }
+
+    /// Runs the backfill for a slice of time (the runner stops 250 ms before its deadline to
+    /// commit and report, so a slice of 400 ms does about 150 ms of batches). `crash_at_key`: once
+    /// a batch has passed that key, the run is dropped in the middle of its next batch, as a
+    /// killed process would be. Returns the outcome (`None` for the crash).
+    async fn backfill_slice(
+        &mut self,
+        slice: Duration,
+        crash_at_key: Option<i64>,
+    ) -> anyhow::Result<Option<RunOutcome>> {
+        let runner = self.runner()?;
+        let crash = tokio::sync::Notify::new();
+        let mut observe = |event: &Event| {
+            if let (Event::Batch { checkpoint, .. }, Some(key)) = (event, crash_at_key)
+                && checkpoint.cursor.is_some_and(|cursor| cursor >= key)
+            {
+                crash.notify_one();
+            }
+        };
+        let deadline = Instant::now() + slice;
+        tokio::select! {
+            summary = runner.run(deadline, &mut observe) => Ok(Some(summary?.outcome)),
+            () = crash.notified() => Ok(None),
+        }
+    }
+
+    fn progress(&self, percent: f64, note: &str) {
+        let filled = (percent / 5.0).round() as usize;
+        self.say(&format!(
+            "   backfill [{}{}] {percent:5.1}% {note}",
+            "#".repeat(filled.min(20)),
+            "-".repeat(20 - filled.min(20))
+        ));
+    }
+
+    fn health_budget() -> HealthBudget {
+        // Sub-millisecond latencies on an embedded database are noisy: a generous ratio.
+        HealthBudget {
+            max_latency_ratio: 4.0,
+            ..HealthBudget::default()
+        }
+    }
+
+    /// The gates before a canary step: the pre-traffic gates, then (after the first step) v2's
+    /// health against v1's over the window since the last step.
+    async fn step(&mut self, weight: f64) -> anyhow::Result<bool> {
+        let (state, _) = self.state().await?;
+        let (now, _) = self.backfill_now().await?;
+        let pre = gate::pre_traffic(
+            &self.graph,
+            &state,
+            &self.versions[0].stamp,
+            &self.versions[1].stamp,
+            std::slice::from_ref(&now),
+        );
+        let decision = if self.alias.additional.is_some() {
+            let target = self.window[1].metrics("2");
+            let baseline = self.window[0].metrics("1");
+            gate::between_steps(pre, &target, Some(&baseline), &Self::health_budget())
+        } else {
+            pre
+        };
+        let overall = self.gates(
+            &format!("gates before v2 -> {:.0}%", weight * 100.0),
+            &decision,
+        );
+        let pass = overall == gate::Overall::Pass;
+        if pass {
+            self.alias = if weight >= 1.0 {
+                Alias {
+                    primary: 1,
+                    additional: None,
+                }
+            } else {
+                Alias {
+                    primary: 0,
+                    additional: Some((1, weight)),
+                }
+            };
+            self.window = vec![Counters::default(), Counters::default()];
+        }
+        Ok(pass)
+    }
+
+    async fn canary_and_backfill(&mut self) -> anyhow::Result<()> {
+        self.stage(
+            "canary 10% -> 50% -> 100%, the backfill running between the steps; killed half-way",
+            "every step's gates pass; the backfill resumes from its checkpoint after the kill; rows v1 writes meanwhile are caught by a later pass",
+        );
+        let passed = self.step(0.10).await?;
+        self.check(passed, "v2 at 10%".to_owned());
+        let mut crashed = false;
+        let mut resumed_ok = false;
+        let mut steps = [0.5, 1.0].into_iter().peekable();
+        let mut percent = 0.0;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            if rounds > 10_000 {
+                bail!("the backfill did not complete");
+            }
+            self.tick(percent).await;
+            let half = (self.record.rows / 2) as i64;
+            let outcome = self
+                .backfill_slice(Duration::from_millis(400), (!crashed).then_some(half))
+                .await?;
+            let (now, new_percent) = self.backfill_now().await?;
+            if outcome.is_none() {
+                crashed = true;
+                let checkpoint = self.runner()?.checkpoint().await?;
+                let cursor = checkpoint.as_ref().and_then(|c| c.cursor);
+                self.progress(
+                    new_percent,
+                    "KILLED mid-batch (the run was dropped; its open transaction rolled back)",
+                );
+                // The next run must start where the checkpoint says, not from the beginning.
+                let next = self
+                    .backfill_slice(Duration::from_millis(400), None)
+                    .await?;
+                let after = self.runner()?.checkpoint().await?;
+                resumed_ok = after
+                    .as_ref()
+                    .and_then(|c| c.cursor)
+                    .zip(cursor)
+                    .is_some_and(|(after, before)| after > before)
+                    && after.as_ref().is_some_and(|c| c.passes == 1);
+                self.check(
+                    resumed_ok,
+                    format!(
+                        "resumed from the checkpoint (cursor {}), not from the start; next run: {next:?}",
+                        cursor.map_or("none".to_owned(), |c| c.to_string())
+                    ),
+                );
+            }
+            if (new_percent - percent).abs() >= 10.0
+                || matches!(outcome, Some(RunOutcome::Complete))
+            {
+                self.progress(new_percent, "");
+            }
+            percent = new_percent;
+            // Steps: 50% once the backfill is half-way, 100% once the first pass has swept.
+            let due = match steps.peek() {
+                Some(&w) if w < 1.0 => percent >= 50.0,
+                Some(_) => matches!(outcome, Some(RunOutcome::Swept | RunOutcome::Complete)),
+                None => false,
+            };
+            if due && let Some(weight) = steps.next() {
+                // Bake: enough of v2's traffic since the last step to judge its health.
+                while self.window[1].invocations < 2 * Self::health_budget().min_invocations {
+                    self.tick(percent).await;
+                }
+                let passed = self.step(weight).await?;
+                self.check(passed, format!("v2 at {:.0}%", weight * 100.0));
+                if !passed {
+                    return Ok(());
+                }
+            }
+            if matches!(outcome, Some(RunOutcome::Complete)) && steps.peek().is_none() {
+                let checkpoint = self.runner()?.checkpoint().await?;
+                let passes = checkpoint.as_ref().map_or(0, |c| c.passes);
+                let updated = checkpoint.as_ref().map_or(0, |c| c.rows_updated);
+                let rows = self.record.rows;
+                self.check(
+                    now.first_pending_key.is_none() && updated > rows,
+                    format!(
+                        "backfill complete in {passes} pass(es): {updated} rows, the {rows} from before the release and {} that v1 wrote during it; nothing pending",
+                        updated.saturating_sub(rows)
+                    ),
+                );
+                break;
+            }
+        }
+        self.check(
+            crashed && resumed_ok,
+            "the kill happened and the run resumed".to_owned(),
+        );
+        Ok(())
+    }
+
+    async fn cutover_and_contract(&mut self) -> anyhow::Result<()> {
+        self.stage(
+            "cutover (flip v2's flag), then the contract (drop users.full_name)",
+            "cutover passes; contract BLOCKED while v1 was invoked in the observation window, then passes; afterwards v1 cannot run",
+        );
+        for _ in 0..3 {
+            self.tick(100.0).await;
+        }
+        let (state, heads) = self.state().await?;
+        let (now, _) = self.backfill_now().await?;
+        let mismatches = self
+            .connection
+            .fetch_row(
+                "SELECT count(*) FROM users WHERE display_name IS NOT NULL AND full_name IS NOT NULL AND display_name <> full_name",
+                &[],
+                &[shiftguard_sql::connection::Kind::Int],
+            )
+            .await?
+            .and_then(|row| row[0].int())
+            .unwrap_or(-1);
+        let check = GateResult::new(
+            "check:display-name-mismatches",
+            if mismatches == 0 {
+                GateVerdict::Pass
+            } else {
+                GateVerdict::Fail(format!("{mismatches} rows differ"))
+            },
+        )
+        .measured(Some(mismatches as f64), Some("<= 0".to_owned()));
+        let decision = approval::cutover(
+            &self.graph,
+            &state,
+            &self.shift(),
+            Ok(&self.versions[0].stamp),
+            (&[BACKFILL.to_owned()], std::slice::from_ref(&now)),
+            vec![check],
+        );
+        let overall = self.gates("cutover gate", &decision);
+        self.check(
+            overall == gate::Overall::Pass,
+            format!("cutover {overall:?}; the flag flips"),
+        );
+        if overall != gate::Overall::Pass {
+            return Ok(());
+        }
+        self.versions[1].code = Code::NewOnly;
+        self.window = vec![Counters::default(), Counters::default()];
+        for _ in 0..3 {
+            self.tick(100.0).await;
+        }
+        let after = approval::state_after(&self.graph, &heads, CONTRACT)?;
+        let contract = |lab: &Lab| {
+            approval::contract(
+                &lab.graph,
+                &after,
+                &lab.live(),
+                &[lab.shift()],
+                (&[BACKFILL.to_owned()], std::slice::from_ref(&now)),
+                Vec::new(),
+            )
+        };
+        let decision = contract(self);
+        let overall = self.gates("contract gate, right after the cutover", &decision);
+        self.check(
+            overall != gate::Overall::Pass,
+            format!("contract {overall:?}: v1 ran within the window"),
+        );
+        for _ in 0..OBSERVATION_TICKS {
+            self.tick(100.0).await;
+        }
+        let decision = contract(self);
+        let overall = self.gates(
+            &format!("contract gate, {OBSERVATION_TICKS} ticks later"),
+            &decision,
+        );
+        self.check(
+            overall == gate::Overall::Pass,
+            format!("contract {overall:?}"),
+        );
+        if overall != gate::Overall::Pass {
+            return Ok(());
+        }
+        self.upgrade(CONTRACT).await?;
+        let (state, _) = self.state().await?;
+        let v1 = self.graph.index_of(BASE).context("base")?;
+        let verdict = check_build(&self.graph, v1, &state);
+        let write =
+            world::write_user(&mut self.connection, Code::OldOnly, self.traffic.next_id).await;
+        self.check(
+            !verdict.is_compatible() && write.is_err(),
+            format!(
+                "contract applied; v1 cannot run: the rule says {}; its INSERT fails: {}",
+                verdict
+                    .reasons()
+                    .first()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+                write.err().unwrap_or_default()
+            ),
+        );
+        self.window = vec![Counters::default(), Counters::default()];
+        for _ in 0..3 {
+            self.tick(100.0).await;
+        }
+        let errors = self.window[1].errors;
+        self.check(
+            errors == 0,
+            format!(
+                "v2 (flag on) served {} requests after the contract, {errors} errors",
+                self.window[1].invocations
+            ),
+        );
+        Ok(())
+    }
+
+    fn finish(mut self) -> Record {
+        self.record.seconds = self.started.elapsed().as_secs_f64();
+        self.record.result = if self.record.stages.iter().all(|s| s.ok) {
+            "pass"
+        } else {
+            "fail"
+        };
+        self.record
+    }
+}
