@@ -20,6 +20,11 @@ use crate::Outcome;
 
 /// Run and steer the backfills defined in shiftguard.toml.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    shiftguard backfill run users_display_name --database-url sqlite:///tmp/app.db\n  \
+    shiftguard backfill status --json\n  \
+    shiftguard backfill pause users_display_name\n\n\
+    Each subcommand's --help has more.")]
 pub struct Args {
     #[command(subcommand)]
     command: BackfillCommand,

@@ -28,6 +28,11 @@ use crate::migrations::Source;
 
 /// Approve the cutover (flip the flag) or the contract migration.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    shiftguard gate cutover --manifest manifest.json --function users-api --alias live\n  \
+    shiftguard gate contract --manifest manifest.json --function users-api --alias live \\\n      \
+    --revision 172e330d1de0\n\n\
+    Each subcommand's --help has more.")]
 pub struct Args {
     #[command(subcommand)]
     gate: GateCommand,

@@ -174,6 +174,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.rows < 1_000 {
         bail!("--rows must be at least 1000 (the canary needs traffic to judge)");
     }
+    if let Some(parent) = args.report.as_deref().and_then(|p| p.parent())
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        bail!("--report: directory {} does not exist", parent.display());
+    }
     let scratch = tempfile::Builder::new()
         .prefix("shiftguard-lab-")
         .tempdir()

@@ -299,3 +299,137 @@ fn usage_errors_exit_2_and_help_has_examples() {
     let help = shiftguard(&["manifest", "--help"]);
     assert!(help.stdout.contains("Examples:"));
 }
+
+/// The catalogue: every command's flags with malformed values. Each gets exit 2 and a usage
+/// error that names the flag, before anything is read or written; every command's help has
+/// examples and its exit codes.
+#[test]
+fn every_command_refuses_malformed_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = example_project();
+    let example = example.to_str().expect("utf-8");
+    let report = dir.path().join("missing/lab.html");
+    let report = report.to_str().expect("utf-8");
+    let cases: &[(&[&str], &str)] = &[
+        (&["manifest"], "--migrations"),
+        (&["lint"], "--migrations"),
+        (
+            &["lint", "--migrations", example, "--format", "xml"],
+            "--format",
+        ),
+        (
+            &["lint", "--migrations", example, "--deny", "errors"],
+            "--deny",
+        ),
+        (
+            &["lint", "--migrations", example, "--dialect", "oracle"],
+            "--dialect",
+        ),
+        (
+            &["lint", "--migrations", example, "--color", "sometimes"],
+            "--color",
+        ),
+        (
+            &[
+                "lint",
+                "--migrations",
+                example,
+                "--config",
+                "/nonexistent/sg.toml",
+            ],
+            "cannot read config /nonexistent/sg.toml",
+        ),
+        (&["lab", "--rows", "many"], "--rows"),
+        (&["lab", "--rows", "10"], "--rows must be at least 1000"),
+        (&["lab", "--report", report], "--report: directory"),
+        (
+            &["lab", "--database-url", "oracle://db/x"],
+            "--database-url",
+        ),
+        (
+            &[
+                "check",
+                "--migrations",
+                example,
+                "--database-url",
+                "sqlite:///x.db",
+                "--app-revision",
+                "a",
+                "--connect-timeout",
+                "soon",
+            ],
+            "--connect-timeout",
+        ),
+        (
+            &[
+                "gate",
+                "contract",
+                "--migrations",
+                example,
+                "--database-url",
+                "sqlite:///x.db",
+                "--function",
+                "f",
+                "--alias",
+                "live",
+            ],
+            "--revision",
+        ),
+        (
+            &[
+                "gate",
+                "contract",
+                "--migrations",
+                example,
+                "--database-url",
+                "sqlite:///x.db",
+                "--function",
+                "f",
+                "--alias",
+                "live",
+                "--revision",
+                "r",
+                "--observation-minutes=-5",
+            ],
+            "--observation-minutes",
+        ),
+        (
+            &[
+                "status",
+                "--migrations",
+                example,
+                "--database-url",
+                "sqlite:///x.db",
+                "--function",
+                "f",
+                "--alias",
+                "live",
+                "--watch",
+                "never",
+            ],
+            "--watch",
+        ),
+        (&["backfill", "run"], "required"),
+    ];
+    for (args, expected) in cases {
+        let run = shiftguard(args);
+        assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{args:?} printed: {}", run.stdout);
+    }
+    assert!(!dir.path().join("missing").exists(), "nothing written");
+    for command in [
+        "manifest", "lint", "lab", "check", "backfill", "gate", "status",
+    ] {
+        let help = shiftguard(&[command, "--help"]);
+        assert_eq!(help.code, 0, "{command}");
+        assert!(
+            help.stdout.contains("Examples:"),
+            "{command} --help has examples"
+        );
+    }
+}
