@@ -22,17 +22,17 @@ const ACCOUNT_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function";
 
 /// One release: a database, a function with versions, an alias, a configuration file, and the
 /// local Lambda endpoint with the provisioned concurrency it reports.
-struct Release {
-    db: TestDatabase,
-    lambda: LocalEndpoint,
+pub(crate) struct Release {
+    pub(crate) db: TestDatabase,
+    pub(crate) lambda: LocalEndpoint,
     provisioned: Arc<Mutex<Vec<String>>>,
-    moto: aws_config::SdkConfig,
-    name: String,
-    versions: Vec<String>,
+    pub(crate) moto: aws_config::SdkConfig,
+    pub(crate) name: String,
+    pub(crate) versions: Vec<String>,
     dir: tempfile::TempDir,
 }
 
-const BACKFILL: &str = r#"
+pub(crate) const BACKFILL: &str = r#"
 [[backfill]]
 name    = "users_display_name"
 table   = "users"
@@ -43,7 +43,7 @@ set     = "display_name = full_name"
 
 /// `database_at`: the revision the database is upgraded to; `builds`: each version's stamp;
 /// the alias `live` points at the last one.
-async fn release(database_at: &str, builds: &[&str], config: &str) -> Release {
+pub(crate) async fn release(database_at: &str, builds: &[&str], config: &str) -> Release {
     let db = TestDatabase::create(Kind::Postgres).await;
     alembic(
         &example_project(),
@@ -104,7 +104,7 @@ async fn release(database_at: &str, builds: &[&str], config: &str) -> Release {
 }
 
 impl Release {
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("shiftguard.toml")
     }
 
@@ -117,7 +117,7 @@ impl Release {
     }
 
     /// Creates or moves alias `alias` to `version`, with `additional` = (version, weight).
-    async fn alias(&self, alias: &str, version: &str, additional: Option<(&str, f64)>) {
+    pub(crate) async fn alias(&self, alias: &str, version: &str, additional: Option<(&str, f64)>) {
         use aws_sdk_lambda::types::AliasRoutingConfiguration;
         let routing = AliasRoutingConfiguration::builder()
             .set_additional_version_weights(
@@ -147,7 +147,13 @@ impl Release {
     }
 
     /// Puts `Invocations`/`Errors` of `version` through alias `live`, `minutes_ago`.
-    async fn invocations(&self, version: &str, invocations: f64, errors: f64, minutes_ago: u64) {
+    pub(crate) async fn invocations(
+        &self,
+        version: &str,
+        invocations: f64,
+        errors: f64,
+        minutes_ago: u64,
+    ) {
         use aws_sdk_cloudwatch::primitives::DateTime;
         use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
         let at = SystemTime::now() - Duration::from_secs(minutes_ago * 60);
@@ -189,7 +195,7 @@ impl Release {
 
     /// Runs `shiftguard <args> --migrations … --config … --database-url … --function …
     /// --alias live` against the emulator, Lambda through the local endpoint.
-    async fn shiftguard(&self, args: &[&str]) -> Run {
+    pub(crate) async fn shiftguard(&self, args: &[&str]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shiftguard"));
         command
             .args(args)
@@ -210,7 +216,7 @@ impl Release {
         run(command).await
     }
 
-    async fn contract(&self, extra: &[&str]) -> Run {
+    pub(crate) async fn contract(&self, extra: &[&str]) -> Run {
         let mut args = vec!["gate", "contract", "--revision", DROP_FULL_NAME];
         args.extend_from_slice(extra);
         self.shiftguard(&args).await

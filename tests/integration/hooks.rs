@@ -25,19 +25,19 @@ const PUT_TARGET: &str = "CodeDeploy_20141006.PutLifecycleEventHookExecutionStat
 
 /// A local CodeDeploy endpoint: `PutLifecycleEventHookExecutionStatus` is answered here (and
 /// recorded); every other call is forwarded to the emulator.
-struct CodeDeployEndpoint(LocalEndpoint);
+pub(crate) struct CodeDeployEndpoint(LocalEndpoint);
 
 impl CodeDeployEndpoint {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         CodeDeployEndpoint(LocalEndpoint::start(Arc::new(answer_put)).await)
     }
 
-    fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.0.url
     }
 
     /// The bodies of the reports, in order.
-    fn puts(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn puts(&self) -> Vec<serde_json::Value> {
         self.0.answered().iter().map(Request::json).collect()
     }
 }
@@ -76,7 +76,7 @@ fn answer_put(request: &Request, earlier: &[Request]) -> Option<Response> {
 }
 
 /// A CodeDeploy deployment whose AppSpec moves `function`'s alias from `current` to `target`.
-async fn deployment(aws: &aws_config::SdkConfig, name: &str, appspec: &str) -> String {
+pub(crate) async fn deployment(aws: &aws_config::SdkConfig, name: &str, appspec: &str) -> String {
     use aws_sdk_codedeploy::types::{
         AppSpecContent, ComputePlatform, RevisionLocation, RevisionLocationType,
     };
@@ -139,7 +139,7 @@ async fn v1_to_v2(w: &World) -> (String, Vec<String>) {
     .await
 }
 
-fn appspec(function: &str, current: &str, target: &str) -> String {
+pub(crate) fn appspec(function: &str, current: &str, target: &str) -> String {
     format!(
         "version: 0.0\nResources:\n  - UsersApi:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: {function}\n        Alias: live\n        CurrentVersion: {current}\n        TargetVersion: {target}\n"
     )
@@ -190,7 +190,7 @@ async fn world(database_at: &str, backfills: &str) -> World {
     }
 }
 
-fn event(deployment_id: &str, execution: &str) -> serde_json::Value {
+pub(crate) fn event(deployment_id: &str, execution: &str) -> serde_json::Value {
     serde_json::json!({ "DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution })
 }
 

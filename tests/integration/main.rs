@@ -12,6 +12,7 @@ mod hooks;
 mod lab;
 mod lambda_backfill;
 mod lint;
+mod rehearsal;
 mod sample_app;
 mod support;
 mod template;
