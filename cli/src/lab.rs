@@ -361,9 +361,9 @@ impl Lab {
             };
             let measured = match (result.value, &result.threshold) {
                 (Some(value), Some(threshold)) => {
-                    format!(" (value {value}, threshold {threshold})")
+                    format!(" (value {value:.2}, threshold {threshold})")
                 }
-                (Some(value), None) => format!(" (value {value})"),
+                (Some(value), None) => format!(" (value {value:.2})"),
                 _ => String::new(),
             };
             self.say(&format!(

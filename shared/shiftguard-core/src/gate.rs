@@ -361,7 +361,19 @@ pub fn health_gates(
         }
         _ => GateVerdict::Pass,
     };
-    let mut gates = vec![GateResult::new("health:errors", errors)];
+    // Value and threshold in percent, the baseline's share of the threshold when it counts.
+    let mut threshold = format!("<= {:.2}%", budget.max_error_rate * 100.0);
+    if let Some(old) = baseline.filter(|old| old.errors > 0.0) {
+        threshold.push_str(&format!(
+            " and <= {:.2}% ({:.1} x version {}'s)",
+            old.error_rate() * budget.max_error_ratio * 100.0,
+            budget.max_error_ratio,
+            old.version
+        ));
+    }
+    let mut gates = vec![
+        GateResult::new("health:errors", errors).measured(Some(rate * 100.0), Some(threshold)),
+    ];
     for (name, value, limit, base) in [
         (
             "p95",
@@ -393,7 +405,22 @@ pub fn health_gates(
             }
             (Some(_), _, _) => GateVerdict::Pass,
         };
-        gates.push(GateResult::new(format!("health:{name}"), verdict));
+        // The threshold in milliseconds: the budget, and the baseline's ratio when it counts.
+        let threshold: Vec<String> = limit
+            .map(|limit| format!("<= {limit:.1} ms"))
+            .into_iter()
+            .chain(base.map(|base| {
+                format!(
+                    "<= {:.1} ms ({:.1} x version {old}'s)",
+                    base * budget.max_latency_ratio,
+                    budget.max_latency_ratio
+                )
+            }))
+            .collect();
+        gates.push(GateResult::new(format!("health:{name}"), verdict).measured(
+            value,
+            (!threshold.is_empty()).then(|| threshold.join(" and ")),
+        ));
     }
     gates
 }
@@ -641,7 +668,7 @@ mod tests {
         let relative = health_gates(&metrics("2", 1_000.0, 5.0, 0.0, 0.0), Some(&old), &budget);
         assert_eq!(
             relative[0].to_string(),
-            "health:errors: FAIL: version 2 error rate 0.50% is above 2.0 x version 1's 0.20%"
+            "health:errors: FAIL: version 2 error rate 0.50% is above 2.0 x version 1's 0.20% (value 0.5, threshold <= 1.00% and <= 0.40% (2.0 x version 1's))"
         );
         // A baseline below the minimum sample is no baseline.
         let thin = metrics("1", 10.0, 0.0, 10.0, 10.0);
