@@ -8,11 +8,25 @@ use crate::support::{ALL_KINDS, Kind, TestDatabase, json, shiftguard};
 
 /// The gates recorded in `stage`, as (gate, verdict).
 fn gates_of(record: &Value, stage: u64) -> Vec<(String, String)> {
+    gates_where(record, |g| g["stage"] == stage)
+}
+
+/// The failing gates of the decision named `decision`.
+fn failing_in(record: &Value, decision: &str) -> Vec<String> {
+    gates_where(record, |g| {
+        g["decision"] == decision && g["verdict"] == "fail"
+    })
+    .into_iter()
+    .map(|(gate, _)| gate)
+    .collect()
+}
+
+fn gates_where(record: &Value, keep: impl Fn(&Value) -> bool) -> Vec<(String, String)> {
     record["gates"]
         .as_array()
         .expect("gates")
         .iter()
-        .filter(|g| g["stage"] == stage)
+        .filter(|g| keep(g))
         .map(|g| {
             (
                 g["gate"].as_str().expect("gate").to_owned(),
@@ -32,15 +46,20 @@ fn assert_the_story(record: &Value) {
     }
     // Stage 3: the premature flag-on release and the premature contract were both blocked, each
     // for the reason the doctrine gives.
-    let premature = gates_of(record, 3);
-    assert!(premature.contains(&("backfill:users_display_name".into(), "fail".into())));
-    assert!(premature.contains(&("live:users-api:1".into(), "fail".into())));
+    assert_eq!(
+        failing_in(record, "pre-traffic gate (target: v2 with the flag on)"),
+        ["backfill:users_display_name"]
+    );
+    assert_eq!(
+        failing_in(record, "contract gate (172e330d1de0)"),
+        ["live:users-api:1", "backfill:users_display_name"]
+    );
     // Stage 4: health was judged before the 50% and the 100% steps.
     let canary = gates_of(record, 4);
     let judged = canary.iter().filter(|(g, _)| g == "health:errors").count();
     assert_eq!(judged, 2, "{canary:?}");
     let notes = stages[3]["notes"].to_string();
-    assert!(notes.contains("resumed from the checkpoint"), "{notes}");
+    assert!(notes.contains("where the checkpoint said"), "{notes}");
     // Stage 5: the contract gate failed on v1 first, then passed; v1 was refused afterwards.
     let end = gates_of(record, 5);
     let v1: Vec<&str> = end
@@ -82,8 +101,19 @@ fn the_lab_rehearses_a_release_on_an_embedded_database() {
     // The narrative names every stage and ends with the verdict.
     let narrative = shiftguard(&["lab", "--rows", "2000"]);
     assert_eq!(narrative.code, 0, "{}", narrative.stderr);
-    assert!(narrative.stdout.contains("BLOCKED") || narrative.stdout.contains("Fail"));
-    assert!(narrative.stdout.contains("backfill ["));
+    assert!(
+        narrative
+            .stdout
+            .contains("fail         backfill:users_display_name"),
+        "{}",
+        narrative.stdout
+    );
+    assert!(narrative.stdout.contains("backfill [") && narrative.stdout.contains("KILLED"));
+    assert!(
+        !narrative.stdout.contains("   NOT "),
+        "{}",
+        narrative.stdout
+    );
     assert!(
         narrative
             .stdout

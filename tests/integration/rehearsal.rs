@@ -129,7 +129,7 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
     let config = dir.path().join("shiftguard.toml");
     std::fs::write(
         &config,
-        format!("{BACKFILL}batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 3000\n"),
+        format!("{BACKFILL}batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 1000\n"),
     )
     .expect("config");
     let env: HashMap<&str, String> = [
@@ -148,34 +148,32 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
     let invoke = |deadline: Duration| {
         let deps = &backfill_deps;
         async move {
-            backfill::handle(
+            let records = backfill::handle(
                 backfill::BackfillEvent::default(),
                 Instant::now() + deadline,
                 deps,
                 "lambda:rehearsal",
             )
             .await
-            .expect("backfill invocation")[0]
-                .outcome
-                .clone()
+            .expect("backfill invocation");
+            (records[0].outcome.clone(), records[0].rows_updated)
         }
     };
-    assert_eq!(invoke(Duration::from_millis(600)).await, "deadline");
-    let halfway =
-        r.db.scalar("SELECT count(*) FROM users WHERE display_name IS NOT NULL")
-            .await;
-    assert!(halfway > 0 && halfway < 3000, "{halfway}");
+    let (outcome, first) = invoke(Duration::from_secs(2)).await;
+    assert_eq!(outcome, "deadline");
+    assert!(first > 0 && first < 3000, "{first}");
+    // The next invocation resumes: it updates exactly the rows the first left.
+    let (outcome, second) = invoke(Duration::from_secs(30)).await;
+    assert_eq!(outcome, "swept");
+    assert_eq!(first + second, 3000, "no row done twice, none skipped");
+    // The old version writes after the pass went by: the sweep finds the row, a new pass fixes
+    // it, and only then is the backfill complete.
     r.db.execute("INSERT INTO users (full_name, email) VALUES ('Old Writer', 'old@example.com')")
         .await;
-    let mut outcomes = Vec::new();
-    while outcomes.last().map(String::as_str) != Some("complete") && outcomes.len() < 10 {
-        outcomes.push(invoke(Duration::from_secs(30)).await);
-    }
-    assert_eq!(
-        outcomes.last().map(String::as_str),
-        Some("complete"),
-        "{outcomes:?}"
-    );
+    let (outcome, third) = invoke(Duration::from_secs(30)).await;
+    assert_eq!((outcome.as_str(), third), ("swept", 1));
+    let (outcome, _) = invoke(Duration::from_secs(30)).await;
+    assert_eq!(outcome, "complete");
     assert_eq!(
         r.db.scalar("SELECT count(*) FROM users WHERE display_name IS NULL")
             .await,
@@ -194,10 +192,15 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
     let (status, reason) = hook(&deps, &endpoint, &release_of(3), Phase::PostTraffic, shift).await;
     assert_eq!(status, "Succeeded", "{reason}");
 
-    // 6. v2 takes all traffic; nothing old can run any more: the contract gate passes; the real
-    //    Alembic CLI applies the contract.
+    // 6. v2 takes all traffic. v1 was still invoked 30 minutes ago: inside the default 60-minute
+    //    observation window the contract is blocked; with a 20-minute window nothing old can run
+    //    any more, the gate passes, and the real Alembic CLI applies the contract.
     r.alias("live", &v2, None).await;
-    let contract = r.contract(&[]).await;
+    r.invocations(&v1, 12.0, 0.0, 30).await;
+    let recent = r.contract(&[]).await;
+    assert_eq!(recent.code, 1, "{}{}", recent.stdout, recent.stderr);
+    assert!(recent.stdout.contains("invoked"), "{}", recent.stdout);
+    let contract = r.contract(&["--observation-minutes", "20"]).await;
     assert_eq!(contract.code, 0, "{}{}", contract.stdout, contract.stderr);
     alembic(
         &example_project(),
