@@ -53,7 +53,6 @@ pub struct Counters {
     pub invocations: u64,
     pub errors: u64,
     pub latencies_ms: Vec<f64>,
-    pub last_error: Option<String>,
 }
 
 impl Counters {
@@ -134,9 +133,8 @@ impl Traffic {
             counter
                 .latencies_ms
                 .push(started.elapsed().as_secs_f64() * 1e3);
-            if let Err(error) = result {
+            if result.is_err() {
                 counter.errors += 1;
-                counter.last_error = Some(error);
             }
         }
     }
