@@ -533,6 +533,11 @@ impl Lab {
         self.record.timeline.push(sample);
     }
 
+    /// Starts a new metrics window (after a canary step, the cutover, the contract).
+    fn reset_window(&mut self) {
+        self.window = vec![Counters::default(); self.versions.len()];
+    }
+
     fn shift(&self) -> Shift {
         Shift {
             function: FUNCTION.to_owned(),
@@ -793,7 +798,7 @@ impl Lab {
                     additional: Some((1, weight)),
                 }
             };
-            self.window = vec![Counters::default(), Counters::default()];
+            self.reset_window();
         }
         Ok(pass)
     }
@@ -952,7 +957,7 @@ impl Lab {
             return Ok(());
         }
         self.versions[1].code = Code::NewOnly;
-        self.window = vec![Counters::default(), Counters::default()];
+        self.reset_window();
         for _ in 0..3 {
             self.tick().await;
         }
@@ -996,7 +1001,7 @@ impl Lab {
                 write.err().unwrap_or_default()
             ),
         );
-        self.window = vec![Counters::default(), Counters::default()];
+        self.reset_window();
         for _ in 0..3 {
             self.tick().await;
         }
