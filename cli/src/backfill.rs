@@ -139,10 +139,7 @@ struct Loaded {
 }
 
 async fn load(common: &Common) -> anyhow::Result<Loaded> {
-    let text = std::fs::read_to_string(&common.config)
-        .with_context(|| format!("cannot read configuration {}", common.config.display()))?;
-    let mut config =
-        ProjectConfig::parse(&text).with_context(|| format!("{}", common.config.display()))?;
+    let mut config = crate::read_config(&common.config)?;
     if let Some(table) = &common.checkpoint_table {
         config.checkpoint.table.clone_from(table);
     }

@@ -216,10 +216,7 @@ impl<'a> Loaded<'a> {
             args.alias
         );
         let graph = args.source.load()?;
-        let text = std::fs::read_to_string(&args.config)
-            .with_context(|| format!("cannot read configuration {}", args.config.display()))?;
-        let mut config =
-            ProjectConfig::parse(&text).with_context(|| args.config.display().to_string())?;
+        let mut config = crate::read_config(&args.config)?;
         if let Some(table) = &args.checkpoint_table {
             config.checkpoint.table.clone_from(table);
         }

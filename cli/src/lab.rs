@@ -21,7 +21,9 @@ use shiftguard_core::gate::{
 };
 use shiftguard_core::scan::revision_from_source;
 use shiftguard_core::{DatabaseState, RevisionGraph, check_build};
-use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner};
+use shiftguard_sql::backfill::{
+    Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, StatusReport,
+};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, Dialect, read_heads};
 
@@ -496,16 +498,16 @@ impl Lab {
         })
     }
 
-    async fn backfill_now(&mut self) -> anyhow::Result<(BackfillNow, f64)> {
+    /// The backfill as the gates see it now, and its full status (progress, checkpoint): one
+    /// read of the database.
+    async fn backfill_now(&mut self) -> anyhow::Result<(BackfillNow, StatusReport)> {
         let status = self.runner()?.status().await?;
         self.backfill_percent = status.percent;
-        Ok((
-            BackfillNow {
-                name: BACKFILL.to_owned(),
-                first_pending_key: status.first_pending_key,
-            },
-            status.percent,
-        ))
+        let now = BackfillNow {
+            name: BACKFILL.to_owned(),
+            first_pending_key: status.first_pending_key,
+        };
+        Ok((now, status))
     }
 
     /// One tick of traffic through the alias, then a timeline sample.
@@ -825,8 +827,8 @@ impl Lab {
             let slice = self
                 .backfill_slice(Duration::from_millis(400), (!killed).then_some(half))
                 .await?;
-            let (now, percent) = self.backfill_now().await?;
-            let checkpoint = self.runner()?.checkpoint().await?;
+            let (now, status) = self.backfill_now().await?;
+            let (percent, checkpoint) = (status.percent, status.checkpoint);
             let Some(outcome) = slice.outcome else {
                 killed = true;
                 self.resume_after_the_kill(checkpoint.and_then(|c| c.cursor), percent)

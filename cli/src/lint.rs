@@ -235,9 +235,7 @@ fn load_config(dir: &Path, explicit: Option<&Path>) -> anyhow::Result<ProjectCon
         None if default.is_file() => default.as_path(),
         None => return Ok(ProjectConfig::default()),
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    ProjectConfig::parse(&text).with_context(|| path.display().to_string())
+    crate::read_config(path)
 }
 
 /// The dialect of `sqlalchemy.url` in alembic.ini, when it names one (the template's

@@ -92,6 +92,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads and validates a configuration file (`shiftguard.toml`).
+pub fn read_config(
+    path: &std::path::Path,
+) -> anyhow::Result<shiftguard_core::config::ProjectConfig> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration {}", path.display()))?;
+    shiftguard_core::config::ProjectConfig::parse(&text).with_context(|| path.display().to_string())
+}
+
 /// One line per problem: a migrations directory with three bad files gives three lines.
 fn error_lines(error: &anyhow::Error) -> Vec<String> {
     use shiftguard_core::scan::LoadError;

@@ -337,7 +337,7 @@ fn every_command_refuses_malformed_flags() {
                 "--config",
                 "/nonexistent/sg.toml",
             ],
-            "cannot read config /nonexistent/sg.toml",
+            "cannot read configuration /nonexistent/sg.toml",
         ),
         (&["lab", "--rows", "many"], "--rows"),
         (&["lab", "--rows", "10"], "--rows must be at least 1000"),

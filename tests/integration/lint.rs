@@ -541,7 +541,6 @@ fn bad_input_is_a_clear_error() {
         "{}",
         unknown.stderr
     );
-    assert!(unknown.stderr.contains("zzz"), "{}", unknown.stderr);
 
     declare(&project, "b2", "shiftguard_lint_disable = [\"SG999\"]");
     let unknown_rule = lint_in(project.path(), &[]);
