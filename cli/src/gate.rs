@@ -1,27 +1,19 @@
 //! `shiftguard gate cutover|contract`: the two approvals after a traffic shift, as pipeline
 //! steps. Reads the database (heads, pending rows, check queries in read-only transactions),
 //! Lambda (aliases, versions, event source mappings, provisioned concurrency) and CloudWatch
-//! (per-version metrics and invocations); the decisions are `shiftguard_core::approval`'s.
+//! (per-version metrics and invocations); the decisions are `shiftguard_core::release::approval`'s.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use serde::Serialize;
-use shiftguard_aws::live::{FunctionLive, live_versions};
-use shiftguard_aws::{CloudWatchAdapter, LambdaAdapter};
-use shiftguard_core::approval::{self, Shift};
-use shiftguard_core::checks::{DATABASE_TAG, GateKind, MAX_WINDOW_MINUTES};
-use shiftguard_core::compat::check_build;
+use shiftguard_aws::{CloudWatchAdapter, LambdaAdapter, LiveOnAws};
+use shiftguard_core::RevisionGraph;
 use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::gate::{
-    BackfillNow, Decision, GateResult, GateVerdict, HealthBudget, Overall, VersionStamp,
-    health_gates,
-};
-use shiftguard_core::{DatabaseState, RevisionGraph};
-use shiftguard_sql::backfill::first_pending_key;
-use shiftguard_sql::measure::measure;
-use shiftguard_sql::{ConnectSettings, Connection, DEFAULT_VERSION_TABLE, DatabaseUrl, read_heads};
+use shiftguard_core::release::checks::MAX_WINDOW_MINUTES;
+use shiftguard_core::release::decide::{self, Release};
+use shiftguard_core::release::gate::{GateResult, GateVerdict, Overall};
+use shiftguard_core::release::{ApprovalRecord, Ports};
+use shiftguard_sql::{ConnectSettings, DEFAULT_VERSION_TABLE, DatabaseUrl, SqlDatabase};
 
 use crate::Outcome;
 use crate::migrations::Source;
@@ -141,7 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         match args.gate {
             GateCommand::Cutover(args) => {
                 let loaded = Loaded::read(&args.rollout).await?;
-                cutover(&loaded, args.previous_version.as_deref()).await
+                loaded.cutover(args.previous_version.as_deref()).await
             }
             GateCommand::Contract(args) => {
                 let loaded = Loaded::read(&args.rollout).await?;
@@ -152,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                     (1..=MAX_WINDOW_MINUTES).contains(&minutes),
                     "--observation-minutes must be between 1 and {MAX_WINDOW_MINUTES} (30 days)"
                 );
-                contract(&loaded, &args.revision, minutes).await
+                loaded.contract(&args.revision, minutes).await
             }
         }
     });
@@ -185,15 +177,19 @@ fn outcome(overall: Overall) -> Outcome {
     }
 }
 
-/// Everything a gate reads before it decides.
+/// Everything a gate reads before it decides: the revisions, the configuration, the database
+/// and the AWS adapters; the decisions themselves are `shiftguard_core::release::decide`'s.
 pub struct Loaded<'a> {
     pub args: &'a Rollout,
     pub graph: RevisionGraph,
     pub config: ProjectConfig,
     pub url: DatabaseUrl,
-    pub lambda: LambdaAdapter,
-    pub cloudwatch: CloudWatchAdapter,
+    pub aws: LiveOnAws,
 }
+
+/// The ports the approvals read (no deployment: they judge the alias as it is).
+type ApprovalPorts<'a> =
+    Ports<'a, (), LambdaAdapter, CloudWatchAdapter, LiveOnAws, SqlDatabase<'a>>;
 
 impl<'a> Loaded<'a> {
     pub async fn read(args: &'a Rollout) -> anyhow::Result<Self> {
@@ -227,290 +223,69 @@ impl<'a> Loaded<'a> {
             graph,
             config,
             url,
-            lambda: LambdaAdapter::new(&aws),
-            cloudwatch: CloudWatchAdapter::new(&aws),
+            aws: LiveOnAws {
+                lambda: LambdaAdapter::new(&aws),
+                cloudwatch: CloudWatchAdapter::new(&aws),
+            },
         })
     }
 
-    /// The database now: heads, the named backfills' first pending keys, and the gate's SQL
-    /// checks, each measured in a read-only transaction.
-    pub async fn database(
-        &self,
-        backfills: &[String],
-        gate: GateKind,
-    ) -> anyhow::Result<DatabaseNow> {
+    pub fn release(&self) -> Release<'_> {
+        Release {
+            graph: &self.graph,
+            config: &self.config,
+        }
+    }
+
+    pub fn app(&self) -> (&str, &str) {
+        (&self.args.function, &self.args.alias)
+    }
+
+    /// One read-only session per decision.
+    pub fn database(&self) -> SqlDatabase<'_> {
         let settings = ConnectSettings {
             timeout: Duration::from_secs(self.args.connect_timeout),
             ..ConnectSettings::default()
         };
-        let mut connection = Connection::open(&self.url, settings).await?;
-        let read = async {
-            let heads = read_heads(&mut connection, &self.url, &self.args.version_table).await?;
-            let mut now = Vec::new();
-            for name in backfills {
-                let config = self
-                    .config
-                    .backfill(name)
-                    .with_context(|| format!("no backfill named {name} in the configuration"))?;
-                now.push(BackfillNow {
-                    name: name.clone(),
-                    first_pending_key: first_pending_key(&mut connection, &self.url, config)
-                        .await?,
-                });
-            }
-            let mut checks = Vec::new();
-            for check in self.config.checks_for(gate) {
-                if let Some(query) = &check.query {
-                    let limit = Duration::from_millis(check.statement_timeout_ms);
-                    let value = measure(&mut connection, &self.url, query, limit)
-                        .await
-                        .with_context(|| format!("check {}", check.name))?;
-                    checks.push(check.judge(value));
-                }
-            }
-            anyhow::Ok(DatabaseNow {
-                heads,
-                backfills: now,
-                checks,
-            })
-        }
-        .await;
-        connection.close().await;
-        read
+        SqlDatabase::new(&self.url, &self.args.version_table, settings)
     }
 
-    /// The gate's metric checks, on the alias's primary version.
-    pub async fn metric_checks(
+    pub fn ports<'b>(&'b self, database: &'b SqlDatabase<'b>) -> ApprovalPorts<'b> {
+        Ports {
+            deployments: &(),
+            functions: &self.aws.lambda,
+            health: &self.aws.cloudwatch,
+            live: &self.aws,
+            database,
+        }
+    }
+
+    /// The cutover decision now.
+    pub async fn cutover(&self, previous_version: Option<&str>) -> anyhow::Result<ApprovalRecord> {
+        let database = self.database();
+        let ports = self.ports(&database);
+        let record = decide::cutover(ports, self.release(), self.app(), previous_version).await;
+        database.close().await;
+        Ok(record?)
+    }
+
+    /// The contract decision for `revision` now.
+    pub async fn contract(
         &self,
-        gate: GateKind,
-        primary: &str,
-    ) -> anyhow::Result<Vec<GateResult>> {
-        let mut results = Vec::new();
-        if gate == GateKind::Cutover && !self.config.checks_for(gate).any(|c| c.metric.is_some()) {
-            // The cutover always judges the primary's health; without a metric check of its
-            // own, by the hooks' default budget over the last 15 minutes.
-            let metrics = self
-                .cloudwatch
-                .version_metrics(
-                    &self.args.function,
-                    &self.args.alias,
-                    primary,
-                    Duration::from_secs(15 * 60),
-                )
-                .await?;
-            results.extend(health_gates(&metrics, None, &HealthBudget::default()));
-        }
-        for check in self.config.checks_for(gate) {
-            if check.metric.is_some() {
-                let window = Duration::from_secs(check.window_minutes * 60);
-                let metrics = self
-                    .cloudwatch
-                    .version_metrics(&self.args.function, &self.args.alias, primary, window)
-                    .await?;
-                results.push(check.judge_metrics(&metrics));
-            }
-        }
-        Ok(results)
+        revision: &str,
+        observation_minutes: u64,
+    ) -> anyhow::Result<ApprovalRecord> {
+        let database = self.database();
+        let ports = self.ports(&database);
+        let window = Duration::from_secs(observation_minutes * 60);
+        let record = decide::contract(ports, self.release(), self.app(), revision, window).await;
+        database.close().await;
+        Ok(record?)
     }
-
-    /// The alias's routing; a missing function or alias is an error, named.
-    pub async fn alias(&self) -> anyhow::Result<(String, Vec<(String, f64)>)> {
-        Ok(self
-            .lambda
-            .alias_routing(&self.args.function, &self.args.alias)
-            .await?)
-    }
-}
-
-/// What the database shows now.
-pub struct DatabaseNow {
-    pub heads: Vec<String>,
-    pub backfills: Vec<BackfillNow>,
-    pub checks: Vec<GateResult>,
-}
-
-/// The decision record a gate prints (`--json`) and explains.
-#[derive(Debug, Serialize)]
-pub struct Record {
-    pub gate: GateKind,
-    pub result: Overall,
-    /// Contract: the revision approved.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    pub database: String,
-    pub database_heads: Vec<String>,
-    pub function: String,
-    pub alias: String,
-    /// Contract: every function checked, with its aliases and live versions.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub functions: Vec<FunctionLive>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub backfills: Vec<BackfillNow>,
-    /// Cutover: the version the rollback would return to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback_version: Option<VersionStamp>,
-    pub gates: Vec<GateResult>,
-}
-
-pub async fn cutover(
-    loaded: &Loaded<'_>,
-    previous_version: Option<&str>,
-) -> anyhow::Result<Record> {
-    let args = loaded.args;
-    let (primary, additional) = loaded.alias().await?;
-    let backfills = loaded.config.gate_backfills(GateKind::Cutover);
-    let db = loaded.database(&backfills, GateKind::Cutover).await?;
-    let mut checks = db.checks;
-    checks.extend(loaded.metric_checks(GateKind::Cutover, &primary).await?);
-    let state = DatabaseState::new(&loaded.graph, &db.heads)?;
-    let versions = loaded.lambda.versions(&args.function).await?;
-    let previous = match previous_version {
-        Some(version) => versions
-            .iter()
-            .find(|v| v.version == version)
-            .cloned()
-            .ok_or_else(|| format!("{} has no published version {version}", args.function)),
-        None => previous_of(&versions, &primary).ok_or_else(|| {
-            format!(
-                "{} has no published version below {primary} to roll back to",
-                args.function
-            )
-        }),
-    };
-    let shift = Shift {
-        function: args.function.clone(),
-        alias: args.alias.clone(),
-        primary,
-        additional,
-    };
-    let decision = approval::cutover(
-        &loaded.graph,
-        &state,
-        &shift,
-        previous.as_ref().map_err(Clone::clone),
-        (&backfills, &db.backfills),
-        checks,
-    );
-    Ok(Record {
-        gate: GateKind::Cutover,
-        result: decision.overall(),
-        revision: None,
-        database: loaded.url.target().to_owned(),
-        database_heads: db.heads,
-        function: args.function.clone(),
-        alias: args.alias.clone(),
-        functions: Vec::new(),
-        backfills: db.backfills,
-        rollback_version: previous.ok(),
-        gates: decision.gates,
-    })
-}
-
-/// The highest published version below `primary` (versions are numbered).
-fn previous_of(versions: &[VersionStamp], primary: &str) -> Option<VersionStamp> {
-    let primary: u64 = primary.parse().ok()?;
-    versions
-        .iter()
-        .filter_map(|v| v.version.parse::<u64>().ok().map(|n| (n, v)))
-        .filter(|(n, _)| *n < primary)
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, v)| v.clone())
-}
-
-pub async fn contract(
-    loaded: &Loaded<'_>,
-    revision: &str,
-    observation_minutes: u64,
-) -> anyhow::Result<Record> {
-    let (args, graph) = (loaded.args, &loaded.graph);
-    let target = graph
-        .resolve(revision)
-        .with_context(|| format!("contract revision {revision}"))?;
-    let revision = graph.revision(target).id.clone();
-    // The alias must exist: a typo must not pass as "nothing live".
-    let (primary, additional) = loaded.alias().await?;
-    let backfills = loaded.config.gate_backfills(GateKind::Contract);
-    let db = loaded.database(&backfills, GateKind::Contract).await?;
-    let after = approval::state_after(graph, &db.heads, &revision)?;
-    let mut checks = db.checks;
-    checks.extend(loaded.metric_checks(GateKind::Contract, &primary).await?);
-
-    let mut functions = vec![args.function.clone()];
-    for shared in &loaded.config.gates.shared_functions {
-        if !functions.contains(shared) {
-            functions.push(shared.clone());
-        }
-    }
-    if let Some(value) = &loaded.config.gates.database_tag {
-        for tagged in loaded.lambda.functions_tagged(DATABASE_TAG, value).await? {
-            if !functions.contains(&tagged) {
-                functions.push(tagged);
-            }
-        }
-    }
-    // Only versions that could not run at the revision matter if invoked.
-    let cannot_run = |stamp: &VersionStamp| {
-        stamp
-            .schema_revision
-            .as_deref()
-            .and_then(|r| graph.index_of(r))
-            .is_none_or(|build| !check_build(graph, build, &after).is_compatible())
-    };
-    let window = Duration::from_secs(observation_minutes * 60);
-    let mut records = Vec::new();
-    let mut live = Vec::new();
-    for function in &functions {
-        let found = live_versions(
-            &loaded.lambda,
-            &loaded.cloudwatch,
-            function,
-            window,
-            cannot_run,
-        )
-        .await?;
-        live.extend(found.live.iter().cloned());
-        records.push(found);
-    }
-    // The app's alias always; any other alias of a checked function while it splits traffic.
-    let mut shifts = vec![Shift {
-        function: args.function.clone(),
-        alias: args.alias.clone(),
-        primary,
-        additional,
-    }];
-    shifts.extend(
-        records
-            .iter()
-            .flat_map(|r| r.aliases.iter())
-            .filter(|a| !a.additional.is_empty())
-            .filter(|a| !(a.function == args.function && a.alias == args.alias))
-            .cloned(),
-    );
-    let decision: Decision = approval::contract(
-        graph,
-        &after,
-        &live,
-        &shifts,
-        (&backfills, &db.backfills),
-        checks,
-    );
-    Ok(Record {
-        gate: GateKind::Contract,
-        result: decision.overall(),
-        revision: Some(revision),
-        database: loaded.url.target().to_owned(),
-        database_heads: db.heads,
-        function: args.function.clone(),
-        alias: args.alias.clone(),
-        functions: records,
-        backfills: db.backfills,
-        rollback_version: None,
-        gates: decision.gates,
-    })
 }
 
 /// The gates as a table, then the verdict.
-pub fn print_record(record: &Record) {
+pub fn print_record(record: &ApprovalRecord) {
     let about = match &record.revision {
         Some(revision) => format!("{} to {revision}", record.gate),
         None => record.gate.to_string(),

@@ -1,9 +1,10 @@
 //! `shiftguard lab`: rehearses a whole release of the running example on an embedded database,
 //! with the real engine and gates: the revision graph of the example project, the compatibility
-//! rule, the pre-traffic, between-steps, cutover and contract decisions of `shiftguard-core`, and
-//! the backfill `Runner` of `shiftguard-sql` with its SQL checkpoint. What AWS provides in
-//! production (a weighted alias, the versions' code, traffic and per-version metrics) is played
-//! in-process by `lab/world.rs`. Every stage states what the doctrine expects; the lab exits 0
+//! rule, the release decisions exactly as the hooks, the monitor and `shiftguard gate` make them
+//! (`shiftguard_core::release::decide` over the same database port), and the backfill `Runner`
+//! of `shiftguard-sql` with its SQL checkpoint. What AWS provides in production (a weighted
+//! alias, the versions' code, traffic and per-version metrics) is played in-process by
+//! `lab/world.rs`, behind the ports the AWS adapters implement. Every stage states what the doctrine expects; the lab exits 0
 //! only if every stage behaved so, which makes it a smoke test too.
 
 mod report;
@@ -14,20 +15,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use shiftguard_core::approval::{self, LiveVersion, Shift};
-use shiftguard_core::config::{BackfillConfig, Tuning};
-use shiftguard_core::gate::{
-    self, BackfillNow, Decision, GateResult, GateVerdict, HealthBudget, VersionStamp,
+use shiftguard_core::config::{BackfillConfig, ProjectConfig, Tuning};
+use shiftguard_core::release::checks::{CheckConfig, GateKind};
+use shiftguard_core::release::decide::{self, Release, TrafficSettings};
+use shiftguard_core::release::gate::{
+    self, BackfillNow, GateResult, GateVerdict, HealthBudget, VersionStamp,
 };
+use shiftguard_core::release::{DecisionError, Ports};
 use shiftguard_core::scan::revision_from_source;
 use shiftguard_core::{DatabaseState, RevisionGraph, check_build};
 use shiftguard_sql::backfill::{
     Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, StatusReport,
 };
 use shiftguard_sql::checkpoint::SqlCheckpoints;
-use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, Dialect, read_heads};
+use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, Dialect, SqlDatabase, read_heads};
 
-use self::world::{Alias, Code, Counters, Traffic, Version};
+use self::world::{ALIAS, Alias, Code, Counters, FUNCTION, LabCloud, Traffic, Version};
 use crate::Outcome;
 
 /// Rehearse a whole release (expand, canary, backfill, cutover, contract) on an embedded database.
@@ -101,7 +104,6 @@ const EXPAND: [&str; 4] = [
 ];
 const CONTRACT: &str = "172e330d1de0";
 const BACKFILL: &str = "users_display_name";
-const FUNCTION: &str = "users-api";
 /// Requests sent through the alias per traffic tick.
 const REQUESTS_PER_TICK: usize = 200;
 /// The contract gate's observation window, in traffic ticks.
@@ -173,9 +175,12 @@ struct Lab {
     /// The traffic tick each version was last invoked in.
     last_invoked: Vec<Option<u64>>,
     tick: u64,
+    /// The flag-on build of v2, published but never routed to (the premature attempt).
+    unrouted: Vec<VersionStamp>,
     /// The backfill's progress at its last status read.
     backfill_percent: f64,
-    backfill: BackfillConfig,
+    /// The release's `shiftguard.toml`: the backfill, the cutover check, the gates' windows.
+    config: ProjectConfig,
     checkpoints_table: &'static str,
     started: Instant,
     record: Record,
@@ -259,9 +264,8 @@ fn graph() -> anyhow::Result<RevisionGraph> {
 }
 
 /// The gates of a decision that failed.
-fn failing(decision: &Decision) -> Vec<String> {
-    decision
-        .gates
+fn failing(gates: &[GateResult]) -> Vec<String> {
+    gates
         .iter()
         .filter(|g| matches!(g.verdict, GateVerdict::Fail(_)))
         .map(|g| g.gate.clone())
@@ -302,6 +306,30 @@ impl Lab {
                 ..Tuning::default()
             },
         };
+        let mismatches = CheckConfig {
+            name: "display-name-mismatches".to_owned(),
+            gates: vec![GateKind::Cutover],
+            query: Some(
+                "SELECT count(*) FROM users WHERE display_name IS NOT NULL AND full_name IS NOT NULL AND display_name <> full_name"
+                    .to_owned(),
+            ),
+            metric: None,
+            max: Some(0.0),
+            min: None,
+            statement_timeout_ms: 5_000,
+            window_minutes: 15,
+            min_invocations: 50,
+        };
+        let mut config = ProjectConfig {
+            backfill: vec![backfill],
+            check: vec![mismatches],
+            ..ProjectConfig::default()
+        };
+        config.checkpoint.table = "shiftguard_backfill".to_owned();
+        // One tick of the lab's traffic stands for a minute of the observation window; the
+        // cutover's judgement of v2's health is the canary's (its window restarts at 100%).
+        config.gates.observation_minutes = OBSERVATION_TICKS;
+        config.gates.cutover_health_minutes = 0;
         Ok(Lab {
             quiet,
             graph: graph()?,
@@ -325,8 +353,9 @@ impl Lab {
             window: vec![Counters::default(), Counters::default()],
             last_invoked: vec![None, None],
             tick: 0,
+            unrouted: vec![stamp("2+flag", EXPAND[3], &[BACKFILL])],
             backfill_percent: 0.0,
-            backfill,
+            config,
             checkpoints_table: "shiftguard_backfill",
             started: Instant::now(),
             record: Record {
@@ -373,12 +402,11 @@ impl Lab {
     }
 
     /// Prints and records a decision's gates; returns its overall verdict.
-    fn gates(&mut self, what: &str, decision: &Decision) -> gate::Overall {
-        let overall = decision.overall();
+    fn gates(&mut self, what: &str, gates: &[GateResult], overall: gate::Overall) -> gate::Overall {
         self.say(&format!("   {what}: {overall:?}"));
         let t_ms = self.elapsed_ms();
         let stage = self.record.stages.len();
-        for result in &decision.gates {
+        for result in gates {
             let (verdict, reason) = match &result.verdict {
                 GateVerdict::Pass => ("pass", None),
                 GateVerdict::Fail(reason) => ("fail", Some(reason.clone())),
@@ -490,7 +518,7 @@ impl Lab {
     fn runner(&self) -> anyhow::Result<Runner<'_>> {
         Ok(Runner {
             url: &self.url,
-            config: &self.backfill,
+            config: &self.config.backfill[0],
             checkpoints: Checkpoints::Sql(SqlCheckpoints::new(self.checkpoints_table)?),
             owner: format!("lab-{}", std::process::id()),
             lag: LagSource::None,
@@ -540,45 +568,78 @@ impl Lab {
         self.window = vec![Counters::default(); self.versions.len()];
     }
 
-    fn shift(&self) -> Shift {
-        Shift {
-            function: FUNCTION.to_owned(),
-            alias: "live".to_owned(),
-            primary: self.versions[self.alias.primary].stamp.version.clone(),
-            additional: self
-                .alias
-                .additional
-                .map(|(v, w)| vec![(self.versions[v].stamp.version.clone(), w)])
-                .unwrap_or_default(),
+    /// The lab's cloud now, for the release decisions.
+    fn cloud(&self) -> LabCloud<'_> {
+        LabCloud {
+            versions: &self.versions,
+            unrouted: &self.unrouted,
+            alias: &self.alias,
+            window: &self.window,
+            last_invoked: &self.last_invoked,
+            tick: self.tick,
         }
     }
 
-    /// Versions that can still run: weight on the alias, or invoked in the observation window.
-    fn live(&self) -> Vec<LiveVersion> {
-        let weights = self.alias.weights(self.versions.len());
-        self.versions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, version)| {
-                let mut because = Vec::new();
-                if weights[i] > 0.0 {
-                    because.push(format!("alias live at {:.0}%", weights[i] * 100.0));
-                }
-                if let Some(last) = self.last_invoked[i]
-                    && self.tick - last < OBSERVATION_TICKS
-                {
-                    because.push(format!(
-                        "invoked {} ticks ago (window {OBSERVATION_TICKS})",
-                        self.tick - last
-                    ));
-                }
-                (!because.is_empty()).then(|| LiveVersion {
-                    function: FUNCTION.to_owned(),
-                    stamp: version.stamp.clone(),
-                    because,
-                })
-            })
-            .collect()
+    fn release(&self) -> Release<'_> {
+        Release {
+            graph: &self.graph,
+            config: &self.config,
+        }
+    }
+
+    /// A traffic decision (pre-traffic before the first step, the monitor's between the others)
+    /// for the deployment of `target`, as the hooks make it.
+    async fn traffic_decision(
+        &self,
+        between_steps: bool,
+        target: &str,
+    ) -> Result<shiftguard_core::release::Evaluation, DecisionError> {
+        let (cloud, database) = (self.cloud(), self.database());
+        let ports = Ports {
+            deployments: &cloud,
+            functions: &cloud,
+            health: &cloud,
+            live: &cloud,
+            database: &database,
+        };
+        let settings = Self::traffic_settings();
+        let decided = if between_steps {
+            decide::between_steps(ports, self.release(), &settings, target).await
+        } else {
+            decide::pre_traffic(ports, self.release(), &settings, target).await
+        };
+        database.close().await;
+        decided
+    }
+
+    /// The cutover (`contract`: None) or the contract decision, as `shiftguard gate` makes it.
+    async fn approval(
+        &self,
+        contract: Option<&str>,
+    ) -> Result<shiftguard_core::release::ApprovalRecord, DecisionError> {
+        let (cloud, database) = (self.cloud(), self.database());
+        let ports = Ports {
+            deployments: &cloud,
+            functions: &cloud,
+            health: &cloud,
+            live: &cloud,
+            database: &database,
+        };
+        let app = (FUNCTION, ALIAS);
+        let decided = match contract {
+            None => decide::cutover(ports, self.release(), app, None).await,
+            Some(revision) => {
+                let window = Duration::from_secs(self.config.gates.observation_minutes * 60);
+                decide::contract(ports, self.release(), app, revision, window).await
+            }
+        };
+        database.close().await;
+        decided
+    }
+
+    /// The decisions' own read-only session on the lab's database.
+    fn database(&self) -> SqlDatabase<'_> {
+        SqlDatabase::new(&self.url, "alembic_version", ConnectSettings::default())
     }
 
     async fn rehearse(&mut self, rows: u64) -> anyhow::Result<()> {
@@ -627,21 +688,19 @@ impl Lab {
         for revision in EXPAND {
             self.upgrade(revision).await?;
         }
-        let (state, heads) = self.state().await?;
-        let (now, _) = self.backfill_now().await?;
-        let decision = gate::pre_traffic(
-            &self.graph,
-            &state,
-            &self.versions[0].stamp,
-            &self.versions[1].stamp,
-            std::slice::from_ref(&now),
+        self.backfill_now().await?;
+        let evaluation = self.traffic_decision(false, "2").await?;
+        let decision = &evaluation.decision;
+        let overall = self.gates(
+            "pre-traffic gate (current v1, target v2)",
+            &decision.gates,
+            decision.overall(),
         );
-        let overall = self.gates("pre-traffic gate (current v1, target v2)", &decision);
         self.check(
             overall == gate::Overall::Pass,
             format!(
                 "database at {}; pre-traffic gate {overall:?}",
-                heads.join(", ")
+                evaluation.database_heads.join(", ")
             ),
         );
 
@@ -650,32 +709,25 @@ impl Lab {
             "premature: ship v2 with its flag on (needs the backfill), and apply the contract",
             "both BLOCKED, with the reasons",
         );
-        let flag_on = stamp("2+flag", EXPAND[3], &[BACKFILL]);
-        let decision = gate::pre_traffic(
-            &self.graph,
-            &state,
-            &self.versions[0].stamp,
-            &flag_on,
-            std::slice::from_ref(&now),
+        let evaluation = self.traffic_decision(false, "2+flag").await?;
+        let decision = &evaluation.decision;
+        let overall = self.gates(
+            "pre-traffic gate (target: v2 with the flag on)",
+            &decision.gates,
+            decision.overall(),
         );
-        let overall = self.gates("pre-traffic gate (target: v2 with the flag on)", &decision);
-        let blocked_by = failing(&decision);
+        let blocked_by = failing(&decision.gates);
         self.check(
             blocked_by == [format!("backfill:{BACKFILL}")],
             format!("flag-on release {overall:?}, blocked by {blocked_by:?} only"),
         );
-        let after = approval::state_after(&self.graph, &heads, CONTRACT)?;
-        let live = self.live();
-        let decision = approval::contract(
-            &self.graph,
-            &after,
-            &live,
-            &[self.shift()],
-            (&[BACKFILL.to_owned()], std::slice::from_ref(&now)),
-            Vec::new(),
+        let record = self.approval(Some(CONTRACT)).await?;
+        let overall = self.gates(
+            &format!("contract gate ({CONTRACT})"),
+            &record.gates,
+            record.result,
         );
-        let overall = self.gates(&format!("contract gate ({CONTRACT})"), &decision);
-        let blocked_by = failing(&decision);
+        let blocked_by = failing(&record.gates);
         self.check(
             blocked_by.contains(&format!("live:{FUNCTION}:1")),
             format!("contract {overall:?}, blocked by {blocked_by:?}"),
@@ -755,37 +807,31 @@ impl Lab {
         ));
     }
 
-    /// Absolute budgets: sub-millisecond latencies of an embedded database, compared as ratios
-    /// with v1's on a few hundred samples, would fail on one disk flush.
-    fn health_budget() -> HealthBudget {
-        HealthBudget {
-            max_p95_ms: Some(250.0),
-            max_p99_ms: Some(500.0),
-            ..HealthBudget::default()
+    /// Absolute budgets only: sub-millisecond latencies of an embedded database, compared as
+    /// ratios with v1's on a few hundred samples, would fail on one disk flush.
+    fn traffic_settings() -> TrafficSettings {
+        TrafficSettings {
+            budget: HealthBudget {
+                max_p95_ms: Some(250.0),
+                max_p99_ms: Some(500.0),
+                ..HealthBudget::default()
+            },
+            compare_with_current: false,
+            ..TrafficSettings::default()
         }
     }
 
     /// The gates before a canary step: the pre-traffic gates, then (after the first step) v2's
     /// health against v1's over the window since the last step.
     async fn step(&mut self, weight: f64) -> anyhow::Result<bool> {
-        let (state, _) = self.state().await?;
-        let (now, _) = self.backfill_now().await?;
-        let pre = gate::pre_traffic(
-            &self.graph,
-            &state,
-            &self.versions[0].stamp,
-            &self.versions[1].stamp,
-            std::slice::from_ref(&now),
-        );
-        let decision = if self.alias.additional.is_some() {
-            let target = self.window[1].metrics("2");
-            gate::between_steps(pre, &target, None, &Self::health_budget())
-        } else {
-            pre
-        };
+        self.backfill_now().await?;
+        let between_steps = self.alias.additional.is_some();
+        let evaluation = self.traffic_decision(between_steps, "2").await?;
+        let decision = &evaluation.decision;
         let overall = self.gates(
             &format!("gates before v2 -> {:.0}%", weight * 100.0),
-            &decision,
+            &decision.gates,
+            decision.overall(),
         );
         let pass = overall == gate::Overall::Pass;
         if pass {
@@ -849,7 +895,7 @@ impl Lab {
             };
             if due && let Some(weight) = steps.next() {
                 // Bake: enough of v2's traffic since the last step to judge its health.
-                let needed = 2 * Self::health_budget().min_invocations;
+                let needed = 2 * Self::traffic_settings().budget.min_invocations;
                 for _ in 0..500 {
                     if self.window[1].invocations >= needed {
                         break;
@@ -921,36 +967,9 @@ impl Lab {
         for _ in 0..3 {
             self.tick().await;
         }
-        let (state, _) = self.state().await?;
-        let (now, _) = self.backfill_now().await?;
-        let mismatches = self
-            .connection
-            .fetch_row(
-                "SELECT count(*) FROM users WHERE display_name IS NOT NULL AND full_name IS NOT NULL AND display_name <> full_name",
-                &[],
-                &[shiftguard_sql::connection::Kind::Int],
-            )
-            .await?
-            .and_then(|row| row[0].int())
-            .unwrap_or(-1);
-        let check = GateResult::new(
-            "check:display-name-mismatches",
-            if mismatches == 0 {
-                GateVerdict::Pass
-            } else {
-                GateVerdict::Fail(format!("{mismatches} rows differ"))
-            },
-        )
-        .measured(Some(mismatches as f64), Some("<= 0".to_owned()));
-        let decision = approval::cutover(
-            &self.graph,
-            &state,
-            &self.shift(),
-            Ok(&self.versions[0].stamp),
-            (&[BACKFILL.to_owned()], std::slice::from_ref(&now)),
-            vec![check],
-        );
-        let overall = self.gates("cutover gate", &decision);
+        self.backfill_now().await?;
+        let record = self.approval(None).await?;
+        let overall = self.gates("cutover gate", &record.gates, record.result);
         self.check(
             overall == gate::Overall::Pass,
             format!("cutover {overall:?}; the flag flips"),
@@ -963,9 +982,14 @@ impl Lab {
         for _ in 0..3 {
             self.tick().await;
         }
-        let decision = self.contract_decision().await?;
-        let overall = self.gates("contract gate, right after the cutover", &decision);
-        let blocked_by = failing(&decision);
+        self.backfill_now().await?;
+        let record = self.approval(Some(CONTRACT)).await?;
+        let overall = self.gates(
+            "contract gate, right after the cutover",
+            &record.gates,
+            record.result,
+        );
+        let blocked_by = failing(&record.gates);
         self.check(
             blocked_by == [format!("live:{FUNCTION}:1")],
             format!("contract {overall:?}: v1 ran within the window, blocked by {blocked_by:?}"),
@@ -973,10 +997,12 @@ impl Lab {
         for _ in 0..OBSERVATION_TICKS {
             self.tick().await;
         }
-        let decision = self.contract_decision().await?;
+        self.backfill_now().await?;
+        let record = self.approval(Some(CONTRACT)).await?;
         let overall = self.gates(
             &format!("contract gate, {OBSERVATION_TICKS} ticks later"),
-            &decision,
+            &record.gates,
+            record.result,
         );
         self.check(
             overall == gate::Overall::Pass,
@@ -1016,21 +1042,6 @@ impl Lab {
             ),
         );
         Ok(())
-    }
-
-    /// The contract gate against the database and the versions as they are now.
-    async fn contract_decision(&mut self) -> anyhow::Result<Decision> {
-        let (_, heads) = self.state().await?;
-        let (now, _) = self.backfill_now().await?;
-        let after = approval::state_after(&self.graph, &heads, CONTRACT)?;
-        Ok(approval::contract(
-            &self.graph,
-            &after,
-            &self.live(),
-            &[self.shift()],
-            (&[BACKFILL.to_owned()], std::slice::from_ref(&now)),
-            Vec::new(),
-        ))
     }
 
     fn finish(mut self) -> Record {

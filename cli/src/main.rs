@@ -96,10 +96,7 @@ fn main() -> ExitCode {
 pub fn read_config(
     path: &std::path::Path,
 ) -> anyhow::Result<shiftguard_core::config::ProjectConfig> {
-    use anyhow::Context;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read configuration {}", path.display()))?;
-    shiftguard_core::config::ProjectConfig::parse(&text).with_context(|| path.display().to_string())
+    Ok(shiftguard_core::config::ProjectConfig::read(path)?)
 }
 
 /// One line per problem: a migrations directory with three bad files gives three lines.

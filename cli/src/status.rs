@@ -6,15 +6,15 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde::Serialize;
-use shiftguard_aws::live::live_versions;
 use shiftguard_core::DatabaseState;
 use shiftguard_core::backfill::pace;
-use shiftguard_core::gate::{GateVerdict, Overall, VersionStamp, schema_gate};
+use shiftguard_core::release::ApprovalRecord;
+use shiftguard_core::release::decide;
+use shiftguard_core::release::gate::{GateVerdict, Overall};
 use shiftguard_sql::backfill::{StatusReport, now_ms};
-use shiftguard_sql::{ConnectSettings, Connection, read_heads};
 
 use crate::Outcome;
-use crate::gate::{Loaded, Record, Rollout, print_gates};
+use crate::gate::{Loaded, Rollout, print_gates};
 
 /// Show where a release stands.
 #[derive(Debug, clap::Args)]
@@ -82,7 +82,7 @@ struct BackfillRow {
 struct GateRow {
     result: Option<Overall>,
     note: Option<String>,
-    record: Option<Record>,
+    record: Option<ApprovalRecord>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -125,54 +125,25 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Status> {
     let (args, graph) = (loaded.args, &loaded.graph);
-    let (primary, additional) = loaded.alias().await?;
-    let heads = {
-        let settings = ConnectSettings {
-            timeout: Duration::from_secs(args.connect_timeout),
-            ..ConnectSettings::default()
-        };
-        let mut connection = Connection::open(&loaded.url, settings).await?;
-        let heads = read_heads(&mut connection, &loaded.url, &args.version_table).await;
-        connection.close().await;
-        heads?
-    };
+    let database = loaded.database();
+    let read = decide::versions_now(loaded.ports(&database), loaded.release(), loaded.app()).await;
+    database.close().await;
+    let fits = read?;
+    let heads = fits.database_heads;
     let state = DatabaseState::new(graph, &heads)?;
-    let cannot_run_now = |stamp: &VersionStamp| !schema_gate(graph, &state, "", stamp).passed();
-    let window = Duration::from_secs(loaded.config.gates.observation_minutes * 60);
-    let live = live_versions(
-        &loaded.lambda,
-        &loaded.cloudwatch,
-        &args.function,
-        window,
-        cannot_run_now,
-    )
-    .await?;
-    let weight_of = |version: &str| {
-        if version == primary {
-            1.0 - additional.iter().map(|(_, w)| w).sum::<f64>()
-        } else {
-            additional
-                .iter()
-                .find(|(v, _)| v == version)
-                .map_or(0.0, |(_, w)| *w)
-        }
-    };
-    let versions = live
-        .live
-        .iter()
-        .map(|v| {
-            let gate = schema_gate(graph, &state, "now", &v.stamp);
-            VersionRow {
-                version: v.stamp.version.clone(),
-                weight: weight_of(&v.stamp.version),
-                schema_revision: v.stamp.schema_revision.clone(),
-                compatible_now: gate.passed(),
-                reason: match gate.verdict {
-                    GateVerdict::Fail(reason) => Some(reason),
-                    _ => None,
-                },
-                because: v.because.clone(),
-            }
+    let versions = fits
+        .versions
+        .into_iter()
+        .map(|v| VersionRow {
+            version: v.stamp.version,
+            weight: v.weight,
+            schema_revision: v.stamp.schema_revision,
+            compatible_now: v.fits.passed(),
+            reason: match v.fits.verdict {
+                GateVerdict::Fail(reason) => Some(reason),
+                _ => None,
+            },
+            because: v.because,
         })
         .collect();
 
@@ -185,7 +156,7 @@ async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Sta
     let now = now_ms();
     let backfills = reports.iter().map(|r| backfill_row(r, now)).collect();
 
-    let cutover = gate_row(crate::gate::cutover(loaded, None).await);
+    let cutover = gate_row(loaded.cutover(None).await);
     let unapplied: Vec<String> = graph
         .heads()
         .into_iter()
@@ -195,7 +166,7 @@ async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Sta
     let contract = match (revision, unapplied.as_slice()) {
         (Some(revision), _) => {
             let minutes = loaded.config.gates.observation_minutes;
-            gate_row(crate::gate::contract(loaded, revision, minutes).await)
+            gate_row(loaded.contract(revision, minutes).await)
         }
         (None, []) => GateRow {
             result: None,
@@ -204,7 +175,7 @@ async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Sta
         },
         (None, [head]) => {
             let minutes = loaded.config.gates.observation_minutes;
-            gate_row(crate::gate::contract(loaded, head, minutes).await)
+            gate_row(loaded.contract(head, minutes).await)
         }
         (None, heads) => GateRow {
             result: None,
@@ -219,8 +190,8 @@ async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Sta
     Ok(Status {
         function: args.function.clone(),
         alias: args.alias.clone(),
-        primary,
-        additional,
+        primary: fits.routing.primary,
+        additional: fits.routing.additional,
         database: loaded.url.target().to_owned(),
         database_heads: heads,
         versions,
@@ -248,7 +219,7 @@ fn backfill_row(report: &StatusReport, now: i64) -> BackfillRow {
     }
 }
 
-fn gate_row(evaluated: anyhow::Result<Record>) -> GateRow {
+fn gate_row(evaluated: anyhow::Result<ApprovalRecord>) -> GateRow {
     match evaluated {
         Ok(record) => GateRow {
             result: Some(record.result),

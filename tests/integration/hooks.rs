@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use shiftguard_aws::{CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter};
 use shiftguard_core::Manifest;
 use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::gate::{HealthBudget, InconclusivePolicy};
+use shiftguard_core::release::decide::TrafficSettings;
+use shiftguard_core::release::gate::{HealthBudget, InconclusivePolicy};
+use shiftguard_core::release::{DecisionError, Evaluation};
 use shiftguard_core::scan::load_migrations;
-use shiftguard_hooks::{Deps, Evaluation, Phase, handle, report_once};
+use shiftguard_hooks::{DecisionPoint, Deps, handle, report_once};
 use shiftguard_sql::DatabaseUrl;
 
 use crate::endpoint::{LocalEndpoint, Request, Response};
@@ -175,9 +177,7 @@ async fn world(database_at: &str, backfills: &str) -> World {
         codedeploy: CodeDeployAdapter::new(&sdk_config(endpoint.url()).await),
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
-        budget: HealthBudget::default(),
-        metrics_window: Duration::from_secs(300),
-        smoke: None,
+        settings: TrafficSettings::default(),
         deadline_margin: Duration::from_secs(3),
     };
     let name = format!("users-api-{}", crate::support::unique_suffix());
@@ -197,12 +197,12 @@ pub(crate) fn event(deployment_id: &str, execution: &str) -> serde_json::Value {
 /// Invokes the pre-traffic hook and asserts exactly one report, with `status`; returns the
 /// reason.
 async fn invoke_expecting(world: &World, deployment_id: &str, status: &str) -> String {
-    invoke_phase_expecting(world, Phase::PreTraffic, deployment_id, status).await
+    invoke_phase_expecting(world, DecisionPoint::PreTraffic, deployment_id, status).await
 }
 
 async fn invoke_phase_expecting(
     world: &World,
-    phase: Phase,
+    phase: DecisionPoint,
     deployment_id: &str,
     status: &str,
 ) -> String {
@@ -348,7 +348,7 @@ async fn a_panic_or_the_deadline_still_reports_failed_exactly_once() {
         let gates: Vec<u8> = Vec::new();
         // An evaluation bug: indexing past the end.
         let _ = gates[usize::from(gates.is_empty())];
-        Ok::<Evaluation, String>(Evaluation::default())
+        Ok::<Evaluation, DecisionError>(Evaluation::default())
     };
     let reported = report_once(
         &w.deps.codedeploy,
@@ -372,7 +372,7 @@ async fn a_panic_or_the_deadline_still_reports_failed_exactly_once() {
     let started = Instant::now();
     let stuck = async {
         tokio::time::sleep(Duration::from_secs(600)).await;
-        Ok::<Evaluation, String>(Evaluation::default())
+        Ok::<Evaluation, DecisionError>(Evaluation::default())
     };
     let reported = report_once(
         &w.deps.codedeploy,
@@ -408,7 +408,7 @@ async fn malformed_events_and_duplicate_deliveries() {
     let w = world(ADD_DISPLAY_NAME, "").await;
     // No ids: nothing can be reported; the invocation errors, loudly.
     let error = handle(
-        Phase::PreTraffic,
+        DecisionPoint::PreTraffic,
         serde_json::json!({"Records": []}),
         Instant::now() + Duration::from_secs(5),
         Arc::clone(&w.deps),
@@ -427,7 +427,7 @@ async fn malformed_events_and_duplicate_deliveries() {
     let (id, _) = v1_to_v2(&w).await;
     for _ in 0..2 {
         handle(
-            Phase::PreTraffic,
+            DecisionPoint::PreTraffic,
             event(&id, "exec-twice"),
             Instant::now() + Duration::from_secs(20),
             Arc::clone(&w.deps),
@@ -486,7 +486,10 @@ async fn traffic(w: &World, current: &str, target: &str, counts: &[(&str, f64, f
 
 async fn post_traffic_world(budget: HealthBudget) -> (World, String, Vec<String>) {
     let mut w = world(ADD_DISPLAY_NAME, "").await;
-    Arc::get_mut(&mut w.deps).expect("sole owner").budget = budget;
+    Arc::get_mut(&mut w.deps)
+        .expect("sole owner")
+        .settings
+        .budget = budget;
     let (id, versions) = v1_to_v2(&w).await;
     (w, id, versions)
 }
@@ -527,7 +530,7 @@ async fn post_traffic_passes_a_healthy_version_and_fails_a_failing_one() {
             &[(&v[0], 9_000.0, 9.0), (&v[1], 1_000.0, errors)],
         )
         .await;
-        let reason = invoke_phase_expecting(&w, Phase::PostTraffic, &id, status).await;
+        let reason = invoke_phase_expecting(&w, DecisionPoint::PostTraffic, &id, status).await;
         if let Some(expected) = expected {
             let expected = expected(&v[1], &v[0]);
             assert!(reason.contains(&expected), "{reason}");
@@ -540,7 +543,7 @@ async fn post_traffic_passes_a_healthy_version_and_fails_a_failing_one() {
 async fn post_traffic_on_a_handful_of_requests_follows_the_inconclusive_policy() {
     let (w, id, v) = post_traffic_world(HealthBudget::default()).await;
     traffic(&w, &v[0], &v[1], &[(&v[0], 40.0, 0.0), (&v[1], 3.0, 0.0)]).await;
-    let reason = invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Failed").await;
+    let reason = invoke_phase_expecting(&w, DecisionPoint::PostTraffic, &id, "Failed").await;
     assert!(
         reason.contains("health:sample: inconclusive: 3 invocations"),
         "{reason}"
@@ -553,7 +556,7 @@ async fn post_traffic_on_a_handful_of_requests_follows_the_inconclusive_policy()
     };
     let (w, id, v) = post_traffic_world(lenient).await;
     traffic(&w, &v[0], &v[1], &[(&v[0], 40.0, 0.0), (&v[1], 3.0, 0.0)]).await;
-    invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Succeeded").await;
+    invoke_phase_expecting(&w, DecisionPoint::PostTraffic, &id, "Succeeded").await;
     w.db.drop_database().await;
 }
 
@@ -563,7 +566,7 @@ async fn post_traffic_fails_closed_when_cloudwatch_cannot_answer() {
     traffic(&w, &v[0], &v[1], &[(&v[1], 1_000.0, 0.0)]).await;
     Arc::get_mut(&mut w.deps).expect("sole owner").cloudwatch =
         CloudWatchAdapter::new(&sdk_config("http://127.0.0.1:1").await);
-    let reason = invoke_phase_expecting(&w, Phase::PostTraffic, &id, "Failed").await;
+    let reason = invoke_phase_expecting(&w, DecisionPoint::PostTraffic, &id, "Failed").await;
     assert!(
         reason.starts_with("could not decide: GetMetricData"),
         "{reason}"
@@ -620,7 +623,10 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     // The database lacks the expand the target needs: the monitor must raise GateFailing.
     let (w, _id, v) = {
         let mut w = world(CREATE_USERS, "").await;
-        Arc::get_mut(&mut w.deps).expect("sole owner").budget = HealthBudget {
+        Arc::get_mut(&mut w.deps)
+            .expect("sole owner")
+            .settings
+            .budget = HealthBudget {
             inconclusive: InconclusivePolicy::Pass,
             ..HealthBudget::default()
         };
@@ -879,11 +885,13 @@ async fn pre_traffic_smoke_invokes_the_target_version() {
     assert!(configured.success());
     for (expect, status) in [("smoke-test", "Succeeded"), ("pong", "Failed")] {
         let mut w = world(ADD_DISPLAY_NAME, "").await;
-        Arc::get_mut(&mut w.deps).expect("sole owner").smoke =
-            Some(shiftguard_hooks::config::Smoke {
-                payload: r#"{"ping": "smoke-test"}"#.to_owned(),
-                expect: expect.to_owned(),
-            });
+        Arc::get_mut(&mut w.deps)
+            .expect("sole owner")
+            .settings
+            .smoke = Some(shiftguard_core::release::decide::Smoke {
+            payload: r#"{"ping": "smoke-test"}"#.to_owned(),
+            expect: expect.to_owned(),
+        });
         let (id, versions) = v1_to_v2(&w).await;
         let reason = invoke_expecting(&w, &id, status).await;
         if status == "Failed" {

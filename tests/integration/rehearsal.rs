@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use shiftguard_aws::{CloudWatchAdapter, CodeDeployAdapter, LambdaAdapter};
 use shiftguard_core::Manifest;
 use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::gate::{HealthBudget, InconclusivePolicy};
+use shiftguard_core::release::decide::TrafficSettings;
+use shiftguard_core::release::gate::{HealthBudget, InconclusivePolicy};
 use shiftguard_core::scan::load_migrations;
-use shiftguard_hooks::{Deps, Phase, handle};
+use shiftguard_hooks::{DecisionPoint, Deps, handle};
 use shiftguard_sql::DatabaseUrl;
 
 use crate::gates::{BACKFILL, release};
@@ -28,7 +29,7 @@ async fn hook(
     deps: &Arc<Deps>,
     endpoint: &CodeDeployEndpoint,
     application: &str,
-    phase: Phase,
+    phase: DecisionPoint,
     (function, current, target): (&str, &str, &str),
 ) -> (String, String) {
     let aws = sdk_config(&aws_endpoint()).await;
@@ -77,19 +78,27 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
         codedeploy: CodeDeployAdapter::new(&sdk_config(endpoint.url()).await),
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
-        budget: HealthBudget {
-            inconclusive: InconclusivePolicy::Fail,
-            ..HealthBudget::default()
+        settings: TrafficSettings {
+            budget: HealthBudget {
+                inconclusive: InconclusivePolicy::Fail,
+                ..HealthBudget::default()
+            },
+            ..TrafficSettings::default()
         },
-        metrics_window: Duration::from_secs(300),
-        smoke: None,
         deadline_margin: Duration::from_secs(3),
     });
     let release_of = |n: u32| format!("{}-{n}", r.name);
     let shift = (r.name.as_str(), v1.as_str(), v2.as_str());
 
     // 1. Premature: v2 deployed before the expand. The pre-traffic hook reports Failed.
-    let (status, reason) = hook(&deps, &endpoint, &release_of(1), Phase::PreTraffic, shift).await;
+    let (status, reason) = hook(
+        &deps,
+        &endpoint,
+        &release_of(1),
+        DecisionPoint::PreTraffic,
+        shift,
+    )
+    .await;
     assert_eq!(status, "Failed", "{reason}");
     assert!(reason.contains("schema:target"), "{reason}");
 
@@ -99,7 +108,14 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
         Some(&r.db.sqlalchemy_url()),
         &["upgrade", MERGE],
     );
-    let (status, reason) = hook(&deps, &endpoint, &release_of(2), Phase::PreTraffic, shift).await;
+    let (status, reason) = hook(
+        &deps,
+        &endpoint,
+        &release_of(2),
+        DecisionPoint::PreTraffic,
+        shift,
+    )
+    .await;
     assert_eq!(status, "Succeeded", "{reason}");
 
     // 3. The canary's first step: v2 at 10%. A premature contract is blocked, naming v1 and the
@@ -189,7 +205,14 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
         .await
         .expect("monitor");
     assert_eq!(reports[0].gate_failing, 0.0, "{reports:?}");
-    let (status, reason) = hook(&deps, &endpoint, &release_of(3), Phase::PostTraffic, shift).await;
+    let (status, reason) = hook(
+        &deps,
+        &endpoint,
+        &release_of(3),
+        DecisionPoint::PostTraffic,
+        shift,
+    )
+    .await;
     assert_eq!(status, "Succeeded", "{reason}");
 
     // 6. v2 takes all traffic. v1 was still invoked 30 minutes ago: inside the default 60-minute

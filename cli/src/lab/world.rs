@@ -1,13 +1,22 @@
 //! The lab's in-process stand-ins for what AWS provides in production: a weighted alias between
 //! app versions, the versions' data code (the sample app's, v1 and v2), a traffic generator that
 //! sends reads and writes through the alias by weight, and per-version invocation, error and
-//! latency counters (what CloudWatch reports per `ExecutedVersion`).
+//! latency counters (what CloudWatch reports per `ExecutedVersion`). [`LabCloud`] serves them
+//! to the release decisions through the same ports the AWS adapters implement in production.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use shiftguard_core::gate::{VersionMetrics, VersionStamp};
+use shiftguard_core::release::approval::{LiveVersion, Shift};
+use shiftguard_core::release::appspec::LambdaTarget;
+use shiftguard_core::release::gate::{SmokeOutcome, VersionMetrics, VersionStamp};
+use shiftguard_core::release::ports::{Deployments, FunctionVersions, HealthSignals, LiveEvidence};
+use shiftguard_core::release::{DecisionError, FunctionLive, Routing};
 use shiftguard_sql::Connection;
 use shiftguard_sql::connection::{Bind, Kind};
+
+/// The app's function and its weighted alias.
+pub const FUNCTION: &str = "users-api";
+pub const ALIAS: &str = "live";
 
 /// One app version: its stamp and how its data code behaves.
 #[derive(Clone, Debug)]
@@ -44,6 +53,153 @@ impl Alias {
             weights[version] += weight;
         }
         weights
+    }
+}
+
+/// The lab's cloud as the release decisions see it, at one moment: the function's versions
+/// (and stamps published but never routed to), the alias, the counters since the last step and
+/// when each version was last invoked. A deployment's id is its target version; its current
+/// version is the alias's primary. One tick of traffic stands for one minute.
+#[derive(Debug)]
+pub struct LabCloud<'a> {
+    pub versions: &'a [Version],
+    pub unrouted: &'a [VersionStamp],
+    pub alias: &'a Alias,
+    pub window: &'a [Counters],
+    pub last_invoked: &'a [Option<u64>],
+    pub tick: u64,
+}
+
+impl LabCloud<'_> {
+    fn routing(&self) -> Routing {
+        Routing {
+            primary: self.versions[self.alias.primary].stamp.version.clone(),
+            additional: self
+                .alias
+                .additional
+                .map(|(v, w)| vec![(self.versions[v].stamp.version.clone(), w)])
+                .unwrap_or_default(),
+        }
+    }
+
+    fn index_of(&self, version: &str) -> Option<usize> {
+        self.versions
+            .iter()
+            .position(|v| v.stamp.version == version)
+    }
+}
+
+impl Deployments for LabCloud<'_> {
+    async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, DecisionError> {
+        Ok(LambdaTarget {
+            function: FUNCTION.to_owned(),
+            alias: ALIAS.to_owned(),
+            current_version: self.routing().primary,
+            target_version: deployment_id.to_owned(),
+        })
+    }
+
+    async fn active_deployments(&self, _: &str, _: &str) -> Result<Vec<String>, DecisionError> {
+        Ok(Vec::new())
+    }
+}
+
+impl FunctionVersions for LabCloud<'_> {
+    async fn stamp(&self, function: &str, version: &str) -> Result<VersionStamp, DecisionError> {
+        self.versions
+            .iter()
+            .map(|v| &v.stamp)
+            .chain(self.unrouted)
+            .find(|s| s.version == version)
+            .cloned()
+            .ok_or_else(|| DecisionError::Lambda(format!("{function} has no version {version}")))
+    }
+
+    async fn versions(&self, _: &str) -> Result<Vec<VersionStamp>, DecisionError> {
+        Ok(self.versions.iter().map(|v| v.stamp.clone()).collect())
+    }
+
+    async fn routing(&self, _: &str, _: &str) -> Result<Routing, DecisionError> {
+        Ok(LabCloud::routing(self))
+    }
+
+    async fn invoke(
+        &self,
+        function: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<SmokeOutcome, DecisionError> {
+        Err(DecisionError::Lambda(format!(
+            "the lab's {function} has no smoke test"
+        )))
+    }
+}
+
+impl HealthSignals for LabCloud<'_> {
+    async fn version_metrics(
+        &self,
+        _: &str,
+        _: &str,
+        version: &str,
+        _: Duration,
+    ) -> Result<VersionMetrics, DecisionError> {
+        Ok(self
+            .index_of(version)
+            .map(|i| self.window[i].metrics(version))
+            .unwrap_or_default())
+    }
+}
+
+impl LiveEvidence for LabCloud<'_> {
+    /// Versions with alias weight or invoked in the window (in ticks); the lab knows every
+    /// invocation, so it needs no `watch` to save look-ups.
+    async fn live_versions(
+        &self,
+        function: &str,
+        window: Duration,
+        _: &(dyn Fn(&VersionStamp) -> bool + Sync),
+    ) -> Result<FunctionLive, DecisionError> {
+        let ticks = window.as_secs() / 60;
+        let weights = self.alias.weights(self.versions.len());
+        let live = self
+            .versions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, version)| {
+                let mut because = Vec::new();
+                if weights[i] > 0.0 {
+                    because.push(format!("alias {ALIAS} at {:.0}%", weights[i] * 100.0));
+                }
+                if let Some(last) = self.last_invoked[i]
+                    && self.tick - last < ticks
+                {
+                    because.push(format!(
+                        "invoked {} ticks ago (window {ticks})",
+                        self.tick - last
+                    ));
+                }
+                (!because.is_empty()).then(|| LiveVersion {
+                    function: function.to_owned(),
+                    stamp: version.stamp.clone(),
+                    because,
+                })
+            })
+            .collect();
+        let routing = LabCloud::routing(self);
+        Ok(FunctionLive {
+            function: function.to_owned(),
+            aliases: vec![Shift {
+                function: function.to_owned(),
+                alias: ALIAS.to_owned(),
+                primary: routing.primary,
+                additional: routing.additional,
+            }],
+            live,
+        })
+    }
+
+    async fn functions_tagged(&self, _: &str, _: &str) -> Result<Vec<String>, DecisionError> {
+        Ok(Vec::new())
     }
 }
 

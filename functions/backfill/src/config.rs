@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shiftguard_aws::Environment;
 use shiftguard_aws::secrets::DatabaseSource;
 use shiftguard_core::config::CheckpointStoreKind;
 
@@ -26,9 +27,8 @@ pub struct FunctionConfig {
 impl FunctionConfig {
     /// Reads the settings; the error names the variable at fault.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let database = DatabaseSource::from_lookup(&lookup)?;
-        let checkpoint_store = match non_empty("SHIFTGUARD_CHECKPOINT").as_deref() {
+        let env = Environment::new(lookup);
+        let checkpoint_store = match env.get("SHIFTGUARD_CHECKPOINT").as_deref() {
             None => None,
             Some("sql") => Some(CheckpointStoreKind::Sql),
             Some("dynamodb") => Some(CheckpointStoreKind::Dynamodb),
@@ -38,25 +38,12 @@ impl FunctionConfig {
                 ));
             }
         };
-        let deadline_margin = match non_empty("SHIFTGUARD_DEADLINE_MARGIN_MS") {
-            None => Duration::from_secs(5),
-            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
-                format!("SHIFTGUARD_DEADLINE_MARGIN_MS is `{ms}`: expected milliseconds")
-            })?),
-        };
-        let config_path = non_empty("SHIFTGUARD_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| {
-                non_empty("LAMBDA_TASK_ROOT")
-                    .map(|root| PathBuf::from(root).join("shiftguard.toml"))
-            })
-            .unwrap_or_else(|| PathBuf::from("shiftguard.toml"));
         Ok(FunctionConfig {
-            config_path,
-            database,
+            config_path: env.task_file("SHIFTGUARD_CONFIG", "shiftguard.toml"),
+            database: env.database()?,
             checkpoint_store,
-            checkpoint_table: non_empty("SHIFTGUARD_CHECKPOINT_TABLE"),
-            deadline_margin,
+            checkpoint_table: env.get("SHIFTGUARD_CHECKPOINT_TABLE"),
+            deadline_margin: env.millis("SHIFTGUARD_DEADLINE_MARGIN_MS", Duration::from_secs(5))?,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! The backfill Lambda: invoked on a schedule with `{"backfill": "<name>"}` (or without a name:
 //! every configured backfill that is not complete), it runs each until the invocation's deadline
 //! nears, printing one CloudWatch Embedded Metric Format line per batch and per run, and
-//! structured JSON logs. `main.rs` builds [`Deps`] once per cold start; [`handle`] runs per event.
+//! structured JSON logs. Laid out like every shiftguard Lambda: `config.rs` reads the
+//! environment, [`Deps::build`] runs once per cold start, [`handle`] per event (the tests call
+//! it directly), [`run`] is the whole function and `main.rs` only calls it.
 
 pub mod config;
 
@@ -60,11 +62,7 @@ impl Deps {
         aws: &aws_config::SdkConfig,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Deps> {
-        let text = std::fs::read_to_string(&config.config_path).with_context(|| {
-            format!("cannot read configuration {}", config.config_path.display())
-        })?;
-        let mut project = ProjectConfig::parse(&text)
-            .with_context(|| config.config_path.display().to_string())?;
+        let mut project = ProjectConfig::read(&config.config_path)?;
         if let Some(store) = config.checkpoint_store {
             project.checkpoint.store = store;
         }
@@ -244,6 +242,29 @@ fn log_event(name: &str, event: &Event) {
             tracing::info!(backfill = name, pending_from, "verified")
         }
     }
+}
+
+/// The whole Lambda function: configuration (from `environment`, the process environment in
+/// `main`) and clients once per cold start, then one [`handle`] per invocation with the
+/// invocation's deadline less the margin.
+pub async fn run(
+    environment: impl Fn(&str) -> Option<String>,
+) -> Result<(), lambda_runtime::Error> {
+    shiftguard_aws::init_json_logging();
+    let config = FunctionConfig::from_lookup(&environment)?;
+    let aws = aws_config::load_from_env().await;
+    let deps = Deps::build(&config, &aws, &environment).await?;
+    let deps = &deps;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<BackfillEvent>| async move {
+            let deadline =
+                shiftguard_aws::deadline_instant(event.context.deadline, deps.deadline_margin);
+            let owner = format!("lambda:{}", event.context.request_id);
+            let records = handle(event.payload, deadline, deps, &owner).await?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(records)?)
+        },
+    ))
+    .await
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shiftguard_hooks::run_hook(shiftguard_hooks::Phase::PostTraffic, |name| {
+    shiftguard_hooks::run_hook(shiftguard_hooks::DecisionPoint::PostTraffic, |name| {
         std::env::var(name).ok()
     })
     .await

@@ -9,7 +9,9 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
     Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StandardUnit, StatusCode,
 };
-use shiftguard_core::gate::VersionMetrics;
+use shiftguard_core::release::DecisionError;
+use shiftguard_core::release::gate::VersionMetrics;
+use shiftguard_core::release::ports::HealthSignals;
 
 use crate::error::AwsError;
 
@@ -260,4 +262,18 @@ fn lambda_query(
         )
         .return_data(true)
         .build()
+}
+
+impl HealthSignals for CloudWatchAdapter {
+    async fn version_metrics(
+        &self,
+        function: &str,
+        alias: &str,
+        version: &str,
+        window: Duration,
+    ) -> Result<VersionMetrics, DecisionError> {
+        CloudWatchAdapter::version_metrics(self, function, alias, version, window)
+            .await
+            .map_err(|e| DecisionError::Metrics(e.message))
+    }
 }

@@ -2,7 +2,9 @@
 
 use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::types::{DeploymentStatus, LifecycleEventStatus};
-use shiftguard_core::appspec::{LambdaTarget, parse_appspec};
+use shiftguard_core::release::DecisionError;
+use shiftguard_core::release::appspec::{LambdaTarget, parse_appspec};
+use shiftguard_core::release::ports::Deployments;
 
 use crate::error::AwsError;
 
@@ -28,7 +30,7 @@ impl CodeDeployAdapter {
 
     /// The Lambda function, alias and versions a deployment moves, from its AppSpec content
     /// (`appSpecContent`, or a legacy `string` revision).
-    pub async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, AwsError> {
+    pub async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, DecisionError> {
         let doing = format!("GetDeployment {deployment_id}");
         let output = self
             .client
@@ -36,19 +38,31 @@ impl CodeDeployAdapter {
             .deployment_id(deployment_id)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(&doing, &e))?;
+            .map_err(|e| {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_deployment_does_not_exist_exception());
+                let message = AwsError::from_sdk(&doing, &e).message;
+                if not_found {
+                    DecisionError::DeploymentNotFound(message)
+                } else {
+                    DecisionError::Deployment(message)
+                }
+            })?;
         let revision = output
             .deployment_info()
             .and_then(|info| info.revision())
-            .ok_or_else(|| AwsError::new(format!("{doing}: the deployment has no revision")))?;
+            .ok_or_else(|| {
+                DecisionError::AppSpec(format!("{doing}: the deployment has no revision"))
+            })?;
         let content = revision
             .app_spec_content()
             .and_then(|c| c.content())
             .or_else(|| revision.string().and_then(|s| s.content()))
             .ok_or_else(|| {
-                AwsError::new(format!("{doing}: the revision carries no AppSpec content"))
+                DecisionError::AppSpec(format!("{doing}: the revision carries no AppSpec content"))
             })?;
-        parse_appspec(content).map_err(|e| AwsError::new(format!("{doing}: {e}")))
+        parse_appspec(content).map_err(|e| DecisionError::AppSpec(format!("{doing}: {e}")))
     }
 
     /// The deployments of a deployment group that have not finished (created, queued, in
@@ -84,12 +98,14 @@ impl CodeDeployAdapter {
     }
 
     /// `PutLifecycleEventHookExecutionStatus`. The SDK retries throttling and transient failures.
+    /// A hook execution that already has a status (the event delivered twice) is
+    /// [`DecisionError::DuplicateDelivery`], known from the service's error code.
     pub async fn report(
         &self,
         deployment_id: &str,
         execution_id: &str,
         status: HookStatus,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), DecisionError> {
         let status = match status {
             HookStatus::Succeeded => LifecycleEventStatus::Succeeded,
             HookStatus::Failed => LifecycleEventStatus::Failed,
@@ -103,10 +119,32 @@ impl CodeDeployAdapter {
             .await
             .map(|_| ())
             .map_err(|e| {
-                AwsError::from_sdk(
-                    &format!("PutLifecycleEventHookExecutionStatus {deployment_id}"),
-                    &e,
-                )
+                let duplicate = e.as_service_error().is_some_and(|e| {
+                    e.is_invalid_lifecycle_event_hook_execution_status_exception()
+                });
+                let doing = format!("PutLifecycleEventHookExecutionStatus {deployment_id}");
+                let message = AwsError::from_sdk(&doing, &e).message;
+                if duplicate {
+                    DecisionError::DuplicateDelivery(message)
+                } else {
+                    DecisionError::Deployment(message)
+                }
             })
+    }
+}
+
+impl Deployments for CodeDeployAdapter {
+    async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, DecisionError> {
+        CodeDeployAdapter::lambda_target(self, deployment_id).await
+    }
+
+    async fn active_deployments(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<Vec<String>, DecisionError> {
+        CodeDeployAdapter::active_deployments(self, application, group)
+            .await
+            .map_err(|e| DecisionError::Deployment(e.message))
     }
 }

@@ -5,8 +5,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, EnvironmentResponse};
-use shiftguard_core::approval::Shift;
-use shiftguard_core::gate::VersionStamp;
+use shiftguard_core::release::approval::Shift;
+use shiftguard_core::release::gate::{SmokeOutcome, VersionStamp};
+use shiftguard_core::release::ports::FunctionVersions;
+use shiftguard_core::release::{DecisionError, Routing};
 
 use crate::error::AwsError;
 
@@ -70,11 +72,7 @@ impl LambdaAdapter {
     }
 
     /// An alias's routing: its primary version and the weights of additional versions.
-    pub async fn alias_routing(
-        &self,
-        function: &str,
-        alias: &str,
-    ) -> Result<(String, Vec<(String, f64)>), AwsError> {
+    pub async fn alias_routing(&self, function: &str, alias: &str) -> Result<Routing, AwsError> {
         let output = self
             .client
             .get_alias()
@@ -84,7 +82,10 @@ impl LambdaAdapter {
             .await
             .map_err(|e| AwsError::from_sdk(&format!("GetAlias {function}:{alias}"), &e))?;
         let primary = output.function_version().unwrap_or_default().to_owned();
-        Ok((primary, weights(output.routing_config())))
+        Ok(Routing {
+            primary,
+            additional: weights(output.routing_config()),
+        })
     }
 
     /// Invokes `function` at `version` synchronously with `payload`; returns the function error
@@ -94,7 +95,7 @@ impl LambdaAdapter {
         function: &str,
         version: &str,
         payload: &str,
-    ) -> Result<shiftguard_core::gate::SmokeOutcome, AwsError> {
+    ) -> Result<SmokeOutcome, AwsError> {
         let output = self
             .client
             .invoke()
@@ -106,7 +107,7 @@ impl LambdaAdapter {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(&format!("Invoke {function}:{version}"), &e))?;
-        Ok(shiftguard_core::gate::SmokeOutcome {
+        Ok(SmokeOutcome {
             function_error: output.function_error().map(str::to_owned),
             body: output
                 .payload()
@@ -253,6 +254,34 @@ impl LambdaAdapter {
         }
         Ok(tagged)
     }
+}
+
+impl FunctionVersions for LambdaAdapter {
+    async fn stamp(&self, function: &str, version: &str) -> Result<VersionStamp, DecisionError> {
+        lambda_error(self.version_stamp(function, version).await)
+    }
+
+    async fn versions(&self, function: &str) -> Result<Vec<VersionStamp>, DecisionError> {
+        lambda_error(LambdaAdapter::versions(self, function).await)
+    }
+
+    async fn routing(&self, function: &str, alias: &str) -> Result<Routing, DecisionError> {
+        lambda_error(self.alias_routing(function, alias).await)
+    }
+
+    async fn invoke(
+        &self,
+        function: &str,
+        version: &str,
+        payload: &str,
+    ) -> Result<SmokeOutcome, DecisionError> {
+        lambda_error(LambdaAdapter::invoke(self, function, version, payload).await)
+    }
+}
+
+/// A Lambda call's error as a decision's.
+pub(crate) fn lambda_error<T>(result: Result<T, AwsError>) -> Result<T, DecisionError> {
+    result.map_err(|e| DecisionError::Lambda(e.message))
 }
 
 /// A Lambda invocation's deadline (Unix milliseconds, from its context) as an `Instant`, less a

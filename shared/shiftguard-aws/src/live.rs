@@ -4,19 +4,36 @@
 
 use std::time::Duration;
 
-use shiftguard_core::approval::{LiveVersion, Shift};
-use shiftguard_core::gate::VersionStamp;
+use shiftguard_core::release::approval::LiveVersion;
+use shiftguard_core::release::gate::VersionStamp;
+use shiftguard_core::release::ports::LiveEvidence;
+use shiftguard_core::release::{DecisionError, FunctionLive};
 
 use crate::cloudwatch::CloudWatchAdapter;
 use crate::error::AwsError;
-use crate::lambda::LambdaAdapter;
+use crate::lambda::{LambdaAdapter, lambda_error};
 
-/// A function's aliases and live versions.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct FunctionLive {
-    pub function: String,
-    pub aliases: Vec<Shift>,
-    pub live: Vec<LiveVersion>,
+/// The live-version evidence on AWS: Lambda's aliases, versions, event source mappings and
+/// provisioned concurrency, and CloudWatch's invocation counts.
+#[derive(Clone, Debug)]
+pub struct LiveOnAws {
+    pub lambda: LambdaAdapter,
+    pub cloudwatch: CloudWatchAdapter,
+}
+
+impl LiveEvidence for LiveOnAws {
+    async fn live_versions(
+        &self,
+        function: &str,
+        window: Duration,
+        watch: &(dyn Fn(&VersionStamp) -> bool + Sync),
+    ) -> Result<FunctionLive, DecisionError> {
+        lambda_error(live_versions(&self.lambda, &self.cloudwatch, function, window, watch).await)
+    }
+
+    async fn functions_tagged(&self, key: &str, value: &str) -> Result<Vec<String>, DecisionError> {
+        lambda_error(self.lambda.functions_tagged(key, value).await)
+    }
 }
 
 /// Reads what of `function` can still run. Versions nothing points at are looked up in

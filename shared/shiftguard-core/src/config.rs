@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::checks::{CheckConfig, GateKind, GatesConfig, MAX_WINDOW_MINUTES};
+use crate::release::checks::{CheckConfig, GateKind, GatesConfig, MAX_WINDOW_MINUTES};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -29,7 +29,7 @@ pub struct ProjectConfig {
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub backfill: Vec<BackfillConfig>,
-    /// Named checks of the cutover and contract gates (see [`crate::checks`]).
+    /// Named checks of the cutover and contract gates (see [`crate::release::checks`]).
     #[serde(default)]
     pub check: Vec<CheckConfig>,
     #[serde(default)]
@@ -218,9 +218,30 @@ pub enum ConfigError {
     /// A check that cannot be used.
     #[error("check {name}: {problem}")]
     Check { name: String, problem: String },
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {reason}")]
+    Read { path: String, reason: String },
+    /// A problem in the named file.
+    #[error("{path}: {error}")]
+    In {
+        path: String,
+        error: Box<ConfigError>,
+    },
 }
 
 impl ProjectConfig {
+    /// Reads and validates a configuration file; errors name the file.
+    pub fn read(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        ProjectConfig::parse(&text).map_err(|e| ConfigError::In {
+            path: path.display().to_string(),
+            error: Box::new(e),
+        })
+    }
+
     /// Parses and validates the text of a configuration file.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let config: ProjectConfig =
@@ -258,6 +279,11 @@ impl ProjectConfig {
                     "{key} names `{unknown}`, which no [[backfill]] defines"
                 )));
             }
+        }
+        if self.gates.cutover_health_minutes > MAX_WINDOW_MINUTES {
+            return Err(ConfigError::Syntax(format!(
+                "gates.cutover_health_minutes must be between 0 and {MAX_WINDOW_MINUTES} (30 days)"
+            )));
         }
         if !(1..=MAX_WINDOW_MINUTES).contains(&self.gates.observation_minutes) {
             return Err(ConfigError::Syntax(format!(

@@ -7,16 +7,13 @@
 //! migrations directory from the local disk ([`scan`]).
 
 pub mod alembic;
-pub mod approval;
-pub mod appspec;
 pub mod backfill;
-pub mod checks;
 pub mod compat;
 pub mod config;
-pub mod gate;
 pub mod graph;
 pub mod lint;
 pub mod manifest;
+pub mod release;
 pub mod phase;
 pub mod revision;
 pub mod scan;

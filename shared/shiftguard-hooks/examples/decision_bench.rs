@@ -2,19 +2,86 @@
 //! `cargo run --release -p shiftguard-hooks --example decision_bench -- [POSTGRES_URL]`.
 //!
 //! Sets up a database like the example at its expand revision (an `alembic_version` row and a
-//! 100,000-row users table with the backfill done), then times 500 rounds of what a hook does
-//! after reading the deployment: connect, read the Alembic heads, check the required backfill
-//! for pending rows, and evaluate the pre-traffic gates. It also times the gates alone.
-//! Creates and drops the database `shiftguard_decision_bench`.
+//! 100,000-row users table with the backfill done), then times 500 rounds of the pre-traffic
+//! decision as the hook makes it (`decide::pre_traffic` over the production database port),
+//! with the deployment and the versions' stamps answered in-process instead of by AWS:
+//! connect, read the Alembic heads, check the required backfill for pending rows, evaluate the
+//! gates. It also times the decision with every fact in memory (the orchestration and gates
+//! alone). Creates and drops the database `shiftguard_decision_bench`.
 
 use std::time::{Duration, Instant};
 
-use shiftguard_core::DatabaseState;
-use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::gate::{BackfillNow, VersionStamp, pre_traffic};
+use shiftguard_core::config::{BackfillConfig, ProjectConfig};
+use shiftguard_core::release::appspec::LambdaTarget;
+use shiftguard_core::release::checks::CheckConfig;
+use shiftguard_core::release::decide::{self, Release, TrafficSettings};
+use shiftguard_core::release::gate::{SmokeOutcome, VersionStamp};
+use shiftguard_core::release::ports::{Deployments, FunctionVersions, SharedDatabase};
+use shiftguard_core::release::{DecisionError, Ports, Routing};
 use shiftguard_core::scan::load_migrations;
-use shiftguard_sql::backfill::first_pending_key;
-use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, read_heads};
+use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, SqlDatabase};
+
+/// The deployment (v1 to v2) and the stamps, answered at once.
+struct Stamps([VersionStamp; 2]);
+
+impl Deployments for Stamps {
+    async fn lambda_target(&self, _: &str) -> Result<LambdaTarget, DecisionError> {
+        Ok(LambdaTarget {
+            function: "users-api".into(),
+            alias: "live".into(),
+            current_version: "1".into(),
+            target_version: "2".into(),
+        })
+    }
+
+    async fn active_deployments(&self, _: &str, _: &str) -> Result<Vec<String>, DecisionError> {
+        Ok(Vec::new())
+    }
+}
+
+impl FunctionVersions for Stamps {
+    async fn stamp(&self, _: &str, version: &str) -> Result<VersionStamp, DecisionError> {
+        Ok(self.0[usize::from(version == "2")].clone())
+    }
+
+    async fn versions(&self, _: &str) -> Result<Vec<VersionStamp>, DecisionError> {
+        Ok(self.0.to_vec())
+    }
+
+    async fn routing(&self, _: &str, _: &str) -> Result<Routing, DecisionError> {
+        Ok(Routing {
+            primary: "1".into(),
+            additional: Vec::new(),
+        })
+    }
+
+    async fn invoke(&self, _: &str, _: &str, _: &str) -> Result<SmokeOutcome, DecisionError> {
+        Err(DecisionError::Lambda("no smoke test here".into()))
+    }
+}
+
+/// The database's answers, read once, for timing the decision without I/O.
+struct Remembered {
+    heads: Vec<String>,
+}
+
+impl SharedDatabase for Remembered {
+    fn target(&self) -> &str {
+        "remembered"
+    }
+
+    async fn heads(&self) -> Result<Vec<String>, DecisionError> {
+        Ok(self.heads.clone())
+    }
+
+    async fn first_pending_key(&self, _: &BackfillConfig) -> Result<Option<i64>, DecisionError> {
+        Ok(None)
+    }
+
+    async fn measure(&self, _: &CheckConfig) -> Result<Option<f64>, DecisionError> {
+        Ok(None)
+    }
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -59,41 +126,39 @@ async fn main() {
     )
     .expect("config");
     let backfill = &config.backfill[0];
-    let current = VersionStamp {
-        version: "1".into(),
-        schema_revision: Some("d2ca87e6a2c7".into()),
-        required_backfills: vec![],
+    let stamps = Stamps([
+        VersionStamp {
+            version: "1".into(),
+            schema_revision: Some("d2ca87e6a2c7".into()),
+            required_backfills: vec![],
+        },
+        VersionStamp {
+            version: "2".into(),
+            schema_revision: Some("836a014c0874".into()),
+            required_backfills: vec![backfill.name.clone()],
+        },
+    ]);
+    let release = Release {
+        graph: &graph,
+        config: &config,
     };
-    let target = VersionStamp {
-        version: "2".into(),
-        schema_revision: Some("836a014c0874".into()),
-        required_backfills: vec![backfill.name.clone()],
-    };
-
+    let settings = TrafficSettings::default();
     let mut rounds = Vec::with_capacity(500);
+    for _ in 0..500 {
+        let started = Instant::now();
+        let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
+        decide_with(&stamps, release, &settings, &database).await;
+        database.close().await;
+        rounds.push(started.elapsed());
+    }
+    let remembered = Remembered {
+        heads: vec!["836a014c0874".into()],
+    };
     let mut gates_only = Vec::with_capacity(500);
     for _ in 0..500 {
         let started = Instant::now();
-        let mut connection = Connection::open(&url, ConnectSettings::default())
-            .await
-            .expect("connect");
-        let heads = read_heads(&mut connection, &url, "alembic_version")
-            .await
-            .expect("heads");
-        let first = first_pending_key(&mut connection, &url, backfill)
-            .await
-            .expect("pending");
-        connection.close().await;
-        let evaluated = Instant::now();
-        let state = DatabaseState::new(&graph, &heads).expect("state");
-        let backfills = [BackfillNow {
-            name: backfill.name.clone(),
-            first_pending_key: first,
-        }];
-        let decision = pre_traffic(&graph, &state, &current, &target, &backfills);
-        assert!(decision.passed(), "{}", decision.failures());
-        gates_only.push(evaluated.elapsed());
-        rounds.push(started.elapsed());
+        decide_with(&stamps, release, &settings, &remembered).await;
+        gates_only.push(started.elapsed());
     }
     run_admin(&admin_url, "DROP DATABASE shiftguard_decision_bench").await;
 
@@ -107,11 +172,34 @@ async fn main() {
             samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
         );
     };
-    report("connect + heads + pending check + gates", &mut rounds);
     report(
-        "gates alone (state closure + rule + backfills)",
+        "pre-traffic: connect + heads + pending + gates",
+        &mut rounds,
+    );
+    report(
+        "pre-traffic, facts in memory (orchestration + gates)",
         &mut gates_only,
     );
+}
+
+/// The pre-traffic decision as the hook makes it, over `database`; it must pass.
+async fn decide_with<D: SharedDatabase>(
+    stamps: &Stamps,
+    release: Release<'_>,
+    settings: &TrafficSettings,
+    database: &D,
+) {
+    let ports = Ports {
+        deployments: stamps,
+        functions: stamps,
+        health: &(),
+        live: &(),
+        database,
+    };
+    let record = decide::pre_traffic(ports, release, settings, "d-bench")
+        .await
+        .expect("decided");
+    assert!(record.decision.passed(), "{}", record.decision.failures());
 }
 
 /// Runs one statement on the server's administrative database.

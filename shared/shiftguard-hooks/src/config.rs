@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use shiftguard_aws::Environment;
 use shiftguard_aws::secrets::DatabaseSource;
-use shiftguard_core::gate::{HealthBudget, InconclusivePolicy};
+use shiftguard_core::release::decide::{Smoke, TrafficSettings};
+use shiftguard_core::release::gate::{HealthBudget, InconclusivePolicy};
 
 /// The hook's settings.
 #[derive(Clone, Debug)]
@@ -23,69 +25,38 @@ pub struct HookConfig {
     /// `SHIFTGUARD_DEADLINE_MARGIN_MS` (default 3000): report Failed this long before the
     /// invocation's deadline rather than be killed without reporting.
     pub deadline_margin: Duration,
-    /// Post-traffic: `SHIFTGUARD_MAX_ERROR_RATE` (0.01), `SHIFTGUARD_MAX_ERROR_RATIO` (2 x the
-    /// current version's rate), `SHIFTGUARD_MAX_P95_MS` and `SHIFTGUARD_MAX_P99_MS` (none),
+    /// How the traffic decisions judge health:
+    /// `SHIFTGUARD_MAX_ERROR_RATE` (0.01), `SHIFTGUARD_MAX_ERROR_RATIO` (2 x the current
+    /// version's rate), `SHIFTGUARD_MAX_P95_MS` and `SHIFTGUARD_MAX_P99_MS` (none),
     /// `SHIFTGUARD_MAX_LATENCY_RATIO` (1.5 x the current version's p95/p99),
-    /// `SHIFTGUARD_MIN_INVOCATIONS` (50), `SHIFTGUARD_INCONCLUSIVE` (`fail` or `pass`, default fail).
-    pub budget: HealthBudget,
-    /// Post-traffic: `SHIFTGUARD_METRICS_WINDOW_SECONDS` (default 300).
-    pub metrics_window: Duration,
-    /// Pre-traffic, optional: `SHIFTGUARD_SMOKE_PAYLOAD` (an event to invoke the target version
-    /// with) and `SHIFTGUARD_SMOKE_EXPECT` (text its response must contain; default: any).
-    pub smoke: Option<Smoke>,
-}
-
-/// A smoke invocation of the target version before it takes traffic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Smoke {
-    pub payload: String,
-    pub expect: String,
+    /// `SHIFTGUARD_MIN_INVOCATIONS` (50), `SHIFTGUARD_INCONCLUSIVE` (`fail` or `pass`, default
+    /// fail), `SHIFTGUARD_METRICS_WINDOW_SECONDS` (300); and the pre-traffic smoke test,
+    /// optional: `SHIFTGUARD_SMOKE_PAYLOAD` (an event to invoke the target version with) and
+    /// `SHIFTGUARD_SMOKE_EXPECT` (text its response must contain; default: any).
+    pub settings: TrafficSettings,
 }
 
 impl HookConfig {
     /// Reads the settings; the error names the variable at fault.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let task_root = non_empty("LAMBDA_TASK_ROOT").map(PathBuf::from);
-        let manifest_path = non_empty("SHIFTGUARD_MANIFEST")
-            .map(PathBuf::from)
-            .or_else(|| task_root.as_ref().map(|root| root.join("manifest.json")))
-            .unwrap_or_else(|| PathBuf::from("manifest.json"));
-        let config_path = non_empty("SHIFTGUARD_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| {
-                task_root
-                    .map(|root| root.join("shiftguard.toml"))
-                    .filter(|path| path.exists())
-            });
-        let deadline_margin = match non_empty("SHIFTGUARD_DEADLINE_MARGIN_MS") {
-            None => Duration::from_secs(3),
-            Some(ms) => Duration::from_millis(ms.parse().map_err(|_| {
-                format!("SHIFTGUARD_DEADLINE_MARGIN_MS is `{ms}`: expected milliseconds")
-            })?),
-        };
-        let number = |name: &str| -> Result<Option<f64>, String> {
-            non_empty(name)
-                .map(|v| {
-                    v.parse::<f64>()
-                        .ok()
-                        .filter(|n| n.is_finite() && *n >= 0.0)
-                        .ok_or_else(|| format!("{name} is `{v}`: expected a non-negative number"))
-                })
-                .transpose()
-        };
+        let env = Environment::new(lookup);
         let defaults = HealthBudget::default();
         let budget = HealthBudget {
-            max_error_rate: number("SHIFTGUARD_MAX_ERROR_RATE")?.unwrap_or(defaults.max_error_rate),
-            max_error_ratio: number("SHIFTGUARD_MAX_ERROR_RATIO")?
+            max_error_rate: env
+                .number("SHIFTGUARD_MAX_ERROR_RATE")?
+                .unwrap_or(defaults.max_error_rate),
+            max_error_ratio: env
+                .number("SHIFTGUARD_MAX_ERROR_RATIO")?
                 .unwrap_or(defaults.max_error_ratio),
-            max_p95_ms: number("SHIFTGUARD_MAX_P95_MS")?,
-            max_p99_ms: number("SHIFTGUARD_MAX_P99_MS")?,
-            max_latency_ratio: number("SHIFTGUARD_MAX_LATENCY_RATIO")?
+            max_p95_ms: env.number("SHIFTGUARD_MAX_P95_MS")?,
+            max_p99_ms: env.number("SHIFTGUARD_MAX_P99_MS")?,
+            max_latency_ratio: env
+                .number("SHIFTGUARD_MAX_LATENCY_RATIO")?
                 .unwrap_or(defaults.max_latency_ratio),
-            min_invocations: number("SHIFTGUARD_MIN_INVOCATIONS")?
+            min_invocations: env
+                .number("SHIFTGUARD_MIN_INVOCATIONS")?
                 .map_or(defaults.min_invocations, |n| n as u64),
-            inconclusive: match non_empty("SHIFTGUARD_INCONCLUSIVE").as_deref() {
+            inconclusive: match env.get("SHIFTGUARD_INCONCLUSIVE").as_deref() {
                 None | Some("fail") => InconclusivePolicy::Fail,
                 Some("pass") => InconclusivePolicy::Pass,
                 Some(other) => {
@@ -96,22 +67,27 @@ impl HookConfig {
             },
         };
         let metrics_window = Duration::from_secs(
-            number("SHIFTGUARD_METRICS_WINDOW_SECONDS")?.map_or(300, |n| n as u64),
+            env.number("SHIFTGUARD_METRICS_WINDOW_SECONDS")?
+                .map_or(300, |n| n as u64),
         );
-        let smoke = non_empty("SHIFTGUARD_SMOKE_PAYLOAD").map(|payload| Smoke {
+        let smoke = env.get("SHIFTGUARD_SMOKE_PAYLOAD").map(|payload| Smoke {
             payload,
-            expect: lookup("SHIFTGUARD_SMOKE_EXPECT").unwrap_or_default(),
+            expect: env.raw("SHIFTGUARD_SMOKE_EXPECT").unwrap_or_default(),
         });
         Ok(HookConfig {
-            smoke,
-            budget,
-            metrics_window,
-            manifest_path,
-            config_path,
-            database: DatabaseSource::from_lookup(&lookup)?,
-            version_table: non_empty("SHIFTGUARD_VERSION_TABLE")
+            manifest_path: env.task_file("SHIFTGUARD_MANIFEST", "manifest.json"),
+            config_path: env.optional_task_file("SHIFTGUARD_CONFIG", "shiftguard.toml"),
+            database: env.database()?,
+            version_table: env
+                .get("SHIFTGUARD_VERSION_TABLE")
                 .unwrap_or_else(|| "alembic_version".to_owned()),
-            deadline_margin,
+            deadline_margin: env.millis("SHIFTGUARD_DEADLINE_MARGIN_MS", Duration::from_secs(3))?,
+            settings: TrafficSettings {
+                budget,
+                metrics_window,
+                compare_with_current: true,
+                smoke,
+            },
         })
     }
 }
@@ -140,9 +116,7 @@ mod tests {
             config.manifest_path,
             PathBuf::from("/var/task/manifest.json")
         );
-        assert_eq!(config.budget, HealthBudget::default());
-        assert_eq!(config.metrics_window, Duration::from_secs(300));
-        assert_eq!(config.smoke, None);
+        assert_eq!(config.settings, TrafficSettings::default());
         let config = read(&[
             ("DATABASE_URL", "postgres://db/app"),
             ("SHIFTGUARD_MAX_ERROR_RATE", "0.05"),
@@ -152,15 +126,18 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(
-            config.smoke,
+            config.settings.smoke,
             Some(Smoke {
                 payload: "{\"ping\": 1}".to_owned(),
                 expect: String::new()
             })
         );
-        assert_eq!(config.budget.max_error_rate, 0.05);
-        assert_eq!(config.budget.min_invocations, 10);
-        assert_eq!(config.budget.inconclusive, InconclusivePolicy::Pass);
+        assert_eq!(config.settings.budget.max_error_rate, 0.05);
+        assert_eq!(config.settings.budget.min_invocations, 10);
+        assert_eq!(
+            config.settings.budget.inconclusive,
+            InconclusivePolicy::Pass
+        );
     }
 
     #[test]

@@ -1,10 +1,9 @@
-//! The CodeDeploy lifecycle hooks. CodeDeploy invokes a hook with a deployment id and a hook
-//! execution id; the hook reads what the deployment moves (the AppSpec), both versions' schema
-//! stamps, the database's Alembic state, and for `BeforeAllowTraffic` the backfills the target
-//! needs, for `AfterAllowTraffic` the versions' traffic in CloudWatch; it evaluates the gates
-//! and calls `PutLifecycleEventHookExecutionStatus` exactly once, with `Failed` on every path
-//! where it cannot show that the step is safe: a failing gate, an error, a panic in the
-//! evaluation, or a deadline that would otherwise stop it before it reports.
+//! The CodeDeploy lifecycle hooks and the gate monitor, at the edge: they build the production
+//! ports once per cold start ([`Deps`]), run one decision of
+//! `shiftguard_core::release::decide` per invocation, and turn its outcome into exactly one
+//! `PutLifecycleEventHookExecutionStatus` (hooks) or `GateFailing` metrics (monitor). `Failed`
+//! on every path where the step cannot be shown safe: a failing gate, a [`DecisionError`], a
+//! panic in the evaluation, or a deadline that would otherwise stop the hook before it reports.
 
 pub mod config;
 
@@ -12,33 +11,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use serde::Serialize;
 use shiftguard_aws::{
     CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter, MetricPoint,
 };
-use shiftguard_core::appspec::LambdaTarget;
 use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::gate::{
-    BackfillNow, Decision, HealthBudget, VersionMetrics, VersionStamp, between_steps, post_traffic,
-    pre_traffic, smoke_gate,
-};
-use shiftguard_core::{DatabaseState, Manifest, RevisionGraph};
-use shiftguard_sql::backfill::first_pending_key;
-use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, read_heads};
+use shiftguard_core::release::decide::{self, Release, TrafficSettings};
+use shiftguard_core::release::{DecisionError, Evaluation, GroupReport, Ports};
+use shiftguard_core::{Manifest, RevisionGraph};
+use shiftguard_sql::{ConnectSettings, DatabaseUrl, SqlDatabase};
 
 use crate::config::HookConfig;
 
-/// Which lifecycle event a hook serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Phase {
-    /// `BeforeAllowTraffic`: schema inside both versions' windows, required backfills complete.
-    PreTraffic,
-    /// `AfterAllowTraffic`: schema still fits the target; the target's health within budget.
-    PostTraffic,
-    /// The gate monitor, between canary steps: the pre-traffic gates and the target's health.
-    BetweenSteps,
-}
+pub use shiftguard_core::release::DecisionPoint;
 
 /// What a hook needs, built once per cold start.
 #[derive(Debug)]
@@ -50,25 +34,20 @@ pub struct Deps {
     pub codedeploy: CodeDeployAdapter,
     pub lambda: LambdaAdapter,
     pub cloudwatch: CloudWatchAdapter,
-    pub budget: HealthBudget,
-    pub metrics_window: Duration,
-    pub smoke: Option<config::Smoke>,
+    pub settings: TrafficSettings,
     pub deadline_margin: Duration,
 }
 
 impl Deps {
     /// Reads the manifest and configuration, resolves the database URL and creates the clients.
     pub async fn build(config: &HookConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<Self> {
-        let manifest = std::fs::read_to_string(&config.manifest_path)
-            .with_context(|| format!("cannot read manifest {}", config.manifest_path.display()))?;
-        let graph = Manifest::parse(&manifest)
-            .with_context(|| config.manifest_path.display().to_string())?;
+        let path = &config.manifest_path;
+        let manifest = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read manifest {}: {e}", path.display()))?;
+        let graph =
+            Manifest::parse(&manifest).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let project = match &config.config_path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read configuration {}", path.display()))?;
-                ProjectConfig::parse(&text).with_context(|| path.display().to_string())?
-            }
+            Some(path) => ProjectConfig::read(path)?,
             None => ProjectConfig::default(),
         };
         let url = DatabaseUrl::parse(&config.database.resolve(aws).await?)?;
@@ -80,32 +59,36 @@ impl Deps {
             codedeploy: CodeDeployAdapter::new(aws),
             lambda: LambdaAdapter::new(aws),
             cloudwatch: CloudWatchAdapter::new(aws),
-            budget: config.budget.clone(),
-            metrics_window: config.metrics_window,
-            smoke: config.smoke.clone(),
+            settings: config.settings.clone(),
             deadline_margin: config.deadline_margin,
         })
     }
+
+    fn release(&self) -> Release<'_> {
+        Release {
+            graph: &self.graph,
+            config: &self.project,
+        }
+    }
+
+    /// The hooks' database: one read-only session per decision.
+    fn database(&self) -> SqlDatabase<'_> {
+        SqlDatabase::new(&self.url, &self.version_table, ConnectSettings::default())
+    }
 }
 
-/// The decision record: one JSON log line per evaluation.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Evaluation {
-    pub phase: Option<Phase>,
-    pub deployment_id: String,
-    pub target: Option<LambdaTarget>,
-    pub current_version: Option<VersionStamp>,
-    pub target_version: Option<VersionStamp>,
-    pub database: Option<String>,
-    pub database_heads: Vec<String>,
-    pub backfills: Vec<BackfillNow>,
-    /// Post-traffic: the target's and the current version's traffic in the window.
-    pub metrics: Vec<VersionMetrics>,
-    /// Post-traffic: the alias's configured weight for the target, and the share of
-    /// invocations it really served (they drift apart at low traffic).
-    pub configured_weight: Option<f64>,
-    pub observed_weight: Option<f64>,
-    pub decision: Decision,
+/// The production ports of a traffic decision (the live-version evidence is not read there).
+fn ports<'a>(
+    deps: &'a Deps,
+    database: &'a SqlDatabase<'a>,
+) -> Ports<'a, CodeDeployAdapter, LambdaAdapter, CloudWatchAdapter, (), SqlDatabase<'a>> {
+    Ports {
+        deployments: &deps.codedeploy,
+        functions: &deps.lambda,
+        health: &deps.cloudwatch,
+        live: &(),
+        database,
+    }
 }
 
 /// How one hook invocation ended.
@@ -116,136 +99,23 @@ pub struct Reported {
     pub reason: Option<String>,
 }
 
-/// Evaluates a phase's gates for a deployment. An `Err` is a failure to decide.
+/// The decision at `point` for a deployment, as the hooks make it.
 pub async fn evaluate(
     deps: Arc<Deps>,
-    phase: Phase,
+    point: DecisionPoint,
     deployment_id: String,
-) -> Result<Evaluation, String> {
-    let mut record = Evaluation {
-        phase: Some(phase),
-        deployment_id: deployment_id.clone(),
-        ..Evaluation::default()
-    };
-    let target = deps
-        .codedeploy
-        .lambda_target(&deployment_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let current = deps
-        .lambda
-        .version_stamp(&target.function, &target.current_version)
-        .await
-        .map_err(|e| e.to_string())?;
-    let next = deps
-        .lambda
-        .version_stamp(&target.function, &target.target_version)
-        .await
-        .map_err(|e| e.to_string())?;
-    record.target = Some(target);
-
-    let mut connection = Connection::open(&deps.url, ConnectSettings::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let heads = read_heads(&mut connection, &deps.url, &deps.version_table).await;
-    let mut backfills = Vec::new();
-    let required: &[String] = match phase {
-        Phase::PreTraffic | Phase::BetweenSteps => &next.required_backfills,
-        Phase::PostTraffic => &[],
-    };
-    for name in required {
-        // A name the configuration lacks is reported by the gate itself.
-        if let Some(config) = deps.project.backfill(name) {
-            let first = first_pending_key(&mut connection, &deps.url, config)
-                .await
-                .map_err(|e| e.to_string())?;
-            backfills.push(BackfillNow {
-                name: name.clone(),
-                first_pending_key: first,
-            });
-        }
-    }
-    connection.close().await;
-    let heads = heads.map_err(|e| e.to_string())?;
-    let state = DatabaseState::new(&deps.graph, &heads).map_err(|e| e.to_string())?;
-
-    let mut pre = pre_traffic(&deps.graph, &state, &current, &next, &backfills);
-    if let (Some(smoke), Phase::PreTraffic) = (&deps.smoke, phase)
-        && let Some(target) = &record.target
-    {
-        let outcome = deps
-            .lambda
-            .invoke(&target.function, &target.target_version, &smoke.payload)
-            .await
-            .map_err(|e| e.to_string())?;
-        pre.gates
-            .push(smoke_gate(&target.target_version, &outcome, &smoke.expect));
-    }
-    record.decision = match phase {
-        Phase::PreTraffic => pre,
-        Phase::PostTraffic | Phase::BetweenSteps => {
-            let target = record.target.clone().ok_or("no deployment target")?;
-            let (new, old) = traffic(&deps, &target, &mut record).await?;
-            let decision = match phase {
-                Phase::PostTraffic => {
-                    post_traffic(&deps.graph, &state, &next, &new, Some(&old), &deps.budget)
-                }
-                _ => between_steps(pre, &new, Some(&old), &deps.budget),
-            };
-            record.metrics = vec![new, old];
-            decision
-        }
-    };
-    record.database = Some(deps.url.target().to_owned());
-    record.database_heads = heads;
-    record.backfills = backfills;
-    record.current_version = Some(current);
-    record.target_version = Some(next);
-    Ok(record)
-}
-
-/// The target's and the current version's traffic in the window, and how the observed split
-/// compares with the alias's weight (logged when they differ by more than 10 points).
-async fn traffic(
-    deps: &Deps,
-    target: &LambdaTarget,
-    record: &mut Evaluation,
-) -> Result<(VersionMetrics, VersionMetrics), String> {
-    let (function, alias, window) = (&target.function, &target.alias, deps.metrics_window);
-    let new = deps
-        .cloudwatch
-        .version_metrics(function, alias, &target.target_version, window)
-        .await
-        .map_err(|e| e.to_string())?;
-    let old = deps
-        .cloudwatch
-        .version_metrics(function, alias, &target.current_version, window)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (_, weights) = deps
-        .lambda
-        .alias_routing(&target.function, &target.alias)
-        .await
-        .map_err(|e| e.to_string())?;
-    let configured = weights
-        .iter()
-        .find(|(v, _)| *v == target.target_version)
-        .map_or(1.0, |(_, w)| *w);
-    let total = new.invocations + old.invocations;
-    let observed = (total > 0.0).then(|| new.invocations / total);
-    if let Some(observed) = observed
-        && (configured - observed).abs() > 0.1
-    {
-        tracing::warn!(
-            configured,
-            observed,
-            invocations = total,
-            "the observed traffic split differs from the alias weight (low traffic?)"
-        );
-    }
-    record.configured_weight = Some(configured);
-    record.observed_weight = observed;
-    Ok((new, old))
+) -> Result<Evaluation, DecisionError> {
+    let database = deps.database();
+    let decided = decide::traffic_decision(
+        point,
+        ports(&deps, &database),
+        deps.release(),
+        &deps.settings,
+        &deployment_id,
+    )
+    .await;
+    database.close().await;
+    decided
 }
 
 /// Runs `evaluation` and reports its outcome exactly once: Succeeded only when it finished and
@@ -257,32 +127,35 @@ pub async fn report_once<F>(
     execution_id: &str,
     deadline: Instant,
     evaluation: F,
-) -> Result<Reported, shiftguard_aws::AwsError>
+) -> Result<Reported, DecisionError>
 where
-    F: Future<Output = Result<Evaluation, String>> + Send + 'static,
+    F: Future<Output = Result<Evaluation, DecisionError>> + Send + 'static,
 {
     let mut task = tokio::spawn(evaluation);
-    let outcome = tokio::select! {
-        joined = &mut task => match joined {
-            Ok(Ok(record)) => {
-                log_record(&record);
-                if record.decision.passed() {
-                    Reported { status: HookStatus::Succeeded, reason: None }
-                } else {
-                    failed(record.decision.failures())
-                }
-            }
-            Ok(Err(error)) => failed(format!("could not decide: {error}")),
-            Err(join) if join.is_panic() => failed(format!(
-                "could not decide: the evaluation panicked: {}",
-                panic_message(join.into_panic())
-            )),
-            Err(join) => failed(format!("could not decide: {join}")),
-        },
+    let decided = tokio::select! {
+        joined = &mut task => joined.unwrap_or_else(|join| Err(if join.is_panic() {
+            DecisionError::Panicked(panic_message(join.into_panic().as_ref()))
+        } else {
+            DecisionError::Panicked(join.to_string())
+        })),
         () = tokio::time::sleep_until(deadline.into()) => {
             task.abort();
-            failed("could not decide before the invocation's deadline".to_owned())
+            Err(DecisionError::Deadline)
         }
+    };
+    let outcome = match decided {
+        Ok(record) => {
+            log_record(&record);
+            if record.decision.passed() {
+                Reported {
+                    status: HookStatus::Succeeded,
+                    reason: None,
+                }
+            } else {
+                failed(record.decision.failures())
+            }
+        }
+        Err(error) => failed(error.failed_reason()),
     };
     match &outcome.reason {
         None => tracing::info!(deployment_id, "gates pass: reporting Succeeded"),
@@ -301,7 +174,8 @@ fn failed(reason: String) -> Reported {
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+/// The text of a panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -309,7 +183,20 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a non-text panic".to_owned())
 }
 
+/// The decision record as one JSON log line, and a warning when the observed traffic split
+/// differs from the alias weight by more than 10 points (low traffic).
 fn log_record(record: &Evaluation) {
+    if let (Some(configured), Some(observed)) = (record.configured_weight, record.observed_weight)
+        && (configured - observed).abs() > 0.1
+    {
+        let invocations: f64 = record.metrics.iter().map(|m| m.invocations).sum();
+        tracing::warn!(
+            configured,
+            observed,
+            invocations,
+            "the observed traffic split differs from the alias weight (low traffic?)"
+        );
+    }
     match serde_json::to_string(record) {
         Ok(json) => tracing::info!(record = json.as_str(), "decision record"),
         Err(error) => tracing::warn!(%error, "decision record could not be written"),
@@ -317,7 +204,7 @@ fn log_record(record: &Evaluation) {
 }
 
 /// The two ids of a hook event. A malformed event without them cannot be reported on.
-pub fn hook_ids(event: &serde_json::Value) -> Result<(String, String), String> {
+pub fn hook_ids(event: &serde_json::Value) -> Result<(String, String), DecisionError> {
     let id = |key: &str| {
         event
             .get(key)
@@ -327,10 +214,10 @@ pub fn hook_ids(event: &serde_json::Value) -> Result<(String, String), String> {
     };
     match (id("DeploymentId"), id("LifecycleEventHookExecutionId")) {
         (Some(deployment), Some(execution)) => Ok((deployment, execution)),
-        _ => Err(format!(
+        _ => Err(DecisionError::MalformedEvent(format!(
             "the event carries no DeploymentId and LifecycleEventHookExecutionId, so no status can be reported: {}",
             truncate(&event.to_string(), 200)
-        )),
+        ))),
     }
 }
 
@@ -344,13 +231,13 @@ fn truncate(text: &str, max: usize) -> &str {
 /// One invocation: ids from the event, evaluation, exactly one report. A duplicate delivery
 /// whose report CodeDeploy refuses (the status is already set) is logged, not an error.
 pub async fn handle(
-    phase: Phase,
+    point: DecisionPoint,
     event: serde_json::Value,
     deadline: Instant,
     deps: Arc<Deps>,
-) -> anyhow::Result<Reported> {
-    let (deployment_id, execution_id) = hook_ids(&event).map_err(anyhow::Error::msg)?;
-    let evaluation = evaluate(Arc::clone(&deps), phase, deployment_id.clone());
+) -> Result<Reported, DecisionError> {
+    let (deployment_id, execution_id) = hook_ids(&event)?;
+    let evaluation = evaluate(Arc::clone(&deps), point, deployment_id.clone());
     match report_once(
         &deps.codedeploy,
         &deployment_id,
@@ -360,141 +247,63 @@ pub async fn handle(
     )
     .await
     {
-        Ok(reported) => Ok(reported),
-        Err(error)
-            if !error.transient
-                && error
-                    .message
-                    .contains("InvalidLifecycleEventHookExecutionStatus") =>
-        {
-            tracing::warn!(deployment_id, error = %error, "the hook execution already has a status (duplicate delivery)");
-            Ok(Reported {
-                status: HookStatus::Failed,
-                reason: Some(format!("duplicate delivery: {error}")),
-            })
+        Err(error @ DecisionError::DuplicateDelivery(_)) => {
+            tracing::warn!(deployment_id, error = %error, "the hook execution already has a status");
+            Ok(failed(error.to_string()))
         }
-        Err(error) => Err(error.into()),
+        reported => reported,
     }
-}
-
-/// What the gate monitor found for one deployment group.
-#[derive(Clone, Debug, Serialize)]
-pub struct GroupReport {
-    pub application: String,
-    pub deployment_group: String,
-    /// 1 when any active deployment fails a gate or cannot be evaluated, else 0.
-    pub gate_failing: f64,
-    pub evaluations: Vec<Evaluation>,
-    pub errors: Vec<String>,
 }
 
 /// The CloudWatch namespace of the gate monitor's metrics.
 pub const MONITOR_NAMESPACE: &str = "Shiftguard";
 
-/// The gate monitor: evaluates every active deployment of each `application/deployment group`
-/// and publishes `GateFailing` (0/1) per group, per group and gate (dimension `Gate`), and per
-/// application (the maximum over its groups), in the `Shiftguard` namespace, for the alarms that CodeDeploy watches between canary steps. An
-/// evaluation that cannot decide counts as failing.
+/// The gate monitor: `decide::monitor` over every `application/deployment group`, its
+/// `GateFailing` values published in the `Shiftguard` namespace for the alarms CodeDeploy
+/// watches between canary steps.
 pub async fn monitor(
     deps: Arc<Deps>,
     groups: &[(String, String)],
-) -> anyhow::Result<Vec<GroupReport>> {
-    let mut reports = Vec::new();
-    let mut points: Vec<MetricPoint> = Vec::new();
-    for (application, group) in groups {
-        let name = format!("{application}/{group}");
-        let mut report = GroupReport {
-            application: application.clone(),
-            deployment_group: group.clone(),
-            gate_failing: 0.0,
-            evaluations: Vec::new(),
-            errors: Vec::new(),
-        };
-        match deps.codedeploy.active_deployments(application, group).await {
-            Err(error) => report.errors.push(error.to_string()),
-            Ok(ids) => {
-                for id in ids {
-                    match evaluate(Arc::clone(&deps), Phase::BetweenSteps, id.clone()).await {
-                        Ok(evaluation) => {
-                            log_record(&evaluation);
-                            for gate in &evaluation.decision.gates {
-                                let failing = match gate.verdict {
-                                    shiftguard_core::gate::GateVerdict::Pass => 0.0,
-                                    shiftguard_core::gate::GateVerdict::Inconclusive(_)
-                                        if evaluation.decision.inconclusive_passes =>
-                                    {
-                                        0.0
-                                    }
-                                    _ => 1.0,
-                                };
-                                points.push(MetricPoint {
-                                    name: "GateFailing",
-                                    dimensions: vec![
-                                        ("DeploymentGroup", name.clone()),
-                                        ("Gate", gate.gate.clone()),
-                                    ],
-                                    value: failing,
-                                });
-                            }
-                            if !evaluation.decision.passed() {
-                                tracing::warn!(
-                                    deployment_id = id.as_str(),
-                                    failures = evaluation.decision.failures().as_str(),
-                                    "gates failing between steps"
-                                );
-                            }
-                            report.gate_failing =
-                                report.gate_failing.max(if evaluation.decision.passed() {
-                                    0.0
-                                } else {
-                                    1.0
-                                });
-                            report.evaluations.push(evaluation);
-                        }
-                        Err(error) => report
-                            .errors
-                            .push(format!("{id}: could not decide: {error}")),
-                    }
-                }
+) -> Result<Vec<GroupReport>, DecisionError> {
+    let database = deps.database();
+    let monitored = decide::monitor(
+        ports(&deps, &database),
+        deps.release(),
+        &deps.settings,
+        groups,
+    )
+    .await;
+    database.close().await;
+    for report in &monitored.reports {
+        let group = format!("{}/{}", report.application, report.deployment_group);
+        for evaluation in &report.evaluations {
+            log_record(evaluation);
+            if !evaluation.decision.passed() {
+                tracing::warn!(
+                    deployment_id = evaluation.deployment_id.as_str(),
+                    failures = evaluation.decision.failures().as_str(),
+                    "gates failing between steps"
+                );
             }
         }
         if !report.errors.is_empty() {
-            tracing::warn!(group = name.as_str(), errors = ?report.errors, "gate monitor could not decide: failing closed");
-            report.gate_failing = 1.0;
+            tracing::warn!(group = group.as_str(), errors = ?report.errors, "gate monitor could not decide: failing closed");
         }
-        points.push(MetricPoint {
+    }
+    let points: Vec<MetricPoint> = monitored
+        .points
+        .into_iter()
+        .map(|point| MetricPoint {
             name: "GateFailing",
-            dimensions: vec![("DeploymentGroup", name)],
-            value: report.gate_failing,
-        });
-        reports.push(report);
-    }
-    // Per application too: an alarm on it needs no reference to the deployment group, which
-    // lists the alarm (a template would otherwise be circular).
-    let mut applications: Vec<(&str, f64)> = Vec::new();
-    for report in &reports {
-        match applications
-            .iter_mut()
-            .find(|(a, _)| *a == report.application)
-        {
-            Some((_, failing)) => *failing = failing.max(report.gate_failing),
-            None => applications.push((&report.application, report.gate_failing)),
-        }
-    }
-    points.extend(
-        applications
-            .iter()
-            .map(|(application, failing)| MetricPoint {
-                name: "GateFailing",
-                dimensions: vec![("Application", (*application).to_owned())],
-                value: *failing,
-            }),
-    );
+            dimensions: point.dimensions,
+            value: point.value,
+        })
+        .collect();
     deps.cloudwatch
         .publish(MONITOR_NAMESPACE, &points)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(reports)
+        .map_err(|e| DecisionError::Metrics(e.message))?;
+    Ok(monitored.reports)
 }
 
 /// `SHIFTGUARD_DEPLOYMENT_GROUPS`: `application/group` pairs, comma-separated.
@@ -526,7 +335,7 @@ pub fn deployment_groups(value: &str) -> Result<Vec<(String, String)>, String> {
 /// environment in `main`) and clients once per cold start, then one [`handle`] per invocation
 /// with the invocation's deadline less the margin.
 pub async fn run_hook(
-    phase: Phase,
+    point: DecisionPoint,
     environment: impl Fn(&str) -> Option<String>,
 ) -> Result<(), lambda_runtime::Error> {
     shiftguard_aws::init_json_logging();
@@ -539,7 +348,7 @@ pub async fn run_hook(
             async move {
                 let deadline =
                     shiftguard_aws::deadline_instant(event.context.deadline, deps.deadline_margin);
-                let reported = handle(phase, event.payload, deadline, deps).await?;
+                let reported = handle(point, event.payload, deadline, deps).await?;
                 Ok::<_, lambda_runtime::Error>(serde_json::json!({
                     "status": format!("{:?}", reported.status),
                     "reason": reported.reason,

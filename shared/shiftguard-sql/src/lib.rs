@@ -1,5 +1,6 @@
 //! shiftguard's SQL adapters over sqlx: connections to PostgreSQL, MySQL/MariaDB and SQLite, the
-//! reader of a database's Alembic state, the backfill executor and its SQL checkpoint store. SQL
+//! reader of a database's Alembic state, the release decisions' view of the database
+//! ([`SqlDatabase`]), the backfill executor and its SQL checkpoint store. SQL
 //! differs per dialect only where it must.
 //!
 //! **API boundary:** callers get plain values (revision ids) and [`SqlError`]; no sqlx type
@@ -11,9 +12,11 @@ pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod measure;
+pub mod shared_database;
 pub mod url;
 
 pub use alembic_version::{DEFAULT_VERSION_TABLE, read_heads};
 pub use connection::{ConnectSettings, Connection};
 pub use error::SqlError;
+pub use shared_database::SqlDatabase;
 pub use url::{DatabaseUrl, Dialect};

@@ -68,23 +68,8 @@ pub async fn measure(
     let sql = format!(
         "WITH shiftguard_check(value) AS ({query}) SELECT count(*), CAST(max(value) AS {double}), {misfits} FROM shiftguard_check"
     );
-    let measured = tokio::time::timeout(limit + Duration::from_secs(1), async {
-        let row = connection
-            .fetch_row(&sql, &[], &[Kind::Int, Kind::Float, Kind::Int])
-            .await?;
-        // MySQL/MariaDB convert text to a number with a warning, not an error (the count of
-        // warnings is unsigned, hence the cast).
-        let warnings = match connection.dialect() {
-            Dialect::MySql => connection
-                .fetch_row("SELECT CAST(@@warning_count AS SIGNED)", &[], &[Kind::Int])
-                .await?
-                .and_then(|r| r[0].int())
-                .unwrap_or(0),
-            Dialect::Postgres | Dialect::Sqlite => 0,
-        };
-        Ok::<_, sqlx::Error>((row, warnings))
-    })
-    .await;
+    let measured =
+        tokio::time::timeout(limit + Duration::from_secs(1), read(connection, &sql)).await;
     // Nothing to keep, whatever happened; a failed rollback shows in the next statement.
     let _ = connection.raw("ROLLBACK").await;
     let (row, warnings) = match measured {
@@ -111,4 +96,25 @@ pub async fn measure(
         ));
     }
     Ok(cell(1).float())
+}
+
+/// The check's row, and MySQL/MariaDB's count of warnings (they convert text to a number with a
+/// warning, not an error; the count is unsigned, hence the cast). A named function rather than
+/// an async block, so the future is provably `Send` for the hooks' spawned evaluation.
+async fn read(
+    connection: &mut Connection,
+    sql: &str,
+) -> Result<(Option<Vec<Cell>>, i64), sqlx::Error> {
+    let row = connection
+        .fetch_row(sql, &[], &[Kind::Int, Kind::Float, Kind::Int])
+        .await?;
+    let warnings = match connection.dialect() {
+        Dialect::MySql => connection
+            .fetch_row("SELECT CAST(@@warning_count AS SIGNED)", &[], &[Kind::Int])
+            .await?
+            .and_then(|r| r[0].int())
+            .unwrap_or(0),
+        Dialect::Postgres | Dialect::Sqlite => 0,
+    };
+    Ok((row, warnings))
 }

@@ -22,7 +22,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gate::{GateResult, GateVerdict, VersionMetrics};
+use crate::release::gate::{GateResult, GateVerdict, VersionMetrics};
 
 /// The two approvals that follow a traffic shift (DESIGN.md steps 5 and 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -116,6 +116,11 @@ pub struct GatesConfig {
     pub shared_functions: Vec<String>,
     /// Functions tagged `shiftguard:database` with this value are found and checked too.
     pub database_tag: Option<String>,
+    /// The cutover judges the primary version's health (errors, p95, p99 by the hooks' default
+    /// budget) over this many minutes when no `[[check]]` of the cutover reads a metric
+    /// (default 15; 0: not at all).
+    #[serde(default = "default_cutover_health_minutes")]
+    pub cutover_health_minutes: u64,
 }
 
 impl Default for GatesConfig {
@@ -126,8 +131,13 @@ impl Default for GatesConfig {
             observation_minutes: default_observation_minutes(),
             shared_functions: Vec::new(),
             database_tag: None,
+            cutover_health_minutes: default_cutover_health_minutes(),
         }
     }
+}
+
+fn default_cutover_health_minutes() -> u64 {
+    15
 }
 
 fn default_observation_minutes() -> u64 {

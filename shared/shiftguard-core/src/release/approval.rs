@@ -9,10 +9,10 @@
 use serde::Serialize;
 
 use crate::compat::{DatabaseState, UnknownDatabaseRevision};
-use crate::gate::{
+use crate::graph::RevisionGraph;
+use crate::release::gate::{
     BackfillNow, Decision, GateResult, GateVerdict, VersionStamp, backfill_gates, version_fits,
 };
-use crate::graph::RevisionGraph;
 
 /// A version that can still run, and why shiftguard thinks so.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -148,7 +148,7 @@ pub fn cutover(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::Overall;
+    use crate::release::gate::Overall;
     use crate::revision::{Phase, Revision};
 
     /// a (expand) -> b (expand) -> c (contract, tolerates builds at b and later).

@@ -1,0 +1,147 @@
+//! One reader of a Lambda function's environment for every function's `config.rs`. Taken
+//! through a lookup function, so tests pass a map instead of changing the process environment;
+//! every error names the variable at fault and the value it had.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secrets::DatabaseSource;
+
+/// A function's environment variables.
+#[derive(Debug)]
+pub struct Environment<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Environment<F> {
+    pub fn new(lookup: F) -> Self {
+        Environment { lookup }
+    }
+
+    /// The variable's value as set, even empty.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
+    /// The variable's value, when set to something other than blanks.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.raw(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// Milliseconds, or `default` when unset.
+    pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, String> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(ms) => ms
+                .parse()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("{name} is `{ms}`: expected milliseconds")),
+        }
+    }
+
+    /// A non-negative finite number, when set.
+    pub fn number(&self, name: &str) -> Result<Option<f64>, String> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| format!("{name} is `{v}`: expected a non-negative number"))
+            })
+            .transpose()
+    }
+
+    /// A file packaged with the function: the path in `variable`, else `file` in
+    /// `$LAMBDA_TASK_ROOT`, else `file` in the working directory.
+    pub fn task_file(&self, variable: &str, file: &str) -> PathBuf {
+        self.get(variable)
+            .map(PathBuf::from)
+            .or_else(|| {
+                self.get("LAMBDA_TASK_ROOT")
+                    .map(|root| PathBuf::from(root).join(file))
+            })
+            .unwrap_or_else(|| PathBuf::from(file))
+    }
+
+    /// An optional packaged file: the path in `variable`, else `file` in `$LAMBDA_TASK_ROOT`
+    /// when it exists there.
+    pub fn optional_task_file(&self, variable: &str, file: &str) -> Option<PathBuf> {
+        self.get(variable).map(PathBuf::from).or_else(|| {
+            self.get("LAMBDA_TASK_ROOT")
+                .map(|root| PathBuf::from(root).join(file))
+                .filter(|path| path.exists())
+        })
+    }
+
+    /// `DATABASE_URL` or `DATABASE_SECRET_ARN`, exactly one.
+    pub fn database(&self) -> Result<DatabaseSource, String> {
+        DatabaseSource::from_lookup(&self.lookup)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environment(
+        pairs: &[(&'static str, &'static str)],
+    ) -> Environment<impl Fn(&str) -> Option<String>> {
+        let pairs = pairs.to_vec();
+        Environment::new(move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn values_defaults_and_errors_name_the_variable() {
+        let env = environment(&[
+            ("A_MS", "250"),
+            ("BAD_MS", "soon"),
+            ("N", "-1"),
+            ("BLANK", "  "),
+        ]);
+        assert_eq!(
+            env.millis("A_MS", Duration::ZERO),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(
+            env.millis("UNSET", Duration::from_secs(3)),
+            Ok(Duration::from_secs(3))
+        );
+        assert_eq!(
+            env.millis("BAD_MS", Duration::ZERO),
+            Err("BAD_MS is `soon`: expected milliseconds".to_owned())
+        );
+        assert_eq!(
+            env.number("N"),
+            Err("N is `-1`: expected a non-negative number".to_owned())
+        );
+        assert_eq!(env.get("BLANK"), None);
+        assert_eq!(env.raw("BLANK").as_deref(), Some("  "));
+    }
+
+    #[test]
+    fn packaged_files_come_from_the_variable_or_the_task_root() {
+        let env = environment(&[("LAMBDA_TASK_ROOT", "/var/task")]);
+        assert_eq!(
+            env.task_file("SHIFTGUARD_MANIFEST", "manifest.json"),
+            PathBuf::from("/var/task/manifest.json")
+        );
+        assert_eq!(
+            env.optional_task_file("SHIFTGUARD_CONFIG", "surely-absent.toml"),
+            None
+        );
+        let env = environment(&[("SHIFTGUARD_MANIFEST", "/opt/m.json")]);
+        assert_eq!(
+            env.task_file("SHIFTGUARD_MANIFEST", "manifest.json"),
+            PathBuf::from("/opt/m.json")
+        );
+        assert_eq!(
+            environment(&[]).task_file("X", "manifest.json"),
+            PathBuf::from("manifest.json")
+        );
+    }
+}
