@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use shiftguard_core::graph::RevisionIndex;
+use shiftguard_core::schema::graph::RevisionIndex;
 use shiftguard_core::{DatabaseState, Reason, RevisionGraph, Verdict, check_build};
 use shiftguard_sql::{ConnectSettings, Connection, DEFAULT_VERSION_TABLE, DatabaseUrl, read_heads};
 

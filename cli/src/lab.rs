@@ -22,7 +22,7 @@ use shiftguard_core::release::gate::{
     self, BackfillNow, GateResult, GateVerdict, HealthBudget, VersionStamp,
 };
 use shiftguard_core::release::{DecisionError, Ports};
-use shiftguard_core::scan::revision_from_source;
+use shiftguard_core::schema::scan::revision_from_source;
 use shiftguard_core::{DatabaseState, RevisionGraph, check_build};
 use shiftguard_sql::backfill::{
     Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, StatusReport,

@@ -101,7 +101,7 @@ pub fn read_config(
 
 /// One line per problem: a migrations directory with three bad files gives three lines.
 fn error_lines(error: &anyhow::Error) -> Vec<String> {
-    use shiftguard_core::scan::LoadError;
+    use shiftguard_core::schema::scan::LoadError;
     match error.downcast_ref::<LoadError>() {
         Some(LoadError::Invalid(problems)) => problems.iter().map(ToString::to_string).collect(),
         _ => vec![format!("{error:#}")],

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use shiftguard_core::manifest::Manifest;
+use shiftguard_core::schema::manifest::Manifest;
 
 use crate::Outcome;
 use crate::migrations::{Source, print_warnings};

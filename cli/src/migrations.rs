@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use shiftguard_core::manifest::Manifest;
-use shiftguard_core::scan::load_migrations;
+use shiftguard_core::schema::manifest::Manifest;
+use shiftguard_core::schema::scan::load_migrations;
 use shiftguard_core::{PhaseSource, RevisionGraph};
 
 /// `--migrations DIR` or `--manifest FILE`, exactly one.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use shiftguard_core::scan::load_migrations;
+use shiftguard_core::schema::scan::load_migrations;
 use shiftguard_core::{Phase, PhaseSource};
 
 use crate::support::{AlembicProject, alembic, example, example_project, json, shiftguard};

@@ -14,7 +14,7 @@ use shiftguard_core::Manifest;
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::decide::TrafficSettings;
 use shiftguard_core::release::gate::{HealthBudget, InconclusivePolicy};
-use shiftguard_core::scan::load_migrations;
+use shiftguard_core::schema::scan::load_migrations;
 use shiftguard_hooks::{DecisionPoint, Deps, handle};
 use shiftguard_sql::DatabaseUrl;
 

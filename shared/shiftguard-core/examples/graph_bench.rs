@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use shiftguard_core::lint::{Options, Scope, finish, lint_operations, rule_ran};
-use shiftguard_core::scan::{load_migrations, load_project};
+use shiftguard_core::schema::scan::{load_migrations, load_project};
 use shiftguard_core::{DatabaseState, check_build};
 
 fn main() {

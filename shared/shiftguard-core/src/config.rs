@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::names::{is_identifier, is_name, is_table_name};
 use crate::release::checks::{CheckConfig, GateKind, GatesConfig, MAX_WINDOW_MINUTES};
 
 /// The whole configuration file.
@@ -476,30 +477,6 @@ fn has_top_level_word(fragment: &str, word: &str) -> bool {
         .collect();
     top.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .any(|w| w.eq_ignore_ascii_case(word))
-}
-
-/// A backfill's or a check's name: 1-100 letters, digits, `_` or `-`.
-pub fn is_name(name: &str) -> bool {
-    (1..=100).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// A plain SQL identifier: letters, digits and underscores, not starting with a digit.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63
-}
-
-/// `table` or `schema.table`, both plain identifiers.
-pub fn is_table_name(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('.').collect();
-    parts.len() <= 2 && parts.iter().all(|part| is_identifier(part))
 }
 
 fn one_line(message: &str) -> String {

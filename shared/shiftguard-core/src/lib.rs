@@ -1,28 +1,29 @@
-//! shiftguard's pure domain: the Alembic revision graph, revision phases, the rule that decides
-//! whether an app build can run on a database's schema, the configuration file, and the
-//! decisions of the backfill engine.
+//! shiftguard's pure domain, in four concerns:
+//!
+//! * [`schema`]: the Alembic revision graph, revision phases, and the rule that decides whether
+//!   an app build can run on a database's schema;
+//! * [`lint`]: whether a release's revisions are safe for a progressive rollout;
+//! * [`release`]: the gates before every traffic step, the cutover and the contract, the ports
+//!   they read their facts through, and the one orchestration per decision;
+//! * [`backfill`]: the backfill engine's decisions (checkpoints, status, batch sizing, throttles)
+//!   and its configuration.
+//!
+//! [`config`] is the file that configures them (`shiftguard.toml`): it composes each concern's
+//! own section and validates the references between them.
 //!
 //! **Invariant:** this crate does no network or database I/O and depends on no async runtime,
-//! SQL driver or AWS crate; decisions here are tested without I/O. Its one I/O is reading a
-//! migrations directory from the local disk ([`scan`]).
+//! SQL driver or AWS crate; decisions here are tested without I/O. Its I/O is reading a
+//! migrations directory ([`schema::scan`]) and the configuration file from the local disk. The
+//! orchestration in [`release::decide`] is async but runs only what its ports give it.
 
-pub mod alembic;
 pub mod backfill;
-pub mod compat;
 pub mod config;
-pub mod graph;
 pub mod lint;
-pub mod manifest;
+pub mod names;
 pub mod release;
-pub mod phase;
-pub mod revision;
-pub mod scan;
-pub mod sqltext;
+pub mod schema;
 
-pub use compat::{DatabaseState, Reason, Verdict, check_build};
-pub use graph::{RevisionGraph, RevisionIndex, RevisionSet};
-pub use manifest::Manifest;
-pub use revision::{Phase, PhaseSource, Revision};
-
-#[cfg(test)]
-mod properties;
+pub use schema::compat::{DatabaseState, Reason, Verdict, check_build};
+pub use schema::graph::{RevisionGraph, RevisionIndex, RevisionSet};
+pub use schema::manifest::Manifest;
+pub use schema::revision::{Phase, PhaseSource, Revision};

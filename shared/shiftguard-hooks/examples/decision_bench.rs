@@ -18,7 +18,7 @@ use shiftguard_core::release::decide::{self, Release, TrafficSettings};
 use shiftguard_core::release::gate::{SmokeOutcome, VersionStamp};
 use shiftguard_core::release::ports::{Deployments, FunctionVersions, SharedDatabase};
 use shiftguard_core::release::{DecisionError, Ports, Routing};
-use shiftguard_core::scan::load_migrations;
+use shiftguard_core::schema::scan::load_migrations;
 use shiftguard_sql::{ConnectSettings, Connection, DatabaseUrl, SqlDatabase};
 
 /// The deployment (v1 to v2) and the stamps, answered at once.

@@ -4,7 +4,7 @@
 //! bumps it) makes the runner's next batch roll back and stop.
 
 use shiftguard_core::backfill::{Checkpoint, Status};
-use shiftguard_core::config::is_table_name;
+use shiftguard_core::names::is_table_name;
 
 use crate::connection::{Bind, Cell, Connection, Kind};
 use crate::error::SqlError;

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shiftguard_core::alembic::parse_revision_file;
-use shiftguard_core::phase::{classify_all, decide};
+use shiftguard_core::schema::alembic::parse_revision_file;
+use shiftguard_core::schema::phase::{classify_all, decide};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(source) = std::str::from_utf8(data) else {

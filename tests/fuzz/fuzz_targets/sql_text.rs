@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shiftguard_core::lint::sql::{assigned_columns, data_statements, segments, statement_table};
-use shiftguard_core::phase::classify_sql;
+use shiftguard_core::schema::phase::classify_sql;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {

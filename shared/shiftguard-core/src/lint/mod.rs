@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-use crate::graph::{RevisionGraph, RevisionIndex, RevisionSet};
-use crate::scan::Project;
+use crate::schema::graph::{RevisionGraph, RevisionIndex, RevisionSet};
+use crate::schema::scan::Project;
 
 pub use catalogue::{Layer, Level, RULES, Rule, find_rule, rule};
 pub use rules::lint_operations;

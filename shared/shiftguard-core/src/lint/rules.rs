@@ -7,11 +7,11 @@ use std::collections::{HashMap, HashSet};
 
 use super::sql::data_statements;
 use super::{Dialect, Finding, Options, Scope, is_new_table, rule};
-use crate::alembic::Operation;
-use crate::graph::RevisionIndex;
-use crate::phase::{PhaseError, classify_all};
-use crate::revision::{Phase, PhaseSource};
-use crate::scan::Project;
+use crate::schema::alembic::Operation;
+use crate::schema::graph::RevisionIndex;
+use crate::schema::phase::{PhaseError, classify_all};
+use crate::schema::revision::{Phase, PhaseSource};
+use crate::schema::scan::Project;
 
 /// Runs the operations rules over the release (see [`Scope`]).
 pub fn lint_operations(project: &Project, scope: &Scope, options: &Options) -> Vec<Finding> {

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use crate::sqltext::{Token, statements};
+use crate::schema::sqltext::{Token, statements};
 
 /// An UPDATE or DELETE found in literal SQL.
 #[derive(Clone, Debug, PartialEq, Eq)]

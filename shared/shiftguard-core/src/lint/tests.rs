@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::scan::load_project;
+use crate::schema::scan::load_project;
 
 /// Production is a1 (a `users` table); `release` follows it in a line: (id, declarations, body).
 fn lint(release: &[(&str, &str, &str)], options: Options) -> BTreeSet<&'static str> {

@@ -8,8 +8,8 @@
 
 use serde::Serialize;
 
-use crate::compat::{DatabaseState, UnknownDatabaseRevision};
-use crate::graph::RevisionGraph;
+use crate::schema::compat::{DatabaseState, UnknownDatabaseRevision};
+use crate::schema::graph::RevisionGraph;
 use crate::release::gate::{
     BackfillNow, Decision, GateResult, GateVerdict, VersionStamp, backfill_gates, version_fits,
 };
@@ -149,7 +149,7 @@ pub fn cutover(
 mod tests {
     use super::*;
     use crate::release::gate::Overall;
-    use crate::revision::{Phase, Revision};
+    use crate::schema::revision::{Phase, Revision};
 
     /// a (expand) -> b (expand) -> c (contract, tolerates builds at b and later).
     fn graph() -> RevisionGraph {

@@ -153,7 +153,7 @@ pub const DATABASE_TAG: &str = "shiftguard:database";
 impl CheckConfig {
     /// Why this check cannot be used, if it cannot.
     pub fn problem(&self) -> Option<String> {
-        if !crate::config::is_name(&self.name) {
+        if !crate::names::is_name(&self.name) {
             return Some("name must be 1-100 letters, digits, `_` or `-`".to_owned());
         }
         if self.query.is_some() == self.metric.is_some() {

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::compat::{DatabaseState, check_build};
+use crate::schema::compat::{DatabaseState, check_build};
 use crate::config::ProjectConfig;
-use crate::graph::RevisionGraph;
+use crate::schema::graph::RevisionGraph;
 use crate::release::DecisionError;
 use crate::release::approval::{self, Shift};
 use crate::release::appspec::LambdaTarget;

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use crate::compat::UnknownDatabaseRevision;
+use crate::schema::compat::UnknownDatabaseRevision;
 
 /// Why a decision could not be made.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]

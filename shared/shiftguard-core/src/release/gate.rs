@@ -7,8 +7,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::compat::{DatabaseState, check_build};
-use crate::graph::RevisionGraph;
+use crate::schema::compat::{DatabaseState, check_build};
+use crate::schema::graph::RevisionGraph;
 
 /// A gate's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -462,7 +462,7 @@ pub fn post_traffic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revision::{Phase, Revision};
+    use crate::schema::revision::{Phase, Revision};
 
     fn graph() -> RevisionGraph {
         let rev = Revision::for_test;

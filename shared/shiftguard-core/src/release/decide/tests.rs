@@ -11,7 +11,7 @@ use crate::config::{BackfillConfig, ProjectConfig};
 use crate::release::approval::LiveVersion;
 use crate::release::checks::CheckConfig;
 use crate::release::gate::{Overall, SmokeOutcome};
-use crate::revision::{Phase, Revision};
+use crate::schema::revision::{Phase, Revision};
 
 /// Runs a future whose ports answer at once (the fakes never wait).
 fn run<T>(future: impl Future<Output = T>) -> T {

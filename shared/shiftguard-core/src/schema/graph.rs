@@ -11,7 +11,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::revision::Revision;
+use crate::schema::revision::Revision;
 
 /// Index of a revision in a [`RevisionGraph`].
 pub type RevisionIndex = usize;
@@ -456,7 +456,7 @@ fn find_cycle(requires: &[Vec<RevisionIndex>], ordered: &[RevisionIndex]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revision::{Phase, PhaseSource};
+    use crate::schema::revision::{Phase, PhaseSource};
 
     fn rev(id: &str, parents: &[&str]) -> Revision {
         Revision {

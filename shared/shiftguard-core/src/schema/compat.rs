@@ -15,8 +15,8 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::graph::{RevisionGraph, RevisionIndex, RevisionSet};
-use crate::revision::Phase;
+use crate::schema::graph::{RevisionGraph, RevisionIndex, RevisionSet};
+use crate::schema::revision::Phase;
 
 /// The revisions a database has applied: the closure of its `alembic_version` rows.
 #[derive(Clone, Debug)]
@@ -183,7 +183,7 @@ pub fn check_build(graph: &RevisionGraph, build: RevisionIndex, state: &Database
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revision::Revision;
+    use crate::schema::revision::Revision;
 
     /// base -> e1 (expand) -> c1 (contract, tolerates e1) -> e2 (expand) -> c2 (contract)
     ///      \-> d1 (data, a side branch)

@@ -8,9 +8,9 @@
 
 use thiserror::Error;
 
-use crate::alembic::{Operation, RevisionFile};
-use crate::revision::{Phase, PhaseSource};
-use crate::sqltext::{Token, statements};
+use crate::schema::alembic::{Operation, RevisionFile};
+use crate::schema::revision::{Phase, PhaseSource};
+use crate::schema::sqltext::{Token, statements};
 
 /// A phase declaration that the revision's own operations contradict.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -236,7 +236,7 @@ fn infer(phases: &[Option<Phase>]) -> (Phase, PhaseSource) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alembic::parse_revision_file;
+    use crate::schema::alembic::parse_revision_file;
 
     fn check(upgrade_body: &str, expected: Result<(Phase, PhaseSource), &str>) {
         let source = format!(

@@ -12,7 +12,7 @@ use ruff_python_ast::{Expr, ExprCall, Stmt, StmtFunctionDef};
 use ruff_text_size::{Ranged, TextSize};
 use thiserror::Error;
 
-use crate::revision::Phase;
+use crate::schema::revision::Phase;
 
 /// Module-level variable that declares a revision's phase.
 pub const PHASE_VARIABLE: &str = "shiftguard_phase";

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::alembic::{AlembicFileError, RevisionFile, parse_revision_file};
-use crate::graph::{GraphProblem, RevisionGraph};
-use crate::phase::{PhaseError, decide};
-use crate::revision::{Phase, PhaseSource, Revision};
+use crate::schema::alembic::{AlembicFileError, RevisionFile, parse_revision_file};
+use crate::schema::graph::{GraphProblem, RevisionGraph};
+use crate::schema::phase::{PhaseError, decide};
+use crate::schema::revision::{Phase, PhaseSource, Revision};
 
 /// A migrations directory could not be turned into a graph.
 #[derive(Debug, Error)]

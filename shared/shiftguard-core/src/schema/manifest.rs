@@ -22,8 +22,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::graph::{GraphError, RevisionGraph};
-use crate::revision::Revision;
+use crate::schema::graph::{GraphError, RevisionGraph};
+use crate::schema::revision::Revision;
 
 /// The format tag of the current schema.
 pub const FORMAT: &str = "shiftguard-manifest/1";

@@ -3,9 +3,9 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use crate::compat::{DatabaseState, Reason, check_build};
-use crate::graph::{RevisionGraph, RevisionIndex};
-use crate::revision::{Phase, Revision};
+use crate::schema::compat::{DatabaseState, Reason, check_build};
+use crate::schema::graph::{RevisionGraph, RevisionIndex};
+use crate::schema::revision::{Phase, Revision};
 
 /// One generated revision: parent picks (among earlier revisions), phase, optional tolerance pick,
 /// optional `depends_on` pick (among earlier revisions).

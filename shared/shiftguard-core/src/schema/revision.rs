@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// What a revision does to the running application, in expand/contract terms.
 ///
 /// The order is strictness: a revision's declared phase may be stricter than its operations show,
-/// never looser (see [`crate::phase`]).
+/// never looser (see [`crate::schema::phase`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
