@@ -11,8 +11,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use shiftguard_core::config::ProjectConfig;
-use shiftguard_core::schema::graph::RevisionIndex;
 use shiftguard_core::lint::{self, Dialect, Finding, Layer, Level, Options, Scope, sql::segments};
+use shiftguard_core::schema::graph::RevisionIndex;
 use shiftguard_core::schema::scan::{Project, load_project};
 
 use squawk_syntax::ast::AstNode as _;

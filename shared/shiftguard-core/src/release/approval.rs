@@ -8,11 +8,11 @@
 
 use serde::Serialize;
 
-use crate::schema::compat::{DatabaseState, UnknownDatabaseRevision};
-use crate::schema::graph::RevisionGraph;
 use crate::release::gate::{
     BackfillNow, Decision, GateResult, GateVerdict, VersionStamp, backfill_gates, version_fits,
 };
+use crate::schema::compat::{DatabaseState, UnknownDatabaseRevision};
+use crate::schema::graph::RevisionGraph;
 
 /// A version that can still run, and why shiftguard thinks so.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

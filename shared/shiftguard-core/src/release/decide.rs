@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::schema::compat::{DatabaseState, check_build};
 use crate::config::ProjectConfig;
-use crate::schema::graph::RevisionGraph;
 use crate::release::DecisionError;
 use crate::release::approval::{self, Shift};
 use crate::release::appspec::LambdaTarget;
@@ -29,6 +27,8 @@ use crate::release::record::{
     ApprovalRecord, DecisionPoint, Evaluation, FunctionLive, GatePoint, GroupReport, Routing,
     VersionNow, VersionsNow,
 };
+use crate::schema::compat::{DatabaseState, check_build};
+use crate::schema::graph::RevisionGraph;
 
 /// What a release is judged against: the revision graph (the manifest) and `shiftguard.toml`.
 #[derive(Clone, Copy, Debug)]
