@@ -1,0 +1,179 @@
+//! One batch in one bounded transaction: read the next key bounds from the cursor, run the
+//! set-based update over that key range (still guarded by `pending`, so a repeat changes
+//! nothing), and write the SQL checkpoint inside the same transaction, so progress is exactly
+//! once. An error rolls back and leaves the in-memory checkpoint as it was; the caller decides
+//! whether to retry.
+
+use std::time::{Duration, Instant};
+
+use shiftguard_core::backfill::{Checkpoint, Status};
+
+use super::statements::{Statements, begin_batch, statement_budget_ms};
+use super::{Checkpoints, DEADLINE_SLACK, Runner, now_ms};
+use crate::connection::{Bind, Connection, Kind};
+
+/// A batch that committed and moved the cursor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Committed {
+    /// Key positions the batch covered.
+    pub scanned: u64,
+    /// Rows it changed (the pending ones among them).
+    pub updated: u64,
+    pub took: Duration,
+}
+
+/// What one batch attempt did.
+#[derive(Debug)]
+pub(super) enum BatchResult {
+    Committed(Committed),
+    /// No key was left after the cursor: the pass is finished (the status is now swept).
+    PassFinished,
+    /// The checkpoint changed under the batch (an operator): rolled back.
+    Interrupted,
+}
+
+/// The batch's work inside its transaction, waiting for the commit.
+struct Uncommitted {
+    next: Checkpoint,
+    scanned: u64,
+    updated: u64,
+    pass_finished: bool,
+}
+
+impl Runner<'_> {
+    /// One batch in one transaction: bounds, update, checkpoint. On error the transaction is
+    /// rolled back and the in-memory checkpoint is unchanged.
+    pub(super) async fn batch(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+        statements: &Statements,
+        size: u64,
+        deadline: Instant,
+    ) -> Result<BatchResult, sqlx::Error> {
+        let started = Instant::now();
+        // No statement may outlive the run's deadline.
+        let left = deadline.saturating_duration_since(started + DEADLINE_SLACK);
+        let tuning = &self.config.tuning;
+        let statement_ms = statement_budget_ms(tuning.statement_timeout_ms, left);
+        let begin = begin_batch(connection.dialect(), tuning.lock_timeout_ms, statement_ms);
+        connection.raw(&begin).await?;
+        let result = self
+            .batch_body(connection, checkpoint, statements, size)
+            .await;
+        match result {
+            Ok(Some(done)) => {
+                if let Err(error) = connection.raw("COMMIT").await {
+                    // A failed COMMIT (SQLite BUSY) can leave the transaction open.
+                    let _ = connection.raw("ROLLBACK").await;
+                    return Err(error);
+                }
+                *checkpoint = done.next;
+                if done.pass_finished {
+                    return Ok(BatchResult::PassFinished);
+                }
+                Ok(BatchResult::Committed(Committed {
+                    scanned: done.scanned,
+                    updated: done.updated,
+                    took: started.elapsed(),
+                }))
+            }
+            Ok(None) => {
+                let _ = connection.raw("ROLLBACK").await;
+                Ok(BatchResult::Interrupted)
+            }
+            Err(error) => {
+                let _ = connection.raw("ROLLBACK").await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Inside the transaction. `None` when the checkpoint changed under us (operator).
+    async fn batch_body(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &Checkpoint,
+        statements: &Statements,
+        size: u64,
+    ) -> Result<Option<Uncommitted>, sqlx::Error> {
+        let lower = checkpoint.cursor.unwrap_or(i64::MIN);
+        let bounds = connection
+            .fetch_row(
+                &statements.bounds,
+                &[Bind::Int(Some(lower)), Bind::Int(Some(size as i64))],
+                &[Kind::Int, Kind::Int],
+            )
+            .await?
+            .unwrap_or_default();
+        let upper = bounds.first().and_then(|c| c.int());
+        let scanned = bounds.get(1).and_then(|c| c.int()).unwrap_or(0).max(0) as u64;
+        let mut next = self.advanced(checkpoint, now_ms());
+        let Some(upper) = upper.filter(|_| scanned > 0) else {
+            next.status = Status::Swept;
+            return Ok(self
+                .write_in_transaction(connection, &next)
+                .await?
+                .then_some(Uncommitted {
+                    next,
+                    scanned: 0,
+                    updated: 0,
+                    pass_finished: true,
+                }));
+        };
+        let updated = connection
+            .execute(
+                &statements.update,
+                &[Bind::Int(Some(lower)), Bind::Int(Some(upper))],
+            )
+            .await?;
+        next.cursor = Some(upper);
+        next.rows_updated += updated;
+        next.batches += 1;
+        Ok(self
+            .write_in_transaction(connection, &next)
+            .await?
+            .then_some(Uncommitted {
+                next,
+                scanned,
+                updated,
+                pass_finished: false,
+            }))
+    }
+
+    /// The checkpoint's next version, written at `now`; an external store's lease is renewed
+    /// by every batch.
+    fn advanced(&self, checkpoint: &Checkpoint, now: i64) -> Checkpoint {
+        let mut next = checkpoint.clone();
+        next.updated_at = now;
+        next.version += 1;
+        if matches!(self.checkpoints, Checkpoints::External(_)) {
+            next.lease_expires_at = Some(now + self.lease_ttl());
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::fixtures::{NamedStore, config, sql_runner, url};
+
+    #[test]
+    fn every_batch_bumps_the_version_and_renews_only_an_external_lease() {
+        let (url, mut config) = (url("sqlite::memory:"), config());
+        config.tuning.lease_ttl_ms = 60_000;
+        let mut runner = sql_runner(&url, &config);
+        let mut checkpoint = Checkpoint::new("users_display_name", 1_000);
+        checkpoint.version = 3;
+        checkpoint.lease_expires_at = None;
+        let next = runner.advanced(&checkpoint, 5_000);
+        assert_eq!((next.version, next.updated_at), (4, 5_000));
+        assert_eq!(next.lease_expires_at, None);
+        let store = NamedStore;
+        runner.checkpoints = Checkpoints::External(&store);
+        let next = runner.advanced(&checkpoint, 5_000);
+        assert_eq!(next.lease_expires_at, Some(65_000));
+        assert_eq!(next.cursor, checkpoint.cursor);
+    }
+}

@@ -1,0 +1,162 @@
+//! What operators do to a backfill outside a run: read its checkpoint and status, pause, resume
+//! or cancel it, and reset it. These need the checkpoint store but not the run lock (a running
+//! backfill sees the change at its next batch, whose conditional write fails), except `reset`,
+//! which deletes the checkpoint and so must not race a runner. None of them creates the SQL
+//! checkpoint table.
+
+use std::time::Duration;
+
+use shiftguard_core::backfill::{Checkpoint, Command, Status};
+
+use super::inspect::KeyRange;
+use super::statements::Statements;
+use super::{BackfillError, Checkpoints, Runner, StatusReport, now_ms};
+
+/// How often `command` re-reads and retries when a runner's batch wrote first.
+const COMMAND_TRIES: usize = 20;
+const COMMAND_RETRY: Duration = Duration::from_millis(50);
+
+/// Share of the key range the current pass has covered, 0-100.
+fn percent(checkpoint: Option<&Checkpoint>, range: KeyRange) -> f64 {
+    match checkpoint {
+        Some(c) if matches!(c.status, Status::Swept | Status::Complete) => 100.0,
+        Some(c) => {
+            let left = range.remaining(c.cursor) as f64;
+            (100.0 * (1.0 - left / range.span().max(1) as f64)).clamp(0.0, 100.0)
+        }
+        None => 0.0,
+    }
+}
+
+/// The checkpoint after `command`, or why it does not apply. Resuming clears the kept error.
+fn commanded(checkpoint: &Checkpoint, command: Command, now_ms: i64) -> Result<Checkpoint, String> {
+    let mut next = checkpoint.clone();
+    next.status = command.apply(checkpoint.status)?;
+    if command == Command::Resume {
+        next.last_error = None;
+    }
+    next.updated_at = now_ms;
+    next.version += 1;
+    Ok(next)
+}
+
+impl Runner<'_> {
+    /// The stored checkpoint, if the backfill has ever run (nothing is created).
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, BackfillError> {
+        let mut connection = self.connect().await?;
+        let checkpoint = self.stored_checkpoint(&mut connection).await?;
+        connection.close().await;
+        Ok(checkpoint)
+    }
+
+    /// The stored checkpoint and what is pending now.
+    pub async fn status(&self) -> Result<StatusReport, BackfillError> {
+        let mut connection = self.connect().await?;
+        let range = self.inspect(&mut connection).await?;
+        let checkpoint = self.stored_checkpoint(&mut connection).await?;
+        let statements = Statements::new(connection.dialect(), self.config);
+        let first_pending_key = self.pending_from(&mut connection, &statements).await?;
+        connection.close().await;
+        Ok(StatusReport {
+            name: self.config.name.clone(),
+            percent: percent(checkpoint.as_ref(), range),
+            checkpoint,
+            first_pending_key,
+        })
+    }
+
+    /// Pauses, resumes or cancels; returns the new checkpoint.
+    pub async fn command(&self, command: Command) -> Result<Checkpoint, BackfillError> {
+        let mut connection = self.connect().await?;
+        // Retry on a concurrent write (a runner committing a batch).
+        for _ in 0..COMMAND_TRIES {
+            let Some(stored) = self.stored_checkpoint(&mut connection).await? else {
+                return Err(self.target_error("has never run: nothing to change"));
+            };
+            let checkpoint =
+                commanded(&stored, command, now_ms()).map_err(|e| self.target_error(e))?;
+            if self.save(&mut connection, &checkpoint).await? {
+                connection.close().await;
+                return Ok(checkpoint);
+            }
+            tokio::time::sleep(COMMAND_RETRY).await;
+        }
+        Err(self.target_error("the checkpoint kept changing; try again"))
+    }
+
+    /// Deletes the checkpoint so the next run starts over; refuses while a runner holds it.
+    /// Returns whether there was a checkpoint.
+    pub async fn reset(&self) -> Result<bool, BackfillError> {
+        let mut connection = self.connect().await?;
+        if self.stored_checkpoint(&mut connection).await?.is_none() {
+            return Ok(false);
+        }
+        let Some(held) = self.try_lock(&mut connection).await? else {
+            let holder = self
+                .current_holder(&mut connection)
+                .await
+                .unwrap_or_else(|| "another runner".to_owned());
+            return Err(self.target_error(format!(
+                "is being run by {holder}: pause or cancel it first"
+            )));
+        };
+        let deleted = match &self.checkpoints {
+            Checkpoints::Sql(table) => table
+                .delete(&mut connection, &self.config.name)
+                .await
+                .map_err(|e| self.store_error(self.sql_error(&e)))?,
+            Checkpoints::External(store) => store
+                .delete(&self.config.name)
+                .await
+                .map_err(|e| self.store_error(e))?,
+        };
+        self.unlock(&mut connection, held).await;
+        connection.close().await;
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(status: Status, cursor: Option<i64>) -> Checkpoint {
+        let mut checkpoint = Checkpoint::new("b", 1_000);
+        checkpoint.status = status;
+        checkpoint.cursor = cursor;
+        checkpoint
+    }
+
+    #[test]
+    fn percent_follows_the_cursor_through_the_key_range() {
+        let range = KeyRange { min: 1, max: 100 };
+        assert_eq!(percent(None, range), 0.0);
+        assert_eq!(percent(Some(&at(Status::Running, None)), range), 0.0);
+        assert_eq!(percent(Some(&at(Status::Running, Some(100))), range), 100.0);
+        let half = percent(Some(&at(Status::Paused, Some(50))), range);
+        assert!((49.0..=51.0).contains(&half), "{half}");
+        // A finished pass is 100% whatever the cursor says.
+        assert_eq!(percent(Some(&at(Status::Swept, Some(3))), range), 100.0);
+        assert_eq!(percent(Some(&at(Status::Complete, None)), range), 100.0);
+        // A cursor beyond an emptied table's range stays within 0-100.
+        let empty = KeyRange { min: 0, max: 0 };
+        assert_eq!(percent(Some(&at(Status::Running, Some(7))), empty), 100.0);
+    }
+
+    #[test]
+    fn commands_change_the_status_bump_the_version_and_resume_clears_the_error() {
+        let mut failed = at(Status::Failed, Some(10));
+        failed.last_error = Some("syntax error".to_owned());
+        failed.version = 2;
+        let resumed = commanded(&failed, Command::Resume, 9_000).expect("resumable");
+        assert_eq!(resumed.status, Status::Running);
+        assert_eq!(resumed.last_error, None);
+        assert_eq!((resumed.version, resumed.updated_at), (3, 9_000));
+        let cancelled = commanded(&failed, Command::Cancel, 9_000).expect("cancellable");
+        assert_eq!(cancelled.last_error.as_deref(), Some("syntax error"));
+        assert_eq!(
+            commanded(&at(Status::Complete, None), Command::Pause, 9_000),
+            Err("cannot pause a backfill that is complete".to_owned())
+        );
+    }
+}

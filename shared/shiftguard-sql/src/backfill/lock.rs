@@ -1,0 +1,395 @@
+//! Who may run a backfill: exactly one runner at a time. With the SQL checkpoint store the run
+//! lock dies with its holder — a PostgreSQL session advisory lock, MySQL's `GET_LOCK`, or an
+//! advisory lock on a file beside a SQLite database — so a runner killed with -9 never holds up
+//! the next. With an external store (DynamoDB) a lease in the checkpoint, renewed as the run goes,
+//! does the same within its TTL. This file also attaches a runner to its backfill (connect,
+//! inspect, lock, load the checkpoint) and releases it at the end of a run.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use shiftguard_core::backfill::{Checkpoint, CheckpointStore};
+
+use super::inspect::KeyRange;
+use super::{BackfillError, Checkpoints, Outcome, Runner, now_ms};
+use crate::connection::{Bind, Connection, Kind};
+use crate::url::Dialect;
+
+/// MySQL's limit on the length of a lock name.
+const MAX_LOCK_NAME: usize = 64;
+
+/// Proof that this runner holds the backfill.
+#[derive(Debug)]
+pub(super) enum Held {
+    /// A lock of the database session: released by unlocking or by the session ending.
+    Session,
+    /// An advisory lock on a file: released when the file is closed (or the process dies).
+    File { _lock: std::fs::File },
+    /// An in-memory SQLite database: nothing to exclude.
+    Memory,
+    /// A lease in an external store: released by clearing it (or by its expiry).
+    Lease,
+}
+
+/// A runner attached to its backfill: its session, the checkpoint as last written, the key range
+/// found by the inspection, and the proof that it holds the backfill.
+#[derive(Debug)]
+pub(super) struct Attached {
+    pub connection: Connection,
+    pub checkpoint: Checkpoint,
+    pub range: KeyRange,
+    pub held: Held,
+}
+
+/// The advisory lock's name: at most 64 characters (MySQL's limit), unique per database, store
+/// and backfill (a long name keeps its start and gains a hash of the whole).
+fn lock_name(target: &str, store: &str, backfill: &str) -> String {
+    // MySQL's named locks are server-wide (PostgreSQL's advisory locks are per database): name
+    // the database too, so backfills of two databases on one server never collide.
+    let name = format!("shiftguard:{target}:{store}:{backfill}");
+    if name.len() <= MAX_LOCK_NAME {
+        return name;
+    }
+    // FNV-1a: stable across runs and platforms, unlike the std hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{}:{hash:016x}", &name[..47])
+}
+
+/// SQLite's lock file: `<database>.shiftguard-<backfill>.lock`.
+fn lock_file(database: &Path, backfill: &str) -> OsString {
+    let mut path = database.as_os_str().to_owned();
+    path.push(format!(".shiftguard-{backfill}.lock"));
+    path
+}
+
+/// Whether a held lease is due for renewal: a third of its TTL has passed since the last write.
+fn lease_due(now_ms: i64, updated_at: i64, ttl_ms: i64) -> bool {
+    now_ms - updated_at >= ttl_ms / 3
+}
+
+/// The checkpoint with its lease renewed until `now + ttl`.
+fn renewed(checkpoint: &Checkpoint, now_ms: i64, ttl_ms: i64) -> Checkpoint {
+    let mut renewed = checkpoint.clone();
+    renewed.updated_at = now_ms;
+    renewed.lease_expires_at = Some(now_ms + ttl_ms);
+    renewed.version += 1;
+    renewed
+}
+
+/// The checkpoint with the lease given up, if `owner` holds it.
+fn released(checkpoint: &Checkpoint, owner: &str) -> Option<Checkpoint> {
+    if checkpoint.lease_owner.as_deref() != Some(owner) {
+        return None;
+    }
+    let mut released = checkpoint.clone();
+    released.lease_owner = None;
+    released.lease_expires_at = None;
+    released.version += 1;
+    Some(released)
+}
+
+impl Runner<'_> {
+    /// The lease's lifetime in milliseconds.
+    pub(super) fn lease_ttl(&self) -> i64 {
+        self.config.tuning.lease_ttl_ms as i64
+    }
+
+    fn lock_name(&self) -> String {
+        let store = match &self.checkpoints {
+            Checkpoints::Sql(table) => table.table().to_owned(),
+            Checkpoints::External(store) => store.describe(),
+        };
+        lock_name(self.url.target(), &store, &self.config.name)
+    }
+
+    /// Opens a connection, checks the target, takes the lock and loads the checkpoint.
+    /// `Err(Outcome::Busy)` when another runner holds it.
+    pub(super) async fn attach(&self) -> Result<Result<Attached, Outcome>, BackfillError> {
+        let mut connection = self.connect().await?;
+        let range = self.inspect(&mut connection).await?;
+        let Some(held) = self.try_lock(&mut connection).await? else {
+            let holder = self.current_holder(&mut connection).await;
+            connection.close().await;
+            return Ok(Err(Outcome::Busy { holder }));
+        };
+        self.prepare_store(&mut connection).await?;
+        let mut checkpoint = self
+            .load_checkpoint(&mut connection)
+            .await?
+            .ok_or_else(|| self.store_error("the checkpoint vanished"))?;
+        if matches!(self.checkpoints, Checkpoints::Sql(_)) {
+            // Record who holds it, for `backfill status`; the lock is what excludes.
+            checkpoint.lease_owner = Some(self.owner.clone());
+            checkpoint.lease_expires_at = None;
+            checkpoint.version += 1;
+            self.save(&mut connection, &checkpoint).await?;
+        }
+        Ok(Ok(Attached {
+            connection,
+            checkpoint,
+            range,
+            held,
+        }))
+    }
+
+    /// Ends a run: clears the lease fields (best effort) and the lock; closing the connection
+    /// ends both anyway. Returns the checkpoint as last written.
+    pub(super) async fn release(&self, attached: Attached) -> Checkpoint {
+        let Attached {
+            mut connection,
+            mut checkpoint,
+            held,
+            ..
+        } = attached;
+        if let Some(released) = released(&checkpoint, &self.owner)
+            && let Ok(true) = self.save(&mut connection, &released).await
+        {
+            checkpoint = released;
+        }
+        self.unlock(&mut connection, held).await;
+        connection.close().await;
+        checkpoint
+    }
+
+    /// Who holds the backfill, as recorded in its checkpoint.
+    pub(super) async fn current_holder(&self, connection: &mut Connection) -> Option<String> {
+        self.load_checkpoint(connection)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.lease_owner)
+    }
+
+    /// Takes the run's exclusive right to the backfill: a lock that dies with its holder, so a
+    /// runner killed with -9 never holds up the next. PostgreSQL: a session advisory lock; MySQL:
+    /// `GET_LOCK`; SQLite: an advisory file lock on `<database>.shiftguard-<name>.lock`.
+    /// `None` when another runner holds it.
+    pub(super) async fn try_lock(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<Option<Held>, BackfillError> {
+        if let Checkpoints::External(store) = &self.checkpoints {
+            return self.take_lease(*store).await;
+        }
+        let lock_error = |e: sqlx::Error| {
+            self.target_error(format!("cannot take the run lock: {}", self.sql_error(&e)))
+        };
+        let sql = match connection.dialect() {
+            Dialect::Postgres => {
+                "SELECT CAST(CASE WHEN pg_try_advisory_lock(hashtextextended($1, 0)) THEN 1 ELSE 0 END AS BIGINT)"
+            }
+            Dialect::MySql => "SELECT CAST(GET_LOCK(?, 0) AS SIGNED)",
+            Dialect::Sqlite => return self.lock_file(),
+        };
+        let acquired = connection
+            .fetch_row(sql, &[Bind::Text(Some(self.lock_name()))], &[Kind::Int])
+            .await
+            .map_err(lock_error)?;
+        Ok((acquired.and_then(|r| r[0].int()) == Some(1)).then_some(Held::Session))
+    }
+
+    /// SQLite: the advisory lock on the file beside the database.
+    fn lock_file(&self) -> Result<Option<Held>, BackfillError> {
+        let Some(database) = self.url.sqlite_path() else {
+            // An in-memory database has one connection: nobody to exclude.
+            return Ok(Some(Held::Memory));
+        };
+        let path = lock_file(database, &self.config.name);
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.target_error(format!("cannot open lock file: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Held::File { _lock: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(self.target_error(format!("cannot lock {}: {e}", Path::new(&path).display())))
+            }
+        }
+    }
+
+    pub(super) async fn unlock(&self, connection: &mut Connection, held: Held) {
+        if !matches!(held, Held::Session) {
+            return; // Dropping the file closes it, which releases the lock.
+        }
+        let sql = match connection.dialect() {
+            Dialect::Postgres => "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            Dialect::MySql => "SELECT RELEASE_LOCK(?)",
+            Dialect::Sqlite => return,
+        };
+        let _ = connection
+            .execute(sql, &[Bind::Text(Some(self.lock_name()))])
+            .await;
+    }
+
+    /// External store: takes the lease unless another runner holds an unexpired one.
+    async fn take_lease(&self, store: &dyn CheckpointStore) -> Result<Option<Held>, BackfillError> {
+        let now = now_ms();
+        store
+            .create(&Checkpoint::new(&self.config.name, now))
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let Some(mut checkpoint) = store
+            .load(&self.config.name)
+            .await
+            .map_err(|e| self.store_error(e))?
+        else {
+            return Err(self.store_error("the checkpoint vanished"));
+        };
+        if !checkpoint.lease_available(&self.owner, now) {
+            return Ok(None);
+        }
+        checkpoint.lease_owner = Some(self.owner.clone());
+        checkpoint.lease_expires_at = Some(now + self.lease_ttl());
+        checkpoint.version += 1;
+        let taken = store
+            .write(&checkpoint)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(taken.then_some(Held::Lease))
+    }
+
+    /// External store: renews the lease while the run waits, a third of the TTL at a time.
+    pub(super) async fn renew_lease(
+        &self,
+        connection: &mut Connection,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<(), BackfillError> {
+        let now = now_ms();
+        if matches!(self.checkpoints, Checkpoints::Sql(_))
+            || !lease_due(now, checkpoint.updated_at, self.lease_ttl())
+        {
+            return Ok(());
+        }
+        let renewed = renewed(checkpoint, now, self.lease_ttl());
+        if !self.save(connection, &renewed).await? {
+            return Err(self.target_error(format!(
+                "{}: the lease was lost while waiting",
+                self.checkpoints.describe()
+            )));
+        }
+        *checkpoint = renewed;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::fixtures::{NamedStore, config, sql_runner, url};
+
+    #[test]
+    fn short_lock_names_are_kept_whole() {
+        let name = lock_name("sqlite database /tmp/a.db", "bf", "users");
+        assert_eq!(name, "shiftguard:sqlite database /tmp/a.db:bf:users");
+    }
+
+    #[test]
+    fn long_lock_names_fit_mysql_and_stay_distinct_and_stable() {
+        let target = "postgres database app on db.internal.example.com:5432";
+        let a = lock_name(target, "shiftguard_backfill", "users_display_name");
+        let b = lock_name(target, "shiftguard_backfill", "users_email_lower");
+        assert_eq!(a.len(), MAX_LOCK_NAME);
+        assert_eq!(b.len(), MAX_LOCK_NAME);
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("shiftguard:postgres database app on db.intern"),
+            "{a}"
+        );
+        // The same inputs give the same name in every process (the hash is FNV-1a, fixed).
+        assert_eq!(
+            a,
+            lock_name(target, "shiftguard_backfill", "users_display_name")
+        );
+        assert_eq!(
+            lock_name("x", "y", &"z".repeat(80)),
+            format!("shiftguard:x:y:{}:1b2a1e71df14de57", "z".repeat(32))
+        );
+    }
+
+    #[test]
+    fn the_runner_names_its_lock_by_database_store_and_backfill() {
+        let (url, config) = (url("mysql://root@127.0.0.1:3306/shop"), config());
+        let mut runner = sql_runner(&url, &config);
+        let expected = lock_name(
+            "mysql database shop on 127.0.0.1:3306",
+            "shiftguard_backfill",
+            "users_display_name",
+        );
+        assert_eq!(runner.lock_name(), expected);
+        let store = NamedStore;
+        runner.checkpoints = Checkpoints::External(&store);
+        assert_eq!(
+            runner.lock_name(),
+            lock_name(
+                "mysql database shop on 127.0.0.1:3306",
+                "dynamodb table shiftguard-checkpoints",
+                "users_display_name",
+            )
+        );
+        assert_ne!(runner.lock_name(), expected);
+    }
+
+    #[test]
+    fn a_second_runner_on_the_same_sqlite_file_is_kept_out_until_the_first_lets_go() {
+        let dir = std::env::temp_dir().join(format!(
+            "shiftguard-lock-test-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let url = url(&format!("sqlite://{}/app.db", dir.display()));
+        let config = config();
+        let (first, second) = (sql_runner(&url, &config), sql_runner(&url, &config));
+        let held = first.lock_file().expect("lock").expect("free");
+        assert!(matches!(held, Held::File { .. }));
+        assert!(second.lock_file().expect("lock").is_none());
+        drop(held);
+        assert!(second.lock_file().expect("lock").is_some());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        // An in-memory database has nobody to exclude.
+        let memory = crate::backfill::fixtures::url("sqlite::memory:");
+        let runner = sql_runner(&memory, &config);
+        assert!(matches!(runner.lock_file(), Ok(Some(Held::Memory))));
+    }
+
+    #[test]
+    fn the_sqlite_lock_file_sits_beside_the_database() {
+        assert_eq!(
+            lock_file(Path::new("/tmp/app.db"), "users_display_name"),
+            OsString::from("/tmp/app.db.shiftguard-users_display_name.lock")
+        );
+    }
+
+    #[test]
+    fn a_lease_is_renewed_after_a_third_of_its_ttl() {
+        let ttl = 30_000;
+        assert!(!lease_due(1_000 + 9_999, 1_000, ttl));
+        assert!(lease_due(1_000 + 10_000, 1_000, ttl));
+        let mut checkpoint = Checkpoint::new("b", 1_000);
+        checkpoint.lease_owner = Some("me".to_owned());
+        checkpoint.version = 7;
+        let next = renewed(&checkpoint, 12_000, ttl);
+        assert_eq!(next.lease_expires_at, Some(42_000));
+        assert_eq!(next.updated_at, 12_000);
+        assert_eq!(next.version, 8);
+        assert_eq!(next.lease_owner.as_deref(), Some("me"));
+    }
+
+    #[test]
+    fn only_the_holder_releases_the_lease() {
+        let mut checkpoint = Checkpoint::new("b", 1_000);
+        assert_eq!(released(&checkpoint, "me"), None);
+        checkpoint.lease_owner = Some("other".to_owned());
+        assert_eq!(released(&checkpoint, "me"), None);
+        checkpoint.lease_owner = Some("me".to_owned());
+        checkpoint.lease_expires_at = Some(5_000);
+        let free = released(&checkpoint, "me").expect("held by me");
+        assert_eq!((free.lease_owner, free.lease_expires_at), (None, None));
+        assert_eq!(free.version, checkpoint.version + 1);
+    }
+}
