@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiftguard_aws::DynamoCheckpoints;
+use shiftguard_core::backfill::{BackfillConfig, CheckpointStoreKind};
 use shiftguard_core::backfill::{Command, Status, emf_line};
-use shiftguard_core::config::{BackfillConfig, CheckpointStoreKind, ProjectConfig};
+use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{
     Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, StatusReport, now_ms,

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use shiftguard_core::config::{BackfillConfig, ProjectConfig, Tuning};
+use shiftguard_core::backfill::{BackfillConfig, Tuning};
+use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::checks::{CheckConfig, GateKind};
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};
 use shiftguard_core::release::gate::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shiftguard_aws::Environment;
 use shiftguard_aws::secrets::DatabaseSource;
-use shiftguard_core::config::CheckpointStoreKind;
+use shiftguard_core::backfill::CheckpointStoreKind;
 
 /// The function's settings.
 #[derive(Clone, Debug)]

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use shiftguard_aws::DynamoCheckpoints;
+use shiftguard_core::backfill::CheckpointStoreKind;
 use shiftguard_core::backfill::{Status, emf_line};
-use shiftguard_core::config::{CheckpointStoreKind, ProjectConfig};
+use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner, now_ms};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
@@ -103,7 +104,7 @@ pub async fn handle(
     deps: &Deps,
     owner: &str,
 ) -> anyhow::Result<Vec<RunRecord>> {
-    let selected: Vec<&shiftguard_core::config::BackfillConfig> = match &event.backfill {
+    let selected: Vec<&shiftguard_core::backfill::BackfillConfig> = match &event.backfill {
         Some(name) => vec![
             deps.project
                 .backfill(name)

@@ -1,5 +1,7 @@
-//! The project configuration file, `shiftguard.toml`: backfill definitions and where their
-//! checkpoints live. Unknown keys are errors, never silently ignored.
+//! The project configuration file, `shiftguard.toml`: it composes each concern's own section
+//! (`[[backfill]]` and `[checkpoint]` from [`crate::backfill`], `[[check]]` and `[gates]` from
+//! [`crate::release::checks`], `[lint]` from [`crate::lint`]), validates each, and the
+//! references between them. Unknown keys are errors, never silently ignored.
 //!
 //! ```toml
 //! [checkpoint]
@@ -19,7 +21,9 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::names::{is_identifier, is_name, is_table_name};
+use crate::backfill::{BackfillConfig, CheckpointConfig, CheckpointStoreKind};
+use crate::lint::LintConfig;
+use crate::names::is_table_name;
 use crate::release::checks::{CheckConfig, GateKind, GatesConfig, MAX_WINDOW_MINUTES};
 
 /// The whole configuration file.
@@ -37,173 +41,6 @@ pub struct ProjectConfig {
     pub gates: GatesConfig,
     #[serde(default)]
     pub lint: LintConfig,
-}
-
-/// `[lint]`: what `shiftguard lint` cannot see in the revision files.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LintConfig {
-    /// Tables too large for a data change inside a migration (rule SG402); `"*"` for all.
-    #[serde(default)]
-    pub large_tables: Vec<String>,
-}
-
-/// Where backfill checkpoints are kept.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointConfig {
-    #[serde(default)]
-    pub store: CheckpointStoreKind,
-    /// The SQL table (created on first use) or the DynamoDB table.
-    #[serde(default = "default_checkpoint_table")]
-    pub table: String,
-}
-
-impl Default for CheckpointConfig {
-    fn default() -> Self {
-        CheckpointConfig {
-            store: CheckpointStoreKind::default(),
-            table: default_checkpoint_table(),
-        }
-    }
-}
-
-fn default_checkpoint_table() -> String {
-    "shiftguard_backfill".to_owned()
-}
-
-/// The checkpoint store technologies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckpointStoreKind {
-    /// A table in the backfilled database, written in each batch's transaction.
-    #[default]
-    Sql,
-    /// A DynamoDB item, written with a conditional update after each batch.
-    Dynamodb,
-}
-
-/// One backfill: which rows are pending and how to fix them.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(from = "RawBackfill")]
-pub struct BackfillConfig {
-    /// Unique name; the checkpoint's key.
-    pub name: String,
-    /// Table to update (`table` or `schema.table`).
-    pub table: String,
-    /// Unique, orderable integer key column the batches walk.
-    pub key: String,
-    /// SQL predicate of rows still to do; also the guard that makes every batch idempotent.
-    pub pending: String,
-    /// SQL assignments (`col = expr, …`) that fix a pending row.
-    pub set: String,
-    /// Optional keys beside the required ones.
-    pub tuning: Tuning,
-}
-
-/// How hard a backfill may push the database. Every field has a default.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tuning {
-    /// Rows per batch at the start of a run.
-    pub batch_size: u64,
-    pub min_batch_size: u64,
-    pub max_batch_size: u64,
-    /// The batch duration the sizer aims for, in milliseconds.
-    pub target_batch_ms: u64,
-    /// Sleep between batches, in milliseconds.
-    pub pause_ms: u64,
-    /// Wait while replica lag is above this, in milliseconds.
-    pub max_replica_lag_ms: u64,
-    /// SQL returning the replica lag in milliseconds (one row, one number), run on the primary.
-    /// Overrides the dialect's own source (`pg_stat_replication` on PostgreSQL).
-    pub replica_lag_query: Option<String>,
-    /// Name of the environment variable holding a MySQL/MariaDB replica's URL, whose
-    /// `SHOW REPLICA STATUS` gives the lag. (The URL itself never goes into this file.)
-    pub replica_url_env: Option<String>,
-    /// Lock wait limit per statement, in milliseconds.
-    pub lock_timeout_ms: u64,
-    /// Statement time limit, in milliseconds.
-    pub statement_timeout_ms: u64,
-    /// Cap on rows scanned per second (none by default).
-    pub max_rows_per_second: Option<u64>,
-    /// Attempts for one batch that fails with a transient error before the run gives up.
-    pub max_retries: u32,
-    /// Lifetime of the lease in an external checkpoint store (DynamoDB), in milliseconds;
-    /// every batch renews it. A runner killed with -9 holds the backfill up for at most this.
-    pub lease_ttl_ms: u64,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            batch_size: 1_000,
-            min_batch_size: 100,
-            max_batch_size: 100_000,
-            target_batch_ms: 100,
-            pause_ms: 0,
-            max_replica_lag_ms: 1_500,
-            replica_lag_query: None,
-            replica_url_env: None,
-            lock_timeout_ms: 2_000,
-            statement_timeout_ms: 10_000,
-            max_rows_per_second: None,
-            max_retries: 8,
-            lease_ttl_ms: 30_000,
-        }
-    }
-}
-
-/// A `[[backfill]]` table as written: tuning keys sit beside the required ones. (serde cannot
-/// combine `flatten` with `deny_unknown_fields`, hence this flat twin of [`BackfillConfig`].)
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackfill {
-    name: String,
-    table: String,
-    key: String,
-    pending: String,
-    set: String,
-    batch_size: Option<u64>,
-    min_batch_size: Option<u64>,
-    max_batch_size: Option<u64>,
-    target_batch_ms: Option<u64>,
-    pause_ms: Option<u64>,
-    max_replica_lag_ms: Option<u64>,
-    replica_lag_query: Option<String>,
-    replica_url_env: Option<String>,
-    lock_timeout_ms: Option<u64>,
-    statement_timeout_ms: Option<u64>,
-    max_rows_per_second: Option<u64>,
-    max_retries: Option<u32>,
-    lease_ttl_ms: Option<u64>,
-}
-
-impl From<RawBackfill> for BackfillConfig {
-    fn from(raw: RawBackfill) -> Self {
-        let d = Tuning::default();
-        BackfillConfig {
-            name: raw.name,
-            table: raw.table,
-            key: raw.key,
-            pending: raw.pending,
-            set: raw.set,
-            tuning: Tuning {
-                batch_size: raw.batch_size.unwrap_or(d.batch_size),
-                min_batch_size: raw.min_batch_size.unwrap_or(d.min_batch_size),
-                max_batch_size: raw.max_batch_size.unwrap_or(d.max_batch_size),
-                target_batch_ms: raw.target_batch_ms.unwrap_or(d.target_batch_ms),
-                pause_ms: raw.pause_ms.unwrap_or(d.pause_ms),
-                max_replica_lag_ms: raw.max_replica_lag_ms.unwrap_or(d.max_replica_lag_ms),
-                replica_lag_query: raw.replica_lag_query,
-                replica_url_env: raw.replica_url_env,
-                lock_timeout_ms: raw.lock_timeout_ms.unwrap_or(d.lock_timeout_ms),
-                statement_timeout_ms: raw.statement_timeout_ms.unwrap_or(d.statement_timeout_ms),
-                max_rows_per_second: raw.max_rows_per_second,
-                max_retries: raw.max_retries.unwrap_or(d.max_retries),
-                lease_ttl_ms: raw.lease_ttl_ms.unwrap_or(d.lease_ttl_ms),
-            },
-        }
-    }
 }
 
 /// A configuration file that cannot be used.
@@ -254,9 +91,14 @@ impl ProjectConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
         for backfill in &self.backfill {
-            backfill.validate()?;
-            if !names.insert(backfill.name.as_str()) {
-                return Err(backfill.problem("is defined twice"));
+            let problem = backfill.problem().or_else(|| {
+                (!names.insert(backfill.name.as_str())).then(|| "is defined twice".to_owned())
+            });
+            if let Some(problem) = problem {
+                return Err(ConfigError::Backfill {
+                    name: backfill.name.clone(),
+                    problem,
+                });
             }
         }
         let mut checks = HashSet::new();
@@ -336,149 +178,6 @@ impl ProjectConfig {
     }
 }
 
-impl BackfillConfig {
-    fn problem(&self, problem: impl Into<String>) -> ConfigError {
-        ConfigError::Backfill {
-            name: self.name.clone(),
-            problem: problem.into(),
-        }
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if !is_name(&self.name) {
-            return Err(self.problem("name must be 1-100 letters, digits, `_` or `-`"));
-        }
-        if !is_table_name(&self.table) {
-            return Err(self.problem(format!(
-                "table `{}` is not a plain table name (letters, digits, `_`, optionally schema.table)",
-                self.table
-            )));
-        }
-        if !is_identifier(&self.key) {
-            return Err(self.problem(format!("key `{}` is not a plain column name", self.key)));
-        }
-        let pending = self.pending.trim();
-        let trivially_true = ["", "true", "1", "1=1", "1 = 1", "(true)", "not false"]
-            .contains(&pending.to_ascii_lowercase().as_str());
-        if trivially_true {
-            return Err(self.problem(
-                "`pending` must select only the rows still to do: it is the guard that makes re-running a batch harmless",
-            ));
-        }
-        if self.set.trim().is_empty() {
-            return Err(self.problem("`set` is empty"));
-        }
-        for (field, fragment) in [("pending", &self.pending), ("set", &self.set)] {
-            if fragment.contains(';') || fragment.contains("--") || fragment.contains("/*") {
-                return Err(self.problem(format!(
-                    "`{field}` must be one SQL expression: no `;` or comments"
-                )));
-            }
-            if !balanced(fragment) {
-                return Err(self.problem(format!(
-                    "`{field}` has unbalanced parentheses or quotes: it must be one SQL expression"
-                )));
-            }
-        }
-        if has_top_level_word(&self.set, "WHERE") {
-            return Err(
-                self.problem("`set` must hold only assignments: the WHERE clause is `pending`")
-            );
-        }
-        let t = &self.tuning;
-        if !(1 <= t.min_batch_size
-            && t.min_batch_size <= t.batch_size
-            && t.batch_size <= t.max_batch_size)
-        {
-            return Err(self.problem(format!(
-                "batch sizes must satisfy 1 <= min_batch_size ({}) <= batch_size ({}) <= max_batch_size ({})",
-                t.min_batch_size, t.batch_size, t.max_batch_size
-            )));
-        }
-        if t.target_batch_ms == 0 || t.lock_timeout_ms == 0 || t.statement_timeout_ms == 0 {
-            return Err(self.problem(
-                "target_batch_ms, lock_timeout_ms and statement_timeout_ms must be positive",
-            ));
-        }
-        if t.lease_ttl_ms < 1_000 {
-            return Err(self.problem("lease_ttl_ms must be at least 1000"));
-        }
-        if t.lease_ttl_ms < 2 * t.statement_timeout_ms {
-            return Err(self.problem(format!(
-                "lease_ttl_ms ({}) must be at least twice statement_timeout_ms ({}): a batch must never outlive the lease it renews",
-                t.lease_ttl_ms, t.statement_timeout_ms
-            )));
-        }
-        if t.max_rows_per_second == Some(0) {
-            return Err(self.problem("max_rows_per_second must be positive when set"));
-        }
-        if let Some(query) = &t.replica_lag_query
-            && query.contains(';')
-        {
-            return Err(self.problem("replica_lag_query must be one statement"));
-        }
-        Ok(())
-    }
-}
-
-/// The characters of a SQL fragment outside quoted text, each with the parenthesis depth it
-/// stands at (quoted text becomes one space). `None` when a quote is left open.
-fn unquoted(fragment: &str) -> Option<Vec<(char, i32)>> {
-    let mut out = Vec::with_capacity(fragment.len());
-    let mut depth = 0i32;
-    let mut quote: Option<char> = None;
-    for c in fragment.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => {
-                quote = None;
-                out.push((' ', depth));
-            }
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => {
-                out.push((c, depth));
-                depth += 1;
-            }
-            (None, ')') => {
-                depth -= 1;
-                out.push((c, depth));
-            }
-            (None, c) => out.push((c, depth)),
-        }
-    }
-    quote.is_none().then_some(out)
-}
-
-/// Whether parentheses nest properly and quotes close, so a fragment cannot close the
-/// parenthesis the engine wraps it in (`x) OR (1=1`).
-fn balanced(fragment: &str) -> bool {
-    let Some(chars) = unquoted(fragment) else {
-        return false;
-    };
-    let opened = chars.iter().filter(|&&(c, _)| c == '(').count();
-    let closed = chars.iter().filter(|&&(c, _)| c == ')').count();
-    opened == closed && chars.iter().all(|&(_, depth)| depth >= 0)
-}
-
-/// Whether `word` appears outside quotes and parentheses, as a whole word, in any case.
-fn has_top_level_word(fragment: &str, word: &str) -> bool {
-    let Some(chars) = unquoted(fragment) else {
-        return false;
-    };
-    let top: String = chars
-        .iter()
-        .map(|&(c, depth)| {
-            if depth == 0 && c != '(' && c != ')' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    top.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .any(|w| w.eq_ignore_ascii_case(word))
-}
-
 fn one_line(message: &str) -> String {
     message
         .lines()
@@ -491,6 +190,7 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backfill::Tuning;
 
     const MINIMAL: &str = r#"
 [[backfill]]
@@ -507,23 +207,6 @@ set     = "display_name = full_name"
         assert_eq!(config.checkpoint, CheckpointConfig::default());
         let backfill = config.backfill("users_display_name").expect("defined");
         assert_eq!(backfill.tuning, Tuning::default());
-    }
-
-    #[test]
-    fn fragments_may_quote_what_they_like() {
-        assert!(balanced("name = 'a)b' AND (x IS NULL)"));
-        assert!(!balanced("name = 'open"));
-        assert!(!balanced("(a) OR b("));
-        assert!(!balanced("a) OR (b"));
-        assert!(!has_top_level_word(
-            "note = 'where' || where_clause",
-            "WHERE"
-        ));
-        assert!(has_top_level_word("a = b where c", "WHERE"));
-        assert!(!has_top_level_word(
-            "a = (SELECT x FROM t WHERE t.id = id)",
-            "WHERE"
-        ));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use shiftguard_core::config::{BackfillConfig, ProjectConfig};
+use shiftguard_core::backfill::BackfillConfig;
+use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::appspec::LambdaTarget;
 use shiftguard_core::release::checks::CheckConfig;
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shiftguard_core::config::BackfillConfig;
+use shiftguard_core::backfill::BackfillConfig;
 use shiftguard_core::release::DecisionError;
 use shiftguard_core::release::checks::CheckConfig;
 use shiftguard_core::release::ports::SharedDatabase;

@@ -10,6 +10,7 @@ mod catalogue;
 mod rules;
 pub mod sql;
 
+use serde::Deserialize;
 use std::collections::HashMap;
 
 use thiserror::Error;
@@ -234,6 +235,15 @@ pub fn finish(
     });
     findings.dedup();
     Ok(findings)
+}
+
+/// `[lint]`: what `shiftguard lint` cannot see in the revision files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintConfig {
+    /// Tables too large for a data change inside a migration (rule SG402); `"*"` for all.
+    #[serde(default)]
+    pub large_tables: Vec<String>,
 }
 
 #[cfg(test)]

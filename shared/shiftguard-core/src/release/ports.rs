@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::config::BackfillConfig;
+use crate::backfill::BackfillConfig;
 use crate::release::DecisionError;
 use crate::release::appspec::LambdaTarget;
 use crate::release::checks::CheckConfig;

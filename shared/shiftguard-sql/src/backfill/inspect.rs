@@ -4,8 +4,8 @@
 //! range the progress estimates use, and the first pending key that gates and verification ask
 //! about. Each check fails with a message that names what to fix.
 
+use shiftguard_core::backfill::BackfillConfig;
 use shiftguard_core::backfill::remaining_estimate;
-use shiftguard_core::config::BackfillConfig;
 
 use super::statements::{Statements, bigint};
 use super::{BackfillError, Runner};

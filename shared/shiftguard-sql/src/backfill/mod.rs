@@ -37,8 +37,8 @@ mod verify;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use shiftguard_core::backfill::BackfillConfig;
 use shiftguard_core::backfill::{BatchReport, Checkpoint, CheckpointStore, Status};
-use shiftguard_core::config::BackfillConfig;
 use thiserror::Error;
 
 use crate::checkpoint::SqlCheckpoints;
@@ -252,8 +252,8 @@ impl Runner<'_> {
 /// Test fixtures shared by the files' unit tests.
 #[cfg(test)]
 mod fixtures {
+    use shiftguard_core::backfill::{BackfillConfig, Tuning};
     use shiftguard_core::backfill::{Checkpoint, CheckpointStore, StoreFuture};
-    use shiftguard_core::config::{BackfillConfig, Tuning};
 
     use super::{Checkpoints, LagSource, Runner};
     use crate::checkpoint::SqlCheckpoints;

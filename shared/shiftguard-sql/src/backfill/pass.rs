@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use shiftguard_core::backfill::BackfillConfig;
 use shiftguard_core::backfill::{BatchReport, BatchSizer};
-use shiftguard_core::config::BackfillConfig;
 
 use super::batch::Committed;
 use super::retry::{Attempts, Retry};

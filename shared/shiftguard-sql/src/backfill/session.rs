@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use shiftguard_core::config::Tuning;
+use shiftguard_core::backfill::Tuning;
 
 use super::{BackfillError, Runner};
 use crate::connection::{ConnectSettings, Connection};

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use shiftguard_core::config::BackfillConfig;
+use shiftguard_core::backfill::BackfillConfig;
 
 use crate::checkpoint::placeholder;
 use crate::url::Dialect;

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use shiftguard_core::backfill::Tuning;
 use shiftguard_core::backfill::{Checkpoint, rate_wait};
-use shiftguard_core::config::Tuning;
 
 use super::lock::Attached;
 use super::statements::double;

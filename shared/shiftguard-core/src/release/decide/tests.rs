@@ -7,7 +7,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::*;
-use crate::config::{BackfillConfig, ProjectConfig};
+use crate::backfill::BackfillConfig;
+use crate::config::ProjectConfig;
 use crate::release::approval::LiveVersion;
 use crate::release::checks::CheckConfig;
 use crate::release::gate::{Overall, SmokeOutcome};

@@ -1,6 +1,11 @@
 //! Backfill decisions, free of I/O: the checkpoint model and its status rules, batch sizing toward
 //! a target duration, retry backoff, the rows/s throttle, progress estimates and the CloudWatch
-//! Embedded Metric Format lines. The executor in `shiftguard-sql` carries them out.
+//! Embedded Metric Format lines, and the backfill's configuration ([`BackfillConfig`]). The
+//! executor in `shiftguard-sql` carries them out.
+
+mod config;
+
+pub use config::{BackfillConfig, CheckpointConfig, CheckpointStoreKind, Tuning};
 
 use std::fmt;
 use std::future::Future;
@@ -9,8 +14,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use thiserror::Error;
-
-use crate::config::Tuning;
 
 /// Where a backfill stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
