@@ -241,7 +241,8 @@ impl<'a> Loaded<'a> {
         (&self.args.function, &self.args.alias)
     }
 
-    /// One read-only session per decision.
+    /// One session per decision (read-only on SQLite; each check runs in a read-only
+    /// transaction).
     pub fn database(&self) -> SqlDatabase<'_> {
         let settings = ConnectSettings {
             timeout: Duration::from_secs(self.args.connect_timeout),

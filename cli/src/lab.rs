@@ -1,8 +1,10 @@
 //! `shiftguard lab`: rehearses a whole release of the running example on an embedded database,
 //! with the real engine and gates: the revision graph of the example project, the compatibility
-//! rule, the release decisions exactly as the hooks, the monitor and `shiftguard gate` make them
-//! (`shiftguard_core::release::decide` over the same database port), and the backfill `Runner`
-//! of `shiftguard-sql` with its SQL checkpoint. What AWS provides in production (a weighted
+//! rule, the release decisions by the orchestrations the hooks, the monitor and `shiftguard gate`
+//! call (`shiftguard_core::release::decide`: pre-traffic before the first step, between steps
+//! after it, cutover, contract; over the production database port, with the lab's own budget:
+//! absolute latency limits, no comparison with v1, no cutover health window), and the backfill
+//! `Runner` of `shiftguard-sql` with its SQL checkpoint. What AWS provides in production (a weighted
 //! alias, the versions' code, traffic and per-version metrics) is played in-process by
 //! `lab/world.rs`, behind the ports the AWS adapters implement. Every stage states what the doctrine expects; the lab exits 0
 //! only if every stage behaved so, which makes it a smoke test too.
@@ -271,6 +273,20 @@ fn failing(gates: &[GateResult]) -> Vec<String> {
         .filter(|g| matches!(g.verdict, GateVerdict::Fail(_)))
         .map(|g| g.gate.clone())
         .collect()
+}
+
+/// The release decisions' ports in the lab: its cloud in-process, its database as in production.
+fn lab_ports<'a>(
+    cloud: &'a LabCloud<'a>,
+    database: &'a SqlDatabase<'a>,
+) -> Ports<'a, LabCloud<'a>, LabCloud<'a>, LabCloud<'a>, LabCloud<'a>, SqlDatabase<'a>> {
+    Ports {
+        deployments: cloud,
+        functions: cloud,
+        health: cloud,
+        live: cloud,
+        database,
+    }
 }
 
 fn stamp(version: &str, revision: &str, required_backfills: &[&str]) -> VersionStamp {
@@ -596,13 +612,7 @@ impl Lab {
         target: &str,
     ) -> Result<shiftguard_core::release::Evaluation, DecisionError> {
         let (cloud, database) = (self.cloud(), self.database());
-        let ports = Ports {
-            deployments: &cloud,
-            functions: &cloud,
-            health: &cloud,
-            live: &cloud,
-            database: &database,
-        };
+        let ports = lab_ports(&cloud, &database);
         let settings = Self::traffic_settings();
         let decided = if between_steps {
             decide::between_steps(ports, self.release(), &settings, target).await
@@ -619,13 +629,7 @@ impl Lab {
         contract: Option<&str>,
     ) -> Result<shiftguard_core::release::ApprovalRecord, DecisionError> {
         let (cloud, database) = (self.cloud(), self.database());
-        let ports = Ports {
-            deployments: &cloud,
-            functions: &cloud,
-            health: &cloud,
-            live: &cloud,
-            database: &database,
-        };
+        let ports = lab_ports(&cloud, &database);
         let app = (FUNCTION, ALIAS);
         let decided = match contract {
             None => decide::cutover(ports, self.release(), app, None).await,
@@ -689,7 +693,6 @@ impl Lab {
         for revision in EXPAND {
             self.upgrade(revision).await?;
         }
-        self.backfill_now().await?;
         let evaluation = self.traffic_decision(false, "2").await?;
         let decision = &evaluation.decision;
         let overall = self.gates(
@@ -825,7 +828,6 @@ impl Lab {
     /// The gates before a canary step: the pre-traffic gates, then (after the first step) v2's
     /// health against v1's over the window since the last step.
     async fn step(&mut self, weight: f64) -> anyhow::Result<bool> {
-        self.backfill_now().await?;
         let between_steps = self.alias.additional.is_some();
         let evaluation = self.traffic_decision(between_steps, "2").await?;
         let decision = &evaluation.decision;
@@ -968,7 +970,6 @@ impl Lab {
         for _ in 0..3 {
             self.tick().await;
         }
-        self.backfill_now().await?;
         let record = self.approval(None).await?;
         let overall = self.gates("cutover gate", &record.gates, record.result);
         self.check(
@@ -983,7 +984,6 @@ impl Lab {
         for _ in 0..3 {
             self.tick().await;
         }
-        self.backfill_now().await?;
         let record = self.approval(Some(CONTRACT)).await?;
         let overall = self.gates(
             "contract gate, right after the cutover",
@@ -998,7 +998,6 @@ impl Lab {
         for _ in 0..OBSERVATION_TICKS {
             self.tick().await;
         }
-        self.backfill_now().await?;
         let record = self.approval(Some(CONTRACT)).await?;
         let overall = self.gates(
             &format!("contract gate, {OBSERVATION_TICKS} ticks later"),

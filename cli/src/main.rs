@@ -55,12 +55,7 @@ enum Command {
 fn main() -> ExitCode {
     // A bug must still end as "could not decide" (2) with one line, never as a pass.
     std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = shiftguard_core::release::error::panic_text(info.payload());
         let location = info
             .location()
             .map(|l| format!(" at {l}"))

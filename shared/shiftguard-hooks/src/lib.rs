@@ -71,7 +71,8 @@ impl Deps {
         }
     }
 
-    /// The hooks' database: one read-only session per decision.
+    /// The hooks' database: one session per decision, or per monitor run (opened read-only on
+    /// SQLite; the server dialects' limits are the session's own).
     fn database(&self) -> SqlDatabase<'_> {
         SqlDatabase::new(&self.url, &self.version_table, ConnectSettings::default())
     }
@@ -134,7 +135,7 @@ where
     let mut task = tokio::spawn(evaluation);
     let decided = tokio::select! {
         joined = &mut task => joined.unwrap_or_else(|join| Err(if join.is_panic() {
-            DecisionError::Panicked(panic_message(join.into_panic().as_ref()))
+            DecisionError::from_panic(join.into_panic().as_ref())
         } else {
             DecisionError::Panicked(join.to_string())
         })),
@@ -172,15 +173,6 @@ fn failed(reason: String) -> Reported {
         status: HookStatus::Failed,
         reason: Some(reason),
     }
-}
-
-/// The text of a panic's payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-text panic".to_owned())
 }
 
 /// The decision record as one JSON log line, and a warning when the observed traffic split
@@ -248,7 +240,7 @@ pub async fn handle(
     .await
     {
         Err(error @ DecisionError::DuplicateDelivery(_)) => {
-            tracing::warn!(deployment_id, error = %error, "the hook execution already has a status");
+            tracing::warn!(deployment_id, error = %error, "the hook execution already has a status (duplicate delivery)");
             Ok(failed(error.to_string()))
         }
         reported => reported,

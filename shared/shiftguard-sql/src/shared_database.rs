@@ -1,7 +1,8 @@
 //! The shared database as the release decisions read it (the `SharedDatabase` port): Alembic
-//! heads, backfills' first pending keys and check values. One session serves a whole decision:
-//! it opens on the first read and stays until [`SqlDatabase::close`], so a pre-traffic decision
-//! connects once however many facts it reads.
+//! heads, backfills' first pending keys and check values. One session serves a whole decision
+//! (or a monitor run): it opens on the first read and stays until [`SqlDatabase::close`], so a
+//! pre-traffic decision connects once however many facts it reads. A read that fails drops the
+//! session, so the next one starts on a fresh connection.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -59,8 +60,12 @@ impl<'a> SqlDatabase<'a> {
         }
     }
 
-    fn give_back(&self, connection: Connection) {
-        if let Ok(mut session) = self.session.lock() {
+    /// Keeps the session for the next read after `read` succeeded; after a failure the
+    /// connection is dropped (its state is unknown).
+    fn give_back<T, E>(&self, connection: Connection, read: &Result<T, E>) {
+        if read.is_ok()
+            && let Ok(mut session) = self.session.lock()
+        {
             *session = Some(connection);
         }
     }
@@ -78,7 +83,7 @@ impl SharedDatabase for SqlDatabase<'_> {
     async fn heads(&self) -> Result<Vec<String>, DecisionError> {
         let mut connection = self.open().await?;
         let heads = read_heads(&mut connection, self.url, self.version_table).await;
-        self.give_back(connection);
+        self.give_back(connection, &heads);
         heads.map_err(database_error)
     }
 
@@ -88,7 +93,7 @@ impl SharedDatabase for SqlDatabase<'_> {
     ) -> Result<Option<i64>, DecisionError> {
         let mut connection = self.open().await?;
         let first = first_pending_key(&mut connection, self.url, backfill).await;
-        self.give_back(connection);
+        self.give_back(connection, &first);
         first.map_err(database_error)
     }
 
@@ -99,7 +104,7 @@ impl SharedDatabase for SqlDatabase<'_> {
         let limit = Duration::from_millis(check.statement_timeout_ms);
         let mut connection = self.open().await?;
         let value = measure(&mut connection, self.url, query, limit).await;
-        self.give_back(connection);
+        self.give_back(connection, &value);
         value.map_err(database_error)
     }
 }

@@ -9,8 +9,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
+use crate::backfill::BackfillConfig;
 use crate::config::ProjectConfig;
 use crate::release::DecisionError;
 use crate::release::approval::{self, Shift};
@@ -62,7 +61,7 @@ impl Default for TrafficSettings {
 }
 
 /// A smoke invocation of the target version before it takes traffic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Smoke {
     pub payload: String,
     /// Text the response must contain (empty: any response).
@@ -108,12 +107,11 @@ impl TrafficFacts {
             &[]
         };
         // A name the configuration lacks is reported by the backfill gate itself.
-        let defined: Vec<String> = required
+        let defined: Vec<&BackfillConfig> = required
             .iter()
-            .filter(|name| release.config.backfill(name).is_some())
-            .cloned()
+            .filter_map(|name| release.config.backfill(name))
             .collect();
-        let backfills = backfills_now(release.config, ports.database, &defined).await?;
+        let backfills = backfills_now(ports.database, &defined).await?;
         let state = DatabaseState::new(release.graph, &heads)?;
         Ok(TrafficFacts {
             target,
@@ -465,7 +463,17 @@ async fn database_now<D: SharedDatabase>(
     gate: GateKind,
 ) -> Result<DatabaseNow, DecisionError> {
     let heads = database.heads().await?;
-    let backfills = backfills_now(config, database, backfills).await?;
+    let defined = backfills
+        .iter()
+        .map(|name| {
+            config.backfill(name).ok_or_else(|| {
+                DecisionError::Configuration(format!(
+                    "no backfill named {name} in the configuration"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let backfills = backfills_now(database, &defined).await?;
     let mut checks = Vec::new();
     for check in config.checks_for(gate).filter(|c| c.query.is_some()) {
         let value = database
@@ -481,19 +489,15 @@ async fn database_now<D: SharedDatabase>(
     })
 }
 
-/// The first pending key of each backfill named.
+/// The first pending key of each backfill.
 async fn backfills_now<D: SharedDatabase>(
-    config: &ProjectConfig,
     database: &D,
-    names: &[String],
+    backfills: &[&BackfillConfig],
 ) -> Result<Vec<BackfillNow>, DecisionError> {
-    let mut now = Vec::with_capacity(names.len());
-    for name in names {
-        let backfill = config.backfill(name).ok_or_else(|| {
-            DecisionError::Configuration(format!("no backfill named {name} in the configuration"))
-        })?;
+    let mut now = Vec::with_capacity(backfills.len());
+    for backfill in backfills {
         now.push(BackfillNow {
-            name: name.clone(),
+            name: backfill.name.clone(),
             first_pending_key: database.first_pending_key(backfill).await?,
         });
     }

@@ -36,7 +36,7 @@ pub enum DecisionError {
     #[error("{0}")]
     Metrics(String),
     /// The configuration or the request cannot serve this decision (an undefined backfill, an
-    /// unknown contract revision, no version to roll back to when one was named).
+    /// unknown or ambiguous contract revision).
     #[error("{0}")]
     Configuration(String),
     /// The evaluation did not finish before the invocation's deadline (less the margin).
@@ -52,6 +52,11 @@ pub enum DecisionError {
 }
 
 impl DecisionError {
+    /// A panicked evaluation, from the panic's payload.
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        DecisionError::Panicked(panic_text(payload))
+    }
+
     /// The reason a hook reports with `Failed`: one line that starts with "could not decide".
     pub fn failed_reason(&self) -> String {
         match self {
@@ -61,9 +66,32 @@ impl DecisionError {
     }
 }
 
+/// The text of a panic's payload (`panic!` with a literal or a formatted message).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_keeps_its_message() {
+        let literal =
+            std::panic::catch_unwind(|| panic!("index out of bounds")).expect_err("panics");
+        assert_eq!(panic_text(literal.as_ref()), "index out of bounds");
+        let formatted = std::panic::catch_unwind(|| panic!("{} of {}", 3, 2)).expect_err("panics");
+        assert_eq!(
+            DecisionError::from_panic(formatted.as_ref()),
+            DecisionError::Panicked("3 of 2".to_owned())
+        );
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7_u8)).expect_err("panics");
+        assert_eq!(panic_text(other.as_ref()), "a non-text panic");
+    }
 
     #[test]
     fn the_reported_reason_names_the_failure() {

@@ -106,7 +106,7 @@ pub struct GroupReport {
 }
 
 /// One `GateFailing` value the monitor publishes, with its dimensions.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GatePoint {
     pub dimensions: Vec<(&'static str, String)>,
     /// 1 failing (or undecided), 0 passing.
@@ -114,7 +114,7 @@ pub struct GatePoint {
 }
 
 /// One version of the function as the database is now.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct VersionNow {
     pub stamp: VersionStamp,
     /// Its share of the alias's traffic.
@@ -126,7 +126,7 @@ pub struct VersionNow {
 }
 
 /// Every live version of a function and whether it can run on the database now.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct VersionsNow {
     pub routing: Routing,
     pub database: String,
