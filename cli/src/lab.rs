@@ -21,9 +21,7 @@ use shiftguard_core::backfill::{BackfillConfig, Tuning};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::checks::{CheckConfig, GateKind};
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};
-use shiftguard_core::release::gate::{
-    self, BackfillNow, GateResult, GateVerdict, HealthBudget, VersionStamp,
-};
+use shiftguard_core::release::gate::{self, GateResult, GateVerdict, HealthBudget, VersionStamp};
 use shiftguard_core::release::{DecisionError, Ports};
 use shiftguard_core::schema::scan::revision_from_source;
 use shiftguard_core::{DatabaseState, RevisionGraph, check_build};
@@ -543,16 +541,12 @@ impl Lab {
         })
     }
 
-    /// The backfill as the gates see it now, and its full status (progress, checkpoint): one
-    /// read of the database.
-    async fn backfill_now(&mut self) -> anyhow::Result<(BackfillNow, StatusReport)> {
+    /// The backfill's status (progress, checkpoint, first pending key): one read of the
+    /// database; its progress goes into the timeline.
+    async fn backfill_status(&mut self) -> anyhow::Result<StatusReport> {
         let status = self.runner()?.status().await?;
         self.backfill_percent = status.percent;
-        let now = BackfillNow {
-            name: BACKFILL.to_owned(),
-            first_pending_key: status.first_pending_key,
-        };
-        Ok((now, status))
+        Ok(status)
     }
 
     /// One tick of traffic through the alias, then a timeline sample.
@@ -876,7 +870,7 @@ impl Lab {
             let slice = self
                 .backfill_slice(Duration::from_millis(400), (!killed).then_some(half))
                 .await?;
-            let (now, status) = self.backfill_now().await?;
+            let status = self.backfill_status().await?;
             let (percent, checkpoint) = (status.percent, status.checkpoint);
             let Some(outcome) = slice.outcome else {
                 killed = true;
@@ -915,7 +909,7 @@ impl Lab {
                 let updated = checkpoint.as_ref().map_or(0, |c| c.rows_updated);
                 let rows = self.record.rows;
                 self.check(
-                    now.first_pending_key.is_none() && passes >= 2 && updated > rows,
+                    status.first_pending_key.is_none() && passes >= 2 && updated > rows,
                     format!(
                         "backfill complete in {passes} passes: {updated} rows, the {rows} from before the release and {} v1 wrote during it, the last of them caught by pass {passes}; nothing pending",
                         updated.saturating_sub(rows)

@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde::Serialize;
-use shiftguard_core::DatabaseState;
 use shiftguard_core::backfill::pace;
 use shiftguard_core::release::ApprovalRecord;
 use shiftguard_core::release::decide;
@@ -124,13 +123,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Status> {
-    let (args, graph) = (loaded.args, &loaded.graph);
+    let args = loaded.args;
     let database = loaded.database();
     let read = decide::versions_now(loaded.ports(&database), loaded.release(), loaded.app()).await;
     database.close().await;
     let fits = read?;
     let heads = fits.database_heads;
-    let state = DatabaseState::new(graph, &heads)?;
     let versions = fits
         .versions
         .into_iter()
@@ -157,13 +155,7 @@ async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Sta
     let backfills = reports.iter().map(|r| backfill_row(r, now)).collect();
 
     let cutover = gate_row(loaded.cutover(None).await);
-    let unapplied: Vec<String> = graph
-        .heads()
-        .into_iter()
-        .filter(|&h| !state.applied().contains(h))
-        .map(|h| graph.revision(h).id.clone())
-        .collect();
-    let contract = match (revision, unapplied.as_slice()) {
+    let contract = match (revision, fits.unapplied_heads.as_slice()) {
         (Some(revision), _) => {
             let minutes = loaded.config.gates.observation_minutes;
             gate_row(loaded.contract(revision, minutes).await)

@@ -53,12 +53,7 @@ mod tests {
     use super::*;
 
     fn read(pairs: &[(&str, &str)]) -> Result<FunctionConfig, String> {
-        FunctionConfig::from_lookup(|name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+        FunctionConfig::from_lookup(shiftguard_aws::environment::fixed(pairs))
     }
 
     #[test]

@@ -28,43 +28,6 @@ impl CodeDeployAdapter {
         }
     }
 
-    /// The Lambda function, alias and versions a deployment moves, from its AppSpec content
-    /// (`appSpecContent`, or a legacy `string` revision).
-    pub async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, DecisionError> {
-        let doing = format!("GetDeployment {deployment_id}");
-        let output = self
-            .client
-            .get_deployment()
-            .deployment_id(deployment_id)
-            .send()
-            .await
-            .map_err(|e| {
-                let not_found = e
-                    .as_service_error()
-                    .is_some_and(|e| e.is_deployment_does_not_exist_exception());
-                let message = AwsError::from_sdk(&doing, &e).message;
-                if not_found {
-                    DecisionError::DeploymentNotFound(message)
-                } else {
-                    DecisionError::Deployment(message)
-                }
-            })?;
-        let revision = output
-            .deployment_info()
-            .and_then(|info| info.revision())
-            .ok_or_else(|| {
-                DecisionError::AppSpec(format!("{doing}: the deployment has no revision"))
-            })?;
-        let content = revision
-            .app_spec_content()
-            .and_then(|c| c.content())
-            .or_else(|| revision.string().and_then(|s| s.content()))
-            .ok_or_else(|| {
-                DecisionError::AppSpec(format!("{doing}: the revision carries no AppSpec content"))
-            })?;
-        parse_appspec(content).map_err(|e| DecisionError::AppSpec(format!("{doing}: {e}")))
-    }
-
     /// The deployments of a deployment group that have not finished (created, queued, in
     /// progress, or ready), newest first as CodeDeploy lists them.
     pub async fn active_deployments(
@@ -134,8 +97,41 @@ impl CodeDeployAdapter {
 }
 
 impl Deployments for CodeDeployAdapter {
+    /// The Lambda function, alias and versions a deployment moves, from its AppSpec content
+    /// (`appSpecContent`, or a legacy `string` revision).
     async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, DecisionError> {
-        CodeDeployAdapter::lambda_target(self, deployment_id).await
+        let doing = format!("GetDeployment {deployment_id}");
+        let output = self
+            .client
+            .get_deployment()
+            .deployment_id(deployment_id)
+            .send()
+            .await
+            .map_err(|e| {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_deployment_does_not_exist_exception());
+                let message = AwsError::from_sdk(&doing, &e).message;
+                if not_found {
+                    DecisionError::DeploymentNotFound(message)
+                } else {
+                    DecisionError::Deployment(message)
+                }
+            })?;
+        let revision = output
+            .deployment_info()
+            .and_then(|info| info.revision())
+            .ok_or_else(|| {
+                DecisionError::AppSpec(format!("{doing}: the deployment has no revision"))
+            })?;
+        let content = revision
+            .app_spec_content()
+            .and_then(|c| c.content())
+            .or_else(|| revision.string().and_then(|s| s.content()))
+            .ok_or_else(|| {
+                DecisionError::AppSpec(format!("{doing}: the revision carries no AppSpec content"))
+            })?;
+        parse_appspec(content).map_err(|e| DecisionError::AppSpec(format!("{doing}: {e}")))
     }
 
     async fn active_deployments(

@@ -7,6 +7,17 @@ use std::time::Duration;
 
 use crate::secrets::DatabaseSource;
 
+/// A lookup over fixed `(name, value)` pairs, as tests (and callers that already hold the
+/// values) pass it to the readers.
+pub fn fixed<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
 /// A function's environment variables.
 #[derive(Debug)]
 pub struct Environment<F> {
@@ -84,15 +95,9 @@ mod tests {
     use super::*;
 
     fn environment(
-        pairs: &[(&'static str, &'static str)],
+        pairs: &'static [(&'static str, &'static str)],
     ) -> Environment<impl Fn(&str) -> Option<String>> {
-        let pairs = pairs.to_vec();
-        Environment::new(move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+        Environment::new(fixed(pairs))
     }
 
     #[test]

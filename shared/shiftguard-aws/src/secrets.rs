@@ -119,12 +119,7 @@ mod tests {
     #[test]
     fn exactly_one_source() {
         let read = |pairs: &'static [(&'static str, &'static str)]| {
-            DatabaseSource::from_lookup(|name| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            })
+            DatabaseSource::from_lookup(crate::environment::fixed(pairs))
         };
         assert_eq!(
             read(&[]),

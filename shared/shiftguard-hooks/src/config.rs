@@ -97,12 +97,7 @@ mod tests {
     use super::*;
 
     fn read(pairs: &[(&str, &str)]) -> Result<HookConfig, String> {
-        HookConfig::from_lookup(|name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+        HookConfig::from_lookup(shiftguard_aws::environment::fixed(pairs))
     }
 
     #[test]

@@ -754,10 +754,17 @@ where
             because: v.because,
         })
         .collect();
+    let unapplied_heads = graph
+        .heads()
+        .into_iter()
+        .filter(|&h| !state.applied().contains(h))
+        .map(|h| graph.revision(h).id.clone())
+        .collect();
     Ok(VersionsNow {
         routing,
         database: ports.database.target().to_owned(),
         database_heads: heads,
+        unapplied_heads,
         versions,
     })
 }

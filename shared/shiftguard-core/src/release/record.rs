@@ -131,5 +131,7 @@ pub struct VersionsNow {
     pub routing: Routing,
     pub database: String,
     pub database_heads: Vec<String>,
+    /// The migrations' heads the database has not applied (what a contract would go to).
+    pub unapplied_heads: Vec<String>,
     pub versions: Vec<VersionNow>,
 }

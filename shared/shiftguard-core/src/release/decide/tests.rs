@@ -624,6 +624,7 @@ fn versions_now_names_who_can_run() {
         .map(|v| (v.stamp.version.as_str(), v.weight, v.fits.passed()))
         .collect();
     assert_eq!(rows, [("1", 0.9, true), ("2", 0.1, true)]);
+    assert_eq!(now.unapplied_heads, ["contract"]);
     for call in ["routing", "heads", "live"] {
         let error = run(versions_now(
             InMemory::failing(call).ports(),
