@@ -873,16 +873,23 @@ async fn the_real_binaries_run_under_the_lambda_runtime_emulator() {
 
 #[tokio::test]
 async fn pre_traffic_smoke_invokes_the_target_version() {
-    // moto runs no code without Docker; configured so, it echoes the payload back.
-    let configured = std::process::Command::new("python3")
+    // moto runs no code without Docker; scripts/services configures it so before any test runs
+    // (switching it mid-run would swap moto's Lambda backend under the other tests), and then an
+    // invoke echoes the payload back.
+    let config = std::process::Command::new("python3")
         .arg("-c")
         .arg(format!(
-            "import urllib.request; urllib.request.urlopen(urllib.request.Request('{}/moto-api/config', data=b'{{\"lambda\": {{\"use_docker\": false}}}}', method='POST', headers={{'Content-Type': 'application/json'}}))",
+            "import urllib.request; print(urllib.request.urlopen('{}/moto-api/config').read().decode())",
             aws_endpoint()
         ))
-        .status()
-        .expect("configure the emulator");
-    assert!(configured.success());
+        .output()
+        .expect("read the emulator's configuration");
+    let config: serde_json::Value =
+        serde_json::from_slice(&config.stdout).expect("the emulator's configuration is JSON");
+    assert_eq!(
+        config["lambda"]["use_docker"], false,
+        "scripts/services sets moto's Lambda to run without Docker: {config}"
+    );
     for (expect, status) in [("smoke-test", "Succeeded"), ("pong", "Failed")] {
         let mut w = world(ADD_DISPLAY_NAME, "").await;
         Arc::get_mut(&mut w.deps)
