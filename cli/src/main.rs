@@ -8,6 +8,7 @@ mod lab;
 mod lint;
 mod manifest;
 mod migrations;
+mod rehearse;
 mod status;
 
 use std::process::ExitCode;
@@ -46,6 +47,7 @@ enum Command {
     Manifest(manifest::Args),
     Lint(lint::Args),
     Lab(lab::Args),
+    Rehearse(rehearse::Args),
     Check(check::Args),
     Backfill(backfill::Args),
     Gate(gate::Args),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Manifest(args) => manifest::run(args),
         Command::Lint(args) => lint::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Rehearse(args) => rehearse::run(args),
         Command::Check(args) => check::run(args),
         Command::Backfill(args) => backfill::run(args),
         Command::Gate(args) => gate::run(args),

@@ -8,6 +8,9 @@
 //! * [`backfill`]: the backfill engine's decisions (checkpoints, status, batch sizing, throttles)
 //!   and its configuration.
 //!
+//! [`rehearsal`] holds the decisions of `shiftguard rehearse`, which exercises all four on an
+//! ephemeral database.
+//!
 //! [`config`] is the file that configures them (`shiftguard.toml`): it composes each concern's
 //! own section and validates the references between them.
 //!
@@ -20,6 +23,7 @@ pub mod backfill;
 pub mod config;
 pub mod lint;
 pub mod names;
+pub mod rehearsal;
 pub mod release;
 pub mod schema;
 

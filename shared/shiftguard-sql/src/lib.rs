@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod measure;
+pub mod rehearsal;
 pub mod shared_database;
 pub mod url;
 

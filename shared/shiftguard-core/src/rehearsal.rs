@@ -1,0 +1,344 @@
+//! The decisions of a rehearsal (`shiftguard rehearse`): which revisions a release applies and in
+//! what order, what an app build's test result means next to the rule's prediction, which
+//! revision a wrong prediction points at, and which locks a step took are findings.
+//!
+//! The rule *predicts* whether a build fits the schema after each step; the build's own tests
+//! *confirm* it. A build that fits and fails means a revision's phase is declared or inferred
+//! wrongly: the canary would break production.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::schema::compat::DatabaseState;
+use crate::schema::graph::{RevisionGraph, RevisionIndex};
+use crate::schema::revision::{Phase, PhaseSource};
+
+/// The revisions a release applies from `since`, one step each, in topological order (a merge
+/// after both its parents; branches one revision at a time).
+pub fn steps(graph: &RevisionGraph, since: &[RevisionIndex]) -> Vec<RevisionIndex> {
+    let applied = graph.ancestors(since.iter().copied());
+    graph
+        .topological()
+        .filter(|&index| !applied.contains(index))
+        .collect()
+}
+
+/// What a build's test result says about the rule's prediction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confirmation {
+    /// The rule said it fits, and its tests pass.
+    FitsPasses,
+    /// The rule said it fits, and its tests fail: the rule was wrong about a revision.
+    FitsFails,
+    /// The rule refused it, and its tests fail: as expected.
+    RefusedFails,
+    /// The rule refused it, and its tests pass: the window is conservative.
+    RefusedPasses,
+}
+
+impl Confirmation {
+    pub fn of(fits: bool, passed: bool) -> Self {
+        match (fits, passed) {
+            (true, true) => Confirmation::FitsPasses,
+            (true, false) => Confirmation::FitsFails,
+            (false, false) => Confirmation::RefusedFails,
+            (false, true) => Confirmation::RefusedPasses,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Confirmation::FitsPasses => "fits+passes",
+            Confirmation::FitsFails => "fits+FAILS",
+            Confirmation::RefusedFails => "refused+fails",
+            Confirmation::RefusedPasses => "refused+passes",
+        }
+    }
+
+    /// Only a prediction the tests contradict in the unsafe direction is an error.
+    pub fn is_error(self) -> bool {
+        self == Confirmation::FitsFails
+    }
+}
+
+impl fmt::Display for Confirmation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The finding for a build the rule said fits but whose tests fail after `step` (`None`: at
+/// the starting point). Names the revision whose phase is wrong, what was declared or inferred,
+/// and the declaration that would have made the rule right.
+pub fn misjudged(
+    graph: &RevisionGraph,
+    build: RevisionIndex,
+    step: Option<RevisionIndex>,
+    state: &DatabaseState,
+) -> String {
+    let build_id = &graph.revision(build).id;
+    let built_on = graph.ancestors([build]);
+    if let Some(step) = step.filter(|&s| !built_on.contains(s)) {
+        // The build is older than the step that broke it: to that build, the step is a
+        // contract, whatever it was called.
+        let revision = graph.revision(step);
+        return format!(
+            "revision {} ({}) broke build {build_id}, which the rule said tolerates it: a revision that breaks the builds made before it is a contract; declare shiftguard_phase = \"contract\" in it (and shiftguard_requires_app_at_least = the oldest build that passes), so the contract gate waits for those builds to be gone",
+            revision.id,
+            described(revision.phase, revision.phase_source)
+        );
+    }
+    // The build descends from every applied step: it may need a revision the rule thought it
+    // could do without (a contract it descends from that is not applied yet).
+    let unapplied: Vec<String> = graph
+        .topological()
+        .filter(|&i| built_on.contains(i) && !state.applied().contains(i))
+        .map(|i| {
+            let revision = graph.revision(i);
+            format!(
+                "{} ({})",
+                revision.id,
+                described(revision.phase, revision.phase_source)
+            )
+        })
+        .collect();
+    if unapplied.is_empty() {
+        format!(
+            "build {build_id} fails on a schema that has every revision it was built at: no phase explains it; its tests fail on their own"
+        )
+    } else {
+        format!(
+            "build {build_id} fails although every expand revision it descends from is applied; it may need {}, which the rule let it run without: a revision the build's code needs is not a pure contract; split it, or declare shiftguard_phase = \"expand\" for what the build needs",
+            unapplied.join(", ")
+        )
+    }
+}
+
+/// `expand, declared` / `contract, inferred from its operations` / `contract, assumed`.
+pub fn described(phase: Phase, source: PhaseSource) -> String {
+    let source = match source {
+        PhaseSource::Declared => "declared",
+        PhaseSource::Inferred => "inferred from its operations",
+        PhaseSource::Assumed => "assumed: nothing could be inferred",
+    };
+    format!("{phase}, {source}")
+}
+
+/// PostgreSQL's table lock modes, weakest first (the order of their conflicts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LockMode {
+    AccessShare,
+    RowShare,
+    RowExclusive,
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    Exclusive,
+    AccessExclusive,
+}
+
+impl LockMode {
+    /// From `pg_locks.mode` (`AccessExclusiveLock`, …).
+    pub fn parse(mode: &str) -> Option<Self> {
+        use LockMode::*;
+        Some(match mode {
+            "AccessShareLock" => AccessShare,
+            "RowShareLock" => RowShare,
+            "RowExclusiveLock" => RowExclusive,
+            "ShareUpdateExclusiveLock" => ShareUpdateExclusive,
+            "ShareLock" => Share,
+            "ShareRowExclusiveLock" => ShareRowExclusive,
+            "ExclusiveLock" => Exclusive,
+            "AccessExclusiveLock" => AccessExclusive,
+            _ => return None,
+        })
+    }
+
+    /// The SQL name (`ACCESS EXCLUSIVE`).
+    pub fn name(self) -> &'static str {
+        use LockMode::*;
+        match self {
+            AccessShare => "ACCESS SHARE",
+            RowShare => "ROW SHARE",
+            RowExclusive => "ROW EXCLUSIVE",
+            ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            Share => "SHARE",
+            ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            Exclusive => "EXCLUSIVE",
+            AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+
+    /// What the app's traffic cannot do while the lock is held: `None` when it blocks neither
+    /// reads nor writes (SHARE UPDATE EXCLUSIVE and weaker: `CREATE INDEX CONCURRENTLY`).
+    pub fn blocks(self) -> Option<&'static str> {
+        match self {
+            LockMode::AccessExclusive => Some("reads and writes"),
+            mode if mode >= LockMode::Share => Some("writes"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The strongest lock a step held on one table, and for how long it was seen held.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeldLock {
+    pub table: String,
+    pub mode: LockMode,
+    /// From the first sample that saw it to the last.
+    pub held_ms: f64,
+}
+
+/// The locks that are findings: one that blocks the app's traffic, on a table that holds rows,
+/// held for at least `threshold_ms`.
+pub fn lock_findings<'a>(
+    locks: &'a [HeldLock],
+    has_rows: impl Fn(&str) -> bool,
+    threshold_ms: f64,
+) -> impl Iterator<Item = (&'a HeldLock, &'static str)> {
+    locks.iter().filter_map(move |lock| {
+        let blocks = lock.mode.blocks()?;
+        (lock.held_ms >= threshold_ms && has_rows(&lock.table)).then_some((lock, blocks))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::revision::Revision;
+
+    /// base -> expand -> (audit | index) -> merge -> contract (tolerated from merge).
+    fn graph() -> RevisionGraph {
+        let mut contract = Revision::for_test("contract", &["merge"], Phase::Contract);
+        contract.requires_app_at_least = Some("merge".to_owned());
+        RevisionGraph::new(vec![
+            Revision::for_test("base", &[], Phase::Expand),
+            Revision::for_test("expand", &["base"], Phase::Expand),
+            Revision::for_test("audit", &["expand"], Phase::Expand),
+            Revision::for_test("index", &["expand"], Phase::Expand),
+            Revision::for_test("merge", &["audit", "index"], Phase::Expand),
+            contract,
+        ])
+        .expect("graph")
+    }
+
+    fn ids(graph: &RevisionGraph, indexes: &[RevisionIndex]) -> Vec<String> {
+        indexes
+            .iter()
+            .map(|&i| graph.revision(i).id.clone())
+            .collect()
+    }
+
+    fn at(graph: &RevisionGraph, id: &str) -> RevisionIndex {
+        graph.index_of(id).expect(id)
+    }
+
+    #[test]
+    fn steps_are_every_unapplied_revision_parents_first() {
+        let g = graph();
+        let steps = ids(&g, &steps(&g, &[at(&g, "base")]));
+        assert_eq!(steps.len(), 5, "{steps:?}");
+        let position = |id: &str| steps.iter().position(|s| s == id).expect(id);
+        assert!(position("expand") < position("audit"));
+        assert!(position("expand") < position("index"));
+        assert!(position("audit") < position("merge") && position("index") < position("merge"));
+        assert_eq!(steps.last().map(String::as_str), Some("contract"));
+        // Several heads as the starting point: only what neither has applied.
+        let from_both = steps(&g, &[at(&g, "audit"), at(&g, "index")]);
+        assert_eq!(ids(&g, &from_both), ["merge", "contract"]);
+        assert!(steps(&g, &[at(&g, "contract")]).is_empty());
+    }
+
+    #[test]
+    fn confirmations_cover_the_four_outcomes_and_only_fits_fails_is_an_error() {
+        let all = [(true, true), (true, false), (false, false), (false, true)]
+            .map(|(fits, passed)| Confirmation::of(fits, passed));
+        assert_eq!(
+            all.map(Confirmation::label),
+            [
+                "fits+passes",
+                "fits+FAILS",
+                "refused+fails",
+                "refused+passes"
+            ]
+        );
+        assert_eq!(all.map(Confirmation::is_error), [false, true, false, false]);
+    }
+
+    #[test]
+    fn a_step_that_breaks_an_older_build_is_named_as_a_contract() {
+        let g = graph();
+        let state = DatabaseState::new(&g, &["audit"]).expect("state");
+        let finding = misjudged(&g, at(&g, "base"), Some(at(&g, "audit")), &state);
+        assert!(
+            finding.starts_with("revision audit (expand, declared) broke build base"),
+            "{finding}"
+        );
+        assert!(
+            finding.contains("declare shiftguard_phase = \"contract\""),
+            "{finding}"
+        );
+    }
+
+    #[test]
+    fn a_newer_build_that_fails_points_at_the_contract_it_descends_from() {
+        let g = graph();
+        let state = DatabaseState::new(&g, &["merge"]).expect("state");
+        // The build made at the contract fails before the contract is applied.
+        let finding = misjudged(&g, at(&g, "contract"), Some(at(&g, "merge")), &state);
+        assert!(
+            finding.contains("it may need contract (contract, declared)"),
+            "{finding}"
+        );
+        assert!(
+            finding.contains("shiftguard_phase = \"expand\""),
+            "{finding}"
+        );
+        // Nothing unapplied to blame: the tests fail on their own.
+        let state = DatabaseState::new(&g, &["contract"]).expect("state");
+        let finding = misjudged(&g, at(&g, "contract"), None, &state);
+        assert!(finding.contains("no phase explains it"), "{finding}");
+    }
+
+    #[test]
+    fn lock_modes_order_and_what_they_block() {
+        let concurrently = LockMode::parse("ShareUpdateExclusiveLock").expect("mode");
+        let index = LockMode::parse("ShareLock").expect("mode");
+        let alter = LockMode::parse("AccessExclusiveLock").expect("mode");
+        assert!(concurrently < index && index < alter);
+        assert_eq!(concurrently.blocks(), None);
+        assert_eq!(index.blocks(), Some("writes"));
+        assert_eq!(alter.blocks(), Some("reads and writes"));
+        assert_eq!(alter.to_string(), "ACCESS EXCLUSIVE");
+        assert_eq!(LockMode::parse("SIReadLock"), None);
+    }
+
+    #[test]
+    fn only_blocking_locks_on_tables_with_rows_held_past_the_threshold_are_findings() {
+        let lock = |table: &str, mode, held_ms| HeldLock {
+            table: table.to_owned(),
+            mode,
+            held_ms,
+        };
+        let locks = [
+            lock("users", LockMode::Share, 1500.0),
+            lock("users", LockMode::ShareUpdateExclusive, 9000.0),
+            lock("empty", LockMode::AccessExclusive, 5000.0),
+            lock("audit", LockMode::AccessExclusive, 20.0),
+        ];
+        let findings: Vec<_> = lock_findings(&locks, |t| t != "empty", 1000.0)
+            .map(|(l, blocks)| (l.table.as_str(), l.mode, blocks))
+            .collect();
+        assert_eq!(findings, [("users", LockMode::Share, "writes")]);
+        assert_eq!(lock_findings(&locks, |_| true, 0.0).count(), 3);
+    }
+}
