@@ -13,6 +13,7 @@ mod lab;
 mod lambda_backfill;
 mod lint;
 mod rehearsal;
+mod rehearse;
 mod sample_app;
 mod support;
 mod template;

@@ -1,0 +1,357 @@
+//! `shiftguard rehearse` against real PostgreSQL, MariaDB and SQLite with the real Alembic CLI:
+//! the example rehearsed with its three builds' own tests, a revision the rule misjudges, a
+//! step Alembic cannot apply to a filled table, a blocking index build, and bad input.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::example::*;
+use crate::support::{
+    AlembicProject, Kind, Run, TestDatabase, alembic_binary, example_project, json, repo_root,
+    shiftguard,
+};
+
+/// The venv's Python, which has SQLAlchemy and the drivers the example builds' tests use.
+fn python() -> PathBuf {
+    alembic_binary().with_file_name("python")
+}
+
+fn app(build: &str, script: &Path) -> String {
+    format!("--app={build}={} {}", python().display(), script.display())
+}
+
+fn rehearse(project: &Path, url: &str, since: &str, extra: &[&str]) -> Run {
+    let alembic = alembic_binary();
+    let mut args = vec![
+        "rehearse",
+        "--alembic",
+        alembic.to_str().expect("utf-8 path"),
+        "--migrations",
+        project.to_str().expect("utf-8 path"),
+        "--database-url",
+        url,
+        "--since",
+        since,
+    ];
+    args.extend_from_slice(extra);
+    shiftguard(&args)
+}
+
+fn outcomes(record: &serde_json::Value, build: &str) -> Vec<String> {
+    record["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|step| {
+            step["apps"]
+                .as_array()
+                .expect("apps")
+                .iter()
+                .find(|a| a["build"] == build)
+                .map(|a| a["outcome"].as_str().unwrap_or_default().to_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_example_is_rehearsed_and_every_step_confirmed_on_each_database() {
+    let tests = repo_root().join("infra/example/app_tests");
+    let config = example_project().join("shiftguard.toml");
+    for kind in [Kind::Postgres, Kind::MariaDb, Kind::Sqlite] {
+        let db = TestDatabase::create(kind).await;
+        let report = tempfile::tempdir().expect("tempdir");
+        let html = report.path().join("rehearsal.html");
+        let run = rehearse(
+            &example_project(),
+            &db.sqlalchemy_url(),
+            CREATE_USERS,
+            &[
+                &app(CREATE_USERS, &tests.join("v1.py")),
+                &app(ADD_DISPLAY_NAME, &tests.join("v2.py")),
+                &app(MERGE, &tests.join("v3.py")),
+                "--rows",
+                "300",
+                "--config",
+                config.to_str().expect("path"),
+                "--report",
+                html.to_str().expect("path"),
+                "--json",
+            ],
+        );
+        assert_eq!(run.code, 0, "{kind:?}: {}\n{}", run.stdout, run.stderr);
+        let record = json(&run);
+        assert_eq!(record["result"], "pass", "{record}");
+        assert_eq!(
+            record["steps"].as_array().map(Vec::len),
+            Some(6),
+            "{record}"
+        );
+        assert_eq!(record["filled"][0]["table"], "users");
+        assert_eq!(record["filled"][0]["rows"], 300);
+        // v1 runs until the contract drops the column it writes: predicted and confirmed.
+        assert_eq!(
+            outcomes(&record, CREATE_USERS),
+            [
+                "fits_passes",
+                "fits_passes",
+                "fits_passes",
+                "fits_passes",
+                "fits_passes",
+                "refused_fails"
+            ]
+        );
+        // v2 needs the expand; the contract is not for it either.
+        let v2 = outcomes(&record, ADD_DISPLAY_NAME);
+        assert_eq!(v2[0], "refused_fails");
+        assert_eq!(v2[5], "refused_fails");
+        assert!(v2[1..5].iter().all(|o| o == "fits_passes"), "{v2:?}");
+        // v3 writes audit_log: fails before it exists, fits from the merge on.
+        let v3 = outcomes(&record, MERGE);
+        assert_eq!(v3[..2], ["refused_fails", "refused_fails"]);
+        assert_eq!(v3[4..], ["fits_passes", "fits_passes"]);
+        assert!(
+            record["findings"]
+                .as_array()
+                .expect("findings")
+                .iter()
+                .all(|f| f["blocking"] == false),
+            "{record}"
+        );
+        // The backfill ran as soon as display_name existed, over every synthetic row.
+        let expand = &record["steps"][1];
+        assert_eq!(expand["revision"], ADD_DISPLAY_NAME);
+        assert_eq!(expand["backfills"][0]["name"], "users_display_name");
+        assert_eq!(expand["backfills"][0]["rows"], 300);
+        assert_eq!(record["from_empty"]["status"], "ok");
+        assert_eq!(record["alembic_check"]["status"], "skipped");
+        if kind == Kind::Postgres {
+            // The concurrent index build takes no lock that blocks writes.
+            let index = &record["steps"][3];
+            assert_eq!(index["revision"], INDEX_EMAIL);
+            assert!(index["lock_samples"].as_u64() > Some(0), "{index}");
+            assert!(
+                index["locks"]
+                    .as_array()
+                    .expect("locks")
+                    .iter()
+                    .all(|l| l["mode"] != "SHARE"),
+                "{index}"
+            );
+        }
+        let page = std::fs::read_to_string(&html).expect("report written");
+        assert!(page.contains("every step predicted and confirmed") && page.contains(MERGE));
+        db.drop_database().await;
+    }
+}
+
+/// A project: revision `items` creates the table `items`, then each `(id, body)` revision in order.
+fn project(revisions: &[(&str, &str)]) -> AlembicProject {
+    let project = AlembicProject::init();
+    project.revision("items", &[]);
+    project.set_upgrade(
+        "items",
+        "    op.create_table('items', sa.Column('id', sa.Integer(), primary_key=True), sa.Column('code', sa.String(50), nullable=False))",
+    );
+    let mut parent = "items";
+    for (id, body) in revisions {
+        project.revision(id, &["--head", parent]);
+        project.set_upgrade(id, body);
+        parent = id;
+    }
+    project
+}
+
+/// The old build's test: it writes the same code twice, as it always has (and rolls back).
+fn old_build_test(dir: &Path) -> PathBuf {
+    let script = dir.join("old_build.py");
+    std::fs::write(
+        &script,
+        "import os, sys\nimport sqlalchemy as sa\nengine = sa.create_engine(os.environ['DATABASE_URL'])\ntry:\n    with engine.connect() as c:\n        t = c.begin()\n        c.execute(sa.text(\"INSERT INTO items (code) VALUES ('dup'), ('dup')\"))\n        t.rollback()\nexcept Exception as e:\n    print('old build: FAIL:', str(e).splitlines()[0]); sys.exit(1)\nprint('old build: ok')\n",
+    )
+    .expect("write test");
+    script
+}
+
+#[tokio::test]
+async fn a_revision_the_rule_calls_expand_that_breaks_the_old_build_is_named() {
+    let project = project(&[(
+        "uniq",
+        "    op.create_unique_constraint('uq_items_code', 'items', ['code'])",
+    )]);
+    let db = TestDatabase::create(Kind::Postgres).await;
+    let test = old_build_test(project.path());
+    let run = rehearse(
+        project.path(),
+        &db.sqlalchemy_url(),
+        "items",
+        &[&app("items", &test), "--json"],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let record = json(&run);
+    assert_eq!(outcomes(&record, "items"), ["fits_passes", "fits_fails"]);
+    let finding = record["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == "rule")
+        .unwrap_or_else(|| panic!("a rule finding: {record}"));
+    let message = finding["message"].as_str().unwrap_or_default();
+    assert_eq!(finding["revision"], "uniq");
+    assert!(
+        message.contains("revision uniq (expand, inferred from its operations) broke build items")
+            && message.contains("declare shiftguard_phase = \"contract\""),
+        "{message}"
+    );
+    // The human narrative says the same, and JUnit fails that build's testcase.
+    let human = rehearse(
+        project.path(),
+        &fresh(&db).await,
+        "items",
+        &[&app("items", &test)],
+    );
+    assert_eq!(human.code, 1);
+    assert!(human.stdout.contains("fits+FAILS"), "{}", human.stdout);
+    db.drop_database().await;
+}
+
+/// The database emptied again, for a second rehearsal.
+async fn fresh(db: &TestDatabase) -> String {
+    db.execute("DROP TABLE IF EXISTS items").await;
+    db.execute("DROP TABLE IF EXISTS alembic_version").await;
+    db.sqlalchemy_url()
+}
+
+#[tokio::test]
+async fn a_not_null_column_without_a_default_fails_its_step_on_a_filled_table() {
+    let project = project(&[(
+        "qty",
+        "    op.add_column('items', sa.Column('qty', sa.Integer(), nullable=False))",
+    )]);
+    let db = TestDatabase::create(Kind::Postgres).await;
+    let run = rehearse(
+        project.path(),
+        &db.sqlalchemy_url(),
+        "items",
+        &["--rows", "50", "--format", "junit"],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("<testcase name=\"step 1 qty: migrate\"")
+            && run.stdout.contains("`alembic upgrade qty` failed")
+            && run.stdout.contains("failures=\"1\""),
+        "{}",
+        run.stdout
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_blocking_index_build_is_a_lock_finding_and_the_concurrent_one_is_not() {
+    let blocking = project(&[(
+        "ix",
+        "    op.create_index('ix_items_code', 'items', ['code'])",
+    )]);
+    let concurrent = project(&[(
+        "ix",
+        "    with op.get_context().autocommit_block():\n        op.create_index('ix_items_code', 'items', ['code'], postgresql_concurrently=True)",
+    )]);
+    let db = TestDatabase::create(Kind::Postgres).await;
+    let args = [
+        "--rows",
+        "200000",
+        "--lock-threshold-ms",
+        "20",
+        "--no-empty-check",
+        "--json",
+    ];
+    let run = rehearse(blocking.path(), &db.sqlalchemy_url(), "items", &args);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let record = json(&run);
+    let finding = &record["findings"][0];
+    assert_eq!(finding["kind"], "lock", "{record}");
+    let message = finding["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("revision ix held SHARE on items (200000 rows) for ")
+            && message.contains("blocking writes"),
+        "{message}"
+    );
+    let share = record["steps"][1]["locks"]
+        .as_array()
+        .expect("locks")
+        .iter()
+        .find(|l| l["mode"] == "SHARE" && l["table"] == "items")
+        .cloned()
+        .unwrap_or_else(|| panic!("the SHARE lock: {record}"));
+    assert!(share["held_ms"].as_f64() >= Some(20.0), "{share}");
+
+    let run = rehearse(concurrent.path(), &fresh(&db).await, "items", &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let record = json(&run);
+    assert_eq!(record["findings"], serde_json::json!([]), "{record}");
+    assert!(
+        record["steps"][1]["locks"]
+            .as_array()
+            .expect("locks")
+            .iter()
+            .any(|l| l["mode"] == "SHARE_UPDATE_EXCLUSIVE" && l["table"] == "items"),
+        "{record}"
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
+    let example = example_project();
+    let db = TestDatabase::create(Kind::Sqlite).await;
+    let url = db.sqlalchemy_url();
+    let v1 = format!("{CREATE_USERS}=true");
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--since", "feedface"], "", "--since feedface"),
+        (
+            &["--since", CREATE_USERS],
+            "--app=d2ca87e6a2c7",
+            "expected REV=COMMAND",
+        ),
+        (
+            &["--since", CREATE_USERS],
+            "--app=d2ca87e6a2c7=no-such-test-runner --all",
+            "command not found: no-such-test-runner",
+        ),
+        (
+            &["--since", CREATE_USERS],
+            "--app=nosuchrev=true",
+            "--app nosuchrev",
+        ),
+    ];
+    for (since, app, expected) in cases {
+        let mut args = vec![
+            "rehearse",
+            "--migrations",
+            example.to_str().expect("path"),
+            "--database-url",
+            &url,
+        ];
+        args.extend_from_slice(since);
+        if !app.is_empty() {
+            args.push(app);
+        }
+        let run = shiftguard(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+        assert!(!db.table_exists("alembic_version").await, "nothing written");
+    }
+    // A database that is not empty is left as it is.
+    db.execute("CREATE TABLE precious (id INTEGER PRIMARY KEY)")
+        .await;
+    let run = rehearse(&example, &url, CREATE_USERS, &[&format!("--app={v1}")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is not empty (1 table(s): precious)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!db.table_exists("alembic_version").await && !db.table_exists("users").await);
+    db.drop_database().await;
+}
