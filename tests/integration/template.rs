@@ -476,6 +476,21 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
         )
     );
     assert!(lint_steps.contains("upload-sarif"));
+    // The rehearsal: a service-container PostgreSQL, from production's head, both builds' tests.
+    let rehearse = &pull_requests["jobs"]["rehearse"];
+    assert_eq!(rehearse["needs"], "lint");
+    assert!(
+        rehearse["services"]["postgres"]["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("postgres:"))
+    );
+    let rehearse_steps = serde_json::to_string(&rehearse["steps"]).expect("steps");
+    assert!(
+        rehearse_steps.contains("shiftguard rehearse --migrations \\\"$MIGRATIONS\\\"")
+            && rehearse_steps.contains("--since \\\"$PROD_HEAD\\\"")
+            && rehearse_steps.matches("--app ").count() == 2,
+        "{rehearse_steps}"
+    );
     let gate = steps.find("shiftguard gate contract").expect("the gate");
     let upgrade = steps.find("alembic -c").expect("the migration");
     assert!(
