@@ -200,11 +200,11 @@ pub struct HeldLock {
 
 /// The locks that are findings: one that blocks the app's traffic, on a table that holds rows,
 /// held for at least `threshold_ms`.
-pub fn lock_findings<'a>(
-    locks: &'a [HeldLock],
+pub fn lock_findings(
+    locks: &[HeldLock],
     has_rows: impl Fn(&str) -> bool,
     threshold_ms: f64,
-) -> impl Iterator<Item = (&'a HeldLock, &'static str)> {
+) -> impl Iterator<Item = (&HeldLock, &'static str)> {
     locks.iter().filter_map(move |lock| {
         let blocks = lock.mode.blocks()?;
         (lock.held_ms >= threshold_ms && has_rows(&lock.table)).then_some((lock, blocks))
@@ -245,13 +245,13 @@ mod tests {
     #[test]
     fn steps_are_every_unapplied_revision_parents_first() {
         let g = graph();
-        let steps = ids(&g, &steps(&g, &[at(&g, "base")]));
-        assert_eq!(steps.len(), 5, "{steps:?}");
-        let position = |id: &str| steps.iter().position(|s| s == id).expect(id);
+        let order = ids(&g, &steps(&g, &[at(&g, "base")]));
+        assert_eq!(order.len(), 5, "{order:?}");
+        let position = |id: &str| order.iter().position(|s| s == id).expect(id);
         assert!(position("expand") < position("audit"));
         assert!(position("expand") < position("index"));
         assert!(position("audit") < position("merge") && position("index") < position("merge"));
-        assert_eq!(steps.last().map(String::as_str), Some("contract"));
+        assert_eq!(order.last().map(String::as_str), Some("contract"));
         // Several heads as the starting point: only what neither has applied.
         let from_both = steps(&g, &[at(&g, "audit"), at(&g, "index")]);
         assert_eq!(ids(&g, &from_both), ["merge", "contract"]);
