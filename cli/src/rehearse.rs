@@ -338,7 +338,7 @@ impl<'a> Rehearsal<'a> {
             (None, None)
         } else {
             self.say("from an empty database");
-            let (empty, check) = self.from_empty().await?;
+            let (empty, check) = self.upgrade_from_empty().await?;
             (Some(empty), check)
         };
         if self.progress {
@@ -614,7 +614,7 @@ impl<'a> Rehearsal<'a> {
     }
 
     /// `alembic upgrade heads` on a scratch database, then `alembic check` there.
-    async fn from_empty(&mut self) -> anyhow::Result<(Check, Option<Check>)> {
+    async fn upgrade_from_empty(&mut self) -> anyhow::Result<(Check, Option<Check>)> {
         let plan = self.plan;
         let dir = tempfile::tempdir()?;
         let scratch = match Scratch::create(&plan.url, &plan.alembic_url, dir.path()).await {
