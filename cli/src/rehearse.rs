@@ -368,7 +368,7 @@ impl<'a> Rehearsal<'a> {
             let id = plan.graph.revision(head).id.clone();
             let done = self.alembic(&plan.alembic_url, &["upgrade", &id]).await?;
             if !done.succeeded() {
-                step.error = Some(self.alembic_failed(&format!("upgrade {id}"), &done, Some(id)));
+                step.error = Some(self.alembic_failed(0, &done, id));
                 break;
             }
         }
@@ -418,7 +418,7 @@ impl<'a> Rehearsal<'a> {
             });
         }
         if !done.succeeded() {
-            step.error = Some(self.alembic_failed(&format!("upgrade {id}"), &done, Some(id)));
+            step.error = Some(self.alembic_failed(number, &done, id));
             return Ok(step);
         }
         let heads = self.heads().await?;
@@ -431,13 +431,13 @@ impl<'a> Rehearsal<'a> {
         Ok(step)
     }
 
-    fn alembic_failed(&mut self, what: &str, done: &Finished, revision: Option<String>) -> String {
+    fn alembic_failed(&mut self, step: usize, done: &Finished, revision: String) -> String {
         let line = self.plan.url.redact(done.last_line());
-        let message = format!("`alembic {what}` failed: {line}");
+        let message = format!("`alembic upgrade {revision}` failed: {line}");
         self.findings.push(Finding {
             kind: "alembic",
-            step: None,
-            revision,
+            step: Some(step),
+            revision: Some(revision),
             blocking: true,
             message: message.clone(),
         });

@@ -104,6 +104,9 @@ fn step_block(out: &mut String, step: &Step) {
     }
     for backfill in &step.backfills {
         match &backfill.error {
+            None if backfill.rows == 0 => {
+                let _ = writeln!(out, "  backfill  {}: nothing pending", backfill.name);
+            }
             None => {
                 let _ = writeln!(
                     out,
