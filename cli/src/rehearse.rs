@@ -10,7 +10,7 @@ mod process;
 mod record;
 mod report;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::Command;
@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
     /// Short for --format json.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     json: bool,
     /// Also write a self-contained HTML report (timeline of steps, which builds fit).
     #[arg(long, value_name = "FILE.html")]
@@ -138,9 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     runtime.block_on(async {
         let plan = Plan::check(&args).await?;
         let format = if args.json { Format::Json } else { args.format };
-        let record = Rehearsal::new(&args, &plan, format == Format::Human)
-            .run()
-            .await?;
+        let record = Rehearsal::new(&args, &plan).run().await?;
         if let Some(path) = &args.report {
             std::fs::write(path, report::html(&record))
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -168,7 +166,13 @@ impl Plan {
                 project.display()
             );
         }
-        let since = args
+        let url = DatabaseUrl::parse(&args.database_url).context("--database-url")?;
+        if url.dialect() == Dialect::Sqlite && !sqlite_path_is_absolute(&args.database_url) {
+            bail!(
+                "--database-url: give the SQLite file as an absolute path (sqlite:////path/to/file.db): Alembic, the apps and shiftguard must all open the same file"
+            );
+        }
+        let mut since = args
             .since
             .iter()
             .map(|reference| {
@@ -177,20 +181,28 @@ impl Plan {
                     .with_context(|| format!("--since {reference}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // A head that another one descends from is applied with it: keep the real heads.
+        let all = since.clone();
+        since.retain(|&head| {
+            !all.iter()
+                .any(|&other| other != head && graph.ancestors([other]).contains(head))
+        });
+        since.sort_unstable();
+        since.dedup();
         let apps = args
             .apps
             .iter()
-            .map(|app| parse_app(&graph, app))
+            .map(|app| parse_app(&graph, app, &url))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let config = match &args.config {
             Some(path) => crate::read_config(path)?,
             None => ProjectConfig::default(),
         };
-        let url = DatabaseUrl::parse(&args.database_url).context("--database-url")?;
-        let alembic = Alembic {
-            program: find_alembic(args.alembic.as_deref())?,
-            project: std::path::absolute(project)?,
-        };
+        let alembic = Alembic::new(find_alembic(args.alembic.as_deref())?, project)?;
+        if let Some(path) = &args.report {
+            std::fs::File::create(path)
+                .with_context(|| format!("--report: cannot write {}", path.display()))?;
+        }
         let existing = tables(&url).await?;
         if !existing.is_empty() {
             bail!(
@@ -213,16 +225,17 @@ impl Plan {
     }
 }
 
-/// `REV=COMMAND`.
-fn parse_app(graph: &RevisionGraph, app: &str) -> anyhow::Result<App> {
+/// `REV=COMMAND`. Messages quote the command without the database's password.
+fn parse_app(graph: &RevisionGraph, app: &str, url: &DatabaseUrl) -> anyhow::Result<App> {
+    let shown = url.redact(app);
     let Some((revision, command)) = app.split_once('=') else {
         bail!(
-            "--app {app:?}: expected REV=COMMAND (a build's Alembic revision, then its test command)"
+            "--app {shown:?}: expected REV=COMMAND (a build's Alembic revision, then its test command)"
         );
     };
     let command = command.trim();
     if revision.trim().is_empty() || command.is_empty() {
-        bail!("--app {app:?}: expected REV=COMMAND with both parts");
+        bail!("--app {shown:?}: expected REV=COMMAND with both parts");
     }
     let build = graph
         .resolve(revision.trim())
@@ -240,6 +253,14 @@ fn parse_app(graph: &RevisionGraph, app: &str) -> anyhow::Result<App> {
     })
 }
 
+/// SQLAlchemy's `sqlite:////abs.db` (four slashes); `sqlite:///rel.db` is relative to wherever
+/// each program runs.
+fn sqlite_path_is_absolute(given: &str) -> bool {
+    given
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.starts_with("//"))
+}
+
 /// The URL for Alembic: SQLAlchemy needs a driver it has (`postgresql+psycopg`,
 /// `mysql+pymysql`) and three slashes before a relative SQLite path; as given when it names one.
 fn alembic_url(given: &str, url: &DatabaseUrl) -> String {
@@ -250,10 +271,7 @@ fn alembic_url(given: &str, url: &DatabaseUrl) -> String {
     match url.dialect() {
         Dialect::Postgres => format!("postgresql+psycopg://{rest}"),
         Dialect::MySql => format!("mysql+pymysql://{rest}"),
-        Dialect::Sqlite => match url.sqlite_path() {
-            Some(path) => format!("sqlite:///{}", path.display()),
-            None => given.to_owned(),
-        },
+        Dialect::Sqlite => given.to_owned(),
     }
 }
 
@@ -266,18 +284,26 @@ struct Rehearsal<'a> {
     alembic_runs: u32,
     filled: BTreeSet<String>,
     findings: Vec<Finding>,
+    /// Each build's last test result.
+    passed: BTreeMap<String, bool>,
+    backfills_run: BTreeSet<String>,
+    /// The last reason a backfill could not run, by name.
+    backfill_problems: BTreeMap<String, String>,
 }
 
 impl<'a> Rehearsal<'a> {
-    fn new(args: &'a Args, plan: &'a Plan, human: bool) -> Self {
+    fn new(args: &'a Args, plan: &'a Plan) -> Self {
         Rehearsal {
             args,
             plan,
-            progress: human && std::io::stderr().is_terminal(),
+            progress: std::io::stderr().is_terminal(),
             started: Instant::now(),
             alembic_runs: 0,
             filled: BTreeSet::new(),
             findings: Vec::new(),
+            passed: BTreeMap::new(),
+            backfills_run: BTreeSet::new(),
+            backfill_problems: BTreeMap::new(),
         }
     }
 
@@ -293,7 +319,7 @@ impl<'a> Rehearsal<'a> {
         if !startup.succeeded() {
             bail!(
                 "`alembic heads` failed in {}: {}",
-                plan.alembic.project.display(),
+                plan.alembic.project().display(),
                 plan.url.redact(startup.last_line())
             );
         }
@@ -355,7 +381,7 @@ impl<'a> Rehearsal<'a> {
 
     async fn alembic(&mut self, url: &str, args: &[&str]) -> anyhow::Result<Finished> {
         self.alembic_runs += 1;
-        let command = self.plan.alembic.command(url, args);
+        let command = self.plan.alembic.command(url, args)?;
         process::run(command, Duration::from_secs(3600), idle).await
     }
 
@@ -391,7 +417,7 @@ impl<'a> Rehearsal<'a> {
         let id = plan.graph.revision(revision).id.clone();
         let mut sampler = LockSampler::open(&plan.url).await?;
         self.alembic_runs += 1;
-        let command = plan.alembic.command(&plan.alembic_url, &["upgrade", &id]);
+        let command = plan.alembic.command(&plan.alembic_url, &["upgrade", &id])?;
         let done = process::run(command, Duration::from_secs(3600), async || {
             if let Some(sampler) = sampler.as_mut() {
                 sampler.sample().await?;
@@ -476,32 +502,41 @@ impl<'a> Rehearsal<'a> {
         revision: Option<RevisionIndex>,
     ) -> anyhow::Result<()> {
         for backfill in &self.plan.config.backfill {
-            if let Some(run) = self.backfill(backfill).await? {
-                if let Some(error) = &run.error {
-                    self.findings.push(Finding {
-                        kind: "backfill",
-                        step: Some(step.number),
-                        revision: step.revision.clone(),
-                        blocking: true,
-                        message: format!("backfill {}: {error}", run.name),
-                    });
+            match self.backfill(backfill).await? {
+                Ok(run) => {
+                    if let Some(error) = &run.error {
+                        self.findings.push(Finding {
+                            kind: "backfill",
+                            step: Some(step.number),
+                            revision: step.revision.clone(),
+                            blocking: true,
+                            message: format!("backfill {}: {error}", run.name),
+                        });
+                    }
+                    self.backfills_run.insert(run.name.clone());
+                    step.backfills.push(run);
                 }
-                step.backfills.push(run);
+                Err(problem) => {
+                    self.backfill_problems
+                        .insert(backfill.name.clone(), problem);
+                }
             }
         }
         let state = DatabaseState::new(&self.plan.graph, &self.heads().await?)?;
         for app in &self.plan.apps {
             let run = self.test_app(app, step, &state, revision).await?;
+            self.passed.insert(app.id.clone(), run.passed);
             step.apps.push(run);
         }
         Ok(())
     }
 
-    /// Runs one backfill to completion; `None` when its table or columns do not exist (yet).
+    /// Runs one backfill to completion; `Err(problem)` when it does not fit the schema as it is
+    /// (its table or columns do not exist yet, or no longer).
     async fn backfill(
         &self,
         backfill: &shiftguard_core::backfill::BackfillConfig,
-    ) -> anyhow::Result<Option<BackfillRun>> {
+    ) -> anyhow::Result<Result<BackfillRun, String>> {
         let plan = self.plan;
         let runner = Runner {
             url: &plan.url,
@@ -513,8 +548,8 @@ impl<'a> Rehearsal<'a> {
         };
         let started = Instant::now();
         let mut rows = 0;
-        let mut error = None;
         // A pass, then the verification that nothing is pending: a few runs at most.
+        let mut error = Some("did not complete in 8 runs".to_owned());
         for _ in 0..8 {
             match runner
                 .run(Instant::now() + Duration::from_secs(3600), &mut |_| {})
@@ -523,7 +558,10 @@ impl<'a> Rehearsal<'a> {
                 Ok(summary) => {
                     rows += summary.report.rows_updated;
                     match summary.outcome {
-                        RunOutcome::Complete => break,
+                        RunOutcome::Complete => {
+                            error = None;
+                            break;
+                        }
                         RunOutcome::Swept | RunOutcome::Deadline => {}
                         other => {
                             error = Some(format!("stopped: {other:?}"));
@@ -531,7 +569,7 @@ impl<'a> Rehearsal<'a> {
                         }
                     }
                 }
-                Err(BackfillError::Target { .. }) if rows == 0 => return Ok(None),
+                Err(BackfillError::Target { problem, .. }) if rows == 0 => return Ok(Err(problem)),
                 Err(failed) => {
                     error = Some(plan.url.redact(&failed.to_string()));
                     break;
@@ -539,7 +577,7 @@ impl<'a> Rehearsal<'a> {
             }
         }
         let ms = millis(started.elapsed());
-        Ok(Some(BackfillRun {
+        Ok(Ok(BackfillRun {
             name: backfill.name.clone(),
             rows,
             ms,
@@ -573,35 +611,44 @@ impl<'a> Rehearsal<'a> {
         let done = process::run(command, Duration::from_secs(self.args.app_timeout), idle).await?;
         let outcome = Confirmation::of(verdict.is_compatible(), done.succeeded());
         let at = step.revision.as_deref().unwrap_or("the starting point");
-        match outcome {
-            Confirmation::FitsFails => self.findings.push(Finding {
-                kind: "rule",
-                step: Some(step.number),
-                revision: step.revision.clone(),
-                blocking: true,
-                message: format!(
+        let finding = match outcome {
+            Confirmation::FitsFails => {
+                let passed_before = self.passed.get(&app.id).copied().unwrap_or(false);
+                Some(format!(
                     "after {at}: build {} fits by the rule but its tests fail ({}): {}",
                     app.id,
-                    failure(&done),
-                    misjudged(&plan.graph, app.build, revision, state)
-                ),
-            }),
-            Confirmation::RefusedPasses => self.findings.push(Finding {
-                kind: "conservative",
+                    plan.url.redact(&failure(&done)),
+                    misjudged(&plan.graph, app.build, revision, state, passed_before)
+                ))
+            }
+            Confirmation::RefusedPasses => Some(format!(
+                "after {at}: build {} is refused by the rule but its tests pass: the window is conservative ({})",
+                app.id,
+                verdict
+                    .reasons()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            _ => None,
+        };
+        if let Some(message) = &finding {
+            self.findings.push(Finding {
+                kind: if outcome.is_error() {
+                    "rule"
+                } else {
+                    "conservative"
+                },
                 step: Some(step.number),
                 revision: step.revision.clone(),
-                blocking: false,
-                message: format!(
-                    "after {at}: build {} is refused by the rule but its tests pass: the window is conservative ({})",
-                    app.id,
-                    verdict.reasons().iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                ),
-            }),
-            _ => {}
+                blocking: outcome.is_error(),
+                message: message.clone(),
+            });
         }
         Ok(AppRun {
             build: app.id.clone(),
-            command: app.command.clone(),
+            command: plan.url.redact(&app.command),
             fits: verdict.is_compatible(),
             reasons: verdict.reasons().to_vec(),
             passed: done.succeeded(),
@@ -609,6 +656,7 @@ impl<'a> Rehearsal<'a> {
             timed_out: done.timed_out,
             ms: millis(done.elapsed),
             outcome,
+            finding,
             output: plan.url.redact(&done.tail(20)),
         })
     }
@@ -672,41 +720,43 @@ impl<'a> Rehearsal<'a> {
         result
     }
 
+    /// `alembic check`: the models against the migrated schema. Anything but "no difference" or
+    /// "env.py has no models" is a finding: a check that cannot run has not passed.
     async fn alembic_check(&mut self, url: &str) -> Check {
         let started = Instant::now();
-        let done = match self.alembic(url, &["check"]).await {
-            Ok(done) => done,
-            Err(error) => {
-                return Check {
-                    status: "failed",
-                    ms: 0.0,
-                    detail: error.to_string(),
-                };
+        let (status, detail) = match self.alembic(url, &["check"]).await {
+            Ok(done) if done.succeeded() => {
+                ("ok", "the models and the migrated schema agree".to_owned())
             }
+            Ok(done) if done.output.contains("does not provide a MetaData object") => (
+                "skipped",
+                "env.py sets no target_metadata: nothing to compare".to_owned(),
+            ),
+            Ok(done) if done.output.contains("New upgrade operations detected") => (
+                "failed",
+                format!(
+                    "`alembic check`: the models and the migrated schema disagree: {}",
+                    self.plan.url.redact(done.last_line())
+                ),
+            ),
+            Ok(done) => (
+                "failed",
+                format!(
+                    "`alembic check` failed: {}",
+                    self.plan.url.redact(done.last_line())
+                ),
+            ),
+            Err(error) => (
+                "failed",
+                format!("`alembic check` could not run: {error:#}"),
+            ),
         };
-        let ms = millis(started.elapsed());
-        if done.succeeded() {
-            return Check {
-                status: "ok",
-                ms,
-                detail: "the models and the migrated schema agree".to_owned(),
-            };
+        if status == "failed" {
+            self.finding("alembic_check", &detail);
         }
-        if done.output.contains("does not provide a MetaData object") {
-            return Check {
-                status: "skipped",
-                ms,
-                detail: "env.py sets no target_metadata: nothing to compare".to_owned(),
-            };
-        }
-        let detail = format!(
-            "`alembic check`: the models and the migrated schema disagree: {}",
-            self.plan.url.redact(done.last_line())
-        );
-        self.finding("alembic_check", &detail);
         Check {
-            status: "failed",
-            ms,
+            status,
+            ms: millis(started.elapsed()),
             detail,
         }
     }
@@ -722,7 +772,7 @@ impl<'a> Rehearsal<'a> {
     }
 
     fn finish(
-        self,
+        mut self,
         steps: Vec<Step>,
         filled: Vec<shiftguard_sql::rehearsal::fill::Filled>,
         from_empty: Option<Check>,
@@ -730,6 +780,17 @@ impl<'a> Rehearsal<'a> {
         startup: Duration,
     ) -> Record {
         let plan = self.plan;
+        for (name, problem) in std::mem::take(&mut self.backfill_problems) {
+            if !self.backfills_run.contains(&name) {
+                self.findings.push(Finding {
+                    kind: "backfill",
+                    step: None,
+                    revision: None,
+                    blocking: false,
+                    message: format!("backfill {name} never ran: at no step did it fit the schema (last: {problem})"),
+                });
+            }
+        }
         let ids = |indexes: &[RevisionIndex]| -> Vec<String> {
             indexes
                 .iter()

@@ -178,39 +178,70 @@ async fn a_revision_the_rule_calls_expand_that_breaks_the_old_build_is_named() {
         "uniq",
         "    op.create_unique_constraint('uq_items_code', 'items', ['code'])",
     )]);
-    let db = TestDatabase::create(Kind::Postgres).await;
     let test = old_build_test(project.path());
-    let run = rehearse(
-        project.path(),
-        &db.sqlalchemy_url(),
+    for kind in [Kind::Postgres, Kind::MariaDb] {
+        let db = TestDatabase::create(kind).await;
+        let run = rehearse(
+            project.path(),
+            &db.sqlalchemy_url(),
+            "items",
+            &[&app("items", &test), "--json"],
+        );
+        assert_eq!(run.code, 1, "{kind:?}: {}\n{}", run.stdout, run.stderr);
+        let record = json(&run);
+        assert_eq!(outcomes(&record, "items"), ["fits_passes", "fits_fails"]);
+        let finding = record["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .find(|f| f["kind"] == "rule")
+            .unwrap_or_else(|| panic!("a rule finding: {record}"));
+        let message = finding["message"].as_str().unwrap_or_default();
+        assert_eq!(finding["revision"], "uniq");
+        assert!(
+            message
+                .contains("revision uniq (expand, inferred from its operations) broke build items")
+                && message.contains("declare shiftguard_phase = \"contract\""),
+            "{message}"
+        );
+        // The human narrative says the same.
+        let human = rehearse(
+            project.path(),
+            &fresh(&db).await,
+            "items",
+            &[&app("items", &test)],
+        );
+        assert_eq!(human.code, 1);
+        assert!(human.stdout.contains("fits+FAILS"), "{}", human.stdout);
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stock_env_py_migrates_the_database_given_not_the_one_in_alembic_ini() {
+    let project = AlembicProject::init_stock();
+    project.revision("items", &[]);
+    project.set_upgrade(
         "items",
-        &[&app("items", &test), "--json"],
+        "    op.create_table('items', sa.Column('id', sa.Integer(), primary_key=True))",
     );
-    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
-    let record = json(&run);
-    assert_eq!(outcomes(&record, "items"), ["fits_passes", "fits_fails"]);
-    let finding = record["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["kind"] == "rule")
-        .unwrap_or_else(|| panic!("a rule finding: {record}"));
-    let message = finding["message"].as_str().unwrap_or_default();
-    assert_eq!(finding["revision"], "uniq");
+    let decoy = project.path().join("decoy.db");
+    let ini = project.path().join("alembic.ini");
+    let text = std::fs::read_to_string(&ini).expect("alembic.ini");
+    let text = text.replacen(
+        "sqlalchemy.url = driver://user:pass@localhost/dbname",
+        &format!("sqlalchemy.url = sqlite:///{}", decoy.display()),
+        1,
+    );
+    std::fs::write(&ini, text).expect("write alembic.ini");
+    let db = TestDatabase::create(Kind::Sqlite).await;
+    let run = rehearse(project.path(), &db.sqlalchemy_url(), "items", &["--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(
-        message.contains("revision uniq (expand, inferred from its operations) broke build items")
-            && message.contains("declare shiftguard_phase = \"contract\""),
-        "{message}"
+        db.table_exists("items").await,
+        "the database given was migrated"
     );
-    // The human narrative says the same, and JUnit fails that build's testcase.
-    let human = rehearse(
-        project.path(),
-        &fresh(&db).await,
-        "items",
-        &[&app("items", &test)],
-    );
-    assert_eq!(human.code, 1);
-    assert!(human.stdout.contains("fits+FAILS"), "{}", human.stdout);
+    assert!(!decoy.exists(), "alembic.ini's own database was left alone");
     db.drop_database().await;
 }
 
@@ -243,6 +274,21 @@ async fn a_not_null_column_without_a_default_fails_its_step_on_a_filled_table() 
         "{}",
         run.stdout
     );
+    db.drop_database().await;
+    // MariaDB gives the filled rows the type's implicit default, so the step succeeds; the old
+    // build's insert then fails, as the rule predicts (NOT NULL without a default: contract).
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    let test = old_build_test(project.path());
+    let run = rehearse(
+        project.path(),
+        &db.sqlalchemy_url(),
+        "items",
+        &[&app("items", &test), "--rows", "50", "--json"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let record = json(&run);
+    assert_eq!(outcomes(&record, "items"), ["fits_passes", "refused_fails"]);
+    assert_eq!(record["steps"][1]["phase"], "contract");
     db.drop_database().await;
 }
 
@@ -342,6 +388,10 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
         assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
         assert!(!db.table_exists("alembic_version").await, "nothing written");
     }
+    // A relative SQLite path would be a different file for Alembic and for the apps.
+    let run = rehearse(&example, "sqlite:///relative.db", CREATE_USERS, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("absolute path"), "{}", run.stderr);
     // A database that is not empty is left as it is.
     db.execute("CREATE TABLE precious (id INTEGER PRIMARY KEY)")
         .await;

@@ -108,9 +108,7 @@ pub struct AlembicProject {
 
 impl AlembicProject {
     pub fn init() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        alembic(dir.path(), None, &["init", "migrations"]);
-        let project = AlembicProject { dir };
+        let project = Self::init_stock();
         let env = project.path().join("migrations/env.py");
         let source = std::fs::read_to_string(&env).expect("env.py");
         let source = source.replacen(
@@ -120,6 +118,13 @@ impl AlembicProject {
         );
         std::fs::write(env, source).expect("write env.py");
         project
+    }
+
+    /// As `alembic init` leaves it: env.py reads the URL from alembic.ini only.
+    pub fn init_stock() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        alembic(dir.path(), None, &["init", "migrations"]);
+        AlembicProject { dir }
     }
 
     pub fn path(&self) -> &Path {

@@ -488,7 +488,9 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
     assert!(
         rehearse_steps.contains("shiftguard rehearse --migrations \\\"$MIGRATIONS\\\"")
             && rehearse_steps.contains("--since \\\"$PROD_HEAD\\\"")
-            && rehearse_steps.matches("--app ").count() == 2,
+            && rehearse_steps
+                .contains("--app \\\"$PROD_HEAD=cd previous && $LIVE_TEST_COMMAND\\\"")
+            && rehearse_steps.contains("--app \\\"$head=$NEW_TEST_COMMAND\\\""),
         "{rehearse_steps}"
     );
     let gate = steps.find("shiftguard gate contract").expect("the gate");

@@ -140,8 +140,10 @@ fn phase_text(step: &Step) -> String {
     }
 }
 
+/// Escaped for XML 1.0, which has no place for control characters (a test's ANSI colours).
 fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
+    text.replace(|c: char| c.is_control() && !matches!(c, '\n' | '\t'), "")
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
@@ -198,21 +200,12 @@ pub fn junit(record: &Record) -> String {
         );
         for app in &step.apps {
             let failure = app.outcome.is_error().then(|| {
-                record
-                    .findings
-                    .iter()
-                    .find(|f| {
-                        f.kind == "rule"
-                            && f.step == Some(step.number)
-                            && f.message.contains(&app.build)
-                    })
-                    .map_or_else(|| app.outcome.to_string(), |f| f.message.clone())
+                app.finding
+                    .clone()
+                    .unwrap_or_else(|| app.outcome.to_string())
             });
             case(
-                format!(
-                    "step {} {at}: build {} {}",
-                    step.number, app.build, app.outcome
-                ),
+                format!("step {} {at}: build {}", step.number, app.build),
                 &format!("rehearse.build.{}", app.build),
                 app.ms,
                 failure,

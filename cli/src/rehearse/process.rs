@@ -3,8 +3,9 @@
 //! polls, so the caller can sample locks meanwhile and stop a command at its time limit.
 
 use std::io::{Read, Seek};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -54,10 +55,12 @@ pub async fn run(
 ) -> anyhow::Result<Finished> {
     let mut stdout = tempfile::tempfile().context("cannot create a file for the output")?;
     let mut stderr = tempfile::tempfile().context("cannot create a file for the output")?;
+    // Its own process group, so that a time limit stops what the shell started as well.
     command
         .stdin(Stdio::null())
         .stdout(stdout.try_clone()?)
-        .stderr(stderr.try_clone()?);
+        .stderr(stderr.try_clone()?)
+        .process_group(0);
     let program = command.get_program().to_string_lossy().into_owned();
     let started = Instant::now();
     let mut child = command
@@ -68,13 +71,11 @@ pub async fn run(
             break (Some(status), false);
         }
         if started.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             break (None, true);
         }
         if let Err(error) = tick().await {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             return Err(error);
         }
         tokio::time::sleep(POLL).await;
@@ -95,28 +96,106 @@ pub async fn run(
     })
 }
 
+/// Kills the program's whole process group (a shell's children too), then reaps it.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Nothing to do between polls.
 pub async fn idle() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The project's Alembic, run in the project directory against one database: the URL is given
-/// to env.py as `SQLALCHEMY_URL` and `DATABASE_URL`, the two names env.py files read it from.
+/// The project's Alembic, run in the project directory against one database. The URL reaches
+/// env.py three ways, so that any conventional env.py migrates the database given and no other:
+/// as `sqlalchemy.url` in a copy of the project's alembic.ini (its `%(here)s` spelled out, so
+/// every path in it still resolves), and as `SQLALCHEMY_URL` and `DATABASE_URL`.
 #[derive(Debug)]
 pub struct Alembic {
-    pub program: PathBuf,
-    pub project: PathBuf,
+    program: PathBuf,
+    project: PathBuf,
+    /// The project's alembic.ini, `None` for a pyproject.toml-only project.
+    ini: Option<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Alembic {
-    pub fn command(&self, url: &str, args: &[&str]) -> Command {
+    pub fn new(program: PathBuf, project: &Path) -> anyhow::Result<Self> {
+        let project = std::path::absolute(project)?;
+        let path = project.join("alembic.ini");
+        let ini = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text.replace("%(here)s", &project.to_string_lossy())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Ok(Alembic {
+            program,
+            project,
+            ini,
+            dir: tempfile::tempdir().context("cannot create a temporary directory")?,
+        })
+    }
+
+    pub fn project(&self) -> &Path {
+        &self.project
+    }
+
+    pub fn command(&self, url: &str, args: &[&str]) -> anyhow::Result<Command> {
         let mut command = Command::new(&self.program);
+        if let Some(ini) = &self.ini {
+            let path = self.dir.path().join("alembic.ini");
+            std::fs::write(&path, with_url(ini, url))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            command.arg("-c").arg(path);
+        }
         command
             .args(args)
             .current_dir(&self.project)
             .env("SQLALCHEMY_URL", url)
             .env("DATABASE_URL", url);
-        command
+        Ok(command)
+    }
+}
+
+/// `ini` with `sqlalchemy.url` in `[alembic]` set to `url` (configparser: `%` doubled; a value
+/// continued on indented lines is dropped with its key).
+fn with_url(ini: &str, url: &str) -> String {
+    let setting = format!("sqlalchemy.url = {}\n", url.replace('%', "%%"));
+    let mut out = String::with_capacity(ini.len() + setting.len());
+    let (mut section, mut skipping, mut placed) = (String::new(), false, false);
+    for line in ini.lines() {
+        let trimmed = line.trim();
+        if skipping && line.starts_with([' ', '\t']) && !trimmed.is_empty() {
+            continue;
+        }
+        skipping = false;
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            out.push_str(line);
+            out.push('\n');
+            if section == "alembic" && !placed {
+                out.push_str(&setting);
+                placed = true;
+            }
+            continue;
+        }
+        let key = trimmed.split_once(['=', ':']).map(|(k, _)| k.trim());
+        if section == "alembic" && key == Some("sqlalchemy.url") {
+            skipping = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if placed {
+        out
+    } else {
+        format!("[alembic]\n{setting}{out}")
     }
 }
 
@@ -168,6 +247,19 @@ mod tests {
         assert!(!command_exists("   "));
     }
 
+    #[test]
+    fn the_url_replaces_the_ini_s_own() {
+        let ini = "[alembic]\nscript_location = /p/migrations\nsqlalchemy.url = sqlite:///dev.db\n    continued\n[loggers]\nkeys = root\n";
+        assert_eq!(
+            with_url(ini, "postgresql+psycopg://u:p%40ss@db/x"),
+            "[alembic]\nsqlalchemy.url = postgresql+psycopg://u:p%%40ss@db/x\nscript_location = /p/migrations\n[loggers]\nkeys = root\n"
+        );
+        assert_eq!(
+            with_url("[loggers]\nkeys = root\n", "sqlite:////x.db"),
+            "[alembic]\nsqlalchemy.url = sqlite:////x.db\n[loggers]\nkeys = root\n"
+        );
+    }
+
     #[tokio::test]
     async fn output_exit_code_and_the_time_limit() {
         let mut shell = Command::new("sh");
@@ -179,11 +271,22 @@ mod tests {
         assert!(!done.succeeded() && !done.timed_out);
         assert_eq!(done.output, "out\nerr\n");
         assert_eq!(done.last_line(), "err");
+        // The shell's child is stopped with it: nothing writes the marker afterwards.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("late");
         let mut slow = Command::new("sh");
-        slow.args(["-c", "sleep 5"]);
+        slow.args([
+            "-c",
+            &format!("(sleep 1; touch {}) & wait", marker.display()),
+        ]);
         let done = run(slow, Duration::from_millis(100), idle)
             .await
             .expect("ran");
         assert!(done.timed_out && done.code.is_none());
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            !marker.exists(),
+            "the shell's child outlived the time limit"
+        );
     }
 }

@@ -68,6 +68,8 @@ pub struct AppRun {
     pub timed_out: bool,
     pub ms: f64,
     pub outcome: Confirmation,
+    /// The finding this outcome made (`fits+FAILS`, `refused+passes`), if any.
+    pub finding: Option<String>,
     /// The last lines of its output.
     pub output: String,
 }

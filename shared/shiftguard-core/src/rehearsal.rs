@@ -70,25 +70,41 @@ impl fmt::Display for Confirmation {
 }
 
 /// The finding for a build the rule said fits but whose tests fail after `step` (`None`: at
-/// the starting point). Names the revision whose phase is wrong, what was declared or inferred,
-/// and the declaration that would have made the rule right.
+/// the starting point); `passed_before`: its tests passed before this step. Names the revision
+/// whose phase is wrong, what was declared or inferred, and the declaration that would have made
+/// the rule right.
 pub fn misjudged(
     graph: &RevisionGraph,
     build: RevisionIndex,
     step: Option<RevisionIndex>,
     state: &DatabaseState,
+    passed_before: bool,
 ) -> String {
     let build_id = &graph.revision(build).id;
     let built_on = graph.ancestors([build]);
-    if let Some(step) = step.filter(|&s| !built_on.contains(s)) {
-        // The build is older than the step that broke it: to that build, the step is a
-        // contract, whatever it was called.
-        let revision = graph.revision(step);
-        return format!(
-            "revision {} ({}) broke build {build_id}, which the rule said tolerates it: a revision that breaks the builds made before it is a contract; declare shiftguard_phase = \"contract\" in it (and shiftguard_requires_app_at_least = the oldest build that passes), so the contract gate waits for those builds to be gone",
-            revision.id,
-            described(revision.phase, revision.phase_source)
-        );
+    match step.filter(|&s| !built_on.contains(s)) {
+        Some(step) if passed_before => {
+            let revision = graph.revision(step);
+            let what = described(revision.phase, revision.phase_source);
+            return match (revision.phase, &revision.requires_app_at_least) {
+                (Phase::Contract, Some(oldest)) => format!(
+                    "revision {} ({what}) declares shiftguard_requires_app_at_least = \"{oldest}\", which lets build {build_id} through, but the build breaks after it: raise it to the oldest build that passes",
+                    revision.id
+                ),
+                // The build is older than the step that broke it: to that build, the step is a
+                // contract, whatever it was called.
+                _ => format!(
+                    "revision {} ({what}) broke build {build_id}, which the rule said tolerates it: a revision that breaks the builds made before it is a contract; declare shiftguard_phase = \"contract\" in it (and shiftguard_requires_app_at_least = the oldest build that passes), so the contract gate waits for those builds to be gone",
+                    revision.id
+                ),
+            };
+        }
+        Some(_) => {
+            return format!(
+                "build {build_id}'s tests failed before this step as well: this step is not to blame; an earlier one is, or the tests fail on their own"
+            );
+        }
+        None => {}
     }
     // The build descends from every applied step: it may need a revision the rule thought it
     // could do without (a contract it descends from that is not applied yet).
@@ -278,13 +294,23 @@ mod tests {
     fn a_step_that_breaks_an_older_build_is_named_as_a_contract() {
         let g = graph();
         let state = DatabaseState::new(&g, &["audit"]).expect("state");
-        let finding = misjudged(&g, at(&g, "base"), Some(at(&g, "audit")), &state);
+        let finding = misjudged(&g, at(&g, "base"), Some(at(&g, "audit")), &state, true);
         assert!(
             finding.starts_with("revision audit (expand, declared) broke build base"),
             "{finding}"
         );
         assert!(
             finding.contains("declare shiftguard_phase = \"contract\""),
+            "{finding}"
+        );
+        // Failing before the step already: the step is not blamed.
+        let finding = misjudged(&g, at(&g, "base"), Some(at(&g, "audit")), &state, false);
+        assert!(finding.contains("this step is not to blame"), "{finding}");
+        // A contract whose declared tolerance let the build through: raise it.
+        let state = DatabaseState::new(&g, &["contract"]).expect("state");
+        let finding = misjudged(&g, at(&g, "merge"), Some(at(&g, "contract")), &state, true);
+        assert!(
+            finding.contains("declares shiftguard_requires_app_at_least = \"merge\", which lets build merge through"),
             "{finding}"
         );
     }
@@ -294,7 +320,7 @@ mod tests {
         let g = graph();
         let state = DatabaseState::new(&g, &["merge"]).expect("state");
         // The build made at the contract fails before the contract is applied.
-        let finding = misjudged(&g, at(&g, "contract"), Some(at(&g, "merge")), &state);
+        let finding = misjudged(&g, at(&g, "contract"), Some(at(&g, "merge")), &state, true);
         assert!(
             finding.contains("it may need contract (contract, declared)"),
             "{finding}"
@@ -305,7 +331,7 @@ mod tests {
         );
         // Nothing unapplied to blame: the tests fail on their own.
         let state = DatabaseState::new(&g, &["contract"]).expect("state");
-        let finding = misjudged(&g, at(&g, "contract"), None, &state);
+        let finding = misjudged(&g, at(&g, "contract"), None, &state, true);
         assert!(finding.contains("no phase explains it"), "{finding}");
     }
 

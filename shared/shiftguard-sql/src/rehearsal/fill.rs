@@ -21,11 +21,14 @@ use super::{query_failed, quote, settings};
 /// What kind of value a column takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Value {
-    /// Integers; `modulo` keeps small types in range.
+    /// Integers; `max` is a small type's largest value (row numbers past it wrap: not unique).
     Integer {
-        modulo: Option<u32>,
+        max: Option<u32>,
     },
-    Number,
+    /// Decimals; `digits`: how many integer digits `numeric(p, s)` holds.
+    Number {
+        digits: Option<u32>,
+    },
     Text {
         max: Option<u32>,
     },
@@ -169,12 +172,12 @@ fn insert_sql(
                 let row = format!("((i - 1) % {rows} + 1)");
                 match parent_value {
                     Some(p) if p.generated => Some(row),
-                    Some(p) => value(dialect, p, &row),
+                    Some(p) => value(dialect, p, &row, rows),
                     None => None,
                 }
             }
             Some(_) => None,
-            None => value(dialect, column, "i"),
+            None => value(dialect, column, "i", rows),
         };
         match expression {
             Some(expression) => {
@@ -229,7 +232,7 @@ fn digits(rows: u64) -> String {
 }
 
 /// The value of `column` for row `i` (an SQL expression), `None` when there is none to make up.
-fn value(dialect: Dialect, column: &Column, i: &str) -> Option<String> {
+fn value(dialect: Dialect, column: &Column, i: &str, rows: u64) -> Option<String> {
     use Dialect::*;
     let prefix: String = column
         .name
@@ -238,13 +241,19 @@ fn value(dialect: Dialect, column: &Column, i: &str) -> Option<String> {
         .collect::<String>()
         .replace('\'', "");
     Some(match (&column.value, dialect) {
-        (Value::Integer { modulo: Some(m) }, _) => format!("({i} % {m})"),
-        (Value::Integer { modulo: None } | Value::Number, _) => i.to_owned(),
+        (Value::Integer { max: Some(max) }, _) if rows > u64::from(*max) => {
+            format!("({i} % {max})")
+        }
+        (Value::Number { digits: Some(d) }, _) if rows >= 10u64.saturating_pow(*d) => {
+            format!("({i} % {})", 10u64.saturating_pow(*d))
+        }
+        (Value::Integer { .. } | Value::Number { .. }, _) => i.to_owned(),
+        // The number first: a value cut to the column's length stays unique while it fits.
         (Value::Text { max }, MySql) => {
-            let text = format!("CONCAT('{prefix}-', {i})");
+            let text = format!("CONCAT({i}, '-{prefix}')");
             max.map_or(text.clone(), |max| format!("LEFT({text}, {max})"))
         }
-        (Value::Text { .. }, _) => format!("'{prefix}-' || {i}"),
+        (Value::Text { .. }, _) => format!("{i} || '-{prefix}'"),
         (Value::Boolean, Postgres) => format!("({i} % 2 = 0)"),
         (Value::Boolean, _) => format!("({i} % 2)"),
         (Value::Date, Postgres) => format!("DATE '2026-01-01' + ({i} % 3650)::int"),
@@ -258,12 +267,16 @@ fn value(dialect: Dialect, column: &Column, i: &str) -> Option<String> {
         }
         (Value::Timestamp, Sqlite) => format!("datetime('2026-01-01', '+' || {i} || ' seconds')"),
         (Value::Time, _) => "'12:00:00'".to_owned(),
+        // Derived from the row number, so a child computes its parent's value again.
         (Value::Uuid, Postgres) => format!("md5({i}::text)::uuid"),
-        (Value::Uuid, _) => "UUID()".to_owned(),
+        (Value::Uuid, MySql) => format!(
+            "INSERT(INSERT(INSERT(INSERT(MD5({i}), 21, 0, '-'), 17, 0, '-'), 13, 0, '-'), 9, 0, '-')"
+        ),
+        (Value::Uuid, Sqlite) => format!("printf('%032x', {i})"),
         (Value::Json, _) => "'{}'".to_owned(),
         (Value::Bytes, Postgres) => format!("decode(md5({i}::text), 'hex')"),
         (Value::Bytes, MySql) => format!("UNHEX(MD5({i}))"),
-        (Value::Bytes, Sqlite) => "randomblob(8)".to_owned(),
+        (Value::Bytes, Sqlite) => format!("CAST(printf('%016x', {i}) AS BLOB)"),
         (Value::Enum(Some(label)), _) => format!("'{}'", label.replace('\'', "''")),
         (Value::Enum(None), Postgres) => format!(
             "(SELECT enumlabel FROM pg_enum WHERE enumtypid = '{}'::regtype ORDER BY enumsortorder LIMIT 1)",
@@ -276,6 +289,10 @@ fn value(dialect: Dialect, column: &Column, i: &str) -> Option<String> {
 /// The value kind of a type name (lower case; `varchar(200)`, `character varying(200)`, …).
 fn kind_of(sql_type: &str, dialect: Dialect) -> Value {
     let t = sql_type.to_ascii_lowercase();
+    if t.ends_with("[]") {
+        // PostgreSQL arrays: NULL or the default.
+        return Value::Unknown(sql_type.to_owned());
+    }
     let base = t.split(['(', ' ']).next().unwrap_or("");
     let max = t
         .split_once('(')
@@ -283,15 +300,16 @@ fn kind_of(sql_type: &str, dialect: Dialect) -> Value {
         .and_then(|n| n.trim().parse().ok());
     match base {
         "tinyint" if t.starts_with("tinyint(1)") => Value::Boolean,
-        "tinyint" => Value::Integer { modulo: Some(100) },
-        "smallint" | "int2" | "smallserial" => Value::Integer {
-            modulo: Some(30000),
-        },
+        "tinyint" => Value::Integer { max: Some(127) },
+        "smallint" | "int2" | "smallserial" => Value::Integer { max: Some(32767) },
         "integer" | "int" | "int4" | "mediumint" | "bigint" | "int8" | "serial" | "bigserial" => {
-            Value::Integer { modulo: None }
+            Value::Integer { max: None }
         }
-        "numeric" | "decimal" | "real" | "double" | "float" | "float4" | "float8" | "money" => {
-            Value::Number
+        "numeric" | "decimal" => Value::Number {
+            digits: precision_and_scale(&t).map(|(p, s)| p.saturating_sub(s)),
+        },
+        "real" | "double" | "float" | "float4" | "float8" | "money" => {
+            Value::Number { digits: None }
         }
         "character" | "char" | "varchar" | "nvarchar" | "nchar" | "text" | "tinytext"
         | "mediumtext" | "longtext" | "citext" | "clob" | "string" => Value::Text { max },
@@ -306,7 +324,7 @@ fn kind_of(sql_type: &str, dialect: Dialect) -> Value {
         }
         "enum" | "set" => Value::Enum(first_label(&t)),
         // SQLite's type affinity: INT anywhere is an integer; CHAR, CLOB, TEXT are text.
-        _ if dialect == Dialect::Sqlite && t.contains("int") => Value::Integer { modulo: None },
+        _ if dialect == Dialect::Sqlite && t.contains("int") => Value::Integer { max: None },
         _ if dialect == Dialect::Sqlite
             && ["char", "clob", "text"].iter().any(|k| t.contains(k)) =>
         {
@@ -314,6 +332,13 @@ fn kind_of(sql_type: &str, dialect: Dialect) -> Value {
         }
         _ => Value::Unknown(sql_type.to_owned()),
     }
+}
+
+/// `numeric(10,2)` -> (10, 2).
+fn precision_and_scale(sql_type: &str) -> Option<(u32, u32)> {
+    let inner = sql_type.split_once('(')?.1.split_once(')')?.0;
+    let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+    Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
 }
 
 /// `enum('a','b')` -> `a`.
@@ -432,7 +457,7 @@ const POSTGRES_COLUMNS: &str = "SELECT c.relname::text, a.attname::text, format_
     CASE WHEN t.typtype = 'e' THEN 'enum' ELSE '' END \
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type t ON t.oid = a.atttypid \
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-    WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped \
     ORDER BY c.relname, a.attnum";
 const POSTGRES_REFERENCES: &str = "SELECT cl.relname::text, a.attname::text, p.relname::text, pa.attname::text \
     FROM pg_constraint co JOIN pg_class cl ON cl.oid = co.conrelid JOIN pg_class p ON p.oid = co.confrelid \
@@ -485,9 +510,15 @@ mod tests {
         assert_eq!(kind_of("tinyint(1)", MySql), Value::Boolean);
         assert_eq!(
             kind_of("smallint", Postgres),
-            Value::Integer {
-                modulo: Some(30000)
-            }
+            Value::Integer { max: Some(32767) }
+        );
+        assert_eq!(
+            kind_of("numeric(5,2)", Postgres),
+            Value::Number { digits: Some(3) }
+        );
+        assert_eq!(
+            kind_of("character varying(20)[]", Postgres),
+            Value::Unknown("character varying(20)[]".to_owned())
         );
         assert_eq!(
             kind_of("timestamp without time zone", Postgres),
@@ -499,7 +530,7 @@ mod tests {
         );
         assert_eq!(
             kind_of("BIGINT UNSIGNED", Sqlite),
-            Value::Integer { modulo: None }
+            Value::Integer { max: None }
         );
         assert_eq!(
             kind_of("VARCHAR(50)", Sqlite),
@@ -539,7 +570,7 @@ mod tests {
         );
         let sql = insert_sql(Dialect::Postgres, "users", &tables, 10).expect("sql");
         assert!(
-            sql.contains("(\"email\") SELECT CAST('email-' || i AS character varying(320))"),
+            sql.contains("(\"email\") SELECT CAST(i || '-email' AS character varying(320))"),
             "{sql}"
         );
     }

@@ -35,7 +35,7 @@ pub(crate) async fn table_names(
 ) -> Result<Vec<String>, SqlError> {
     let sql = match connection.dialect() {
         Dialect::Postgres => {
-            "SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1"
+            "SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
         }
         Dialect::MySql => {
             "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1"
@@ -78,7 +78,11 @@ impl Scratch {
         alembic_url: &str,
         dir: &std::path::Path,
     ) -> Result<Self, SqlError> {
-        let name = format!("sg_rehearsal_empty_{}", std::process::id());
+        // Unique across runners sharing a server (a container's pid is often the same).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("sg_rehearsal_empty_{}_{nanos}", std::process::id());
         if home.dialect() == Dialect::Sqlite {
             let path = dir.join(format!("{name}.db"));
             return Ok(Scratch {
