@@ -9,7 +9,7 @@
 //! `lab/world.rs`, behind the ports the AWS adapters implement. Every stage states what the doctrine expects; the lab exits 0
 //! only if every stage behaved so, which makes it a smoke test too.
 
-mod report;
+pub(crate) mod report;
 mod world;
 
 use std::path::PathBuf;

@@ -4,13 +4,7 @@
 use std::fmt::Write as _;
 
 use super::record::Record;
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::lab::report::escape;
 
 pub fn html(record: &Record) -> String {
     let mut page = String::new();
