@@ -9,7 +9,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiftguard_aws::DynamoCheckpoints;
 use shiftguard_core::backfill::{BackfillConfig, CheckpointStoreKind};
-use shiftguard_core::backfill::{Command, Status, emf_line};
+use shiftguard_core::backfill::{Command, Reading, Signal, Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{
@@ -233,6 +233,24 @@ fn runner<'a>(
     })
 }
 
+/// What holds the backfill, for the progress line.
+fn held(hold: &Reading) -> String {
+    match hold.signal {
+        Signal::ReplicaLag if hold.value.is_finite() => format!(
+            "throttled: replica lag {:.0} ms > {:.0} ms",
+            hold.value, hold.limit
+        ),
+        Signal::ReplicaLag => {
+            "throttled: replica lag unknown (no replica status, or replication stopped)".to_owned()
+        }
+        Signal::Vacuum => "throttled: a VACUUM is running on the table".to_owned(),
+        signal if hold.value.is_finite() => {
+            format!("throttled: {signal} {} > {}", hold.value, hold.limit)
+        }
+        signal => format!("throttled: {signal} unknown (the query answered NULL)"),
+    }
+}
+
 /// `host:pid`, recorded as the lease owner.
 fn owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -259,8 +277,12 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
     let emf = args.emf;
     let name = args.name.clone();
     let mut observe = |event: &Event| {
-        if emf && let Event::Batch { report, .. } = event {
-            println!("{}", emf_line(&name, "batch", report, now_ms()));
+        match event {
+            Event::Batch { report, .. } if emf => {
+                println!("{}", emf_line(&name, "batch", report, now_ms()));
+            }
+            Event::Held(hold) if emf => println!("{}", hold_emf_line(&name, hold, now_ms())),
+            _ => {}
         }
         progress.show(event);
     };
@@ -486,13 +508,7 @@ impl Progress {
                     )
                 })
             }
-            Event::Throttled { lag_ms, max_ms } if lag_ms.is_finite() => Some(format!(
-                "throttled: replica lag {lag_ms:.0} ms > {max_ms} ms"
-            )),
-            Event::Throttled { .. } => Some(
-                "throttled: replica lag unknown (no replica status, or replication stopped)"
-                    .to_owned(),
-            ),
+            Event::Held(hold) => Some(held(hold)),
             Event::Retrying {
                 attempt,
                 delay,

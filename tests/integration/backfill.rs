@@ -374,6 +374,126 @@ async fn replica_lag_pauses_batches() {
     db.drop_database().await;
 }
 
+/// A held run: it stopped at its time limit, said why, and updated nothing.
+async fn assert_held(db: &TestDatabase, run: &Run, why: &str) {
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains(why), "{why}: {}", run.stderr);
+    assert!(
+        run.stderr.contains("stopped before the time limit"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(observe(db).await.done, 0, "no batch ran while held");
+}
+
+#[tokio::test]
+async fn a_throttle_query_holds_the_backfill_while_it_answers_above_its_max() {
+    for kind in ALL_KINDS {
+        let db = TestDatabase::create(kind).await;
+        users_table(&db, 2_000).await;
+        db.execute("CREATE TABLE strain (v INTEGER NOT NULL)").await;
+        db.execute("INSERT INTO strain VALUES (7)").await;
+        let config =
+            Config::new("throttle_query = \"SELECT max(v) FROM strain\"\nthrottle_max = 5");
+        let url = db.url();
+        let run = backfill(
+            &config.path(),
+            &url,
+            &["run", NAME, "--max-seconds", "2", "--emf"],
+        );
+        assert_held(&db, &run, "throttled: throttle_query 7 > 5").await;
+        // Each hold is a ThrottleHolds metric with the signal as a dimension.
+        let hold = run
+            .stdout
+            .lines()
+            .find(|l| l.contains("\"ThrottleHolds\""))
+            .unwrap_or_else(|| panic!("{kind:?}: no hold metric: {}", run.stdout));
+        let hold: serde_json::Value = serde_json::from_str(hold).expect("EMF JSON");
+        assert_eq!(hold["Signal"], "throttle_query");
+        assert_eq!(hold["value"], 7.0);
+
+        db.execute("UPDATE strain SET v = 1").await;
+        run_until_complete(&config.path(), &url);
+        assert_eq!(observe(&db).await.pending, 0, "{kind:?}");
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_vacuum_on_the_table_holds_the_backfill_on_postgresql() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users_table(&db, 20_000).await;
+    // Dead rows for a VACUUM to work through, slowly (a cost delay for its session only).
+    db.execute("UPDATE users SET email = 'x'").await;
+    let mut vacuum = Command::new("psql")
+        .arg(db.url())
+        .args(["-q", "-c", "VACUUM users"])
+        .env(
+            "PGOPTIONS",
+            "-c vacuum_cost_delay=100 -c vacuum_cost_limit=1",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("psql");
+    let started = Instant::now();
+    let running = "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'users'::regclass";
+    while db.scalar(running).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the VACUUM did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // WAL archiving is read too (nothing waits here: archiving is off).
+    let config = Config::new("max_archive_pending = 100");
+    let url = db.url();
+    let run = backfill(&config.path(), &url, &["run", NAME, "--max-seconds", "2"]);
+    assert_held(&db, &run, "throttled: a VACUUM is running on the table").await;
+
+    db.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_progress_vacuum")
+        .await;
+    vacuum.wait().expect("psql ends");
+    run_until_complete(&config.path(), &url);
+    assert_eq!(observe(&db).await.pending, 0);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn running_threads_hold_the_backfill_on_mariadb() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    users_table(&db, 2_000).await;
+    // Eight sessions busy for 4 s: Threads_running stays above 6 meanwhile.
+    let mut sleepers: Vec<Child> = (0..8)
+        .map(|_| {
+            Command::new("mysql")
+                .args([
+                    "--protocol=tcp",
+                    "-h",
+                    "127.0.0.1",
+                    "-u",
+                    "root",
+                    "-e",
+                    "SELECT SLEEP(4)",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("mysql")
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let config = Config::new("max_threads_running = 6");
+    let url = db.url();
+    let run = backfill(&config.path(), &url, &["run", NAME, "--max-seconds", "2"]);
+    assert_held(&db, &run, "throttled: threads_running").await;
+    for sleeper in &mut sleepers {
+        sleeper.wait().expect("mysql ends");
+    }
+    run_until_complete(&config.path(), &url);
+    assert_eq!(observe(&db).await.pending, 0);
+    db.drop_database().await;
+}
+
 /// Another session holds a lock on a row of the first batch for 3 s: the batch times out, is
 /// retried with backoff, and the backfill completes once the lock is gone.
 async fn held_row_lock(kind: Kind, lock_timeout_ms: u64, error_text: &str) {

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use shiftguard_aws::DynamoCheckpoints;
 use shiftguard_core::backfill::CheckpointStoreKind;
-use shiftguard_core::backfill::{Status, emf_line};
+use shiftguard_core::backfill::{Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner, now_ms};
@@ -224,8 +224,15 @@ fn log_event(name: &str, event: &Event) {
             remaining_estimate,
             "run started"
         ),
-        Event::Throttled { lag_ms, max_ms } => {
-            tracing::warn!(backfill = name, lag_ms, max_ms, "throttled on replica lag")
+        Event::Held(hold) => {
+            println!("{}", hold_emf_line(name, hold, now_ms()));
+            tracing::warn!(
+                backfill = name,
+                signal = hold.signal.name(),
+                value = hold.value,
+                limit = hold.limit,
+                "held: a health signal is above its limit"
+            )
         }
         Event::Retrying {
             attempt,

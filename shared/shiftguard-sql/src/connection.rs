@@ -248,11 +248,15 @@ impl Connection {
             if raw.is_null() {
                 return Ok(None);
             }
-            // The servers report it UNSIGNED; older versions or proxies may not.
-            return match row.try_get::<u64, _>(*name) {
-                Ok(value) => Ok(Some(value.min(i64::MAX as u64) as i64)),
-                Err(_) => row.try_get::<i64, _>(*name).map(Some),
-            };
+            // The servers report it UNSIGNED; older versions or proxies may not; SHOW STATUS
+            // reports every value as text.
+            if let Ok(value) = row.try_get::<u64, _>(*name) {
+                return Ok(Some(value.min(i64::MAX as u64) as i64));
+            }
+            if let Ok(text) = row.try_get::<String, _>(*name) {
+                return Ok(text.trim().parse().ok());
+            }
+            return row.try_get::<i64, _>(*name).map(Some);
         }
         Ok(None)
     }

@@ -78,6 +78,16 @@ pub struct Tuning {
     /// Name of the environment variable holding a MySQL/MariaDB replica's URL, whose
     /// `SHOW REPLICA STATUS` gives the lag. (The URL itself never goes into this file.)
     pub replica_url_env: Option<String>,
+    /// SQL returning one number (one row, one column), run before every batch: the backfill
+    /// holds while it is above `throttle_max` (or NULL).
+    pub throttle_query: Option<String>,
+    pub throttle_max: u64,
+    /// PostgreSQL: hold while a VACUUM (auto or manual) runs on the backfilled table.
+    pub hold_on_vacuum: bool,
+    /// PostgreSQL: hold while more WAL segments than this wait to be archived.
+    pub max_archive_pending: Option<u64>,
+    /// MySQL/MariaDB: hold while `Threads_running` is above this.
+    pub max_threads_running: Option<u64>,
     /// Lock wait limit per statement, in milliseconds.
     pub lock_timeout_ms: u64,
     /// Statement time limit, in milliseconds.
@@ -102,6 +112,11 @@ impl Default for Tuning {
             max_replica_lag_ms: 1_500,
             replica_lag_query: None,
             replica_url_env: None,
+            throttle_query: None,
+            throttle_max: 0,
+            hold_on_vacuum: true,
+            max_archive_pending: None,
+            max_threads_running: None,
             lock_timeout_ms: 2_000,
             statement_timeout_ms: 10_000,
             max_rows_per_second: None,
@@ -129,6 +144,11 @@ struct RawBackfill {
     max_replica_lag_ms: Option<u64>,
     replica_lag_query: Option<String>,
     replica_url_env: Option<String>,
+    throttle_query: Option<String>,
+    throttle_max: Option<u64>,
+    hold_on_vacuum: Option<bool>,
+    max_archive_pending: Option<u64>,
+    max_threads_running: Option<u64>,
     lock_timeout_ms: Option<u64>,
     statement_timeout_ms: Option<u64>,
     max_rows_per_second: Option<u64>,
@@ -154,6 +174,11 @@ impl From<RawBackfill> for BackfillConfig {
                 max_replica_lag_ms: raw.max_replica_lag_ms.unwrap_or(d.max_replica_lag_ms),
                 replica_lag_query: raw.replica_lag_query,
                 replica_url_env: raw.replica_url_env,
+                throttle_query: raw.throttle_query,
+                throttle_max: raw.throttle_max.unwrap_or(d.throttle_max),
+                hold_on_vacuum: raw.hold_on_vacuum.unwrap_or(d.hold_on_vacuum),
+                max_archive_pending: raw.max_archive_pending,
+                max_threads_running: raw.max_threads_running,
                 lock_timeout_ms: raw.lock_timeout_ms.unwrap_or(d.lock_timeout_ms),
                 statement_timeout_ms: raw.statement_timeout_ms.unwrap_or(d.statement_timeout_ms),
                 max_rows_per_second: raw.max_rows_per_second,
@@ -242,10 +267,18 @@ impl BackfillConfig {
                 "max_rows_per_second must be positive when set",
             ));
         }
-        if let Some(query) = &t.replica_lag_query
-            && query.contains(';')
-        {
-            return Err(String::from("replica_lag_query must be one statement"));
+        for (name, query) in [
+            ("replica_lag_query", &t.replica_lag_query),
+            ("throttle_query", &t.throttle_query),
+        ] {
+            if query.as_deref().is_some_and(|q| q.contains(';')) {
+                return Err(format!("{name} must be one statement"));
+            }
+        }
+        if t.max_threads_running == Some(0) {
+            return Err(String::from(
+                "max_threads_running must be positive when set",
+            ));
         }
         Ok(())
     }
@@ -328,5 +361,39 @@ mod tests {
             "a = (SELECT x FROM t WHERE t.id = id)",
             "WHERE"
         ));
+    }
+
+    #[test]
+    fn health_signals_parse_with_defaults_and_are_checked() {
+        let parse = |extra: &str| {
+            let raw: RawBackfill = toml::from_str(&format!(
+                "name = \"b\"\ntable = \"t\"\nkey = \"id\"\npending = \"x IS NULL\"\nset = \"x = 1\"\n{extra}"
+            ))
+            .expect("toml");
+            BackfillConfig::from(raw)
+        };
+        let defaults = parse("").tuning;
+        assert_eq!(defaults.throttle_query, None);
+        assert!(defaults.hold_on_vacuum);
+        assert_eq!(
+            (defaults.max_archive_pending, defaults.max_threads_running),
+            (None, None)
+        );
+        let set = parse(
+            "throttle_query = \"SELECT 1\"\nthrottle_max = 3\nhold_on_vacuum = false\nmax_threads_running = 40",
+        );
+        assert_eq!(set.tuning.throttle_max, 3);
+        assert!(!set.tuning.hold_on_vacuum);
+        assert_eq!(set.problem(), None);
+        let two = parse("throttle_query = \"SELECT 1; SELECT 2\"");
+        assert_eq!(
+            two.problem().as_deref(),
+            Some("throttle_query must be one statement")
+        );
+        let zero = parse("max_threads_running = 0");
+        assert!(
+            zero.problem()
+                .is_some_and(|p| p.contains("max_threads_running"))
+        );
     }
 }

@@ -4,8 +4,10 @@
 //! executor in `shiftguard-sql` carries them out.
 
 mod config;
+mod health;
 
 pub use config::{BackfillConfig, CheckpointConfig, CheckpointStoreKind, Tuning};
+pub use health::{Reading, Signal, first_hold, hold_emf_line};
 
 use std::fmt;
 use std::future::Future;

@@ -128,8 +128,9 @@ pub enum Event {
         report: BatchReport,
         checkpoint: Checkpoint,
     },
-    /// Replica lag is above the limit: waiting.
-    Throttled { lag_ms: f64, max_ms: u64 },
+    /// A health signal (replica lag, the throttle query, a VACUUM, …) is above its limit:
+    /// waiting.
+    Held(shiftguard_core::backfill::Reading),
     /// A batch failed with a transient error and will be retried.
     Retrying {
         attempt: u32,

@@ -116,7 +116,7 @@ impl Runner<'_> {
             return Ok(ControlFlow::Break(Outcome::Deadline));
         }
         let waited = self
-            .wait_for_replicas(
+            .wait_for_health(
                 &mut attached.connection,
                 &mut attached.checkpoint,
                 deadline,

@@ -1,22 +1,33 @@
-//! Keeping a backfill gentle between batches: wait while replicas lag behind the limit (so the
-//! backfill never outruns replication), then honour the rows/s cap and the configured pause.
-//! A lag that cannot be known (no replica status, stopped replication, a query answering NULL)
-//! counts as infinitely behind: the backfill fails closed by waiting. Every wait renews an
-//! external store's lease and gives up before the run's deadline.
+//! Keeping a backfill gentle between batches: wait while the database is under strain (replicas
+//! lagging behind the limit, so the backfill never outruns replication; the configured
+//! `throttle_query` above `throttle_max`; on PostgreSQL a VACUUM on the table or WAL waiting to
+//! be archived; on MySQL/MariaDB too many running threads), then honour the rows/s cap and the
+//! configured pause. A signal that cannot be known (no replica status, stopped replication, a
+//! query answering NULL) counts as infinitely high: the backfill fails closed by waiting. Every
+//! wait renews an external store's lease and gives up before the run's deadline.
 
 use std::time::{Duration, Instant};
 
-use shiftguard_core::backfill::Tuning;
-use shiftguard_core::backfill::{Checkpoint, rate_wait};
+use shiftguard_core::backfill::{Checkpoint, Reading, Signal, Tuning, first_hold, rate_wait};
 
 use super::lock::Attached;
 use super::statements::double;
 use super::{BackfillError, Event, LagSource, Runner};
-use crate::connection::{ConnectSettings, Connection, Kind};
+use crate::connection::{Bind, ConnectSettings, Connection, Kind};
 use crate::url::{DatabaseUrl, Dialect};
 
-/// How often to re-check replica lag while throttled.
-const LAG_POLL: Duration = Duration::from_millis(500);
+/// How often to re-check the signals while held.
+const HOLD_POLL: Duration = Duration::from_millis(500);
+
+/// A number from `sql` (one row, one column) as a float in the dialect's spelling.
+fn number_query(dialect: Dialect, sql: &str) -> String {
+    format!("SELECT {}", double(dialect, &format!("({sql})")))
+}
+
+/// VACUUMs (auto or manual) running on the table `$1`, PostgreSQL.
+const VACUUMS: &str = "SELECT CAST(count(*) AS DOUBLE PRECISION) FROM pg_stat_progress_vacuum WHERE relid = to_regclass($1)";
+/// WAL segments waiting to be archived, PostgreSQL (needs pg_monitor or superuser).
+const ARCHIVE_PENDING: &str = "SELECT CAST(count(*) AS DOUBLE PRECISION) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
 
 /// The query that reads the lag in milliseconds on the primary, for the sources that have one.
 fn lag_query(dialect: Dialect, source: &LagSource) -> Option<String> {
@@ -37,30 +48,83 @@ fn pacing(scanned: u64, elapsed: Duration, tuning: &Tuning) -> Duration {
 }
 
 impl Runner<'_> {
-    /// Waits while replica lag is above the limit. `Ok(None)` when the deadline came first.
-    pub(super) async fn wait_for_replicas(
+    /// Waits while any health signal holds. `Ok(None)` when the deadline came first; else the
+    /// replica lag last read, for the batch's report.
+    pub(super) async fn wait_for_health(
         &self,
         connection: &mut Connection,
         checkpoint: &mut Checkpoint,
         deadline: Instant,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<Option<f64>, BackfillError> {
-        let max = self.config.tuning.max_replica_lag_ms;
         loop {
-            let lag = self.replica_lag(connection).await?;
-            if lag <= max as f64 {
-                return Ok(Some(lag));
-            }
+            let readings = self.health(connection).await?;
+            let Some(hold) = first_hold(&readings) else {
+                return Ok(Some(readings[0].value));
+            };
             self.renew_lease(connection, checkpoint).await?;
-            observe(&Event::Throttled {
-                lag_ms: lag,
-                max_ms: max,
-            });
-            if Instant::now() + LAG_POLL > deadline {
+            observe(&Event::Held(*hold));
+            if Instant::now() + HOLD_POLL > deadline {
                 return Ok(None);
             }
-            tokio::time::sleep(LAG_POLL).await;
+            tokio::time::sleep(HOLD_POLL).await;
         }
+    }
+
+    /// Every configured signal, replica lag first.
+    async fn health(&self, connection: &mut Connection) -> Result<Vec<Reading>, BackfillError> {
+        let tuning = &self.config.tuning;
+        let dialect = connection.dialect();
+        let mut readings = vec![Reading {
+            signal: Signal::ReplicaLag,
+            value: self.replica_lag(connection).await?,
+            limit: tuning.max_replica_lag_ms as f64,
+        }];
+        let table = [Bind::Text(Some(self.config.table.clone()))];
+        let mut checks: Vec<(Signal, String, &[Bind], f64)> = Vec::new();
+        if let Some(sql) = &tuning.throttle_query {
+            checks.push((
+                Signal::ThrottleQuery,
+                number_query(dialect, sql),
+                &[],
+                tuning.throttle_max as f64,
+            ));
+        }
+        if dialect == Dialect::Postgres && tuning.hold_on_vacuum {
+            checks.push((Signal::Vacuum, VACUUMS.to_owned(), &table, 0.0));
+        }
+        if let (Dialect::Postgres, Some(max)) = (dialect, tuning.max_archive_pending) {
+            checks.push((
+                Signal::ArchivePending,
+                ARCHIVE_PENDING.to_owned(),
+                &[],
+                max as f64,
+            ));
+        }
+        for (signal, sql, binds, limit) in checks {
+            let row = connection
+                .fetch_row(&sql, binds, &[Kind::Float])
+                .await
+                .map_err(|e| self.signal_error(signal, &e))?;
+            let value = row.and_then(|r| r[0].float()).unwrap_or(f64::INFINITY);
+            readings.push(Reading {
+                signal,
+                value,
+                limit,
+            });
+        }
+        if let (Dialect::MySql, Some(max)) = (dialect, tuning.max_threads_running) {
+            let running = connection
+                .fetch_row_named("SHOW GLOBAL STATUS LIKE 'Threads_running'", &["Value"])
+                .await
+                .map_err(|e| self.signal_error(Signal::ThreadsRunning, &e))?;
+            readings.push(Reading {
+                signal: Signal::ThreadsRunning,
+                value: running.map_or(f64::INFINITY, |n| n as f64),
+                limit: max as f64,
+            });
+        }
+        Ok(readings)
     }
 
     /// Sleeps for the rows/s cap and the pause, after `scanned` rows since `started`.
@@ -119,10 +183,20 @@ impl Runner<'_> {
     }
 
     fn lag_error(&self, error: &sqlx::Error) -> BackfillError {
-        self.target_error(format!(
-            "cannot read replica lag: {}",
-            self.sql_error(error)
-        ))
+        self.signal_error(Signal::ReplicaLag, error)
+    }
+
+    fn signal_error(&self, signal: Signal, error: &sqlx::Error) -> BackfillError {
+        let what = match signal {
+            Signal::ReplicaLag => "replica lag",
+            Signal::ThrottleQuery => "the throttle_query",
+            Signal::Vacuum => "the running VACUUMs",
+            Signal::ArchivePending => {
+                "the WAL archive status (max_archive_pending needs pg_monitor)"
+            }
+            Signal::ThreadsRunning => "Threads_running",
+        };
+        self.target_error(format!("cannot read {what}: {}", self.sql_error(error)))
     }
 }
 
