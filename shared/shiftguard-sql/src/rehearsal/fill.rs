@@ -197,20 +197,34 @@ fn insert_sql(
             None => {}
         }
     }
+    if columns.is_empty() {
+        // Only generated columns: PostgreSQL inserts rows of defaults from a column-less
+        // SELECT; the others generate a key for an explicit NULL.
+        match (dialect, table.columns.iter().find(|c| c.generated)) {
+            (Dialect::Postgres, _) => {}
+            (_, Some(generated)) => {
+                columns.push(quote(dialect, &generated.name));
+                values.push("NULL".to_owned());
+            }
+            (_, None) => return Err(format!("table {name} has no column shiftguard can fill")),
+        }
+    }
     let table_sql = quote(dialect, name);
     let (columns, values) = (columns.join(", "), values.join(", "));
-    if columns.is_empty() {
-        return Err(format!("table {name} has no column shiftguard can fill"));
-    }
+    let columns = if columns.is_empty() {
+        String::new()
+    } else {
+        format!(" ({columns})")
+    };
     Ok(match dialect {
         Dialect::Postgres => format!(
-            "INSERT INTO {table_sql} ({columns}) SELECT {values} FROM generate_series(1, {rows}) AS s(i)"
+            "INSERT INTO {table_sql}{columns} SELECT {values} FROM generate_series(1, {rows}) AS s(i)"
         ),
         Dialect::Sqlite => format!(
-            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows}) INSERT INTO {table_sql} ({columns}) SELECT {values} FROM s"
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows}) INSERT INTO {table_sql}{columns} SELECT {values} FROM s"
         ),
         Dialect::MySql => format!(
-            "INSERT INTO {table_sql} ({columns}) SELECT {values} FROM {} WHERE i <= {rows}",
+            "INSERT INTO {table_sql}{columns} SELECT {values} FROM {} WHERE i <= {rows}",
             digits(rows)
         ),
     })
@@ -572,6 +586,27 @@ mod tests {
         assert!(
             sql.contains("(\"email\") SELECT CAST(i || '-email' AS character varying(320))"),
             "{sql}"
+        );
+    }
+
+    #[test]
+    fn a_table_of_generated_columns_gets_rows_of_defaults() {
+        let mut tables = BTreeMap::new();
+        let mut t = Table::default();
+        t.columns.push(Column {
+            generated: true,
+            ..column("id", "INTEGER", Dialect::Sqlite)
+        });
+        tables.insert("ids".to_owned(), t);
+        let sqlite = insert_sql(Dialect::Sqlite, "ids", &tables, 3).expect("sql");
+        assert!(
+            sqlite.ends_with("INSERT INTO \"ids\" (\"id\") SELECT NULL FROM s"),
+            "{sqlite}"
+        );
+        let postgres = insert_sql(Dialect::Postgres, "ids", &tables, 3).expect("sql");
+        assert_eq!(
+            postgres,
+            "INSERT INTO \"ids\" SELECT  FROM generate_series(1, 3) AS s(i)"
         );
     }
 
