@@ -247,7 +247,9 @@ fn held(hold: &Reading) -> String {
         signal if hold.value.is_finite() => {
             format!("throttled: {signal} {} > {}", hold.value, hold.limit)
         }
-        signal => format!("throttled: {signal} unknown (the query answered NULL)"),
+        signal => format!(
+            "throttled: {signal} unknown (NULL, no answer, or the database too busy to answer)"
+        ),
     }
 }
 

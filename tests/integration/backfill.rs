@@ -412,7 +412,23 @@ async fn a_throttle_query_holds_the_backfill_while_it_answers_above_its_max() {
         assert_eq!(hold["Signal"], "throttle_query");
         assert_eq!(hold["value"], 7.0);
 
-        db.execute("UPDATE strain SET v = 1").await;
+        // No answer holds too.
+        db.execute("DELETE FROM strain").await;
+        let run = backfill(&config.path(), &url, &["run", NAME, "--max-seconds", "2"]);
+        assert_held(&db, &run, "throttled: throttle_query unknown").await;
+        if kind == Kind::Postgres {
+            // The query runs read-only: one that writes is an error, not a number.
+            db.execute("CREATE SEQUENCE strain_seq").await;
+            let writes = Config::new("throttle_query = \"SELECT nextval('strain_seq')\"");
+            let run = backfill(&writes.path(), &url, &["run", NAME]);
+            assert_eq!(run.code, 2, "{}", run.stderr);
+            assert!(
+                run.stderr.contains("read-only transaction"),
+                "{}",
+                run.stderr
+            );
+        }
+        db.execute("INSERT INTO strain VALUES (1)").await;
         run_until_complete(&config.path(), &url);
         assert_eq!(observe(&db).await.pending, 0, "{kind:?}");
         db.drop_database().await;
@@ -437,7 +453,7 @@ async fn a_vacuum_on_the_table_holds_the_backfill_on_postgresql() {
         .spawn()
         .expect("psql");
     let started = Instant::now();
-    let running = "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = 'users'::regclass";
+    let running = "SELECT count(*) FROM pg_stat_progress_vacuum WHERE datname = current_database() AND relid = 'users'::regclass";
     while db.scalar(running).await == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -446,16 +462,43 @@ async fn a_vacuum_on_the_table_holds_the_backfill_on_postgresql() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // WAL archiving is read too (nothing waits here: archiving is off).
-    let config = Config::new("max_archive_pending = 100");
+    let config = Config::new("hold_on_vacuum = true\nmax_archive_pending = 100");
     let url = db.url();
     let run = backfill(&config.path(), &url, &["run", NAME, "--max-seconds", "2"]);
     assert_held(&db, &run, "throttled: a VACUUM is running on the table").await;
 
-    db.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_progress_vacuum")
+    db.execute(&running.replacen("count(*)", "pg_cancel_backend(pid)", 1))
         .await;
     vacuum.wait().expect("psql ends");
     run_until_complete(&config.path(), &url);
     assert_eq!(observe(&db).await.pending, 0);
+
+    // A role that cannot see autovacuum's workers is refused, not waved through.
+    let role = format!("sg_blind_{}", std::process::id());
+    db.execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+    db.execute(&format!("CREATE ROLE {role} LOGIN")).await;
+    db.execute(&format!(
+        "GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"
+    ))
+    .await;
+    db.execute(&format!("GRANT ALL ON SCHEMA public TO {role}"))
+        .await;
+    insert_users(&db, 30_001, 10).await;
+    let blind = url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(
+        blind, url,
+        "the test database's URL names the postgres user"
+    );
+    let run = backfill(&config.path(), &blind, &["run", NAME]);
+    db.execute(&format!("DROP OWNED BY {role}")).await;
+    db.execute(&format!("DROP ROLE {role}")).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("hold_on_vacuum needs a role with pg_read_all_stats"),
+        "{}",
+        run.stderr
+    );
     db.drop_database().await;
 }
 
@@ -463,7 +506,8 @@ async fn a_vacuum_on_the_table_holds_the_backfill_on_postgresql() {
 async fn running_threads_hold_the_backfill_on_mariadb() {
     let db = TestDatabase::create(Kind::MariaDb).await;
     users_table(&db, 2_000).await;
-    // Eight sessions busy for 4 s: Threads_running stays above 6 meanwhile.
+    // Eight busy sessions (stopped below): Threads_running stays above 6 meanwhile.
+    let sleep = "SELECT SLEEP(20) AS sg_sleeper";
     let mut sleepers: Vec<Child> = (0..8)
         .map(|_| {
             Command::new("mysql")
@@ -474,23 +518,53 @@ async fn running_threads_hold_the_backfill_on_mariadb() {
                     "-u",
                     "root",
                     "-e",
-                    "SELECT SLEEP(4)",
+                    sleep,
                 ])
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("mysql")
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let busy =
+        format!("SELECT count(*) FROM information_schema.PROCESSLIST WHERE INFO = '{sleep}'");
+    while db.scalar(&busy).await < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sleepers did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let config = Config::new("max_threads_running = 6");
     let url = db.url();
     let run = backfill(&config.path(), &url, &["run", NAME, "--max-seconds", "2"]);
     assert_held(&db, &run, "throttled: threads_running").await;
+    let ids = {
+        use sqlx::Connection as _;
+        let mut admin = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+        let ids: Vec<i64> = sqlx::query_scalar(&busy.replacen("count(*)", "CAST(ID AS SIGNED)", 1))
+            .fetch_all(&mut admin)
+            .await
+            .expect("sleepers");
+        ids
+    };
+    for id in ids {
+        db.execute(&format!("KILL QUERY {id}")).await;
+    }
     for sleeper in &mut sleepers {
         sleeper.wait().expect("mysql ends");
     }
     run_until_complete(&config.path(), &url);
     assert_eq!(observe(&db).await.pending, 0);
+    // A PostgreSQL-only signal on MariaDB is refused, not ignored.
+    let config = Config::new("hold_on_vacuum = true");
+    let run = backfill(&config.path(), &url, &["run", NAME]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hold_on_vacuum is for PostgreSQL"),
+        "{}",
+        run.stderr
+    );
     db.drop_database().await;
 }
 

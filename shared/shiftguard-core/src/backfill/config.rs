@@ -82,7 +82,9 @@ pub struct Tuning {
     /// holds while it is above `throttle_max` (or NULL).
     pub throttle_query: Option<String>,
     pub throttle_max: u64,
-    /// PostgreSQL: hold while a VACUUM (auto or manual) runs on the backfilled table.
+    /// PostgreSQL: hold while a VACUUM (auto or manual) runs on the backfilled table (off by
+    /// default: the backfill's own updates invite autovacuum, and an anti-wraparound one can
+    /// run for hours).
     pub hold_on_vacuum: bool,
     /// PostgreSQL: hold while more WAL segments than this wait to be archived.
     pub max_archive_pending: Option<u64>,
@@ -114,7 +116,7 @@ impl Default for Tuning {
             replica_url_env: None,
             throttle_query: None,
             throttle_max: 0,
-            hold_on_vacuum: true,
+            hold_on_vacuum: false,
             max_archive_pending: None,
             max_threads_running: None,
             lock_timeout_ms: 2_000,
@@ -374,7 +376,7 @@ mod tests {
         };
         let defaults = parse("").tuning;
         assert_eq!(defaults.throttle_query, None);
-        assert!(defaults.hold_on_vacuum);
+        assert!(!defaults.hold_on_vacuum);
         assert_eq!(
             (defaults.max_archive_pending, defaults.max_threads_running),
             (None, None)
@@ -383,7 +385,7 @@ mod tests {
             "throttle_query = \"SELECT 1\"\nthrottle_max = 3\nhold_on_vacuum = false\nmax_threads_running = 40",
         );
         assert_eq!(set.tuning.throttle_max, 3);
-        assert!(!set.tuning.hold_on_vacuum);
+        assert!(set.tuning.hold_on_vacuum);
         assert_eq!(set.problem(), None);
         let two = parse("throttle_query = \"SELECT 1; SELECT 2\"");
         assert_eq!(

@@ -121,6 +121,7 @@ impl Runner<'_> {
         &self,
         connection: &mut Connection,
     ) -> Result<KeyRange, BackfillError> {
+        self.check_signal_settings(connection.dialect())?;
         self.check_key(connection).await?;
         self.check_fragments(connection).await?;
         self.key_range(connection).await

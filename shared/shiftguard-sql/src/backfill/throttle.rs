@@ -13,7 +13,8 @@ use shiftguard_core::backfill::{Checkpoint, Reading, Signal, Tuning, first_hold,
 use super::lock::Attached;
 use super::statements::double;
 use super::{BackfillError, Event, LagSource, Runner};
-use crate::connection::{Bind, ConnectSettings, Connection, Kind};
+use crate::connection::{Bind, Cell, ConnectSettings, Connection, Kind};
+use crate::error::{ErrorClass, classify};
 use crate::url::{DatabaseUrl, Dialect};
 
 /// How often to re-check the signals while held.
@@ -21,11 +22,18 @@ const HOLD_POLL: Duration = Duration::from_millis(500);
 
 /// A number from `sql` (one row, one column) as a float in the dialect's spelling.
 fn number_query(dialect: Dialect, sql: &str) -> String {
-    format!("SELECT {}", double(dialect, &format!("({sql})")))
+    // The newline ends a trailing `--` comment before the closing parenthesis.
+    format!("SELECT {}", double(dialect, &format!("({sql}\n)")))
 }
 
-/// VACUUMs (auto or manual) running on the table `$1`, PostgreSQL.
-const VACUUMS: &str = "SELECT CAST(count(*) AS DOUBLE PRECISION) FROM pg_stat_progress_vacuum WHERE relid = to_regclass($1)";
+/// VACUUMs (auto or manual) running on the table `$1`, its partitions or their TOAST tables,
+/// PostgreSQL; -1 when this role cannot see autovacuum's workers (it needs `pg_read_all_stats`).
+const VACUUMS: &str = "WITH rels AS (SELECT CAST(to_regclass($1) AS oid) AS oid \
+    UNION SELECT CAST(relid AS oid) FROM pg_partition_tree(to_regclass($1))), \
+    watched AS (SELECT oid FROM rels UNION SELECT c.reltoastrelid FROM pg_class c JOIN rels r ON r.oid = c.oid) \
+    SELECT CAST(CASE WHEN pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') THEN \
+    (SELECT count(*) FROM pg_stat_progress_vacuum v WHERE v.datname = current_database() \
+    AND v.relid IN (SELECT oid FROM watched)) ELSE -1 END AS DOUBLE PRECISION)";
 /// WAL segments waiting to be archived, PostgreSQL (needs pg_monitor or superuser).
 const ARCHIVE_PENDING: &str = "SELECT CAST(count(*) AS DOUBLE PRECISION) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
 
@@ -49,7 +57,8 @@ fn pacing(scanned: u64, elapsed: Duration, tuning: &Tuning) -> Duration {
 
 impl Runner<'_> {
     /// Waits while any health signal holds. `Ok(None)` when the deadline came first; else the
-    /// replica lag last read, for the batch's report.
+    /// replica lag last read, for the batch's report. A hold is reported when it starts and
+    /// when the holding signal changes, not at every poll.
     pub(super) async fn wait_for_health(
         &self,
         connection: &mut Connection,
@@ -57,13 +66,23 @@ impl Runner<'_> {
         deadline: Instant,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<Option<f64>, BackfillError> {
+        let mut reported: Option<Signal> = None;
         loop {
-            let readings = self.health(connection).await?;
+            // Reading the signals is bounded by the deadline too: a database too strained to
+            // answer in time holds the backfill.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(readings) = tokio::time::timeout(left, self.health(connection)).await else {
+                return Ok(None);
+            };
+            let readings = readings?;
             let Some(hold) = first_hold(&readings) else {
                 return Ok(Some(readings[0].value));
             };
             self.renew_lease(connection, checkpoint).await?;
-            observe(&Event::Held(*hold));
+            if reported != Some(hold.signal) {
+                observe(&Event::Held(*hold));
+                reported = Some(hold.signal);
+            }
             if Instant::now() + HOLD_POLL > deadline {
                 return Ok(None);
             }
@@ -74,57 +93,115 @@ impl Runner<'_> {
     /// Every configured signal, replica lag first.
     async fn health(&self, connection: &mut Connection) -> Result<Vec<Reading>, BackfillError> {
         let tuning = &self.config.tuning;
-        let dialect = connection.dialect();
         let mut readings = vec![Reading {
             signal: Signal::ReplicaLag,
             value: self.replica_lag(connection).await?,
             limit: tuning.max_replica_lag_ms as f64,
         }];
-        let table = [Bind::Text(Some(self.config.table.clone()))];
-        let mut checks: Vec<(Signal, String, &[Bind], f64)> = Vec::new();
         if let Some(sql) = &tuning.throttle_query {
-            checks.push((
-                Signal::ThrottleQuery,
-                number_query(dialect, sql),
-                &[],
-                tuning.throttle_max as f64,
-            ));
+            let value = self.throttle_query(connection, sql).await?;
+            readings.push(Reading {
+                signal: Signal::ThrottleQuery,
+                value,
+                limit: tuning.throttle_max as f64,
+            });
         }
-        if dialect == Dialect::Postgres && tuning.hold_on_vacuum {
-            checks.push((Signal::Vacuum, VACUUMS.to_owned(), &table, 0.0));
+        let table = [Bind::Text(Some(self.config.table.clone()))];
+        let mut checks: Vec<(Signal, &str, &[Bind], f64)> = Vec::new();
+        if tuning.hold_on_vacuum {
+            checks.push((Signal::Vacuum, VACUUMS, &table, 0.0));
         }
-        if let (Dialect::Postgres, Some(max)) = (dialect, tuning.max_archive_pending) {
-            checks.push((
-                Signal::ArchivePending,
-                ARCHIVE_PENDING.to_owned(),
-                &[],
-                max as f64,
-            ));
+        if let Some(max) = tuning.max_archive_pending {
+            checks.push((Signal::ArchivePending, ARCHIVE_PENDING, &[], max as f64));
         }
         for (signal, sql, binds, limit) in checks {
-            let row = connection
-                .fetch_row(&sql, binds, &[Kind::Float])
-                .await
-                .map_err(|e| self.signal_error(signal, &e))?;
-            let value = row.and_then(|r| r[0].float()).unwrap_or(f64::INFINITY);
+            let row = connection.fetch_row(sql, binds, &[Kind::Float]).await;
+            let value = self.signal_value(signal, row)?;
+            if signal == Signal::Vacuum && value < 0.0 {
+                return Err(self.target_error(
+                    "hold_on_vacuum needs a role with pg_read_all_stats (or a superuser): without it autovacuum's workers are invisible",
+                ));
+            }
             readings.push(Reading {
                 signal,
                 value,
                 limit,
             });
         }
-        if let (Dialect::MySql, Some(max)) = (dialect, tuning.max_threads_running) {
+        if let Some(max) = tuning.max_threads_running {
             let running = connection
                 .fetch_row_named("SHOW GLOBAL STATUS LIKE 'Threads_running'", &["Value"])
                 .await
-                .map_err(|e| self.signal_error(Signal::ThreadsRunning, &e))?;
+                .map(|n| n.map(|n| vec![Cell::Float(Some(n as f64))]));
             readings.push(Reading {
                 signal: Signal::ThreadsRunning,
-                value: running.map_or(f64::INFINITY, |n| n as f64),
+                value: self.signal_value(Signal::ThreadsRunning, running)?,
                 limit: max as f64,
             });
         }
         Ok(readings)
+    }
+
+    /// A signal's number: NULL or no row is unknown, and so is a timeout or a transient error
+    /// (a database too busy to answer): all hold. Other errors end the run, named.
+    fn signal_value(
+        &self,
+        signal: Signal,
+        row: Result<Option<Vec<Cell>>, sqlx::Error>,
+    ) -> Result<f64, BackfillError> {
+        match row {
+            Ok(row) => Ok(row.and_then(|r| r[0].float()).unwrap_or(f64::INFINITY)),
+            Err(e) if matches!(classify(&e), ErrorClass::Timeout | ErrorClass::Transient) => {
+                Ok(f64::INFINITY)
+            }
+            Err(e) => Err(self.signal_error(signal, &e)),
+        }
+    }
+
+    /// The configured `throttle_query`, in a read-only transaction so that it cannot change
+    /// anything (it is rolled back either way).
+    async fn throttle_query(
+        &self,
+        connection: &mut Connection,
+        sql: &str,
+    ) -> Result<f64, BackfillError> {
+        let dialect = connection.dialect();
+        let (begin, end) = match dialect {
+            Dialect::Postgres => ("BEGIN READ ONLY", "ROLLBACK"),
+            Dialect::MySql => ("START TRANSACTION READ ONLY", "ROLLBACK"),
+            Dialect::Sqlite => ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
+        };
+        connection
+            .raw(begin)
+            .await
+            .map_err(|e| self.signal_error(Signal::ThrottleQuery, &e))?;
+        let row = connection
+            .fetch_row(&number_query(dialect, sql), &[], &[Kind::Float])
+            .await;
+        let ended = connection.raw(end).await;
+        let value = self.signal_value(Signal::ThrottleQuery, row)?;
+        ended.map_err(|e| self.signal_error(Signal::ThrottleQuery, &e))?;
+        Ok(value)
+    }
+
+    /// A signal configured for another dialect would be silently ignored: refuse it.
+    pub(super) fn check_signal_settings(&self, dialect: Dialect) -> Result<(), BackfillError> {
+        let t = &self.config.tuning;
+        let wrong = match dialect {
+            Dialect::Postgres => t
+                .max_threads_running
+                .map(|_| "max_threads_running is for MySQL/MariaDB"),
+            _ if t.hold_on_vacuum => Some("hold_on_vacuum is for PostgreSQL"),
+            _ if t.max_archive_pending.is_some() => Some("max_archive_pending is for PostgreSQL"),
+            Dialect::Sqlite if t.max_threads_running.is_some() => {
+                Some("max_threads_running is for MySQL/MariaDB")
+            }
+            _ => None,
+        };
+        match wrong {
+            Some(problem) => Err(self.target_error(problem)),
+            None => Ok(()),
+        }
     }
 
     /// Sleeps for the rows/s cap and the pause, after `scanned` rows since `started`.
