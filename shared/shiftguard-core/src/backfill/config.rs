@@ -382,7 +382,7 @@ mod tests {
             (None, None)
         );
         let set = parse(
-            "throttle_query = \"SELECT 1\"\nthrottle_max = 3\nhold_on_vacuum = false\nmax_threads_running = 40",
+            "throttle_query = \"SELECT 1\"\nthrottle_max = 3\nhold_on_vacuum = true\nmax_threads_running = 40",
         );
         assert_eq!(set.tuning.throttle_max, 3);
         assert!(set.tuning.hold_on_vacuum);
