@@ -346,6 +346,56 @@ async fn a_blocking_index_build_is_a_lock_finding_and_the_concurrent_one_is_not(
     db.drop_database().await;
 }
 
+/// env.py's `target_metadata` set to a model of `items`, with `extra` columns.
+fn set_models(project: &AlembicProject, extra: &str) {
+    let env = project.path().join("migrations/env.py");
+    let source = std::fs::read_to_string(&env).expect("env.py");
+    let models = format!(
+        "import sqlalchemy as sa\ntarget_metadata = sa.MetaData()\nsa.Table('items', target_metadata, sa.Column('id', sa.Integer(), primary_key=True), sa.Column('code', sa.String(50), nullable=False){extra})"
+    );
+    assert!(
+        source.contains("target_metadata = None"),
+        "the template's env.py"
+    );
+    std::fs::write(env, source.replacen("target_metadata = None", &models, 1)).expect("env.py");
+}
+
+#[tokio::test]
+async fn alembic_check_compares_the_models_with_the_migrated_schema() {
+    // The models agree with the migrations: the check passes.
+    let agrees = project(&[]);
+    set_models(&agrees, "");
+    let db = TestDatabase::create(Kind::Sqlite).await;
+    let run = rehearse(agrees.path(), &db.sqlalchemy_url(), "items", &["--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(json(&run)["alembic_check"]["status"], "ok");
+    db.drop_database().await;
+    // A model column no migration creates: a finding, exit 1.
+    let differs = project(&[]);
+    set_models(&differs, ", sa.Column('note', sa.Text())");
+    let db = TestDatabase::create(Kind::Sqlite).await;
+    let run = rehearse(differs.path(), &db.sqlalchemy_url(), "items", &["--json"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let record = json(&run);
+    assert_eq!(record["alembic_check"]["status"], "failed", "{record}");
+    let detail = record["alembic_check"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.contains("the models and the migrated schema disagree"),
+        "{detail}"
+    );
+    assert!(
+        record["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["kind"] == "alembic_check" && f["blocking"] == true),
+        "{record}"
+    );
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     let example = example_project();
