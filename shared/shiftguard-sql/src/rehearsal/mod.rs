@@ -23,17 +23,7 @@ pub async fn tables(url: &DatabaseUrl) -> Result<Vec<String>, SqlError> {
     if url.sqlite_path().is_some_and(|p| !p.exists()) {
         return Ok(Vec::new());
     }
-    let mut connection = Connection::open(url, settings()).await?;
-    let names = table_names(&mut connection, url).await;
-    connection.close().await;
-    names
-}
-
-pub(crate) async fn table_names(
-    connection: &mut Connection,
-    url: &DatabaseUrl,
-) -> Result<Vec<String>, SqlError> {
-    let sql = match connection.dialect() {
+    let sql = match url.dialect() {
         Dialect::Postgres => {
             "SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
         }
@@ -44,10 +34,10 @@ pub(crate) async fn table_names(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1"
         }
     };
-    connection
-        .fetch_strings(sql)
-        .await
-        .map_err(|e| query_failed(url, &e))
+    let mut connection = Connection::open(url, settings()).await?;
+    let names = connection.fetch_strings(sql).await;
+    connection.close().await;
+    names.map_err(|e| query_failed(url, &e))
 }
 
 pub(crate) fn query_failed(url: &DatabaseUrl, error: &sqlx::Error) -> SqlError {
