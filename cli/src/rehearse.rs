@@ -315,7 +315,7 @@ impl<'a> Rehearsal<'a> {
 
     async fn run(mut self) -> anyhow::Result<Record> {
         let plan = self.plan;
-        let startup = self.alembic(&plan.alembic_url, &["heads"]).await?;
+        let startup = self.alembic(&plan.alembic_url, &["heads"], idle).await?;
         if !startup.succeeded() {
             bail!(
                 "`alembic heads` failed in {}: {}",
@@ -325,7 +325,7 @@ impl<'a> Rehearsal<'a> {
         }
         let steps = rehearsal::steps(&plan.graph, &plan.since);
         let mut record_steps = Vec::with_capacity(steps.len() + 1);
-        let mut start = self.start().await?;
+        let (mut start, heads) = self.start().await?;
         let filled = if start.error.is_none() && self.args.rows > 0 {
             self.say("filling tables");
             let skip = [
@@ -340,7 +340,7 @@ impl<'a> Rehearsal<'a> {
         };
         let mut ok = start.error.is_none();
         if ok {
-            self.after_step(&mut start, None).await?;
+            self.after_step(&mut start, None, &heads).await?;
         }
         record_steps.push(start);
         for (n, &revision) in steps.iter().enumerate() {
@@ -353,10 +353,10 @@ impl<'a> Rehearsal<'a> {
                 steps.len(),
                 plan.graph.revision(revision).id
             ));
-            let mut step = self.step(n + 1, revision).await?;
+            let (mut step, heads) = self.step(n + 1, revision).await?;
             ok = step.error.is_none();
             if ok {
-                self.after_step(&mut step, Some(revision)).await?;
+                self.after_step(&mut step, Some(revision), &heads).await?;
             }
             record_steps.push(step);
         }
@@ -379,52 +379,66 @@ impl<'a> Rehearsal<'a> {
         ))
     }
 
-    async fn alembic(&mut self, url: &str, args: &[&str]) -> anyhow::Result<Finished> {
+    /// One Alembic command against `url`; `tick` runs between polls (the lock sampler).
+    async fn alembic(
+        &mut self,
+        url: &str,
+        args: &[&str],
+        tick: impl AsyncFnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<Finished> {
         self.alembic_runs += 1;
         let command = self.plan.alembic.command(url, args)?;
-        process::run(command, Duration::from_secs(3600), idle).await
+        process::run(command, Duration::from_secs(3600), tick).await
     }
 
-    /// Step 0: Alembic brings the empty database to `--since`, one head at a time.
-    async fn start(&mut self) -> anyhow::Result<Step> {
+    /// Step 0: Alembic brings the empty database to `--since`, one head at a time. Returns the
+    /// step and the version table's rows after it.
+    async fn start(&mut self) -> anyhow::Result<(Step, Vec<String>)> {
         let plan = self.plan;
         let mut step = empty_step(0, None, &plan.graph);
         let started = Instant::now();
         for &head in &plan.since {
             let id = plan.graph.revision(head).id.clone();
-            let done = self.alembic(&plan.alembic_url, &["upgrade", &id]).await?;
+            let done = self
+                .alembic(&plan.alembic_url, &["upgrade", &id], idle)
+                .await?;
             if !done.succeeded() {
                 step.error = Some(self.alembic_failed(0, &done, id));
                 break;
             }
         }
         step.alembic_ms = millis(started.elapsed());
-        if step.error.is_none() {
-            let ids: Vec<&str> = plan
-                .since
-                .iter()
-                .map(|&i| plan.graph.revision(i).id.as_str())
-                .collect();
-            self.expect_heads(&ids).await?;
+        if step.error.is_some() {
+            return Ok((step, Vec::new()));
         }
-        Ok(step)
+        let ids: Vec<&str> = plan
+            .since
+            .iter()
+            .map(|&i| plan.graph.revision(i).id.as_str())
+            .collect();
+        let heads = self.expect_heads(&ids).await?;
+        Ok((step, heads))
     }
 
-    /// One revision, alone, with the locks it takes sampled meanwhile.
-    async fn step(&mut self, number: usize, revision: RevisionIndex) -> anyhow::Result<Step> {
+    /// One revision, alone, with the locks it takes sampled meanwhile. Returns the step and the
+    /// version table's rows after it.
+    async fn step(
+        &mut self,
+        number: usize,
+        revision: RevisionIndex,
+    ) -> anyhow::Result<(Step, Vec<String>)> {
         let plan = self.plan;
         let mut step = empty_step(number, Some(revision), &plan.graph);
         let id = plan.graph.revision(revision).id.clone();
         let mut sampler = LockSampler::open(&plan.url).await?;
-        self.alembic_runs += 1;
-        let command = plan.alembic.command(&plan.alembic_url, &["upgrade", &id])?;
-        let done = process::run(command, Duration::from_secs(3600), async || {
-            if let Some(sampler) = sampler.as_mut() {
-                sampler.sample().await?;
-            }
-            Ok(())
-        })
-        .await?;
+        let done = self
+            .alembic(&plan.alembic_url, &["upgrade", &id], async || {
+                if let Some(sampler) = sampler.as_mut() {
+                    sampler.sample().await?;
+                }
+                Ok(())
+            })
+            .await?;
         step.alembic_ms = millis(done.elapsed);
         if let Some(mut sampler) = sampler {
             (step.locks, step.lock_samples) = sampler.take();
@@ -445,7 +459,7 @@ impl<'a> Rehearsal<'a> {
         }
         if !done.succeeded() {
             step.error = Some(self.alembic_failed(number, &done, id));
-            return Ok(step);
+            return Ok((step, Vec::new()));
         }
         let heads = self.heads().await?;
         if !heads.contains(&id) {
@@ -454,7 +468,7 @@ impl<'a> Rehearsal<'a> {
                 plan.url.target()
             );
         }
-        Ok(step)
+        Ok((step, heads))
     }
 
     fn alembic_failed(&mut self, step: usize, done: &Finished, revision: String) -> String {
@@ -478,11 +492,12 @@ impl<'a> Rehearsal<'a> {
         Ok(heads?)
     }
 
-    /// Fails closed when env.py migrated some other database than the one given.
-    async fn expect_heads(&self, ids: &[&str]) -> anyhow::Result<()> {
+    /// Fails closed when env.py migrated some other database than the one given; else the
+    /// version table's rows.
+    async fn expect_heads(&self, ids: &[&str]) -> anyhow::Result<Vec<String>> {
         let heads = self.heads().await.with_context(|| {
             format!(
-                "Alembic did not migrate {}: env.py must take the URL from SQLALCHEMY_URL or DATABASE_URL (see `shiftguard rehearse --help`)",
+                "Alembic did not migrate {}: env.py must take the URL from sqlalchemy.url, SQLALCHEMY_URL or DATABASE_URL (see `shiftguard rehearse --help`)",
                 self.plan.url.target()
             )
         })?;
@@ -492,7 +507,7 @@ impl<'a> Rehearsal<'a> {
         if heads != want {
             bail!("after upgrading to {want:?} the version table holds {heads:?}");
         }
-        Ok(())
+        Ok(heads)
     }
 
     /// The backfills that can run now, to completion; then every app build, predicted and tested.
@@ -500,6 +515,7 @@ impl<'a> Rehearsal<'a> {
         &mut self,
         step: &mut Step,
         revision: Option<RevisionIndex>,
+        heads: &[String],
     ) -> anyhow::Result<()> {
         for backfill in &self.plan.config.backfill {
             match self.backfill(backfill).await? {
@@ -522,7 +538,7 @@ impl<'a> Rehearsal<'a> {
                 }
             }
         }
-        let state = DatabaseState::new(&self.plan.graph, &self.heads().await?)?;
+        let state = DatabaseState::new(&self.plan.graph, heads)?;
         for app in &self.plan.apps {
             let run = self.test_app(app, step, &state, revision).await?;
             self.passed.insert(app.id.clone(), run.passed);
@@ -684,7 +700,7 @@ impl<'a> Rehearsal<'a> {
         };
         let started = Instant::now();
         let upgrade = self
-            .alembic(&scratch.alembic_url, &["upgrade", "heads"])
+            .alembic(&scratch.alembic_url, &["upgrade", "heads"], idle)
             .await;
         let ms = millis(started.elapsed());
         let result = match upgrade {
@@ -724,7 +740,7 @@ impl<'a> Rehearsal<'a> {
     /// "env.py has no models" is a finding: a check that cannot run has not passed.
     async fn alembic_check(&mut self, url: &str) -> Check {
         let started = Instant::now();
-        let (status, detail) = match self.alembic(url, &["check"]).await {
+        let (status, detail) = match self.alembic(url, &["check"], idle).await {
             Ok(done) if done.succeeded() => {
                 ("ok", "the models and the migrated schema agree".to_owned())
             }

@@ -402,38 +402,20 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     let db = TestDatabase::create(Kind::Sqlite).await;
     let url = db.sqlalchemy_url();
     let v1 = format!("{CREATE_USERS}=true");
-    let cases: [(&[&str], &str, &str); 4] = [
-        (&["--since", "feedface"], "", "--since feedface"),
+    let cases = [
+        ("feedface", "", "--since feedface"),
+        (CREATE_USERS, "--app=d2ca87e6a2c7", "expected REV=COMMAND"),
         (
-            &["--since", CREATE_USERS],
-            "--app=d2ca87e6a2c7",
-            "expected REV=COMMAND",
-        ),
-        (
-            &["--since", CREATE_USERS],
+            CREATE_USERS,
             "--app=d2ca87e6a2c7=no-such-test-runner --all",
             "command not found: no-such-test-runner",
         ),
-        (
-            &["--since", CREATE_USERS],
-            "--app=nosuchrev=true",
-            "--app nosuchrev",
-        ),
+        (CREATE_USERS, "--app=nosuchrev=true", "--app nosuchrev"),
     ];
     for (since, app, expected) in cases {
-        let mut args = vec![
-            "rehearse",
-            "--migrations",
-            example.to_str().expect("path"),
-            "--database-url",
-            &url,
-        ];
-        args.extend_from_slice(since);
-        if !app.is_empty() {
-            args.push(app);
-        }
-        let run = shiftguard(&args);
-        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        let extra: &[&str] = if app.is_empty() { &[] } else { &[app] };
+        let run = rehearse(&example, &url, since, extra);
+        assert_eq!(run.code, 2, "{since} {app}: {}", run.stderr);
         assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
         assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
         assert!(!db.table_exists("alembic_version").await, "nothing written");

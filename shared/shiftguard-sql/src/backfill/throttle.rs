@@ -232,7 +232,7 @@ impl Runner<'_> {
             let row = connection
                 .fetch_row(&query, &[], &[Kind::Float])
                 .await
-                .map_err(|e| self.lag_error(&e))?;
+                .map_err(|e| self.signal_error(Signal::ReplicaLag, &e))?;
             // A configured query that answers NULL (or nothing) does not know the lag: fail
             // closed. (The PostgreSQL source answers 0 itself when no standby is connected.)
             return Ok(row.and_then(|r| r[0].float()).unwrap_or(f64::INFINITY));
@@ -252,15 +252,11 @@ impl Runner<'_> {
                 &["Seconds_Behind_Master", "Seconds_Behind_Source"],
             )
             .await
-            .map_err(|e| self.lag_error(&e))?;
+            .map_err(|e| self.signal_error(Signal::ReplicaLag, &e))?;
         replica.close().await;
         // No replica status, or replication stopped (NULL): fail closed as infinitely behind,
         // so the backfill waits instead of outrunning a broken replica.
         Ok(rows.map_or(f64::INFINITY, |seconds| seconds as f64 * 1000.0))
-    }
-
-    fn lag_error(&self, error: &sqlx::Error) -> BackfillError {
-        self.signal_error(Signal::ReplicaLag, error)
     }
 
     fn signal_error(&self, signal: Signal, error: &sqlx::Error) -> BackfillError {
