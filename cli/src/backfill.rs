@@ -388,20 +388,20 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         "backfill", "status", "done", "rows updated", "batches", "passes", "cursor"
     );
     for report in &reports {
-        let pending = match report.first_pending_key {
+        let pending = match &report.first_pending_key {
             Some(key) => format!("yes (from key {key})"),
             None => "no".to_owned(),
         };
         match &report.checkpoint {
             Some(c) => println!(
-                "{:<28} {:<10} {:>6.1}% {:>14} {:>9} {:>7} {:>14}  {pending}{}",
+                "{:<28} {:<10} {:>7} {:>14} {:>9} {:>7} {:>14}  {pending}{}",
                 report.name,
                 c.status.as_str(),
-                report.percent,
+                done(report.percent, report.percent_estimated),
                 c.rows_updated,
                 c.batches,
                 c.passes,
-                c.cursor.map_or("-".to_owned(), |k| k.to_string()),
+                c.cursor.as_ref().map_or("-".to_owned(), |k| k.to_string()),
                 c.last_error
                     .as_ref()
                     .map_or(String::new(), |e| format!("  last error: {e}")),
@@ -413,6 +413,13 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Safe)
+}
+
+/// The share done, `~` before an estimate (from table statistics, for keys other than one
+/// integer column).
+pub fn done(percent: f64, estimated: bool) -> String {
+    let sign = if estimated { "~" } else { "" };
+    format!("{sign}{percent:.1}%")
 }
 
 async fn steer(args: NameArgs, command: Option<Command>) -> anyhow::Result<Outcome> {
@@ -484,6 +491,7 @@ impl Progress {
                     checkpoint.status,
                     checkpoint
                         .cursor
+                        .as_ref()
                         .map_or("start".to_owned(), |c| c.to_string())
                 ))
             }
@@ -501,7 +509,10 @@ impl Progress {
                 (self.last_line.elapsed() >= Duration::from_secs(1)).then(|| {
                     format!(
                         "cursor {} | {} rows updated | {:.0} rows/s | batch {} rows, {:.0} ms | ~{} left",
-                        checkpoint.cursor.unwrap_or_default(),
+                        checkpoint
+                            .cursor
+                            .as_ref()
+                            .map_or("start".to_owned(), |c| c.to_string()),
                         checkpoint.rows_updated,
                         report.rows_per_second,
                         report.batch_size,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use shiftguard_core::backfill::{BackfillConfig, Tuning};
+use shiftguard_core::backfill::{BackfillConfig, Key, Tuning};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::checks::{CheckConfig, GateKind};
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};
@@ -310,7 +310,7 @@ impl Lab {
         let backfill = BackfillConfig {
             name: BACKFILL.to_owned(),
             table: "users".to_owned(),
-            key: "id".to_owned(),
+            key: vec!["id".to_owned()],
             pending: "display_name IS NULL".to_owned(),
             set: "display_name = full_name".to_owned(),
             // Small batches, so the story has many of them to crash in the middle of.
@@ -777,9 +777,18 @@ impl Lab {
         let crash = tokio::sync::Notify::new();
         let mut started_at = None;
         let mut observe = |event: &Event| match event {
-            Event::Started { checkpoint, .. } => started_at = Some(checkpoint.cursor),
+            // The lab's key is one integer column.
+            Event::Started { checkpoint, .. } => {
+                started_at = Some(checkpoint.cursor.as_ref().and_then(Key::as_int))
+            }
             Event::Batch { checkpoint, .. }
-                if crash_at_key.is_some_and(|key| checkpoint.cursor.is_some_and(|c| c >= key)) =>
+                if crash_at_key.is_some_and(|key| {
+                    checkpoint
+                        .cursor
+                        .as_ref()
+                        .and_then(Key::as_int)
+                        .is_some_and(|c| c >= key)
+                }) =>
             {
                 crash.notify_one();
             }
@@ -874,8 +883,8 @@ impl Lab {
             let (percent, checkpoint) = (status.percent, status.checkpoint);
             let Some(outcome) = slice.outcome else {
                 killed = true;
-                self.resume_after_the_kill(checkpoint.and_then(|c| c.cursor), percent)
-                    .await?;
+                let cursor = checkpoint.and_then(|c| c.cursor).and_then(|k| k.as_int());
+                self.resume_after_the_kill(cursor, percent).await?;
                 continue;
             };
             if percent - shown >= 10.0 || outcome == RunOutcome::Complete {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde::Serialize;
-use shiftguard_core::backfill::pace;
+use shiftguard_core::backfill::{Key, pace};
 use shiftguard_core::release::ApprovalRecord;
 use shiftguard_core::release::decide;
 use shiftguard_core::release::gate::{GateVerdict, Overall};
@@ -70,10 +70,12 @@ struct BackfillRow {
     name: String,
     status: String,
     percent: f64,
+    /// Whether `percent` is an estimate from the table's statistics.
+    percent_estimated: bool,
     rows_per_second: Option<f64>,
     eta_seconds: Option<u64>,
     /// The first key pending now (none: nothing pending).
-    first_pending_key: Option<i64>,
+    first_pending_key: Option<Key>,
 }
 
 /// A gate's verdict, or why there is none.
@@ -205,9 +207,10 @@ fn backfill_row(report: &StatusReport, now: i64) -> BackfillRow {
             .as_ref()
             .map_or("never run".to_owned(), |c| c.status.as_str().to_owned()),
         percent: report.percent,
+        percent_estimated: report.percent_estimated,
         rows_per_second: rate,
         eta_seconds: eta.map(|d| d.as_secs()),
-        first_pending_key: report.first_pending_key,
+        first_pending_key: report.first_pending_key.clone(),
     }
 }
 
@@ -267,14 +270,15 @@ fn print_status(status: &Status) {
         );
         for b in &status.backfills {
             println!(
-                "{:<28} {:<10} {:>6.1}% {:>10} {:>10}  {}",
+                "{:<28} {:<10} {:>7} {:>10} {:>10}  {}",
                 b.name,
                 b.status,
-                b.percent,
+                crate::backfill::done(b.percent, b.percent_estimated),
                 b.rows_per_second
                     .map_or("-".to_owned(), |r| format!("{r:.0}")),
                 b.eta_seconds.map_or("-".to_owned(), human_duration),
                 b.first_pending_key
+                    .as_ref()
                     .map_or("no".to_owned(), |k| format!("yes (from key {k})")),
             );
         }

@@ -10,7 +10,7 @@ use crate::support::{
     ALL_KINDS, Kind, Run, TestDatabase, dynamodb, dynamodb_table, with_aws_emulator,
 };
 
-const NAME: &str = "users_display_name";
+pub(crate) const NAME: &str = "users_display_name";
 
 /// A users table with `rows` rows, every one pending (display_name NULL).
 async fn users_table(db: &TestDatabase, rows: u64) {
@@ -62,7 +62,7 @@ impl Config {
     }
 }
 
-fn backfill_command(config: &Path, url: &str, args: &[&str]) -> Command {
+pub(crate) fn backfill_command(config: &Path, url: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shiftguard"));
     command
         .arg("backfill")
@@ -74,7 +74,7 @@ fn backfill_command(config: &Path, url: &str, args: &[&str]) -> Command {
     command
 }
 
-fn backfill(config: &Path, url: &str, args: &[&str]) -> Run {
+pub(crate) fn backfill(config: &Path, url: &str, args: &[&str]) -> Run {
     backfill_command(config, url, args)
         .output()
         .expect("run shiftguard backfill")
@@ -83,7 +83,7 @@ fn backfill(config: &Path, url: &str, args: &[&str]) -> Run {
 
 /// Runs until a run reports complete (a pass ends `swept`; the next run verifies); returns the
 /// runs made.
-fn run_until_complete(config: &Path, url: &str) -> Vec<Run> {
+pub(crate) fn run_until_complete(config: &Path, url: &str) -> Vec<Run> {
     let mut runs = Vec::new();
     for _ in 0..4 {
         let run = backfill(config, url, &["run", NAME]);
@@ -100,7 +100,7 @@ fn run_until_complete(config: &Path, url: &str) -> Vec<Run> {
     );
 }
 
-fn spawn(config: &Path, url: &str, args: &[&str]) -> Child {
+pub(crate) fn spawn(config: &Path, url: &str, args: &[&str]) -> Child {
     backfill_command(config, url, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -152,10 +152,10 @@ where
 }
 
 /// A small deterministic generator, so a failing kill schedule can be replayed from its seed.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
+    pub fn next(&mut self, below: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -706,26 +706,34 @@ async fn bad_input_is_refused_and_nothing_is_written() {
             "CREATE TABLE no_key (id BIGINT NOT NULL, full_name VARCHAR(200), display_name VARCHAR(200))",
         )
         .await;
-        db.execute("CREATE TABLE text_key (id VARCHAR(40) NOT NULL PRIMARY KEY, full_name VARCHAR(200), display_name VARCHAR(200))")
+        db.execute("CREATE TABLE float_key (id DOUBLE PRECISION NOT NULL PRIMARY KEY, full_name VARCHAR(200), display_name VARCHAR(200))")
             .await;
         db.execute("CREATE TABLE nullable_key (id BIGINT UNIQUE, full_name VARCHAR(200), display_name VARCHAR(200))")
             .await;
         db.execute("CREATE TABLE users (id BIGINT NOT NULL PRIMARY KEY, full_name VARCHAR(200), display_name VARCHAR(200))")
             .await;
+        db.execute("CREATE TABLE unindexed (id BIGINT NOT NULL PRIMARY KEY, tenant VARCHAR(20) NOT NULL, full_name VARCHAR(200), display_name VARCHAR(200))")
+            .await;
         let url = db.url();
         let cases: &[(&str, &str, &str)] = &[
-            ("ghosts", "id", "table ghosts does not exist"),
-            ("users", "uid", "table users has no column uid"),
-            ("no_key", "id", "key no_key.id is not unique"),
-            ("nullable_key", "id", "key nullable_key.id can be NULL"),
-            ("text_key", "id", "the keyset cursor needs an integer key"),
+            ("ghosts", "\"id\"", "table ghosts does not exist"),
+            ("users", "\"uid\"", "table users has no column uid"),
+            ("no_key", "\"id\"", "key no_key.id is not unique"),
+            ("nullable_key", "\"id\"", "key nullable_key.id can be NULL"),
+            ("float_key", "\"id\"", "key float_key.id is of type double"),
+            // Unique (the primary key is part of it) but no index leads with tenant.
+            (
+                "unindexed",
+                "[\"tenant\", \"id\"]",
+                "key unindexed.tenant, id has no usable index",
+            ),
         ];
         for (table, key, expected) in cases {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("shiftguard.toml");
             std::fs::write(
                 &path,
-                format!("[[backfill]]\nname = \"b\"\ntable = \"{table}\"\nkey = \"{key}\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n"),
+                format!("[[backfill]]\nname = \"b\"\ntable = \"{table}\"\nkey = {key}\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n"),
             )
             .expect("write");
             let run = backfill(&path, &url, &["run", "b"]);

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod backfill;
+mod backfill_keys;
 mod bad_input;
 mod check;
 mod endpoint;

@@ -376,6 +376,74 @@ impl TestDatabase {
         }
     }
 
+    /// Runs SQL unprepared (DDL such as a trigger, which MariaDB does not prepare).
+    pub async fn raw(&self, sql: &str) {
+        let url = self.url();
+        match self.kind {
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+                sqlx::raw_sql(sql)
+                    .execute(&mut c)
+                    .await
+                    .expect("postgres sql");
+            }
+            Kind::MariaDb => {
+                let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+                sqlx::raw_sql(sql).execute(&mut c).await.expect("mysql sql");
+            }
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect");
+                sqlx::raw_sql(sql)
+                    .execute(&mut c)
+                    .await
+                    .expect("sqlite sql");
+            }
+        }
+    }
+
+    /// The SQL checkpoint's cursor, typed (`None`: no checkpoint or no cursor yet).
+    pub async fn checkpoint_cursor(&self, name: &str) -> Option<shiftguard_core::backfill::Key> {
+        use shiftguard_core::backfill::Key;
+        if !self.table_exists("shiftguard_backfill").await {
+            return None;
+        }
+        let sql = format!(
+            "SELECT cursor_key, cursor_value FROM shiftguard_backfill WHERE name = '{name}'"
+        );
+        let url = self.url();
+        let row: Option<(Option<String>, Option<i64>)> = match self.kind {
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_optional(&mut c)
+                    .await
+                    .expect("cursor")
+            }
+            Kind::MariaDb => {
+                let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_optional(&mut c)
+                    .await
+                    .expect("cursor")
+            }
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_optional(&mut c)
+                    .await
+                    .expect("cursor")
+            }
+        };
+        match row? {
+            (Some(json), _) => Some(Key::parse(&json).expect("a typed cursor")),
+            (None, value) => value.map(Key::int),
+        }
+    }
+
     /// Waits until no other session is connected to this database. After a client is killed
     /// its server session can still finish what it had sent (a COMMIT); reads that straddle
     /// that moment would see the rows before and the checkpoint after.

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use shiftguard_aws::DynamoCheckpoints;
 use shiftguard_core::backfill::CheckpointStoreKind;
-use shiftguard_core::backfill::{Status, emf_line, hold_emf_line};
+use shiftguard_core::backfill::{Key, Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner, now_ms};
@@ -220,7 +220,7 @@ fn log_event(name: &str, event: &Event) {
         } => tracing::info!(
             backfill = name,
             status = %checkpoint.status,
-            cursor = checkpoint.cursor,
+            cursor = %shown(checkpoint.cursor.as_ref()),
             remaining_estimate,
             "run started"
         ),
@@ -247,9 +247,18 @@ fn log_event(name: &str, event: &Event) {
         ),
         Event::Swept => tracing::info!(backfill = name, "pass finished"),
         Event::Verified { pending_from } => {
-            tracing::info!(backfill = name, pending_from, "verified")
+            tracing::info!(
+                backfill = name,
+                pending_from = %shown(pending_from.as_ref()),
+                "verified"
+            )
         }
     }
+}
+
+/// A key for a log line (`none` when there is none).
+fn shown(key: Option<&Key>) -> String {
+    key.map_or_else(|| "none".to_owned(), Key::to_string)
 }
 
 /// The whole Lambda function: configuration (from `environment`, the process environment in

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use shiftguard_core::backfill::{Checkpoint, CheckpointStore, Status, StoreError, StoreFuture};
+use shiftguard_core::backfill::{
+    Checkpoint, CheckpointStore, Key, Status, StoreError, StoreFuture,
+};
 
 /// Checkpoints in the DynamoDB table `table`.
 #[derive(Clone, Debug)]
@@ -85,7 +87,18 @@ fn to_item(c: &Checkpoint) -> HashMap<String, AttributeValue> {
         ("version".to_owned(), number(c.version)),
     ]);
     let optional = [
-        ("cursor", c.cursor.map(number)),
+        // A single integer key stays a number, as before; any other key is typed JSON.
+        (
+            "cursor",
+            c.cursor.as_ref().and_then(Key::as_int).map(number),
+        ),
+        (
+            "cursor_key",
+            c.cursor
+                .as_ref()
+                .filter(|k| k.as_int().is_none())
+                .map(|k| AttributeValue::S(k.to_json().to_string())),
+        ),
         ("lease_owner", c.lease_owner.clone().map(AttributeValue::S)),
         ("lease_expires_at", c.lease_expires_at.map(number)),
         ("last_error", c.last_error.clone().map(AttributeValue::S)),
@@ -107,14 +120,18 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Checkpoint {
             .and_then(|n| n.parse::<i64>().ok())
     };
     let count = |key: &str| int(key).unwrap_or(0).max(0) as u64;
-    Checkpoint {
+    let cursor = match text("cursor_key") {
+        Some(json) => Key::parse(&json).map(Some),
+        None => Ok(int("cursor").map(Key::int)),
+    };
+    let mut checkpoint = Checkpoint {
         name: text("name").unwrap_or_default(),
         // An unreadable status is treated as failed: nothing runs until an operator looks.
         status: text("status")
             .as_deref()
             .and_then(Status::parse)
             .unwrap_or(Status::Failed),
-        cursor: int("cursor"),
+        cursor: cursor.clone().unwrap_or(None),
         rows_updated: count("rows_updated"),
         batches: count("batches"),
         passes: count("passes"),
@@ -125,7 +142,13 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Checkpoint {
         updated_at: int("updated_at").unwrap_or(0),
         completed_at: int("completed_at"),
         version: count("version"),
+    };
+    // An unreadable cursor stops the backfill: an operator resets it.
+    if let Err(problem) = cursor {
+        checkpoint.status = Status::Failed;
+        checkpoint.last_error = Some(format!("unreadable cursor: {problem}"));
     }
+    checkpoint
 }
 
 impl CheckpointStore for DynamoCheckpoints {
@@ -212,7 +235,7 @@ mod tests {
     #[test]
     fn items_round_trip() {
         let mut checkpoint = Checkpoint::new("users_display_name", 1_700_000_000_000);
-        checkpoint.cursor = Some(42);
+        checkpoint.cursor = Some(Key::int(42));
         checkpoint.rows_updated = 40;
         checkpoint.lease_owner = Some("host:1".into());
         checkpoint.lease_expires_at = Some(1_700_000_015_000);
@@ -223,6 +246,27 @@ mod tests {
             from_item(&to_item(&fresh)),
             fresh,
             "absent options stay absent"
+        );
+    }
+
+    #[test]
+    fn typed_cursors_round_trip_and_an_unreadable_one_fails_the_backfill() {
+        use shiftguard_core::backfill::KeyValue;
+        let mut checkpoint = Checkpoint::new("b", 5);
+        checkpoint.cursor = Key::new(vec![
+            KeyValue::Text("Ä tenant".into()),
+            KeyValue::Uuid("0b6f3e1c-2d4a-4f8e-9a1b-3c5d7e9f1a2b".into()),
+        ]);
+        let item = to_item(&checkpoint);
+        assert!(item.contains_key("cursor_key") && !item.contains_key("cursor"));
+        assert_eq!(from_item(&item), checkpoint);
+        let mut broken = item;
+        broken.insert("cursor_key".into(), AttributeValue::S("{".into()));
+        let read = from_item(&broken);
+        assert_eq!(read.status, Status::Failed);
+        assert!(
+            read.last_error
+                .is_some_and(|e| e.starts_with("unreadable cursor"))
         );
     }
 }

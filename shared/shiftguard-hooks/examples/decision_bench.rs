@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use shiftguard_core::backfill::BackfillConfig;
+use shiftguard_core::backfill::{BackfillConfig, Key};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::appspec::LambdaTarget;
 use shiftguard_core::release::checks::CheckConfig;
@@ -75,7 +75,7 @@ impl SharedDatabase for Remembered {
         Ok(self.heads.clone())
     }
 
-    async fn first_pending_key(&self, _: &BackfillConfig) -> Result<Option<i64>, DecisionError> {
+    async fn first_pending_key(&self, _: &BackfillConfig) -> Result<Option<Key>, DecisionError> {
         Ok(None)
     }
 

@@ -1,9 +1,11 @@
 //! The SQL checkpoint store: one row per backfill in a table of the backfilled database, created
 //! on first use. The runner writes it inside each batch's transaction, so progress is exactly
 //! once; every write is conditional on the row's `version`, so an operator's pause or cancel (which
-//! bumps it) makes the runner's next batch roll back and stop.
+//! bumps it) makes the runner's next batch roll back and stop. A single integer key's cursor is
+//! kept in `cursor_value`; any other key's as typed JSON in `cursor_key` (added in place to a
+//! table an older shiftguard created).
 
-use shiftguard_core::backfill::{Checkpoint, Status};
+use shiftguard_core::backfill::{Checkpoint, Key, Status};
 use shiftguard_core::names::is_table_name;
 
 use crate::connection::{Bind, Cell, Connection, Kind};
@@ -17,9 +19,9 @@ pub struct SqlCheckpoints {
 }
 
 const COLUMNS: &str = "name, status, cursor_value, rows_updated, batches, passes, lease_owner, \
-    lease_expires_at, last_error, started_at, updated_at, completed_at, version";
+    lease_expires_at, last_error, started_at, updated_at, completed_at, version, cursor_key";
 
-const SHAPE: [Kind; 13] = [
+const SHAPE: [Kind; 14] = [
     Kind::Text,
     Kind::Text,
     Kind::Int,
@@ -33,6 +35,7 @@ const SHAPE: [Kind; 13] = [
     Kind::Int,
     Kind::Int,
     Kind::Int,
+    Kind::Text,
 ];
 
 /// `$n` on PostgreSQL, `?` elsewhere.
@@ -75,10 +78,30 @@ impl SqlCheckpoints {
              started_at BIGINT NOT NULL, \
              updated_at BIGINT NOT NULL, \
              completed_at BIGINT NULL, \
-             version BIGINT NOT NULL)",
+             version BIGINT NOT NULL, \
+             cursor_key TEXT NULL)",
             self.table
         );
-        connection.raw(&ddl).await
+        connection.raw(&ddl).await?;
+        self.upgrade(connection).await
+    }
+
+    /// Adds what a table created by an older shiftguard lacks: `cursor_key` (every cursor then
+    /// was an integer, so existing rows need nothing).
+    pub async fn upgrade(&self, connection: &mut Connection) -> Result<(), sqlx::Error> {
+        let probe = format!("SELECT cursor_key FROM {} WHERE 1 = 0", self.table);
+        if connection.execute(&probe, &[]).await.is_ok() {
+            return Ok(());
+        }
+        let alter = format!("ALTER TABLE {} ADD COLUMN cursor_key TEXT NULL", self.table);
+        match connection.raw(&alter).await {
+            Ok(()) => Ok(()),
+            // Another runner may have added it meanwhile.
+            Err(error) => match connection.execute(&probe, &[]).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(error),
+            },
+        }
     }
 
     /// The checkpoint of `name`, if the backfill has ever run.
@@ -112,7 +135,7 @@ impl SqlCheckpoints {
         checkpoint: &Checkpoint,
     ) -> Result<(), sqlx::Error> {
         let dialect = connection.dialect();
-        let values: Vec<String> = (1..=13).map(|n| placeholder(dialect, n)).collect();
+        let values: Vec<String> = (1..=14).map(|n| placeholder(dialect, n)).collect();
         let values = values.join(", ");
         let sql = match dialect {
             Dialect::Postgres => format!(
@@ -146,7 +169,7 @@ impl SqlCheckpoints {
         let sql = format!(
             "UPDATE {} SET status = {}, cursor_value = {}, rows_updated = {}, batches = {}, \
              passes = {}, lease_owner = {}, lease_expires_at = {}, last_error = {}, \
-             started_at = {}, updated_at = {}, completed_at = {}, version = {} \
+             started_at = {}, updated_at = {}, completed_at = {}, version = {}, cursor_key = {} \
              WHERE name = {} AND version = {}",
             self.table,
             p(1),
@@ -163,6 +186,7 @@ impl SqlCheckpoints {
             p(12),
             p(13),
             p(14),
+            p(15),
         );
         let mut values = binds(checkpoint);
         let name = values.remove(0);
@@ -191,7 +215,7 @@ fn binds(c: &Checkpoint) -> Vec<Bind> {
     vec![
         Bind::Text(Some(c.name.clone())),
         Bind::Text(Some(c.status.as_str().to_owned())),
-        Bind::Int(c.cursor),
+        Bind::Int(c.cursor.as_ref().and_then(Key::as_int)),
         int(c.rows_updated),
         int(c.batches),
         int(c.passes),
@@ -202,19 +226,29 @@ fn binds(c: &Checkpoint) -> Vec<Bind> {
         Bind::Int(Some(c.updated_at)),
         Bind::Int(c.completed_at),
         int(c.version),
+        Bind::Text(
+            c.cursor
+                .as_ref()
+                .filter(|k| k.as_int().is_none())
+                .map(|k| k.to_json().to_string()),
+        ),
     ]
 }
 
 fn from_cells(cells: &[Cell]) -> Checkpoint {
     let count = |i: usize| cells[i].int().unwrap_or(0).max(0) as u64;
-    Checkpoint {
+    let cursor = match cells[13].text() {
+        Some(text) => Key::parse(text).map(Some),
+        None => Ok(cells[2].int().map(Key::int)),
+    };
+    let mut checkpoint = Checkpoint {
         name: cells[0].text().unwrap_or_default().to_owned(),
         // An unreadable status is treated as failed: nothing runs until an operator looks.
         status: cells[1]
             .text()
             .and_then(Status::parse)
             .unwrap_or(Status::Failed),
-        cursor: cells[2].int(),
+        cursor: cursor.clone().unwrap_or(None),
         rows_updated: count(3),
         batches: count(4),
         passes: count(5),
@@ -225,5 +259,12 @@ fn from_cells(cells: &[Cell]) -> Checkpoint {
         updated_at: cells[10].int().unwrap_or(0),
         completed_at: cells[11].int(),
         version: count(12),
+    };
+    // An unreadable cursor stops the backfill too: resuming from the start would be safe but
+    // silently redo the work; an operator resets it.
+    if let Err(problem) = cursor {
+        checkpoint.status = Status::Failed;
+        checkpoint.last_error = Some(format!("unreadable cursor: {problem}"));
     }
+    checkpoint
 }

@@ -45,6 +45,7 @@ impl Default for ConnectSettings {
 pub enum Bind {
     Int(Option<i64>),
     Text(Option<String>),
+    Bytes(Option<Vec<u8>>),
 }
 
 /// The type to read a result column as.
@@ -53,6 +54,7 @@ pub enum Kind {
     Int,
     Float,
     Text,
+    Bytes,
 }
 
 /// One result column.
@@ -61,6 +63,7 @@ pub enum Cell {
     Int(Option<i64>),
     Float(Option<f64>),
     Text(Option<String>),
+    Bytes(Option<Vec<u8>>),
 }
 
 impl Cell {
@@ -85,6 +88,13 @@ impl Cell {
             _ => None,
         }
     }
+
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Cell::Bytes(v) => v.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// Runs the same generic sqlx code on whichever driver connection is open.
@@ -105,11 +115,13 @@ fn bind_all<'q, DB: Database>(
 where
     Option<i64>: Encode<'q, DB> + Type<DB>,
     Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
 {
     for bind in binds {
         query = match bind {
             Bind::Int(value) => query.bind(*value),
             Bind::Text(value) => query.bind(value.as_deref()),
+            Bind::Bytes(value) => query.bind(value.as_deref()),
         };
     }
     query
@@ -120,6 +132,7 @@ where
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
     Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
     usize: sqlx::ColumnIndex<R>,
 {
     shape
@@ -130,6 +143,7 @@ where
                 Kind::Int => Cell::Int(row.try_get(index)?),
                 Kind::Float => Cell::Float(row.try_get(index)?),
                 Kind::Text => Cell::Text(row.try_get(index)?),
+                Kind::Bytes => Cell::Bytes(row.try_get(index)?),
             })
         })
         .collect()

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shiftguard_core::backfill::BackfillConfig;
+use shiftguard_core::backfill::{BackfillConfig, Key};
 use shiftguard_core::release::DecisionError;
 use shiftguard_core::release::checks::CheckConfig;
 use shiftguard_core::release::ports::SharedDatabase;
@@ -90,7 +90,7 @@ impl SharedDatabase for SqlDatabase<'_> {
     async fn first_pending_key(
         &self,
         backfill: &BackfillConfig,
-    ) -> Result<Option<i64>, DecisionError> {
+    ) -> Result<Option<Key>, DecisionError> {
         let mut connection = self.open().await?;
         let first = first_pending_key(&mut connection, self.url, backfill).await;
         self.give_back(connection, &first);

@@ -49,8 +49,10 @@ pub struct BackfillConfig {
     pub name: String,
     /// Table to update (`table` or `schema.table`).
     pub table: String,
-    /// Unique, orderable integer key column the batches walk.
-    pub key: String,
+    /// The key the batches walk, in order: one column (`key = "id"`) or several
+    /// (`key = ["tenant", "id"]`); unique, NOT NULL, of an integer, UUID, text or binary type,
+    /// with an index whose leading columns are the key.
+    pub key: Vec<String>,
     /// SQL predicate of rows still to do; also the guard that makes every batch idempotent.
     pub pending: String,
     /// SQL assignments (`col = expr, …`) that fix a pending row.
@@ -135,7 +137,7 @@ impl Default for Tuning {
 struct RawBackfill {
     name: String,
     table: String,
-    key: String,
+    key: KeyColumns,
     pending: String,
     set: String,
     batch_size: Option<u64>,
@@ -158,13 +160,27 @@ struct RawBackfill {
     lease_ttl_ms: Option<u64>,
 }
 
+/// `key = "id"` or `key = ["tenant", "id"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeyColumns {
+    One(String),
+    Several(Vec<String>),
+}
+
+/// The most columns a key may have.
+const MAX_KEY_COLUMNS: usize = 4;
+
 impl From<RawBackfill> for BackfillConfig {
     fn from(raw: RawBackfill) -> Self {
         let d = Tuning::default();
         BackfillConfig {
             name: raw.name,
             table: raw.table,
-            key: raw.key,
+            key: match raw.key {
+                KeyColumns::One(column) => vec![column],
+                KeyColumns::Several(columns) => columns,
+            },
             pending: raw.pending,
             set: raw.set,
             tuning: Tuning {
@@ -192,6 +208,11 @@ impl From<RawBackfill> for BackfillConfig {
 }
 
 impl BackfillConfig {
+    /// The key's columns as SQL writes them: `id`, or `tenant, id`.
+    pub fn key_columns(&self) -> String {
+        self.key.join(", ")
+    }
+
     /// Why this backfill would be unsafe or cannot work, if so.
     pub fn problem(&self) -> Option<String> {
         self.check().err()
@@ -209,8 +230,19 @@ impl BackfillConfig {
                 self.table
             ));
         }
-        if !is_identifier(&self.key) {
-            return Err(format!("key `{}` is not a plain column name", self.key));
+        if self.key.is_empty() || self.key.len() > MAX_KEY_COLUMNS {
+            return Err(format!(
+                "key must name 1 to {MAX_KEY_COLUMNS} columns, not {}",
+                self.key.len()
+            ));
+        }
+        for (i, column) in self.key.iter().enumerate() {
+            if !is_identifier(column) {
+                return Err(format!("key `{column}` is not a plain column name"));
+            }
+            if self.key[..i].iter().any(|c| c.eq_ignore_ascii_case(column)) {
+                return Err(format!("key names column `{column}` twice"));
+            }
         }
         let pending = self.pending.trim();
         let trivially_true = ["", "true", "1", "1=1", "1 = 1", "(true)", "not false"]
@@ -363,6 +395,34 @@ mod tests {
             "a = (SELECT x FROM t WHERE t.id = id)",
             "WHERE"
         ));
+    }
+
+    #[test]
+    fn a_key_is_one_column_or_several_distinct_ones() {
+        let parse = |key: &str| {
+            let raw: RawBackfill = toml::from_str(&format!(
+                "name = \"b\"\ntable = \"t\"\nkey = {key}\npending = \"x IS NULL\"\nset = \"x = 1\""
+            ))
+            .expect("toml");
+            BackfillConfig::from(raw)
+        };
+        let one = parse("\"id\"");
+        assert_eq!(one.key, ["id"]);
+        assert_eq!(one.problem(), None);
+        let two = parse("[\"tenant\", \"id\"]");
+        assert_eq!(two.key_columns(), "tenant, id");
+        assert_eq!(two.problem(), None);
+        for (key, problem) in [
+            ("[]", "key must name 1 to 4 columns, not 0"),
+            (
+                "[\"a\", \"b\", \"c\", \"d\", \"e\"]",
+                "key must name 1 to 4 columns, not 5",
+            ),
+            ("[\"id\", \"ID\"]", "key names column `ID` twice"),
+            ("[\"a b\"]", "key `a b` is not a plain column name"),
+        ] {
+            assert_eq!(parse(key).problem().as_deref(), Some(problem), "{key}");
+        }
     }
 
     #[test]

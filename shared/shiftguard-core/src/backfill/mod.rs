@@ -5,9 +5,11 @@
 
 mod config;
 mod health;
+mod key;
 
 pub use config::{BackfillConfig, CheckpointConfig, CheckpointStoreKind, Tuning};
 pub use health::{Reading, Signal, first_hold, hold_emf_line};
+pub use key::{Key, KeyValue};
 
 use std::fmt;
 use std::future::Future;
@@ -115,7 +117,7 @@ pub struct Checkpoint {
     pub name: String,
     pub status: Status,
     /// The last key processed by the current pass (exclusive lower bound of the next batch).
-    pub cursor: Option<i64>,
+    pub cursor: Option<Key>,
     /// Rows changed, over all passes.
     pub rows_updated: u64,
     /// Batches committed, over all passes.
@@ -315,7 +317,7 @@ pub struct BatchReport {
     pub replica_lag_ms: f64,
     pub retries: u64,
     pub errors: u64,
-    pub cursor: Option<i64>,
+    pub cursor: Option<Key>,
 }
 
 /// The CloudWatch namespace of backfill metrics.
@@ -489,7 +491,7 @@ mod tests {
             rows_updated: 10,
             rows_scanned: 12,
             batch_ms: 3.5,
-            cursor: Some(42),
+            cursor: Some(Key::int(42)),
             ..BatchReport::default()
         };
         let line = emf_line("users_display_name", "batch", &report, 1_700_000_000_000);

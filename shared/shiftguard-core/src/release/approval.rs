@@ -148,6 +148,7 @@ pub fn cutover(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backfill::Key;
     use crate::release::gate::Overall;
     use crate::schema::revision::{Phase, Revision};
 
@@ -251,7 +252,7 @@ mod tests {
         let required = ["fill".to_owned()];
         let pending = [BackfillNow {
             name: "fill".into(),
-            first_pending_key: Some(41),
+            first_pending_key: Some(Key::int(41)),
         }];
         let done = [BackfillNow {
             name: "fill".into(),

@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::backfill::Key;
+
 use crate::schema::compat::{DatabaseState, check_build};
 use crate::schema::graph::RevisionGraph;
 
@@ -91,7 +93,7 @@ pub struct VersionStamp {
 pub struct BackfillNow {
     pub name: String,
     /// The first key still matching `pending` (`None`: nothing pending now).
-    pub first_pending_key: Option<i64>,
+    pub first_pending_key: Option<Key>,
 }
 
 /// Rule check for one version: its build revision must be inside the database's window.
@@ -491,7 +493,7 @@ mod tests {
         };
         let pending = BackfillNow {
             name: "fill".into(),
-            first_pending_key: Some(7),
+            first_pending_key: Some(Key::int(7)),
         };
         // (heads, current, target, backfills now, expected failing gates)
         // (heads, current, target, backfills now, expected failing gates)

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::backfill::BackfillConfig;
+use crate::backfill::{BackfillConfig, Key};
 use crate::release::DecisionError;
 use crate::release::appspec::LambdaTarget;
 use crate::release::checks::CheckConfig;
@@ -108,7 +108,7 @@ pub trait SharedDatabase: Sync {
     fn first_pending_key(
         &self,
         backfill: &BackfillConfig,
-    ) -> impl Future<Output = Result<Option<i64>, DecisionError>> + Send;
+    ) -> impl Future<Output = Result<Option<Key>, DecisionError>> + Send;
 
     /// A check's query, in a read-only transaction within the check's statement timeout.
     /// Not `Send`: only the approvals read checks, and they run on the caller's task (sqlx's

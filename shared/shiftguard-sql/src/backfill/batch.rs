@@ -10,7 +10,7 @@ use shiftguard_core::backfill::{Checkpoint, Status};
 
 use super::statements::{Statements, begin_batch, statement_budget_ms};
 use super::{Checkpoints, DEADLINE_SLACK, Runner, now_ms};
-use crate::connection::{Bind, Connection, Kind};
+use crate::connection::{Connection, Kind};
 
 /// A batch that committed and moved the cursor.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,17 +97,19 @@ impl Runner<'_> {
         statements: &Statements,
         size: u64,
     ) -> Result<Option<Uncommitted>, sqlx::Error> {
-        let lower = checkpoint.cursor.unwrap_or(i64::MIN);
-        let bounds = connection
+        let lower = checkpoint.cursor.as_ref();
+        let bounds = statements.bounds(lower);
+        let row = connection
             .fetch_row(
-                &statements.bounds,
-                &[Bind::Int(Some(lower)), Bind::Int(Some(size as i64))],
-                &[Kind::Int, Kind::Int],
+                &bounds.sql,
+                &bounds.binds(lower, None, size),
+                &statements.shape(&[Kind::Int]),
             )
             .await?
             .unwrap_or_default();
-        let upper = bounds.first().and_then(|c| c.int());
-        let scanned = bounds.get(1).and_then(|c| c.int()).unwrap_or(0).max(0) as u64;
+        let width = statements.plan.columns.len();
+        let upper = statements.plan.key_from(&row);
+        let scanned = row.get(width).and_then(|c| c.int()).unwrap_or(0).max(0) as u64;
         let mut next = self.advanced(checkpoint, now_ms());
         let Some(upper) = upper.filter(|_| scanned > 0) else {
             next.status = Status::Swept;
@@ -121,11 +123,9 @@ impl Runner<'_> {
                     pass_finished: true,
                 }));
         };
+        let update = statements.update(lower);
         let updated = connection
-            .execute(
-                &statements.update,
-                &[Bind::Int(Some(lower)), Bind::Int(Some(upper))],
-            )
+            .execute(&update.sql, &update.binds(lower, Some(&upper), size))
             .await?;
         next.cursor = Some(upper);
         next.rows_updated += updated;

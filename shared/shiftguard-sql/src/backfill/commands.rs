@@ -8,22 +8,18 @@ use std::time::Duration;
 
 use shiftguard_core::backfill::{Checkpoint, Command, Status};
 
-use super::inspect::KeyRange;
-use super::statements::Statements;
+use super::inspect::{Extent, Inspected};
 use super::{BackfillError, Checkpoints, Runner, StatusReport, now_ms};
 
 /// How often `command` re-reads and retries when a runner's batch wrote first.
 const COMMAND_TRIES: usize = 20;
 const COMMAND_RETRY: Duration = Duration::from_millis(50);
 
-/// Share of the key range the current pass has covered, 0-100.
-fn percent(checkpoint: Option<&Checkpoint>, range: KeyRange) -> f64 {
+/// Share of the current pass covered, 0-100.
+fn percent(checkpoint: Option<&Checkpoint>, extent: Extent) -> f64 {
     match checkpoint {
         Some(c) if matches!(c.status, Status::Swept | Status::Complete) => 100.0,
-        Some(c) => {
-            let left = range.remaining(c.cursor) as f64;
-            (100.0 * (1.0 - left / range.span().max(1) as f64)).clamp(0.0, 100.0)
-        }
+        Some(c) => extent.percent(c),
         None => 0.0,
     }
 }
@@ -52,14 +48,14 @@ impl Runner<'_> {
     /// The stored checkpoint and what is pending now.
     pub async fn status(&self) -> Result<StatusReport, BackfillError> {
         let mut connection = self.connect().await?;
-        let range = self.inspect(&mut connection).await?;
+        let Inspected { statements, extent } = self.inspect(&mut connection).await?;
         let checkpoint = self.stored_checkpoint(&mut connection).await?;
-        let statements = Statements::new(connection.dialect(), self.config);
         let first_pending_key = self.pending_from(&mut connection, &statements).await?;
         connection.close().await;
         Ok(StatusReport {
             name: self.config.name.clone(),
-            percent: percent(checkpoint.as_ref(), range),
+            percent: percent(checkpoint.as_ref(), extent),
+            percent_estimated: extent.estimated(),
             checkpoint,
             first_pending_key,
         })
@@ -123,13 +119,13 @@ mod tests {
     fn at(status: Status, cursor: Option<i64>) -> Checkpoint {
         let mut checkpoint = Checkpoint::new("b", 1_000);
         checkpoint.status = status;
-        checkpoint.cursor = cursor;
+        checkpoint.cursor = cursor.map(shiftguard_core::backfill::Key::int);
         checkpoint
     }
 
     #[test]
     fn percent_follows_the_cursor_through_the_key_range() {
-        let range = KeyRange { min: 1, max: 100 };
+        let range = Extent::Keys { min: 1, max: 100 };
         assert_eq!(percent(None, range), 0.0);
         assert_eq!(percent(Some(&at(Status::Running, None)), range), 0.0);
         assert_eq!(percent(Some(&at(Status::Running, Some(100))), range), 100.0);
@@ -139,7 +135,7 @@ mod tests {
         assert_eq!(percent(Some(&at(Status::Swept, Some(3))), range), 100.0);
         assert_eq!(percent(Some(&at(Status::Complete, None)), range), 100.0);
         // A cursor beyond an emptied table's range stays within 0-100.
-        let empty = KeyRange { min: 0, max: 0 };
+        let empty = Extent::Keys { min: 0, max: 0 };
         assert_eq!(percent(Some(&at(Status::Running, Some(7))), empty), 100.0);
     }
 

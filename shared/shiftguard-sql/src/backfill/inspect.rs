@@ -1,154 +1,259 @@
-//! Inspection of a backfill's target before anything is written: the table exists, the key is a
-//! unique, NOT NULL integer column (what a keyset cursor needs to neither skip nor repeat rows),
-//! and the `set` and `pending` fragments are valid SQL for this table. It also reads the key
-//! range the progress estimates use, and the first pending key that gates and verification ask
-//! about. Each check fails with a message that names what to fix.
+//! Inspection of a backfill's target before anything is written: the table exists, its key can
+//! be walked (see `key.rs`: unique, NOT NULL, orderable, indexed), and the `set` and `pending`
+//! fragments are valid SQL for this table. It also reads how far a pass goes (an integer key's
+//! range, or the table's row estimate) for progress, and the first pending key that gates and
+//! verification ask about. Each check fails with a message that names what to fix.
 
-use shiftguard_core::backfill::BackfillConfig;
-use shiftguard_core::backfill::remaining_estimate;
+use shiftguard_core::backfill::{BackfillConfig, Checkpoint, Key, remaining_estimate};
 
-use super::statements::{Statements, bigint};
+use super::key::{ColumnInfo, IndexInfo, KeyKind, KeyPlan, plan_key};
+use super::statements::{Statement, Statements, bigint};
 use super::{BackfillError, Runner};
 use crate::connection::{Bind, Cell, Connection, Kind};
 use crate::error::SqlError;
 use crate::url::{DatabaseUrl, Dialect};
 
-/// What the run learned about the target table: its smallest and largest key.
+/// How far a pass goes, for progress and the remaining estimate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct KeyRange {
-    pub min: i64,
-    pub max: i64,
+pub(super) enum Extent {
+    /// A single integer key's smallest and largest value: the cursor's place between them.
+    Keys { min: i64, max: i64 },
+    /// Any other key: the table's rows by the planner's statistics (PostgreSQL, MySQL) or a
+    /// count (SQLite), less the rows updated so far. An estimate.
+    Rows(u64),
 }
 
-impl KeyRange {
+impl Extent {
     /// The number of key positions in the range, as a row estimate (exact for dense keys).
-    pub fn span(self) -> u64 {
-        (self.max.saturating_sub(self.min).saturating_add(1)).max(0) as u64
+    fn span(self) -> u64 {
+        match self {
+            Extent::Keys { min, max } => (max.saturating_sub(min).saturating_add(1)).max(0) as u64,
+            Extent::Rows(rows) => rows,
+        }
     }
 
-    /// Rows left after `cursor`, estimated from the range.
-    pub fn remaining(self, cursor: Option<i64>) -> u64 {
-        remaining_estimate(self.min, self.max, cursor, self.span())
+    /// Rows left in this pass after `checkpoint`'s cursor, estimated.
+    pub fn remaining(self, checkpoint: &Checkpoint) -> u64 {
+        match (self, &checkpoint.cursor) {
+            (_, None) => self.span(),
+            (Extent::Keys { min, max }, Some(cursor)) => match cursor.as_int() {
+                Some(cursor) => remaining_estimate(min, max, Some(cursor), self.span()),
+                None => self.span(),
+            },
+            (Extent::Rows(rows), Some(_)) => rows.saturating_sub(checkpoint.rows_updated),
+        }
+    }
+
+    /// Share of the pass covered, 0-100.
+    pub fn percent(self, checkpoint: &Checkpoint) -> f64 {
+        let left = self.remaining(checkpoint) as f64;
+        (100.0 * (1.0 - left / self.span().max(1) as f64)).clamp(0.0, 100.0)
+    }
+
+    /// Whether the figures are estimates from statistics rather than the key range.
+    pub fn estimated(self) -> bool {
+        matches!(self, Extent::Rows(_))
     }
 }
 
-/// The catalogue query that describes the key column: its type, whether a unique index covers
-/// it alone, and whether it can be NULL (1) or not (0); with its parameters.
-fn key_column_query(dialect: Dialect, table: &str, key: &str) -> (&'static str, Vec<Bind>) {
-    let (schema, bare_table) = match table.split_once('.') {
+/// What the inspection found: how to walk the key, and how far a pass goes.
+#[derive(Debug)]
+pub(super) struct Inspected {
+    pub statements: Statements,
+    pub extent: Extent,
+}
+
+/// `schema.table` split for the catalogues that take them apart.
+fn split_table(table: &str) -> (Option<String>, &str) {
+    match table.split_once('.') {
         Some((schema, bare)) => (Some(schema.to_owned()), bare),
         None => (None, table),
-    };
+    }
+}
+
+/// The catalogue query listing the table's columns: name, type, nullable (1) or not (0).
+fn columns_query(dialect: Dialect, table: &str) -> (&'static str, Vec<Bind>) {
+    let (schema, bare_table) = split_table(table);
     let text = |v: &str| Bind::Text(Some(v.to_owned()));
     match dialect {
         Dialect::Postgres => (
-            "SELECT format_type(a.atttypid, NULL), CAST(CASE WHEN EXISTS (SELECT 1 FROM pg_index i \
-             WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 \
-             AND i.indkey[0] = a.attnum AND i.indpred IS NULL) THEN 1 ELSE 0 END AS BIGINT), \
+            "SELECT CAST(a.attname AS TEXT), format_type(a.atttypid, a.atttypmod), \
              CAST(CASE WHEN a.attnotnull THEN 0 ELSE 1 END AS BIGINT) \
-             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 \
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 \
              AND NOT a.attisdropped",
-            vec![text(table), text(key)],
+            vec![text(table)],
         ),
         Dialect::MySql => (
             // DATA_TYPE is a binary string on MySQL 8: cast it to text.
-            "SELECT CAST(c.DATA_TYPE AS CHAR), CAST((SELECT COUNT(*) FROM information_schema.STATISTICS s \
-             WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME \
-             AND s.COLUMN_NAME = c.COLUMN_NAME AND s.NON_UNIQUE = 0 AND s.SEQ_IN_INDEX = 1 \
-             AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS s2 \
-             WHERE s2.TABLE_SCHEMA = s.TABLE_SCHEMA AND s2.TABLE_NAME = s.TABLE_NAME \
-             AND s2.INDEX_NAME = s.INDEX_NAME AND s2.SEQ_IN_INDEX = 2)) AS SIGNED), \
+            "SELECT CAST(c.COLUMN_NAME AS CHAR), CAST(c.DATA_TYPE AS CHAR), \
              CAST(CASE WHEN c.IS_NULLABLE = 'NO' THEN 0 ELSE 1 END AS SIGNED) \
              FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA = COALESCE(?, DATABASE()) \
-             AND c.TABLE_NAME = ? AND c.COLUMN_NAME = ?",
-            vec![Bind::Text(schema), text(bare_table), text(key)],
+             AND c.TABLE_NAME = ?",
+            vec![Bind::Text(schema), text(bare_table)],
         ),
         Dialect::Sqlite => (
-            "SELECT c.type, CAST(CASE WHEN (c.pk = 1 AND (SELECT count(*) FROM pragma_table_info(?1) \
-             WHERE pk > 0) = 1) OR EXISTS (SELECT 1 FROM pragma_index_list(?1) il \
-             WHERE il.\"unique\" = 1 AND il.partial = 0 AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1 \
-             AND (SELECT name FROM pragma_index_info(il.name)) = ?2) THEN 1 ELSE 0 END AS BIGINT), \
-             CAST(CASE WHEN c.\"notnull\" = 1 OR (c.pk = 1 AND upper(c.type) = 'INTEGER') THEN 0 ELSE 1 END AS BIGINT) \
-             FROM pragma_table_info(?1) c WHERE c.name = ?2",
-            vec![text(bare_table), text(key)],
+            // A lone INTEGER PRIMARY KEY is the rowid: never NULL. (Other primary key columns
+            // may hold NULL in SQLite unless declared NOT NULL.)
+            "SELECT c.name, c.type, CAST(CASE WHEN c.\"notnull\" = 1 OR (c.pk = 1 \
+             AND upper(c.type) = 'INTEGER' AND (SELECT count(*) FROM pragma_table_info(?1) \
+             WHERE pk > 0) = 1) THEN 0 ELSE 1 END AS BIGINT) FROM pragma_table_info(?1) c",
+            vec![text(bare_table)],
         ),
     }
 }
 
-/// Whether a column type (lower case) is an integer: SQLite's affinity rule (the name contains
-/// `int`), or one of the server dialects' integer types, with or without modifiers.
-fn is_integer_type(dialect: Dialect, column_type: &str) -> bool {
+/// The catalogue query listing the table's indexes: unique (1/0), usable (1/0), the key columns
+/// in order (comma-separated), and the same with `-` where the index orders a column otherwise
+/// than the column compares.
+fn indexes_query(dialect: Dialect, table: &str) -> (&'static str, Vec<Bind>) {
+    let (schema, bare_table) = split_table(table);
+    let text = |v: &str| Bind::Text(Some(v.to_owned()));
     match dialect {
-        Dialect::Sqlite => column_type.contains("int"),
-        _ => [
-            "smallint",
-            "integer",
-            "bigint",
-            "int",
-            "tinyint",
-            "mediumint",
-        ]
-        .iter()
-        .any(|t| column_type == *t || column_type.starts_with(&format!("{t} "))),
+        Dialect::Postgres => (
+            "SELECT CAST(CASE WHEN i.indisunique THEN 1 ELSE 0 END AS BIGINT), \
+             CAST(CASE WHEN i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL \
+             AND am.amname = 'btree' THEN 1 ELSE 0 END AS BIGINT), \
+             (SELECT string_agg(CAST(a.attname AS TEXT), ',' ORDER BY k.n) \
+              FROM generate_series(0, i.indnkeyatts - 1) AS k(n) \
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.n]), \
+             (SELECT string_agg(CASE WHEN i.indcollation[k.n] = a.attcollation \
+              AND (i.indoption[k.n] & 1) = 0 THEN CAST(a.attname AS TEXT) ELSE '-' END, ',' ORDER BY k.n) \
+              FROM generate_series(0, i.indnkeyatts - 1) AS k(n) \
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.n]) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam \
+             WHERE i.indrelid = to_regclass($1)",
+            vec![text(table)],
+        ),
+        Dialect::MySql => (
+            "SELECT CAST(CASE WHEN MIN(s.NON_UNIQUE) = 0 THEN 1 ELSE 0 END AS SIGNED), \
+             CAST(CASE WHEN COUNT(*) = COUNT(s.COLUMN_NAME) AND MAX(s.INDEX_TYPE) = 'BTREE' \
+             THEN 1 ELSE 0 END AS SIGNED), \
+             CAST(GROUP_CONCAT(s.COLUMN_NAME ORDER BY s.SEQ_IN_INDEX SEPARATOR ',') AS CHAR), \
+             CAST(GROUP_CONCAT(s.COLUMN_NAME ORDER BY s.SEQ_IN_INDEX SEPARATOR ',') AS CHAR) \
+             FROM information_schema.STATISTICS s WHERE s.TABLE_SCHEMA = COALESCE(?, DATABASE()) \
+             AND s.TABLE_NAME = ? GROUP BY s.INDEX_NAME",
+            vec![Bind::Text(schema), text(bare_table)],
+        ),
+        Dialect::Sqlite => (
+            // The rowid (a lone INTEGER PRIMARY KEY) is unique and ordered without an index.
+            "SELECT CAST(il.\"unique\" AS BIGINT), CAST(CASE WHEN il.partial = 0 AND NOT EXISTS \
+             (SELECT 1 FROM pragma_index_info(il.name) WHERE name IS NULL) THEN 1 ELSE 0 END AS BIGINT), \
+             (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)), \
+             (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) \
+             FROM pragma_index_list(?1) il \
+             UNION ALL SELECT 1, 1, c.name, c.name FROM pragma_table_info(?1) c WHERE c.pk = 1 \
+             AND upper(c.type) = 'INTEGER' AND (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1",
+            vec![text(bare_table)],
+        ),
     }
 }
 
-/// Checks the key column's description (type, unique, nullable); the problem if it does not fit.
-fn check_key_column(dialect: Dialect, table: &str, key: &str, row: &[Cell]) -> Result<(), String> {
-    let column_type = row[0].text().unwrap_or_default().to_ascii_lowercase();
-    if !is_integer_type(dialect, &column_type) {
-        return Err(format!(
-            "key {table}.{key} is of type {column_type}: the keyset cursor needs an integer key"
-        ));
+/// The query of the table's row estimate: statistics on the servers, a count on SQLite.
+fn rows_query(dialect: Dialect, table: &str) -> (String, Vec<Bind>) {
+    let (schema, bare_table) = split_table(table);
+    match dialect {
+        Dialect::Postgres => (
+            "SELECT CAST(GREATEST(c.reltuples, 0) AS BIGINT) FROM pg_class c WHERE c.oid = to_regclass($1)".to_owned(),
+            vec![Bind::Text(Some(table.to_owned()))],
+        ),
+        Dialect::MySql => (
+            "SELECT CAST(COALESCE(t.TABLE_ROWS, 0) AS SIGNED) FROM information_schema.TABLES t \
+             WHERE t.TABLE_SCHEMA = COALESCE(?, DATABASE()) AND t.TABLE_NAME = ?"
+                .to_owned(),
+            vec![Bind::Text(schema), Bind::Text(Some(bare_table.to_owned()))],
+        ),
+        Dialect::Sqlite => (format!("SELECT count(*) FROM {table}"), Vec::new()),
     }
-    if row[2].int() != Some(0) {
-        return Err(format!(
-            "key {table}.{key} can be NULL: rows with a NULL key would never be backfilled (make it NOT NULL)"
-        ));
+}
+
+fn column_info(row: &[Cell]) -> ColumnInfo {
+    ColumnInfo {
+        name: row[0].text().unwrap_or_default().to_owned(),
+        sql_type: row[1].text().unwrap_or_default().to_owned(),
+        // Unknown answers count against the key.
+        nullable: row[2].int() != Some(0),
     }
-    if row[1].int() != Some(1) {
-        return Err(format!(
-            "key {table}.{key} is not unique (no primary key or unique index on it alone): batches could skip or repeat rows"
-        ));
+}
+
+fn index_info(row: &[Cell]) -> IndexInfo {
+    let list = |cell: &Cell| -> Vec<String> {
+        cell.text()
+            .map(|t| t.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    IndexInfo {
+        unique: row[0].int() == Some(1),
+        usable: row[1].int() == Some(1),
+        columns: list(&row[2]),
+        walk: list(&row[3]),
     }
-    Ok(())
+}
+
+/// Reads the catalogue and plans the key: `Ok(Err(problem))` when the key cannot be walked,
+/// or the table or a column does not exist.
+pub(crate) async fn load_key_plan(
+    connection: &mut Connection,
+    config: &BackfillConfig,
+) -> Result<Result<KeyPlan, String>, sqlx::Error> {
+    let (dialect, table) = (connection.dialect(), &config.table);
+    let (sql, binds) = columns_query(dialect, table);
+    let columns: Vec<ColumnInfo> = connection
+        .fetch_rows(sql, &binds, &[Kind::Text, Kind::Text, Kind::Int])
+        .await?
+        .iter()
+        .map(|row| column_info(row))
+        .collect();
+    if columns.is_empty() {
+        return Ok(Err(format!("table {table} does not exist")));
+    }
+    let (sql, binds) = indexes_query(dialect, table);
+    let indexes: Vec<IndexInfo> = connection
+        .fetch_rows(sql, &binds, &[Kind::Int, Kind::Int, Kind::Text, Kind::Text])
+        .await?
+        .iter()
+        .map(|row| index_info(row))
+        .collect();
+    Ok(plan_key(dialect, table, &config.key, &columns, &indexes))
+}
+
+/// Runs a statement that returns at most one key.
+pub(super) async fn fetch_key(
+    connection: &mut Connection,
+    statements: &Statements,
+    statement: &Statement,
+    binds: &[Bind],
+) -> Result<Option<Key>, sqlx::Error> {
+    let row = connection
+        .fetch_row(&statement.sql, binds, &statements.shape(&[]))
+        .await?;
+    Ok(row.and_then(|cells| statements.plan.key_from(&cells)))
 }
 
 impl Runner<'_> {
-    /// Checks that the table exists, the key is a unique integer column, and `pending` and `set`
-    /// are valid SQL for this table (by running the update on no rows and rolling back).
+    /// Checks that the table exists, its key can be walked, and `pending` and `set` are valid
+    /// SQL for this table (by running the update on no rows and rolling back); renders the
+    /// statements for the key found.
     pub(super) async fn inspect(
         &self,
         connection: &mut Connection,
-    ) -> Result<KeyRange, BackfillError> {
+    ) -> Result<Inspected, BackfillError> {
         self.check_signal_settings(connection.dialect())?;
-        self.check_key(connection).await?;
-        self.check_fragments(connection).await?;
-        self.key_range(connection).await
-    }
-
-    async fn check_key(&self, connection: &mut Connection) -> Result<(), BackfillError> {
-        let (table, key) = (&self.config.table, &self.config.key);
-        let dialect = connection.dialect();
-        let (sql, binds) = key_column_query(dialect, table, key);
-        let row = connection
-            .fetch_row(sql, &binds, &[Kind::Text, Kind::Int, Kind::Int])
+        let plan = load_key_plan(connection, self.config)
             .await
             .map_err(|e| {
                 self.target_error(format!(
-                    "cannot inspect table {table}: {}",
+                    "cannot inspect table {}: {}",
+                    self.config.table,
                     self.sql_error(&e)
                 ))
-            })?;
-        let Some(row) = row else {
-            // Tell a missing table from a missing column.
-            let probe = format!("SELECT 1 FROM {table} WHERE 1 = 0");
-            return Err(match connection.execute(&probe, &[]).await {
-                Err(_) => self.target_error(format!("table {table} does not exist")),
-                Ok(_) => self.target_error(format!("table {table} has no column {key}")),
-            });
-        };
-        check_key_column(dialect, table, key, &row).map_err(|problem| self.target_error(problem))
+            })?
+            .map_err(|problem| self.target_error(problem))?;
+        self.check_fragments(connection).await?;
+        let extent = self.extent(connection, &plan).await?;
+        Ok(Inspected {
+            statements: Statements::new(plan, self.config),
+            extent,
+        })
     }
 
     /// Validates the SQL fragments without writing: the update on no rows, rolled back.
@@ -172,23 +277,45 @@ impl Runner<'_> {
         Ok(())
     }
 
-    async fn key_range(&self, connection: &mut Connection) -> Result<KeyRange, BackfillError> {
-        let (table, key) = (&self.config.table, &self.config.key);
+    /// How far a pass goes: a single integer key's range, else the table's row estimate.
+    async fn extent(
+        &self,
+        connection: &mut Connection,
+        plan: &KeyPlan,
+    ) -> Result<Extent, BackfillError> {
         let dialect = connection.dialect();
-        let range_sql = format!(
-            "SELECT {}, {} FROM {table}",
-            bigint(dialect, &format!("min({key})")),
-            bigint(dialect, &format!("max({key})"))
-        );
-        let range = connection
-            .fetch_row(&range_sql, &[], &[Kind::Int, Kind::Int])
+        let table = &self.config.table;
+        let read = |row: Option<Vec<Cell>>, i: usize| {
+            row.as_ref()
+                .and_then(|r| r.get(i))
+                .and_then(Cell::int)
+                .unwrap_or(0)
+        };
+        let failed = |e: sqlx::Error| self.target_error(self.sql_error(&e));
+        if let [column] = plan.columns.as_slice()
+            && column.kind == KeyKind::Int
+        {
+            let key = &column.name;
+            let sql = format!(
+                "SELECT {}, {} FROM {table}",
+                bigint(dialect, &format!("min({key})")),
+                bigint(dialect, &format!("max({key})"))
+            );
+            let row = connection
+                .fetch_row(&sql, &[], &[Kind::Int, Kind::Int])
+                .await
+                .map_err(failed)?;
+            return Ok(Extent::Keys {
+                min: read(row.clone(), 0),
+                max: read(row, 1),
+            });
+        }
+        let (sql, binds) = rows_query(dialect, table);
+        let row = connection
+            .fetch_row(&sql, &binds, &[Kind::Int])
             .await
-            .map_err(|e| self.target_error(self.sql_error(&e)))?
-            .unwrap_or_default();
-        Ok(KeyRange {
-            min: range.first().and_then(|c| c.int()).unwrap_or(0),
-            max: range.get(1).and_then(|c| c.int()).unwrap_or(0),
-        })
+            .map_err(failed)?;
+        Ok(Extent::Rows(read(row, 0).max(0) as u64))
     }
 
     /// The smallest key that matches `pending` now, for verification and status.
@@ -196,124 +323,127 @@ impl Runner<'_> {
         &self,
         connection: &mut Connection,
         statements: &Statements,
-    ) -> Result<Option<i64>, BackfillError> {
-        Ok(connection
-            .fetch_row(&statements.first_pending, &[], &[Kind::Int])
+    ) -> Result<Option<Key>, BackfillError> {
+        fetch_key(connection, statements, &statements.first_pending, &[])
             .await
-            .map_err(|e| self.target_error(self.sql_error(&e)))?
-            .and_then(|row| row[0].int()))
+            .map_err(|e| self.target_error(self.sql_error(&e)))
+    }
+
+    /// The largest key before `key` (`None`: `key` is the first).
+    pub(super) async fn key_before(
+        &self,
+        connection: &mut Connection,
+        statements: &Statements,
+        key: &Key,
+    ) -> Result<Option<Key>, BackfillError> {
+        let binds = statements.before.binds(None, Some(key), 0);
+        fetch_key(connection, statements, &statements.before, &binds)
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))
     }
 }
 
 /// The first key that matches a backfill's `pending` predicate now (`None`: nothing pending),
-/// for gates that require a backfill to be complete. Read-only.
+/// for gates that require a backfill to be complete. Read-only; a key that cannot be walked is
+/// an error (the backfill could never complete).
 pub async fn first_pending_key(
     connection: &mut Connection,
     url: &DatabaseUrl,
     config: &BackfillConfig,
-) -> Result<Option<i64>, SqlError> {
-    let statements = Statements::new(connection.dialect(), config);
-    let row = connection
-        .fetch_row(&statements.first_pending, &[], &[Kind::Int])
+) -> Result<Option<Key>, SqlError> {
+    let failed = |reason: String| SqlError::Query {
+        target: url.target().to_owned(),
+        reason: format!("backfill {}: {reason}", config.name),
+    };
+    let redacted = |e: sqlx::Error| failed(url.redact(&e.to_string()));
+    let plan = load_key_plan(connection, config)
         .await
-        .map_err(|e| SqlError::Query {
-            target: url.target().to_owned(),
-            reason: format!("backfill {}: {}", config.name, url.redact(&e.to_string())),
-        })?;
-    Ok(row.and_then(|r| r[0].int()))
+        .map_err(redacted)?
+        .map_err(failed)?;
+    let statements = Statements::new(plan, config);
+    fetch_key(connection, &statements, &statements.first_pending, &[])
+        .await
+        .map_err(redacted)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(column_type: &str, unique: i64, nullable: i64) -> Vec<Cell> {
-        vec![
-            Cell::Text(Some(column_type.to_owned())),
-            Cell::Int(Some(unique)),
-            Cell::Int(Some(nullable)),
-        ]
+    fn at(cursor: Option<Key>, rows_updated: u64) -> Checkpoint {
+        let mut checkpoint = Checkpoint::new("b", 0);
+        checkpoint.cursor = cursor;
+        checkpoint.rows_updated = rows_updated;
+        checkpoint
     }
 
     #[test]
-    fn integer_keys_are_recognised_per_dialect() {
-        for t in [
-            "int",
-            "bigint",
-            "int unsigned",
-            "bigint unsigned",
-            "smallint",
-        ] {
-            assert!(is_integer_type(Dialect::MySql, t), "{t}");
-        }
-        for t in ["varchar", "point", "uuid", "bigserial", "interval"] {
-            assert!(!is_integer_type(Dialect::Postgres, t), "{t}");
-        }
-        // SQLite's affinity: any type name containing INT.
-        assert!(is_integer_type(Dialect::Sqlite, "unsigned big int"));
-        assert!(!is_integer_type(Dialect::Sqlite, "text"));
-    }
-
-    #[test]
-    fn a_key_must_be_an_integer_not_null_and_unique() {
-        let check = |row: &[Cell]| check_key_column(Dialect::Postgres, "users", "id", row);
-        assert_eq!(check(&row("BIGINT", 1, 0)), Ok(()));
-        assert_eq!(
-            check(&row("text", 1, 0)),
-            Err("key users.id is of type text: the keyset cursor needs an integer key".to_owned())
-        );
-        assert!(
-            check(&row("integer", 1, 1))
-                .unwrap_err()
-                .contains("can be NULL")
-        );
-        assert!(
-            check(&row("integer", 0, 0))
-                .unwrap_err()
-                .contains("is not unique")
-        );
-        // Unknown answers count against the key.
-        let unknown = [
-            Cell::Text(Some("integer".to_owned())),
-            Cell::Int(None),
-            Cell::Int(None),
-        ];
-        assert!(check(&unknown).unwrap_err().contains("can be NULL"));
-    }
-
-    #[test]
-    fn mysql_looks_the_key_up_in_the_named_schema_or_the_current_one() {
-        let (_, binds) = key_column_query(Dialect::MySql, "crm.users", "id");
-        let text = |v: &str| Bind::Text(Some(v.to_owned()));
-        assert_eq!(binds, [text("crm"), text("users"), text("id")]);
-        let (_, binds) = key_column_query(Dialect::MySql, "users", "id");
-        assert_eq!(binds, [Bind::Text(None), text("users"), text("id")]);
-        // PostgreSQL resolves the qualified name itself; SQLite's pragmas take the bare name.
-        let (sql, binds) = key_column_query(Dialect::Postgres, "crm.users", "id");
-        assert!(sql.contains("to_regclass($1)"));
-        assert_eq!(binds, [text("crm.users"), text("id")]);
-        let (_, binds) = key_column_query(Dialect::Sqlite, "main.users", "id");
-        assert_eq!(binds, [text("users"), text("id")]);
-    }
-
-    #[test]
-    fn the_key_range_estimates_what_is_left() {
-        let range = KeyRange { min: 1, max: 1_000 };
+    fn an_integer_keys_range_estimates_what_is_left() {
+        let range = Extent::Keys { min: 1, max: 1_000 };
         assert_eq!(range.span(), 1_000);
-        assert_eq!(range.remaining(None), 1_000);
+        assert_eq!(range.remaining(&at(None, 0)), 1_000);
         // Half the range left, of 1,000 positions (the estimate rounds half up).
-        assert_eq!(range.remaining(Some(500)), 501);
-        assert_eq!(range.remaining(Some(1_000)), 0);
+        assert_eq!(range.remaining(&at(Some(Key::int(500)), 0)), 501);
+        assert_eq!(range.remaining(&at(Some(Key::int(1_000)), 0)), 0);
+        assert_eq!(range.percent(&at(Some(Key::int(1_000)), 0)), 100.0);
+        assert!(!range.estimated());
         // An empty table reads as min = max = 0; extreme keys do not overflow.
-        assert_eq!(KeyRange { min: 0, max: 0 }.span(), 1);
-        assert_eq!(
-            KeyRange {
-                min: i64::MIN,
-                max: i64::MAX
-            }
-            .span(),
-            i64::MAX as u64
-        );
-        assert_eq!(KeyRange { min: 5, max: 1 }.span(), 0);
+        assert_eq!(Extent::Keys { min: 0, max: 0 }.span(), 1);
+        let widest = Extent::Keys {
+            min: i64::MIN,
+            max: i64::MAX,
+        };
+        assert_eq!(widest.span(), i64::MAX as u64);
+        assert_eq!(Extent::Keys { min: 5, max: 1 }.span(), 0);
+        // A cursor beyond an emptied table's range stays within 0-100.
+        let empty = Extent::Keys { min: 0, max: 0 };
+        assert_eq!(empty.percent(&at(Some(Key::int(7)), 0)), 100.0);
+    }
+
+    #[test]
+    fn other_keys_estimate_from_the_row_count_less_the_rows_done() {
+        let rows = Extent::Rows(1_000);
+        assert!(rows.estimated());
+        let text = Key::new(vec![shiftguard_core::backfill::KeyValue::Text("m".into())]);
+        assert_eq!(rows.remaining(&at(None, 0)), 1_000);
+        assert_eq!(rows.remaining(&at(text.clone(), 250)), 750);
+        assert_eq!(rows.percent(&at(text.clone(), 250)), 25.0);
+        // Statistics lag behind: never below zero, never above 100%.
+        assert_eq!(rows.remaining(&at(text.clone(), 5_000)), 0);
+        assert_eq!(rows.percent(&at(text, 5_000)), 100.0);
+    }
+
+    #[test]
+    fn mysql_looks_the_table_up_in_the_named_schema_or_the_current_one() {
+        let text = |v: &str| Bind::Text(Some(v.to_owned()));
+        let (_, binds) = columns_query(Dialect::MySql, "crm.users");
+        assert_eq!(binds, [text("crm"), text("users")]);
+        let (_, binds) = indexes_query(Dialect::MySql, "users");
+        assert_eq!(binds, [Bind::Text(None), text("users")]);
+        // PostgreSQL resolves the qualified name itself; SQLite's pragmas take the bare name.
+        let (sql, binds) = columns_query(Dialect::Postgres, "crm.users");
+        assert!(sql.contains("to_regclass($1)"));
+        assert_eq!(binds, [text("crm.users")]);
+        let (_, binds) = indexes_query(Dialect::Sqlite, "main.users");
+        assert_eq!(binds, [text("users")]);
+    }
+
+    #[test]
+    fn catalogue_rows_read_into_columns_and_indexes() {
+        let column = column_info(&[
+            Cell::Text(Some("id".into())),
+            Cell::Text(Some("uuid".into())),
+            Cell::Int(None),
+        ]);
+        assert!(column.nullable, "an unknown answer counts against the key");
+        let index = index_info(&[
+            Cell::Int(Some(1)),
+            Cell::Int(Some(1)),
+            Cell::Text(Some("tenant,id".into())),
+            Cell::Text(Some("-,id".into())),
+        ]);
+        assert_eq!(index.columns, ["tenant", "id"]);
+        assert_eq!(index.walk, ["-", "id"]);
+        assert!(index.unique && index.usable);
     }
 }

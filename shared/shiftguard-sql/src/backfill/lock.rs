@@ -10,7 +10,8 @@ use std::path::Path;
 
 use shiftguard_core::backfill::{Checkpoint, CheckpointStore};
 
-use super::inspect::KeyRange;
+use super::inspect::{Extent, Inspected};
+use super::statements::Statements;
 use super::{BackfillError, Checkpoints, Outcome, Runner, now_ms};
 use crate::connection::{Bind, Connection, Kind};
 use crate::url::Dialect;
@@ -31,13 +32,15 @@ pub(super) enum Held {
     Lease,
 }
 
-/// A runner attached to its backfill: its session, the checkpoint as last written, the key range
-/// found by the inspection, and the proof that it holds the backfill.
+/// A runner attached to its backfill: its session, the checkpoint as last written, the
+/// statements for the key and the extent of a pass found by the inspection, and the proof that
+/// it holds the backfill.
 #[derive(Debug)]
 pub(super) struct Attached {
     pub connection: Connection,
     pub checkpoint: Checkpoint,
-    pub range: KeyRange,
+    pub statements: Statements,
+    pub extent: Extent,
     pub held: Held,
 }
 
@@ -108,7 +111,7 @@ impl Runner<'_> {
     /// `Err(Outcome::Busy)` when another runner holds it.
     pub(super) async fn attach(&self) -> Result<Result<Attached, Outcome>, BackfillError> {
         let mut connection = self.connect().await?;
-        let range = self.inspect(&mut connection).await?;
+        let Inspected { statements, extent } = self.inspect(&mut connection).await?;
         let Some(held) = self.try_lock(&mut connection).await? else {
             let holder = self.current_holder(&mut connection).await;
             connection.close().await;
@@ -119,6 +122,16 @@ impl Runner<'_> {
             .load_checkpoint(&mut connection)
             .await?
             .ok_or_else(|| self.store_error("the checkpoint vanished"))?;
+        if let Some(cursor) = checkpoint
+            .cursor
+            .as_ref()
+            .filter(|c| !statements.plan.fits(c))
+        {
+            return Err(self.target_error(format!(
+                "the checkpoint's cursor {cursor} was written for another key than ({}): reset the backfill to start over",
+                self.config.key_columns()
+            )));
+        }
         if matches!(self.checkpoints, Checkpoints::Sql(_)) {
             // Record who holds it, for `backfill status`; the lock is what excludes.
             checkpoint.lease_owner = Some(self.owner.clone());
@@ -129,7 +142,8 @@ impl Runner<'_> {
         Ok(Ok(Attached {
             connection,
             checkpoint,
-            range,
+            statements,
+            extent,
             held,
         }))
     }

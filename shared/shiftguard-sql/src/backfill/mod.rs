@@ -1,4 +1,5 @@
-//! The backfill executor: set-based batches over an integer keyset cursor, one bounded
+//! The backfill executor: set-based batches over a keyset cursor (an integer, UUID, text,
+//! binary or composite key), one bounded
 //! transaction per batch with the checkpoint written inside it, on PostgreSQL, MySQL/MariaDB and
 //! SQLite. Decisions (batch size, backoff, status rules, rate cap) come from
 //! `shiftguard_core::backfill`; this module carries them out.
@@ -11,6 +12,7 @@
 //! helpers every step shares. The work is split by responsibility, one file each:
 //! - `statements`: the SQL text of a backfill, rendered once per dialect;
 //! - `session`: the connection and its per-dialect lock and statement timeouts;
+//! - `key`: whether a key can be walked, and how its values are read, bound and compared;
 //! - `inspect`: the checks of the table, its key and the `set`/`pending` fragments;
 //! - `lock`: the run lock, the external store's lease, attaching to and releasing a backfill;
 //! - `store`: reading and writing the checkpoint in whichever store holds it;
@@ -25,6 +27,7 @@
 mod batch;
 mod commands;
 mod inspect;
+mod key;
 mod lock;
 mod pass;
 mod retry;
@@ -38,7 +41,7 @@ mod verify;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shiftguard_core::backfill::BackfillConfig;
-use shiftguard_core::backfill::{BatchReport, Checkpoint, CheckpointStore, Status};
+use shiftguard_core::backfill::{BatchReport, Checkpoint, CheckpointStore, Key, Status};
 use thiserror::Error;
 
 use crate::checkpoint::SqlCheckpoints;
@@ -110,9 +113,12 @@ pub struct StatusReport {
     /// `None` when the backfill has never run.
     pub checkpoint: Option<Checkpoint>,
     /// The smallest key that matches `pending` now (`None`: nothing pending).
-    pub first_pending_key: Option<i64>,
-    /// Share of the key range the current pass has covered, 0-100.
+    pub first_pending_key: Option<Key>,
+    /// Share of the current pass covered, 0-100.
     pub percent: f64,
+    /// Whether `percent` is an estimate from the table's statistics (a key other than a single
+    /// integer column) rather than the cursor's place in the key range.
+    pub percent_estimated: bool,
 }
 
 /// What a run reports while it works.
@@ -140,7 +146,7 @@ pub enum Event {
     /// The cursor passed the last key; the next run verifies.
     Swept,
     /// A verification ran: `pending` rows found (a new pass starts) or none (complete).
-    Verified { pending_from: Option<i64> },
+    Verified { pending_from: Option<Key> },
 }
 
 /// How a run ended.
@@ -264,7 +270,7 @@ mod fixtures {
         BackfillConfig {
             name: "users_display_name".to_owned(),
             table: "users".to_owned(),
-            key: "id".to_owned(),
+            key: vec!["id".to_owned()],
             pending: "display_name IS NULL".to_owned(),
             set: "display_name = name".to_owned(),
             tuning: Tuning::default(),

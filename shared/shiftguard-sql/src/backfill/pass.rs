@@ -1,4 +1,4 @@
-//! What one run carries from batch to batch — the rendered statements, the batch sizer, the
+//! What one run carries from batch to batch — the batch sizer, the
 //! deadline, the pace so far — and the run's report it adds up: each committed batch's own
 //! report (what `Event::Batch` and the per-batch EMF line show) and the run's totals (the
 //! `RunSummary` and the run's EMF line). Kept apart from the loop so the counting is testable
@@ -7,17 +7,14 @@
 use std::time::{Duration, Instant};
 
 use shiftguard_core::backfill::BackfillConfig;
-use shiftguard_core::backfill::{BatchReport, BatchSizer};
+use shiftguard_core::backfill::{BatchReport, BatchSizer, Key};
 
 use super::batch::Committed;
 use super::retry::{Attempts, Retry};
-use super::statements::Statements;
-use crate::url::Dialect;
 
 /// What one run carries from batch to batch.
 #[derive(Debug)]
 pub(super) struct Pass {
-    pub statements: Statements,
     pub sizer: BatchSizer,
     /// The run's report so far.
     pub totals: BatchReport,
@@ -30,15 +27,9 @@ pub(super) struct Pass {
 }
 
 impl Pass {
-    pub fn new(
-        config: &BackfillConfig,
-        dialect: Dialect,
-        started: Instant,
-        deadline: Instant,
-    ) -> Self {
+    pub fn new(config: &BackfillConfig, started: Instant, deadline: Instant) -> Self {
         let tuning = &config.tuning;
         Pass {
-            statements: Statements::new(dialect, config),
             sizer: BatchSizer::new(tuning),
             totals: BatchReport::default(),
             scanned: 0,
@@ -67,7 +58,7 @@ impl Pass {
         attempts: Attempts,
         lag_ms: f64,
         remaining_estimate: u64,
-        cursor: Option<i64>,
+        cursor: Option<Key>,
         elapsed: Duration,
     ) -> BatchReport {
         self.sizer.observe(batch.scanned, batch.took);
@@ -83,7 +74,7 @@ impl Pass {
             replica_lag_ms: lag_ms,
             retries: u64::from(attempts.retries),
             errors: u64::from(attempts.errors),
-            cursor,
+            cursor: cursor.clone(),
         };
         let totals = &mut self.totals;
         totals.rows_updated += batch.updated;
@@ -109,7 +100,7 @@ mod tests {
 
     fn pass() -> Pass {
         let now = Instant::now();
-        Pass::new(&config(), Dialect::Postgres, now, now + HOUR)
+        Pass::new(&config(), now, now + HOUR)
     }
 
     fn committed(scanned: u64, updated: u64, ms: u64) -> Committed {
@@ -128,7 +119,14 @@ mod tests {
             errors: 3,
             retries: 2,
         };
-        let report = pass.record(committed(10, 5, 20), attempts, 0.0, 0, Some(10), HOUR);
+        let report = pass.record(
+            committed(10, 5, 20),
+            attempts,
+            0.0,
+            0,
+            Some(Key::int(10)),
+            HOUR,
+        );
         assert_eq!((report.errors, report.retries), (3, 2));
     }
 
@@ -141,7 +139,14 @@ mod tests {
             let retry = decide_retry(ErrorClass::Timeout, attempts.errors + 1, 8, HOUR, 0.0);
             pass.count_failure(&mut attempts, retry);
         }
-        let report = pass.record(committed(100, 100, 20), attempts, 0.0, 0, Some(100), HOUR);
+        let report = pass.record(
+            committed(100, 100, 20),
+            attempts,
+            0.0,
+            0,
+            Some(Key::int(100)),
+            HOUR,
+        );
         assert_eq!((report.errors, report.retries), (2, 2));
         // The next batch fails once and the deadline leaves no room to retry: the run ends
         // with one more error than retries.
@@ -167,7 +172,7 @@ mod tests {
             Attempts::default(),
             12.0,
             9_000,
-            Some(1_000),
+            Some(Key::int(1_000)),
             Duration::from_secs(1),
         );
         assert_eq!((first.rows_scanned, first.rows_updated), (1_000, 400));
@@ -175,14 +180,14 @@ mod tests {
         assert_eq!(first.rows_per_second, 1_000.0);
         assert_eq!(
             (first.remaining_estimate, first.cursor),
-            (9_000, Some(1_000))
+            (9_000, Some(Key::int(1_000)))
         );
         let second = pass.record(
             committed(1_000, 1_000, 40),
             Attempts::default(),
             3.0,
             8_000,
-            Some(2_000),
+            Some(Key::int(2_000)),
             Duration::from_secs(4),
         );
         // Rows per second are the run's: 2,000 rows over 4 s.
@@ -193,8 +198,8 @@ mod tests {
         assert_eq!(totals.rows_per_second, 500.0);
         assert_eq!(totals.replica_lag_ms, 3.0);
         assert_eq!(
-            (totals.remaining_estimate, totals.cursor),
-            (8_000, Some(2_000))
+            (totals.remaining_estimate, totals.cursor.clone()),
+            (8_000, Some(Key::int(2_000)))
         );
         assert_eq!(totals.batch_size, second.batch_size);
         assert_eq!((totals.errors, totals.retries), (0, 0));

@@ -14,7 +14,6 @@ use super::batch::BatchResult;
 use super::lock::{Attached, Held};
 use super::pass::Pass;
 use super::retry::{Attempts, Retry, decide_retry};
-use super::statements::Statements;
 use super::{
     BackfillError, Checkpoints, DEADLINE_SLACK, Event, Outcome, RunSummary, Runner, jitter,
 };
@@ -57,9 +56,8 @@ impl Runner<'_> {
         deadline: Instant,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<(Outcome, BatchReport), BackfillError> {
-        let dialect = attached.connection.dialect();
-        let mut pass = Pass::new(self.config, dialect, started, deadline);
-        if let Some(outcome) = self.open_pass(attached, &pass.statements, observe).await? {
+        let mut pass = Pass::new(self.config, started, deadline);
+        if let Some(outcome) = self.open_pass(attached, observe).await? {
             return Ok((outcome, pass.totals));
         }
         loop {
@@ -74,13 +72,13 @@ impl Runner<'_> {
     async fn open_pass(
         &self,
         attached: &mut Attached,
-        statements: &Statements,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<Option<Outcome>, BackfillError> {
         let Attached {
             connection,
             checkpoint,
-            range,
+            statements,
+            extent,
             ..
         } = attached;
         match checkpoint.status.on_run() {
@@ -97,7 +95,7 @@ impl Runner<'_> {
         }
         observe(&Event::Started {
             checkpoint: checkpoint.clone(),
-            remaining_estimate: range.remaining(checkpoint.cursor),
+            remaining_estimate: extent.remaining(checkpoint),
         });
         Ok(None)
     }
@@ -155,7 +153,7 @@ impl Runner<'_> {
                 .batch(
                     &mut attached.connection,
                     &mut attached.checkpoint,
-                    &pass.statements,
+                    &attached.statements,
                     pass.sizer.size(),
                     pass.deadline,
                 )
@@ -222,7 +220,7 @@ impl Runner<'_> {
         Ok(ControlFlow::Continue(()))
     }
 
-    /// After a dropped connection: a new session, lock and checkpoint (the key range stays).
+    /// After a dropped connection: a new session, lock and checkpoint (the key plan stays).
     async fn reattach(&self, attached: &mut Attached) -> ControlFlow<Outcome> {
         // Let go of a file lock before taking it again.
         attached.held = Held::Memory;
@@ -292,13 +290,13 @@ impl Runner<'_> {
                 ControlFlow::Break(Outcome::Swept)
             }
             BatchResult::Committed(committed) => {
-                let cursor = attached.checkpoint.cursor;
+                let checkpoint = &attached.checkpoint;
                 let report = pass.record(
                     committed,
                     attempts,
                     lag_ms,
-                    attached.range.remaining(cursor),
-                    cursor,
+                    attached.extent.remaining(checkpoint),
+                    checkpoint.cursor.clone(),
                     pass.started.elapsed(),
                 );
                 observe(&Event::Batch {

@@ -5,9 +5,11 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use shiftguard_core::backfill::BackfillConfig;
+use shiftguard_core::backfill::{BackfillConfig, Key};
 
+use super::key::{Compare, KeyPlan};
 use crate::checkpoint::placeholder;
+use crate::connection::{Bind, Kind};
 use crate::url::Dialect;
 
 /// `expression` as a 64-bit integer, in the dialect's spelling.
@@ -27,41 +29,170 @@ pub(super) fn double(dialect: Dialect, expression: &str) -> String {
     }
 }
 
-/// The statements of one backfill, rendered once per dialect.
+/// A parameter of a statement: a value of the lower or upper bound key, or the batch size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Lower(usize),
+    Upper(usize),
+    Size,
+}
+
+/// One statement and what its parameters bind, in order.
+#[derive(Debug)]
+pub(super) struct Statement {
+    pub sql: String,
+    slots: Vec<Slot>,
+}
+
+impl Statement {
+    /// The parameters: `lower` and `upper` bound keys (those the statement compares with) and
+    /// the batch size.
+    pub fn binds(&self, lower: Option<&Key>, upper: Option<&Key>, size: u64) -> Vec<Bind> {
+        let value = |key: Option<&Key>, i: usize| {
+            key.and_then(|k| KeyPlan::bind(k).nth(i))
+                .unwrap_or(Bind::Int(None))
+        };
+        self.slots
+            .iter()
+            .map(|slot| match *slot {
+                Slot::Lower(i) => value(lower, i),
+                Slot::Upper(i) => value(upper, i),
+                Slot::Size => Bind::Int(Some(size.min(i64::MAX as u64) as i64)),
+            })
+            .collect()
+    }
+}
+
+/// Writes one statement's SQL, numbering its placeholders and noting what each binds.
+struct Writer<'p> {
+    plan: &'p KeyPlan,
+    slots: Vec<Slot>,
+}
+
+impl<'p> Writer<'p> {
+    fn new(plan: &'p KeyPlan) -> Self {
+        Writer {
+            plan,
+            slots: Vec::new(),
+        }
+    }
+
+    /// The key compared with the lower (`upper == false`) or upper bound.
+    fn compare(&mut self, compare: Compare, upper: bool) -> String {
+        let dialect = self.plan.dialect;
+        let mut n = self.slots.len();
+        let sql = self.plan.compare(compare, &mut || {
+            n += 1;
+            placeholder(dialect, n)
+        });
+        for i in self.plan.compare_slots() {
+            self.slots.push(if upper {
+                Slot::Upper(i)
+            } else {
+                Slot::Lower(i)
+            });
+        }
+        sql
+    }
+
+    fn size(&mut self) -> String {
+        self.slots.push(Slot::Size);
+        placeholder(self.plan.dialect, self.slots.len())
+    }
+
+    fn finish(self, sql: String) -> Statement {
+        Statement {
+            sql,
+            slots: self.slots,
+        }
+    }
+}
+
+/// The statements of one backfill, rendered once per run for its key and dialect.
 #[derive(Debug)]
 pub(super) struct Statements {
-    /// The next batch's upper key and row count, from the cursor (`> $1`) and the size (`$2`).
-    pub bounds: String,
-    /// The batch's update: keys in `($1, $2]` that are still pending.
-    pub update: String,
-    /// The smallest key still pending (NULL when none).
-    pub first_pending: String,
+    pub plan: KeyPlan,
+    /// The next batch's last key and row count, from the start of the table or after the
+    /// cursor: the k-th key is found on the key's index, without touching other rows.
+    bounds_first: Statement,
+    bounds_after: Statement,
+    /// The batch's update: keys up to the batch's last (after the cursor) that are pending.
+    update_first: Statement,
+    update_after: Statement,
+    /// The smallest key still pending (no row when none).
+    pub first_pending: Statement,
+    /// The largest key before a given one (where a new pass starts).
+    pub before: Statement,
 }
 
 impl Statements {
-    pub fn new(dialect: Dialect, config: &BackfillConfig) -> Self {
-        let p = |n| placeholder(dialect, n);
-        let (table, key) = (&config.table, &config.key);
+    pub fn new(plan: KeyPlan, config: &BackfillConfig) -> Self {
+        let table = &config.table;
+        let (keys, read, descending) = (plan.list(""), plan.read_list(), plan.list(" DESC"));
+        let bounds = |after: bool| {
+            let mut w = Writer::new(&plan);
+            let from = if after {
+                format!(" WHERE {}", w.compare(Compare::After, false))
+            } else {
+                String::new()
+            };
+            let size = w.size();
+            w.finish(format!(
+                "SELECT {read}, count(*) OVER () FROM (SELECT {keys} FROM {table}{from} ORDER BY {keys} LIMIT {size}) w ORDER BY {descending} LIMIT 1"
+            ))
+        };
+        let update = |after: bool| {
+            let mut w = Writer::new(&plan);
+            let from = if after {
+                format!("{} AND ", w.compare(Compare::After, false))
+            } else {
+                String::new()
+            };
+            let to = w.compare(Compare::AtMost, true);
+            w.finish(format!(
+                "UPDATE {table} SET {} WHERE {from}{to} AND ({})",
+                config.set, config.pending
+            ))
+        };
+        let mut w = Writer::new(&plan);
+        let below = w.compare(Compare::Before, true);
+        let before = w.finish(format!(
+            "SELECT {read} FROM {table} WHERE {below} ORDER BY {descending} LIMIT 1"
+        ));
+        let first_pending = Writer::new(&plan).finish(format!(
+            "SELECT {read} FROM {table} WHERE ({}) ORDER BY {keys} LIMIT 1",
+            config.pending
+        ));
         Statements {
-            bounds: format!(
-                "SELECT {}, count(*) FROM (SELECT {key} FROM {table} WHERE {key} > {} ORDER BY {key} LIMIT {}) w",
-                bigint(dialect, &format!("max({key})")),
-                p(1),
-                p(2)
-            ),
-            update: format!(
-                "UPDATE {table} SET {} WHERE {key} > {} AND {key} <= {} AND ({})",
-                config.set,
-                p(1),
-                p(2),
-                config.pending
-            ),
-            first_pending: format!(
-                "SELECT {} FROM {table} WHERE ({})",
-                bigint(dialect, &format!("min({key})")),
-                config.pending
-            ),
+            bounds_first: bounds(false),
+            bounds_after: bounds(true),
+            update_first: update(false),
+            update_after: update(true),
+            first_pending,
+            before,
+            plan,
         }
+    }
+
+    /// The statement finding the next batch's bounds from `cursor`.
+    pub fn bounds(&self, cursor: Option<&Key>) -> &Statement {
+        match cursor {
+            None => &self.bounds_first,
+            Some(_) => &self.bounds_after,
+        }
+    }
+
+    /// The batch's update from `cursor`.
+    pub fn update(&self, cursor: Option<&Key>) -> &Statement {
+        match cursor {
+            None => &self.update_first,
+            Some(_) => &self.update_after,
+        }
+    }
+
+    /// How to read a key, then `extra` columns.
+    pub fn shape(&self, extra: &[Kind]) -> Vec<Kind> {
+        self.plan.shape().chain(extra.iter().copied()).collect()
     }
 }
 
@@ -92,52 +223,125 @@ pub(super) fn statement_budget_ms(statement_timeout_ms: u64, left: Duration) -> 
 mod tests {
     use super::*;
     use crate::backfill::fixtures::config;
+    use crate::backfill::key::{KeyColumn, KeyKind};
+    use shiftguard_core::backfill::KeyValue;
+
+    fn int_key(dialect: Dialect) -> KeyPlan {
+        KeyPlan {
+            dialect,
+            columns: vec![KeyColumn {
+                name: "id".to_owned(),
+                kind: KeyKind::Int,
+                sql_type: "bigint".to_owned(),
+            }],
+        }
+    }
 
     #[test]
     fn batch_statements_bind_their_bounds_in_each_dialects_placeholders() {
         let config = config();
-        let postgres = Statements::new(Dialect::Postgres, &config);
+        let postgres = Statements::new(int_key(Dialect::Postgres), &config);
         assert_eq!(
-            postgres.bounds,
-            "SELECT CAST(max(id) AS BIGINT), count(*) FROM (SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2) w"
+            postgres.bounds(None).sql,
+            "SELECT CAST(id AS BIGINT), count(*) OVER () FROM (SELECT id FROM users ORDER BY id LIMIT $1) w ORDER BY id DESC LIMIT 1"
+        );
+        let cursor = Key::int(7);
+        assert_eq!(
+            postgres.bounds(Some(&cursor)).sql,
+            "SELECT CAST(id AS BIGINT), count(*) OVER () FROM (SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2) w ORDER BY id DESC LIMIT 1"
         );
         assert_eq!(
-            postgres.update,
+            postgres
+                .bounds(Some(&cursor))
+                .binds(Some(&cursor), None, 500),
+            [Bind::Int(Some(7)), Bind::Int(Some(500))]
+        );
+        assert_eq!(
+            postgres.update(Some(&cursor)).sql,
             "UPDATE users SET display_name = name WHERE id > $1 AND id <= $2 AND (display_name IS NULL)"
         );
         assert_eq!(
-            postgres.first_pending,
-            "SELECT CAST(min(id) AS BIGINT) FROM users WHERE (display_name IS NULL)"
-        );
-        let mysql = Statements::new(Dialect::MySql, &config);
-        assert_eq!(
-            mysql.bounds,
-            "SELECT CAST(max(id) AS SIGNED), count(*) FROM (SELECT id FROM users WHERE id > ? ORDER BY id LIMIT ?) w"
+            postgres.update(None).sql,
+            "UPDATE users SET display_name = name WHERE id <= $1 AND (display_name IS NULL)"
         );
         assert_eq!(
-            mysql.update,
+            postgres.update(None).binds(None, Some(&Key::int(9)), 500),
+            [Bind::Int(Some(9))]
+        );
+        assert_eq!(
+            postgres.first_pending.sql,
+            "SELECT CAST(id AS BIGINT) FROM users WHERE (display_name IS NULL) ORDER BY id LIMIT 1"
+        );
+        assert_eq!(
+            postgres.before.sql,
+            "SELECT CAST(id AS BIGINT) FROM users WHERE id < $1 ORDER BY id DESC LIMIT 1"
+        );
+        let mysql = Statements::new(int_key(Dialect::MySql), &config);
+        assert_eq!(
+            mysql.update(Some(&cursor)).sql,
             "UPDATE users SET display_name = name WHERE id > ? AND id <= ? AND (display_name IS NULL)"
         );
-        assert_eq!(
-            mysql.first_pending,
-            "SELECT CAST(min(id) AS SIGNED) FROM users WHERE (display_name IS NULL)"
+        assert!(
+            mysql
+                .bounds(None)
+                .sql
+                .starts_with("SELECT CAST(id AS SIGNED), count(*) OVER ()")
         );
-        let sqlite = Statements::new(Dialect::Sqlite, &config);
-        assert!(sqlite.bounds.contains("WHERE id > ? ORDER BY id LIMIT ?"));
-        assert!(sqlite.bounds.starts_with("SELECT CAST(max(id) AS BIGINT)"));
+        let sqlite = Statements::new(int_key(Dialect::Sqlite), &config);
+        assert!(
+            sqlite
+                .bounds(Some(&cursor))
+                .sql
+                .contains("WHERE id > ? ORDER BY id LIMIT ?")
+        );
+    }
+
+    #[test]
+    fn a_composite_key_on_mysql_binds_each_bound_value_where_it_is_compared() {
+        let mut config = config();
+        config.key = vec!["tenant".to_owned(), "id".to_owned()];
+        let column = |name: &str, kind| KeyColumn {
+            name: name.to_owned(),
+            kind,
+            sql_type: String::new(),
+        };
+        let plan = KeyPlan {
+            dialect: Dialect::MySql,
+            columns: vec![column("tenant", KeyKind::Text), column("id", KeyKind::Int)],
+        };
+        let statements = Statements::new(plan, &config);
+        let lower = Key::new(vec![KeyValue::Text("a".into()), KeyValue::Int(1)]).expect("key");
+        let upper = Key::new(vec![KeyValue::Text("b".into()), KeyValue::Int(2)]).expect("key");
+        let update = statements.update(Some(&lower));
+        assert_eq!(update.sql.matches('?').count(), 8);
+        let text = |v: &str| Bind::Text(Some(v.to_owned()));
+        assert_eq!(
+            update.binds(Some(&lower), Some(&upper), 0),
+            [
+                text("a"),
+                text("a"),
+                text("a"),
+                Bind::Int(Some(1)),
+                text("b"),
+                text("b"),
+                text("b"),
+                Bind::Int(Some(2))
+            ]
+        );
     }
 
     #[test]
     fn a_pending_predicate_with_or_stays_inside_the_key_bounds() {
         let mut config = config();
         config.pending = "a IS NULL OR b IS NULL".to_owned();
-        let statements = Statements::new(Dialect::Postgres, &config);
+        let statements = Statements::new(int_key(Dialect::Postgres), &config);
         assert!(
             statements
-                .update
+                .update(Some(&Key::int(1)))
+                .sql
                 .ends_with("WHERE id > $1 AND id <= $2 AND (a IS NULL OR b IS NULL)"),
             "{}",
-            statements.update
+            statements.update(Some(&Key::int(1))).sql
         );
     }
 

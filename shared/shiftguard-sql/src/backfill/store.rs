@@ -69,7 +69,8 @@ impl Runner<'_> {
     }
 
     /// The stored checkpoint, without creating the SQL checkpoint table when it is missing
-    /// (status and operator commands write nothing they need not).
+    /// (status and operator commands write nothing they need not; a table an older shiftguard
+    /// created gains its new column once).
     pub(super) async fn stored_checkpoint(
         &self,
         connection: &mut Connection,
@@ -79,6 +80,10 @@ impl Runner<'_> {
             if connection.execute(&probe, &[]).await.is_err() {
                 return Ok(None);
             }
+            table
+                .upgrade(connection)
+                .await
+                .map_err(|e| self.store_error(self.sql_error(&e)))?;
         }
         self.load_checkpoint(connection).await
     }
@@ -178,13 +183,13 @@ mod tests {
     fn a_failure_keeps_the_error_and_bumps_the_version() {
         let mut checkpoint = Checkpoint::new("b", 1_000);
         checkpoint.version = 4;
-        checkpoint.cursor = Some(99);
+        checkpoint.cursor = Some(shiftguard_core::backfill::Key::int(99));
         let next = failed(&checkpoint, "syntax error", 2_000);
         assert_eq!(next.status, Status::Failed);
         assert_eq!(next.last_error.as_deref(), Some("syntax error"));
         assert_eq!(
             (next.updated_at, next.version, next.cursor),
-            (2_000, 5, Some(99))
+            (2_000, 5, Some(shiftguard_core::backfill::Key::int(99)))
         );
         let next = noted(&checkpoint, "lock timeout", 3_000);
         assert_eq!(next.status, Status::Running);

@@ -1,20 +1,22 @@
 //! The verification after a pass: old app versions may still insert rows the old way while the
 //! backfill sweeps, so "the cursor passed the last key" is not "nothing is pending". A run that
 //! finds a swept (or complete) backfill asks the database for the first pending key now: none
-//! means complete; some means a new pass from just before that key.
+//! means complete; some means a new pass from the key before it (from the start when there is
+//! none: a key of any type has no arithmetic predecessor, so the database names it).
 
-use shiftguard_core::backfill::{Checkpoint, Status};
+use shiftguard_core::backfill::{Checkpoint, Key, Status};
 
 use super::statements::Statements;
 use super::{BackfillError, Event, Runner, now_ms};
 use crate::connection::Connection;
 
-/// The checkpoint after a verification that found `first` as the first pending key.
-fn verified(checkpoint: &Checkpoint, first: Option<i64>, now_ms: i64) -> Checkpoint {
+/// The checkpoint after a verification. `pending`: none found, or a new pass starting after
+/// the key before the first pending one (`None`: from the start).
+fn verified(checkpoint: &Checkpoint, pending: Option<Option<Key>>, now_ms: i64) -> Checkpoint {
     let mut next = checkpoint.clone();
     next.updated_at = now_ms;
     next.version += 1;
-    match first {
+    match pending {
         None => {
             next.status = Status::Complete;
             // Complete since the first verification that found nothing.
@@ -22,9 +24,9 @@ fn verified(checkpoint: &Checkpoint, first: Option<i64>, now_ms: i64) -> Checkpo
                 next.completed_at = Some(now_ms);
             }
         }
-        Some(first) => {
+        Some(start_after) => {
             next.status = Status::Running;
-            next.cursor = Some(first.saturating_sub(1));
+            next.cursor = start_after;
             next.passes += 1;
             next.completed_at = None;
         }
@@ -33,8 +35,8 @@ fn verified(checkpoint: &Checkpoint, first: Option<i64>, now_ms: i64) -> Checkpo
 }
 
 impl Runner<'_> {
-    /// After a pass: is anything pending now? None -> complete. Some -> a new pass from just
-    /// before the first pending key. Returns whether the backfill is complete.
+    /// After a pass: is anything pending now? None -> complete. Some -> a new pass from the key
+    /// before the first pending one. Returns whether the backfill is complete.
     pub(super) async fn verify(
         &self,
         connection: &mut Connection,
@@ -43,14 +45,19 @@ impl Runner<'_> {
         observe: &mut dyn FnMut(&Event),
     ) -> Result<bool, BackfillError> {
         let first = self.pending_from(connection, statements).await?;
+        let pending = match &first {
+            None => None,
+            Some(first) => Some(self.key_before(connection, statements, first).await?),
+        };
+        let complete = first.is_none();
         observe(&Event::Verified {
             pending_from: first,
         });
-        let next = verified(checkpoint, first, now_ms());
+        let next = verified(checkpoint, pending, now_ms());
         if self.save(connection, &next).await? {
             *checkpoint = next;
         }
-        Ok(first.is_none())
+        Ok(complete)
     }
 }
 
@@ -61,7 +68,7 @@ mod tests {
     fn swept() -> Checkpoint {
         let mut checkpoint = Checkpoint::new("b", 1_000);
         checkpoint.status = Status::Swept;
-        checkpoint.cursor = Some(5_000);
+        checkpoint.cursor = Some(Key::int(5_000));
         checkpoint.version = 10;
         checkpoint
     }
@@ -78,18 +85,14 @@ mod tests {
     }
 
     #[test]
-    fn pending_rows_start_a_new_pass_just_before_the_first() {
-        let mut complete = verified(&swept(), None, 2_000);
-        complete.cursor = Some(5_000);
-        let pass = verified(&complete, Some(42), 3_000);
+    fn pending_rows_start_a_new_pass_after_the_key_before_the_first() {
+        let complete = verified(&swept(), None, 2_000);
+        let pass = verified(&complete, Some(Some(Key::int(41))), 3_000);
         assert_eq!(pass.status, Status::Running);
-        assert_eq!(pass.cursor, Some(41));
+        assert_eq!(pass.cursor, Some(Key::int(41)));
         assert_eq!(pass.passes, 2);
         assert_eq!(pass.completed_at, None);
-        // Saturates instead of overflowing at the smallest key.
-        assert_eq!(
-            verified(&swept(), Some(i64::MIN), 3_000).cursor,
-            Some(i64::MIN)
-        );
+        // The first pending row is the table's first: the pass starts at the beginning.
+        assert_eq!(verified(&swept(), Some(None), 3_000).cursor, None);
     }
 }

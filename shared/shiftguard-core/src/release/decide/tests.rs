@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::*;
-use crate::backfill::BackfillConfig;
+use crate::backfill::{BackfillConfig, Key};
 use crate::config::ProjectConfig;
 use crate::release::approval::LiveVersion;
 use crate::release::checks::CheckConfig;
@@ -64,7 +64,7 @@ fn metrics(version: &str, invocations: f64) -> VersionMetrics {
 struct InMemory {
     failing: Vec<&'static str>,
     heads: Vec<String>,
-    pending: Option<i64>,
+    pending: Option<Key>,
     routing: Routing,
     invoked_recently: Vec<&'static str>,
 }
@@ -256,8 +256,8 @@ impl SharedDatabase for InMemory {
     fn first_pending_key(
         &self,
         _: &BackfillConfig,
-    ) -> impl Future<Output = Result<Option<i64>, DecisionError>> + Send {
-        self.answer("pending", DecisionError::Database, self.pending)
+    ) -> impl Future<Output = Result<Option<Key>, DecisionError>> + Send {
+        self.answer("pending", DecisionError::Database, self.pending.clone())
     }
 
     fn measure(&self, _: &CheckConfig) -> impl Future<Output = Result<Option<f64>, DecisionError>> {
@@ -325,7 +325,7 @@ fn pending_rows_and_a_failing_smoke_fail_the_pre_traffic_decision() {
         config: &config,
     };
     let world = InMemory {
-        pending: Some(7),
+        pending: Some(Key::int(7)),
         ..InMemory::new()
     };
     let settings = TrafficSettings {
