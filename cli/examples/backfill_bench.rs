@@ -4,8 +4,9 @@
 //! (b) shiftguard's backfill with default settings,
 //! (c) the row-by-row loop (select a keyset page of 1,000 ids, update each by id, commit per page).
 //!
-//! Each starts from a freshly loaded table. Prints rows/s, the ratios, the batch transaction
-//! percentiles of (b) and the peak resident memory of (b).
+//! (a) and (b) run twice: on a `BIGINT` key (in heap order) and on a `UUID` key (random against
+//! the heap). Each starts from a freshly loaded table. Prints rows/s, the ratios, the batch
+//! transaction percentiles of (b) and the peak resident memory of (b).
 //!
 //! ```sh
 //! cargo run --release -p shiftguard-cli --example backfill_bench -- \
@@ -25,6 +26,32 @@ use sqlx::{Connection, PgConnection};
 
 const TABLE: &str = "shiftguard_bench_users";
 
+/// The key the table is walked by.
+#[derive(Clone, Copy, Debug)]
+enum KeyType {
+    /// `BIGINT`, in the heap's order.
+    Int,
+    /// `UUID` (md5 of the row number): key order is random against the heap's.
+    Uuid,
+}
+
+impl KeyType {
+    fn column(self) -> (&'static str, &'static str) {
+        match self {
+            KeyType::Int => ("BIGINT", "g"),
+            KeyType::Uuid => ("UUID", "CAST(md5(CAST(g AS TEXT)) AS UUID)"),
+        }
+    }
+}
+
+/// (a) and (b) on one key type: their durations, (b)'s batch durations and peak memory.
+struct Measured {
+    single: Duration,
+    engine: Duration,
+    batches: Vec<f64>,
+    peak_kib: u64,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -36,62 +63,10 @@ async fn main() {
         .next()
         .map_or(100_000.min(rows), |n| n.parse().expect("row-by-row rows"));
     let mut db = PgConnection::connect(&url).await.expect("connect");
+    let int = measure(&mut db, &url, rows, KeyType::Int).await;
+    let uuid = measure(&mut db, &url, rows, KeyType::Uuid).await;
 
-    load(&mut db, rows).await;
-    let started = Instant::now();
-    let updated = sqlx::query(&format!(
-        "UPDATE {TABLE} SET display_name = full_name WHERE display_name IS NULL"
-    ))
-    .execute(&mut db)
-    .await
-    .expect("single update")
-    .rows_affected();
-    let single = started.elapsed();
-    assert_eq!(updated, rows as u64);
-
-    load(&mut db, rows).await;
-    sqlx::raw_sql("DROP TABLE IF EXISTS shiftguard_bench_checkpoints")
-        .execute(&mut db)
-        .await
-        .expect("drop checkpoints");
-    let config = ProjectConfig::parse(&format!(
-        "[checkpoint]\ntable = \"shiftguard_bench_checkpoints\"\n[[backfill]]\nname = \"bench\"\ntable = \"{TABLE}\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n"
-    ))
-    .expect("config");
-    let parsed_url = DatabaseUrl::parse(&url).expect("url");
-    let runner = Runner {
-        url: &parsed_url,
-        config: &config.backfill[0],
-        checkpoints: Checkpoints::Sql(
-            SqlCheckpoints::new(&config.checkpoint.table).expect("table"),
-        ),
-        owner: "bench".to_owned(),
-        lag: LagSource::PostgresReplication,
-        connect_timeout: Duration::from_secs(10),
-    };
-    reset_peak_memory();
-    let mut batches: Vec<f64> = Vec::new();
-    let started = Instant::now();
-    let summary = runner
-        .run(Instant::now() + Duration::from_secs(3600), &mut |event| {
-            if let Event::Batch { report, .. } = event {
-                batches.push(report.batch_ms);
-            }
-        })
-        .await
-        .expect("backfill");
-    let engine = started.elapsed();
-    let peak_kib = peak_memory_kib();
-    assert_eq!(summary.report.rows_updated, rows as u64);
-    let remaining: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {TABLE} WHERE display_name IS NULL"
-    ))
-    .fetch_one(&mut db)
-    .await
-    .expect("count");
-    assert_eq!(remaining, 0);
-
-    load(&mut db, loop_rows).await;
+    load(&mut db, loop_rows, KeyType::Int).await;
     let started = Instant::now();
     let mut last = 0i64;
     loop {
@@ -119,68 +94,133 @@ async fn main() {
     let row_by_row = started.elapsed();
 
     sqlx::raw_sql(&format!(
-        "DROP TABLE {TABLE}; DROP TABLE shiftguard_bench_checkpoints"
+        "DROP TABLE {TABLE}; DROP TABLE IF EXISTS shiftguard_bench_checkpoints"
     ))
     .execute(&mut db)
     .await
     .expect("clean up");
 
     let rate = |n: i64, d: Duration| n as f64 / d.as_secs_f64();
-    let (a, b, c) = (
-        rate(rows, single),
-        rate(rows, engine),
-        rate(loop_rows, row_by_row),
-    );
-    batches.sort_by(f64::total_cmp);
-    let percentile = |p: f64| batches[((batches.len() - 1) as f64 * p).round() as usize];
+    let c = rate(loop_rows, row_by_row);
     println!("rows                               {rows}");
-    println!(
-        "(a) single UPDATE                  {:>9.0} rows/s  ({:.2} s)",
-        a,
-        single.as_secs_f64()
-    );
-    println!(
-        "(b) shiftguard backfill, defaults  {:>9.0} rows/s  ({:.2} s, {} batches)",
-        b,
-        engine.as_secs_f64(),
-        batches.len()
-    );
+    for (key, measured) in [(KeyType::Int, &int), (KeyType::Uuid, &uuid)] {
+        let (a, b) = (rate(rows, measured.single), rate(rows, measured.engine));
+        let mut batches = measured.batches.clone();
+        batches.sort_by(f64::total_cmp);
+        let percentile = |p: f64| batches[((batches.len() - 1) as f64 * p).round() as usize];
+        println!("key {key:?}");
+        println!(
+            "  (a) single UPDATE                  {:>9.0} rows/s  ({:.2} s)",
+            a,
+            measured.single.as_secs_f64()
+        );
+        println!(
+            "  (b) shiftguard backfill, defaults  {:>9.0} rows/s  ({:.2} s, {} batches)",
+            b,
+            measured.engine.as_secs_f64(),
+            batches.len()
+        );
+        println!(
+            "  (b) / (a)                          {:>9.2}   (target >= 0.8)",
+            b / a
+        );
+        println!(
+            "  (b) batch transaction ms           p50 {:.1}  p99 {:.1}  max {:.1}   (target p99 <= 250)",
+            percentile(0.5),
+            percentile(0.99),
+            batches.last().copied().unwrap_or_default()
+        );
+        println!(
+            "  (b) peak resident memory           {:.1} MiB",
+            measured.peak_kib as f64 / 1024.0
+        );
+        println!(
+            "  (b) time in batch transactions     {:.2} s of {:.2} s",
+            batches.iter().sum::<f64>() / 1e3,
+            measured.engine.as_secs_f64()
+        );
+    }
     println!(
         "(c) row by row, commit per 1,000   {:>9.0} rows/s  ({:.2} s for {loop_rows} rows)",
         c,
         row_by_row.as_secs_f64()
     );
     println!(
-        "(b) / (a)                          {:>9.2}   (target >= 0.8)",
-        b / a
-    );
-    println!(
-        "(b) / (c)                          {:>9.1}   (target >= 20)",
-        b / c
-    );
-    println!(
-        "(b) batch transaction ms           p50 {:.1}  p99 {:.1}  max {:.1}   (target p99 <= 250)",
-        percentile(0.5),
-        percentile(0.99),
-        batches.last().copied().unwrap_or_default()
-    );
-    println!(
-        "(b) peak resident memory           {:.1} MiB",
-        peak_kib as f64 / 1024.0
-    );
-    println!(
-        "(b) time in batch transactions     {:.2} s of {:.2} s",
-        batches.iter().sum::<f64>() / 1e3,
-        engine.as_secs_f64()
+        "(b) / (c), integer key             {:>9.1}   (target >= 20)",
+        rate(rows, int.engine) / c
     );
 }
 
-async fn load(db: &mut PgConnection, rows: i64) {
+/// (a) then (b) over `rows` rows keyed by `key`, each from a freshly loaded table.
+async fn measure(db: &mut PgConnection, url: &str, rows: i64, key: KeyType) -> Measured {
+    load(db, rows, key).await;
+    let started = Instant::now();
+    let updated = sqlx::query(&format!(
+        "UPDATE {TABLE} SET display_name = full_name WHERE display_name IS NULL"
+    ))
+    .execute(&mut *db)
+    .await
+    .expect("single update")
+    .rows_affected();
+    let single = started.elapsed();
+    assert_eq!(updated, rows as u64);
+
+    load(db, rows, key).await;
+    sqlx::raw_sql("DROP TABLE IF EXISTS shiftguard_bench_checkpoints")
+        .execute(&mut *db)
+        .await
+        .expect("drop checkpoints");
+    let config = ProjectConfig::parse(&format!(
+        "[checkpoint]\ntable = \"shiftguard_bench_checkpoints\"\n[[backfill]]\nname = \"bench\"\ntable = \"{TABLE}\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n"
+    ))
+    .expect("config");
+    let parsed_url = DatabaseUrl::parse(url).expect("url");
+    let runner = Runner {
+        url: &parsed_url,
+        config: &config.backfill[0],
+        checkpoints: Checkpoints::Sql(
+            SqlCheckpoints::new(&config.checkpoint.table).expect("table"),
+        ),
+        owner: "bench".to_owned(),
+        lag: LagSource::PostgresReplication,
+        connect_timeout: Duration::from_secs(10),
+    };
+    reset_peak_memory();
+    let mut batches: Vec<f64> = Vec::new();
+    let started = Instant::now();
+    let summary = runner
+        .run(Instant::now() + Duration::from_secs(3600), &mut |event| {
+            if let Event::Batch { report, .. } = event {
+                batches.push(report.batch_ms);
+            }
+        })
+        .await
+        .expect("backfill");
+    let engine = started.elapsed();
+    let peak_kib = peak_memory_kib();
+    assert_eq!(summary.report.rows_updated, rows as u64);
+    let remaining: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {TABLE} WHERE display_name IS NULL"
+    ))
+    .fetch_one(&mut *db)
+    .await
+    .expect("count");
+    assert_eq!(remaining, 0);
+    Measured {
+        single,
+        engine,
+        batches,
+        peak_kib,
+    }
+}
+
+async fn load(db: &mut PgConnection, rows: i64, key: KeyType) {
+    let (key_type, key_value) = key.column();
     sqlx::raw_sql(&format!(
         "DROP TABLE IF EXISTS {TABLE}; \
-         CREATE TABLE {TABLE} (id BIGINT PRIMARY KEY, full_name TEXT NOT NULL, email TEXT NOT NULL, display_name TEXT); \
+         CREATE TABLE {TABLE} (id {key_type} PRIMARY KEY, full_name TEXT NOT NULL, email TEXT NOT NULL, display_name TEXT); \
          INSERT INTO {TABLE} (id, full_name, email) \
-           SELECT g, 'User ' || g, 'user' || g || '@example.com' FROM generate_series(1, {rows}) g"
+           SELECT {key_value}, 'User ' || g, 'user' || g || '@example.com' FROM generate_series(1, {rows}) g"
     ))
     .execute(&mut *db)
     .await
