@@ -1,6 +1,7 @@
 //! Where a command gets its revision graph: an Alembic migrations directory or a manifest file.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use shiftguard_core::schema::manifest::Manifest;
@@ -24,13 +25,34 @@ impl Source {
         match (&self.migrations, &self.manifest) {
             (Some(dir), _) => Ok(load_migrations(dir)?.graph),
             (None, Some(file)) => {
-                let json = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read manifest {}", file.display()))?;
+                let json = read_manifest(file)?;
                 Manifest::parse(&json).with_context(|| format!("manifest {}", file.display()))
             }
             (None, None) => anyhow::bail!("give --migrations DIR or --manifest FILE"),
         }
     }
+}
+
+/// The largest manifest read: a real one is a few hundred KiB, and a device or a runaway file
+/// must not hang the command or fill its memory.
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A manifest file's text: a regular file of at most [`MAX_MANIFEST_BYTES`].
+fn read_manifest(file: &Path) -> anyhow::Result<String> {
+    let shown = file.display();
+    let metadata =
+        std::fs::metadata(file).with_context(|| format!("cannot read manifest {shown}"))?;
+    if !metadata.is_file() {
+        anyhow::bail!("manifest {shown} is not a regular file");
+    }
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text))
+        .with_context(|| format!("cannot read manifest {shown}"))?;
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        anyhow::bail!("manifest {shown} is larger than 64 MiB: not a shiftguard manifest");
+    }
+    Ok(text)
 }
 
 /// Warnings a person should see about a graph: several heads, and phases that were assumed

@@ -776,6 +776,28 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         db.drop_database().await;
     }
 
+    // Numbers out of their range: named with the range, nothing written.
+    for (line, expected) in [
+        (
+            "lease_ttl_ms = 18446744073709551615",
+            "lease_ttl_ms = 18446744073709551615 is out of range: it must be between 1000 and 14400000",
+        ),
+        (
+            "max_batch_size = 9200000000000000000",
+            "max_batch_size = 9200000000000000000 is out of range: it must be between 1 and 1000000",
+        ),
+        (
+            "statement_timeout_ms = 3600001",
+            "statement_timeout_ms = 3600001 is out of range",
+        ),
+    ] {
+        let config = Config::new(line);
+        let run = backfill(&config.path(), "sqlite::memory:", &["run", NAME]);
+        assert_eq!(run.code, 2, "{line}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{line}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+
     let unguarded = Config::new("");
     std::fs::write(
         unguarded.path(),

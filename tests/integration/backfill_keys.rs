@@ -8,7 +8,7 @@ use std::time::Duration;
 use shiftguard_core::backfill::{Key, KeyValue};
 
 use crate::backfill::{Lcg, NAME, backfill, run_until_complete, spawn};
-use crate::support::{ALL_KINDS, Kind, TestDatabase};
+use crate::support::{ALL_KINDS, Kind, TestDatabase, dynamodb, dynamodb_table};
 
 const ROWS: u64 = 100_000;
 /// Keys of the writer's rows start here (their place in key order is the key's business).
@@ -110,7 +110,19 @@ async fn insert(db: &TestDatabase, shape: Shape, from: u64, count: u64, origin: 
     match kind {
         // Take the write lock first: a plain INSERT reads, then asks to write, and SQLite
         // answers BUSY at once (no waiting) when the runner is committing meanwhile.
-        Kind::Sqlite => db.raw(&format!("BEGIN IMMEDIATE; {insert}; COMMIT")).await,
+        // A busy file is tried again, as an app would.
+        Kind::Sqlite => {
+            let sql = format!("BEGIN IMMEDIATE; {insert}; COMMIT");
+            for attempt in 1.. {
+                match db.try_raw(&sql).await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 50 && e.to_string().contains("locked") => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Err(e) => panic!("insert: {e}"),
+                }
+            }
+        }
         _ => db.execute(&insert).await,
     }
 }
@@ -324,6 +336,66 @@ async fn typed_keys_are_reported_exactly() {
         db.scalar("SELECT count(*) FROM items WHERE updates <> 1")
             .await,
         2
+    );
+    db.drop_database().await;
+}
+
+/// The DynamoDB store keeps a composite cursor typed (a JSON array in `cursor_key`), never ahead
+/// of the data, across a kill -9.
+#[tokio::test]
+async fn dynamodb_keeps_a_composite_cursor_typed() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    items_table(&db, Shape::Composite).await;
+    let table = dynamodb_table().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    std::fs::write(
+        &config,
+        format!("[checkpoint]\nstore = \"dynamodb\"\ntable = \"{table}\"\n[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = [\"tenant\", \"n\"]\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nmax_rows_per_second = 20000\nstatement_timeout_ms = 1000\nlease_ttl_ms = 2000\n"),
+    )
+    .expect("write config");
+    let url = db.url();
+    let mut child = spawn(&config, &url, &["run", NAME]);
+    std::thread::sleep(Duration::from_millis(1_200));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    db.wait_until_alone().await;
+    let item = dynamodb()
+        .await
+        .get_item()
+        .table_name(&table)
+        .key("name", AttributeValue::S(NAME.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .expect("a checkpoint item after 1.2 s of work");
+    assert!(!item.contains_key("cursor"), "no integer cursor: {item:?}");
+    let json = item
+        .get("cursor_key")
+        .and_then(|v| v.as_s().ok())
+        .expect("cursor_key");
+    let cursor = Key::parse(json).expect("typed cursor");
+    assert!(
+        matches!(cursor.values(), [KeyValue::Text(_), KeyValue::Int(_)]),
+        "{json}"
+    );
+    assert_eq!(pending_behind(&db, Shape::Composite, &cursor).await, 0);
+    assert!(
+        db.scalar("SELECT count(*) FROM items WHERE updates > 0")
+            .await
+            > 0
+    );
+    // The killed runner's lease expires; then the work goes on from the cursor.
+    std::thread::sleep(Duration::from_millis(2_100));
+    run_until_complete(&config, &url);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates = 1")
+            .await,
+        ROWS as i64,
+        "every row updated exactly once"
     );
     db.drop_database().await;
 }

@@ -310,6 +310,28 @@ fn every_command_refuses_malformed_flags() {
     let example = example.to_str().expect("utf-8");
     let report = dir.path().join("missing/lab.html");
     let report = report.to_str().expect("utf-8");
+    // A manifest past the 64 MiB read limit (sparse: no disk is used).
+    let huge = dir.path().join("huge.json");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(65 * 1024 * 1024))
+        .expect("huge file");
+    let huge = huge.to_str().expect("utf-8");
+    let check = |source: &'static str, path: &'static str, revision: &'static str| {
+        [
+            "check",
+            source,
+            path,
+            "--database-url",
+            "sqlite:///x.db",
+            "--app-revision",
+            revision,
+        ]
+    };
+    let device = check("--manifest", "/dev/zero", "abcd");
+    let mut one_character = check("--migrations", "", "1");
+    one_character[2] = example;
+    let mut empty = check("--migrations", "", "");
+    empty[2] = example;
     let cases: &[(&[&str], &str)] = &[
         (&["manifest"], "--migrations"),
         (&["lint"], "--migrations"),
@@ -410,6 +432,29 @@ fn every_command_refuses_malformed_flags() {
             "--watch",
         ),
         (&["backfill", "run"], "required"),
+        // Reading stops: a device never ends, and a file may be huge.
+        (&device, "manifest /dev/zero is not a regular file"),
+        (
+            &[
+                "check",
+                "--manifest",
+                huge,
+                "--database-url",
+                "sqlite:///x.db",
+                "--app-revision",
+                "abcd",
+            ],
+            "is larger than 64 MiB",
+        ),
+        // A revision is named by its id or a prefix of at least 4 characters.
+        (
+            &one_character,
+            "revision `1` is not in the migrations, and a prefix needs at least 4 characters",
+        ),
+        (
+            &empty,
+            "revision `` is not in the migrations, and a prefix needs at least 4 characters",
+        ),
     ];
     for (args, expected) in cases {
         let run = shiftguard(args);

@@ -378,27 +378,24 @@ impl TestDatabase {
 
     /// Runs SQL unprepared (DDL such as a trigger, which MariaDB does not prepare).
     pub async fn raw(&self, sql: &str) {
+        self.try_raw(sql).await.expect("sql");
+    }
+
+    /// Runs SQL unprepared; the database's error, if any.
+    pub async fn try_raw(&self, sql: &str) -> Result<(), sqlx::Error> {
         let url = self.url();
         match self.kind {
             Kind::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-                sqlx::raw_sql(sql)
-                    .execute(&mut c)
-                    .await
-                    .expect("postgres sql");
+                let mut c = sqlx::PgConnection::connect(&url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
             }
             Kind::MariaDb => {
-                let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
-                sqlx::raw_sql(sql).execute(&mut c).await.expect("mysql sql");
+                let mut c = sqlx::MySqlConnection::connect(&url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
             }
             Kind::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&url)
-                    .await
-                    .expect("connect");
-                sqlx::raw_sql(sql)
-                    .execute(&mut c)
-                    .await
-                    .expect("sqlite sql");
+                let mut c = sqlx::SqliteConnection::connect(&url).await?;
+                sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
             }
         }
     }

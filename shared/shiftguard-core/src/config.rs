@@ -247,7 +247,7 @@ set     = "display_name = full_name"
             ),
             (
                 with("min_batch_size = 5000"),
-                "batch sizes must satisfy 1 <= min_batch_size (5000) <= batch_size (1000)",
+                "batch sizes must satisfy min_batch_size (5000) <= batch_size (1000)",
             ),
             (format!("{MINIMAL}{MINIMAL}"), "is defined twice"),
             (

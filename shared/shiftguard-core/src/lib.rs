@@ -26,6 +26,7 @@ pub mod names;
 pub mod rehearsal;
 pub mod release;
 pub mod schema;
+pub mod settings;
 
 pub use schema::compat::{DatabaseState, Reason, Verdict, check_build};
 pub use schema::graph::{RevisionGraph, RevisionIndex, RevisionSet};

@@ -4,7 +4,10 @@
 
 use serde::Deserialize;
 
+use std::ops::RangeInclusive;
+
 use crate::names::{is_identifier, is_name, is_table_name};
+use crate::settings::all_within;
 
 /// Where backfill checkpoints are kept.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -103,6 +106,53 @@ pub struct Tuning {
     /// Lifetime of the lease in an external checkpoint store (DynamoDB), in milliseconds;
     /// every batch renews it. A runner killed with -9 holds the backfill up for at most this.
     pub lease_ttl_ms: u64,
+}
+
+/// The longest a time setting may be: an hour (a batch, a lock wait, a lease).
+const HOUR_MS: u64 = 3_600_000;
+
+impl Tuning {
+    /// Every numeric setting with its allowed range (README's configuration reference lists
+    /// them): batches never hold the whole table, timeouts never outlast an hour, and every sum
+    /// or product of two of them fits in 64 bits.
+    pub fn ranges(&self) -> [(&'static str, Option<u64>, RangeInclusive<u64>); 14] {
+        [
+            ("batch_size", Some(self.batch_size), 1..=1_000_000),
+            ("min_batch_size", Some(self.min_batch_size), 1..=1_000_000),
+            ("max_batch_size", Some(self.max_batch_size), 1..=1_000_000),
+            ("target_batch_ms", Some(self.target_batch_ms), 1..=60_000),
+            ("pause_ms", Some(self.pause_ms), 0..=HOUR_MS),
+            (
+                "max_replica_lag_ms",
+                Some(self.max_replica_lag_ms),
+                0..=HOUR_MS,
+            ),
+            (
+                "throttle_max",
+                Some(self.throttle_max),
+                0..=1_000_000_000_000,
+            ),
+            (
+                "max_archive_pending",
+                self.max_archive_pending,
+                0..=1_000_000,
+            ),
+            ("max_threads_running", self.max_threads_running, 1..=100_000),
+            ("lock_timeout_ms", Some(self.lock_timeout_ms), 1..=HOUR_MS),
+            (
+                "statement_timeout_ms",
+                Some(self.statement_timeout_ms),
+                1..=HOUR_MS,
+            ),
+            (
+                "max_rows_per_second",
+                self.max_rows_per_second,
+                1..=100_000_000,
+            ),
+            ("max_retries", Some(u64::from(self.max_retries)), 0..=100),
+            ("lease_ttl_ms", Some(self.lease_ttl_ms), 1_000..=4 * HOUR_MS),
+        ]
+    }
 }
 
 impl Default for Tuning {
@@ -273,32 +323,18 @@ impl BackfillConfig {
             ));
         }
         let t = &self.tuning;
-        if !(1 <= t.min_batch_size
-            && t.min_batch_size <= t.batch_size
-            && t.batch_size <= t.max_batch_size)
-        {
+        all_within(&t.ranges())?;
+        if !(t.min_batch_size <= t.batch_size && t.batch_size <= t.max_batch_size) {
             return Err(format!(
-                "batch sizes must satisfy 1 <= min_batch_size ({}) <= batch_size ({}) <= max_batch_size ({})",
+                "batch sizes must satisfy min_batch_size ({}) <= batch_size ({}) <= max_batch_size ({})",
                 t.min_batch_size, t.batch_size, t.max_batch_size
             ));
         }
-        if t.target_batch_ms == 0 || t.lock_timeout_ms == 0 || t.statement_timeout_ms == 0 {
-            return Err(String::from(
-                "target_batch_ms, lock_timeout_ms and statement_timeout_ms must be positive",
-            ));
-        }
-        if t.lease_ttl_ms < 1_000 {
-            return Err(String::from("lease_ttl_ms must be at least 1000"));
-        }
+        // Both are bounded above, so the product cannot overflow.
         if t.lease_ttl_ms < 2 * t.statement_timeout_ms {
             return Err(format!(
                 "lease_ttl_ms ({}) must be at least twice statement_timeout_ms ({}): a batch must never outlive the lease it renews",
                 t.lease_ttl_ms, t.statement_timeout_ms
-            ));
-        }
-        if t.max_rows_per_second == Some(0) {
-            return Err(String::from(
-                "max_rows_per_second must be positive when set",
             ));
         }
         for (name, query) in [
@@ -308,11 +344,6 @@ impl BackfillConfig {
             if query.as_deref().is_some_and(|q| q.contains(';')) {
                 return Err(format!("{name} must be one statement"));
             }
-        }
-        if t.max_threads_running == Some(0) {
-            return Err(String::from(
-                "max_threads_running must be positive when set",
-            ));
         }
         Ok(())
     }
@@ -423,6 +454,85 @@ mod tests {
         ] {
             assert_eq!(parse(key).problem().as_deref(), Some(problem), "{key}");
         }
+    }
+
+    #[test]
+    fn every_number_is_checked_at_its_edges() {
+        let base = || {
+            let raw: RawBackfill = toml::from_str(
+                "name = \"b\"\ntable = \"t\"\nkey = \"id\"\npending = \"x IS NULL\"\nset = \"x = 1\"\nlease_ttl_ms = 14400000",
+            )
+            .expect("toml");
+            BackfillConfig::from(raw)
+        };
+        // Each range's two edges pass and one past each fails, naming the key and the range.
+        let ranges = base().tuning.ranges();
+        for (i, (key, _, range)) in ranges.iter().enumerate() {
+            let with = |value: u64| {
+                let mut config = base();
+                let t = &mut config.tuning;
+                // The batch sizes and the lease are related: move the related ones along.
+                match i {
+                    0..=2 => {
+                        (t.min_batch_size, t.batch_size, t.max_batch_size) = (value, value, value)
+                    }
+                    3 => t.target_batch_ms = value,
+                    4 => t.pause_ms = value,
+                    5 => t.max_replica_lag_ms = value,
+                    6 => t.throttle_max = value,
+                    7 => t.max_archive_pending = Some(value),
+                    8 => t.max_threads_running = Some(value),
+                    9 => t.lock_timeout_ms = value,
+                    10 => t.statement_timeout_ms = value,
+                    11 => t.max_rows_per_second = Some(value),
+                    12 => t.max_retries = u32::try_from(value).unwrap_or(u32::MAX),
+                    13 => {
+                        t.lease_ttl_ms = value;
+                        t.statement_timeout_ms = (value / 2).clamp(1, HOUR_MS);
+                    }
+                    _ => unreachable!("14 ranges"),
+                }
+                config.problem()
+            };
+            assert_eq!(with(*range.start()), None, "{key} at {}", range.start());
+            assert_eq!(with(*range.end()), None, "{key} at {}", range.end());
+            let past = range.end() + 1;
+            let expected = format!(
+                "{key} = {past} is out of range: it must be between {} and {}",
+                range.start(),
+                range.end()
+            );
+            let found = with(past);
+            // (min_batch_size is checked first when all three move together.)
+            assert!(
+                found
+                    .as_deref()
+                    .is_some_and(|p| p.contains("is out of range")),
+                "{key}: {found:?}"
+            );
+            if !matches!(i, 0..=2) {
+                assert_eq!(found.as_deref(), Some(expected.as_str()), "{key}");
+            }
+            if *range.start() > 0 {
+                assert!(with(range.start() - 1).is_some(), "{key} below its range");
+            }
+        }
+        // The values of the report: a lease that wrapped to -1, a batch of 9.2e18 rows.
+        let mut huge = base();
+        huge.tuning.lease_ttl_ms = u64::MAX;
+        assert_eq!(
+            huge.problem().as_deref(),
+            Some(
+                "lease_ttl_ms = 18446744073709551615 is out of range: it must be between 1000 and 14400000"
+            )
+        );
+        let mut whole_table = base();
+        whole_table.tuning.max_batch_size = 9_200_000_000_000_000_000;
+        assert!(
+            whole_table
+                .problem()
+                .is_some_and(|p| p.starts_with("max_batch_size = 9200000000000000000"))
+        );
     }
 
     #[test]

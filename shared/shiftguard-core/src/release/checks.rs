@@ -178,8 +178,12 @@ impl CheckConfig {
                     "`query` must be one SELECT (or WITH … SELECT): checks only read".to_owned(),
                 );
             }
-            if self.statement_timeout_ms == 0 {
-                return Some("statement_timeout_ms must be positive".to_owned());
+            if let Err(problem) = crate::settings::within(
+                "statement_timeout_ms",
+                self.statement_timeout_ms,
+                1..=3_600_000,
+            ) {
+                return Some(problem);
             }
         }
         if self.metric.is_some() && !(1..=MAX_WINDOW_MINUTES).contains(&self.window_minutes) {
@@ -191,6 +195,13 @@ impl CheckConfig {
             return Some(
                 "min_invocations must be at least 1: no traffic is nothing to judge on".to_owned(),
             );
+        }
+        if let Err(problem) = crate::settings::within(
+            "min_invocations",
+            self.min_invocations,
+            0..=1_000_000_000_000,
+        ) {
+            return Some(problem);
         }
         None
     }

@@ -89,7 +89,16 @@ pub enum ResolveError {
         prefix: String,
         candidates: Vec<String>,
     },
+    /// Not a revision id and too short to be taken as a prefix of one (a one-character
+    /// "prefix" names a revision by accident, not on purpose).
+    #[error(
+        "revision `{0}` is not in the migrations, and a prefix needs at least {MIN_PREFIX} characters"
+    )]
+    TooShort(String),
 }
+
+/// The shortest revision prefix taken for a revision (git's shortest abbreviation).
+pub const MIN_PREFIX: usize = 4;
 
 /// A set of revisions of one graph, as a bit set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,11 +318,14 @@ impl RevisionGraph {
         if let Some(index) = self.index_of(reference) {
             return Ok(index);
         }
+        if reference.chars().count() < MIN_PREFIX {
+            return Err(ResolveError::TooShort(reference.to_owned()));
+        }
         let mut candidates: Vec<RevisionIndex> = self
             .revisions
             .iter()
             .enumerate()
-            .filter(|(_, r)| !reference.is_empty() && r.id.starts_with(reference))
+            .filter(|(_, r)| r.id.starts_with(reference))
             .map(|(i, _)| i)
             .collect();
         match candidates.len() {
@@ -559,15 +571,39 @@ mod tests {
     #[test]
     fn resolves_unique_prefixes() {
         let graph =
-            RevisionGraph::new(vec![rev("abc1", &[]), rev("abd2", &["abc1"])]).expect("valid");
-        assert_eq!(graph.resolve("abd"), Ok(1));
+            RevisionGraph::new(vec![rev("abcd1", &[]), rev("abce2", &["abcd1"])]).expect("valid");
+        assert_eq!(graph.resolve("abce"), Ok(1));
+        assert_eq!(graph.resolve("abcd1"), Ok(0));
         assert_eq!(
-            graph.resolve("ab").map_err(|e| e.to_string()),
-            Err("revision prefix ab is ambiguous: abc1, abd2".to_owned())
+            graph.resolve("abc1").map_err(|e| e.to_string()),
+            Err("revision abc1 is not in the migrations".to_owned())
+        );
+        let short =
+            RevisionGraph::new(vec![rev("abc1", &[]), rev("abd2", &["abc1"])]).expect("valid");
+        assert_eq!(
+            short.resolve("ab").map_err(|e| e.to_string()),
+            Err(
+                "revision `ab` is not in the migrations, and a prefix needs at least 4 characters"
+                    .to_owned()
+            )
+        );
+        assert_eq!(short.resolve("abc1"), Ok(0), "an exact id of any length");
+        assert_eq!(
+            short.resolve("").map_err(|e| e.to_string()),
+            Err(
+                "revision `` is not in the migrations, and a prefix needs at least 4 characters"
+                    .to_owned()
+            )
+        );
+        let graph =
+            RevisionGraph::new(vec![rev("abcd1", &[]), rev("abcd2", &["abcd1"])]).expect("valid");
+        assert_eq!(
+            graph.resolve("abcd").map_err(|e| e.to_string()),
+            Err("revision prefix abcd is ambiguous: abcd1, abcd2".to_owned())
         );
         assert_eq!(
-            graph.resolve("zz").map_err(|e| e.to_string()),
-            Err("revision zz is not in the migrations".to_owned())
+            graph.resolve("zzzz").map_err(|e| e.to_string()),
+            Err("revision zzzz is not in the migrations".to_owned())
         );
     }
 }
