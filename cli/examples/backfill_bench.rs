@@ -18,6 +18,7 @@
 
 use std::time::{Duration, Instant};
 
+use shiftguard_core::backfill::KeyRange;
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Runner};
@@ -184,6 +185,7 @@ async fn measure(db: &mut PgConnection, url: &str, rows: i64, key: KeyType) -> M
         owner: "bench".to_owned(),
         lag: LagSource::PostgresReplication,
         connect_timeout: Duration::from_secs(10),
+        range: KeyRange::default(),
     };
     reset_peak_memory();
     let mut batches: Vec<f64> = Vec::new();

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiftguard_aws::DynamoCheckpoints;
-use shiftguard_core::backfill::{BackfillConfig, CheckpointStoreKind};
+use shiftguard_core::backfill::{BackfillConfig, CheckpointStoreKind, KeyRange};
 use shiftguard_core::backfill::{Command, Reading, Signal, Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{
-    Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, StatusReport, now_ms,
+    Checkpoints, Event, LagSource, Outcome as RunOutcome, RunSummary, Runner, StatusReport, now_ms,
 };
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 
@@ -73,7 +73,8 @@ struct Common {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     shiftguard backfill run users_display_name --database-url postgres://app@db/app\n  \
-    shiftguard backfill run users_display_name --max-seconds 240 --emf   # as the Lambda does\n\n\
+    shiftguard backfill run users_display_name --max-seconds 240 --emf   # as the Lambda does\n  \
+    shiftguard backfill run users_display_name --parallel 4   # a backfill with shards = 4\n\n\
     A run can be killed at any moment: each batch commits with its checkpoint, and the next run \
     resumes from there. Exit codes: 0 complete or stopped cleanly (time limit, paused), 1 the \
     backfill failed (the error is kept in its checkpoint), 2 could not run (bad configuration, \
@@ -92,6 +93,10 @@ struct RunArgs {
     /// Print the run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// A backfill with `shards`: work this many shards at once from this process (other
+    /// processes may work the rest; each shard has its own lock).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    parallel: u32,
 }
 
 /// Show each backfill's checkpoint and whether rows are pending right now.
@@ -230,6 +235,7 @@ fn runner<'a>(
         owner: owner(),
         lag: LagSource::for_backfill(backfill, loaded.url.dialect(), replica),
         connect_timeout,
+        range: KeyRange::default(),
     })
 }
 
@@ -264,11 +270,6 @@ fn owner() -> String {
 async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
     let loaded = load(&args.common).await?;
     let backfill = find(&loaded.config, &args.name)?;
-    let runner = runner(
-        &loaded,
-        backfill,
-        Duration::from_secs(args.common.connect_timeout),
-    )?;
     let deadline = Instant::now()
         + args.max_seconds.map_or(
             Duration::from_secs(100 * 365 * 24 * 3600),
@@ -288,7 +289,39 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
         }
         progress.show(event);
     };
-    let result = runner.run(deadline, &mut observe).await;
+    // Each task works the shards from another one, under an owner of its own (a lease held by
+    // one task is not another's).
+    let shared = std::cell::RefCell::new(&mut observe);
+    let tasks = args.parallel.min(backfill.tuning.shards.max(1));
+    let first = std::process::id();
+    let runners: Vec<Runner> = (0..tasks)
+        .map(|task| {
+            let mut runner = runner(
+                &loaded,
+                backfill,
+                Duration::from_secs(args.common.connect_timeout),
+            )?;
+            if tasks > 1 {
+                runner.owner = format!("{}/{task}", runner.owner);
+            }
+            Ok(runner)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let runs = runners.iter().zip(0u32..).map(|(runner, task)| {
+        let shared = &shared;
+        async move {
+            let mut observe = |event: &Event| (shared.borrow_mut())(event);
+            runner
+                .run_shards(first.wrapping_add(task), deadline, &mut observe)
+                .await
+        }
+    });
+    let result = join_all(runs.collect())
+        .await
+        .into_iter()
+        .reduce(|a, b| Ok(combined(a?, b?)))
+        .unwrap_or_else(|| unreachable!("at least one task"));
+    drop(runners);
     progress.finish();
     let summary = match result {
         Ok(summary) => summary,
@@ -361,6 +394,51 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Polls every future on this task until all are done (the `--parallel` tasks share one thread,
+/// as the runtime does: they wait on the database, not on the processor).
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Two tasks' runs as one: complete if either completed the backfill, else the first's end;
+/// the rows of both.
+fn combined(a: RunSummary, b: RunSummary) -> RunSummary {
+    let (mut first, second) = if b.outcome == RunOutcome::Complete {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let totals = &mut first.report;
+    totals.rows_updated += second.report.rows_updated;
+    totals.rows_scanned += second.report.rows_scanned;
+    totals.retries += second.report.retries;
+    totals.errors += second.report.errors;
+    first.elapsed = first.elapsed.max(second.elapsed);
+    if first.checkpoint.is_none() {
+        first.checkpoint = second.checkpoint;
+    }
+    first
+}
+
 async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let loaded = load(&args.common).await?;
     let names: Vec<&BackfillConfig> = match &args.name {
@@ -387,7 +465,10 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         "{:<28} {:<10} {:>7} {:>14} {:>9} {:>7} {:>14}  pending now",
         "backfill", "status", "done", "rows updated", "batches", "passes", "cursor"
     );
-    for report in &reports {
+    let rows = reports
+        .iter()
+        .flat_map(|r| std::iter::once(r).chain(r.shards.iter()));
+    for report in rows {
         let pending = match &report.first_pending_key {
             Some(key) => format!("yes (from key {key})"),
             None => "no".to_owned(),

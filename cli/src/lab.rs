@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use shiftguard_core::backfill::{BackfillConfig, Key, Tuning};
+use shiftguard_core::backfill::{BackfillConfig, Key, KeyRange, Tuning};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::checks::{CheckConfig, GateKind};
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};
@@ -538,6 +538,7 @@ impl Lab {
             owner: format!("lab-{}", std::process::id()),
             lag: LagSource::None,
             connect_timeout: Duration::from_secs(10),
+            range: KeyRange::default(),
         })
     }
 

@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use shiftguard_core::backfill::KeyRange;
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::rehearsal::{self, Confirmation, lock_findings, misjudged};
 use shiftguard_core::schema::scan::load_migrations;
@@ -561,6 +562,7 @@ impl<'a> Rehearsal<'a> {
             owner: "shiftguard-rehearse".to_owned(),
             lag: LagSource::None,
             connect_timeout: Duration::from_secs(10),
+            range: KeyRange::default(),
         };
         let started = Instant::now();
         let mut rows = 0;

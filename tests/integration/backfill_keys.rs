@@ -399,3 +399,157 @@ async fn dynamodb_keeps_a_composite_cursor_typed() {
     );
     db.drop_database().await;
 }
+
+/// Four shards, two runner processes at once and a third started late, an old writer inserting
+/// throughout and again after the shards are done: no row is updated twice, every shard and the
+/// backfill end complete, and the whole-table verification catches the late rows.
+async fn sharded(kind: Kind, shape: Shape, store: &str) {
+    let db = TestDatabase::create(kind).await;
+    items_table(&db, shape).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    let checkpoint = match store {
+        "dynamodb" => format!(
+            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"{}\"\n",
+            dynamodb_table().await
+        ),
+        _ => String::new(),
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "{checkpoint}[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = {}\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nshards = 4\nbatch_size = 500\nmax_batch_size = 2000\nmax_rows_per_second = 40000\nstatement_timeout_ms = 2000\nlease_ttl_ms = 5000\n",
+            shape.key_toml()
+        ),
+    )
+    .expect("write config");
+    let url = db.url();
+    let label = format!("{kind:?} {shape:?} {store}");
+    let mut runners = vec![
+        spawn(&config, &url, &["run", NAME]),
+        spawn(&config, &url, &["run", NAME]),
+    ];
+    let mut written = 0;
+    let started = std::time::Instant::now();
+    while runners
+        .iter_mut()
+        .any(|r| r.try_wait().expect("try_wait").is_none())
+    {
+        if runners.len() == 2 && started.elapsed() > Duration::from_millis(1_500) {
+            runners.push(spawn(&config, &url, &["run", NAME]));
+        }
+        insert(&db, shape, WRITER_FROM + written, 20, 1).await;
+        written += 20;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{label}: runners still at work"
+        );
+    }
+    for runner in runners {
+        let run: crate::support::Run = runner.wait_with_output().expect("runner").into();
+        assert!(
+            run.code == 0 || run.code == 75,
+            "{label}: a runner ended {}: {}",
+            run.code,
+            run.stderr
+        );
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates > 1")
+            .await,
+        0,
+        "{label}: no row updated twice"
+    );
+    // The late writer: rows behind every shard's cursor, after the shards are done.
+    insert(&db, shape, WRITER_FROM + written, 100, 1).await;
+    written += 100;
+    let runs = run_until_complete(&config, &url);
+    assert!(
+        runs.iter()
+            .any(|r| r.stderr.contains("pending rows found again")),
+        "{label}: the whole-table verification found the late rows: {:?}",
+        runs.iter().map(|r| &r.stderr).collect::<Vec<_>>()
+    );
+    let total = ROWS as i64 + written as i64;
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates = 1 AND display_name = full_name")
+            .await,
+        total,
+        "{label}: every row updated exactly once"
+    );
+    let status = backfill(&config, &url, &["status", NAME, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    let shards = report[0]["shards"]
+        .as_array()
+        .expect("shards in the status");
+    assert_eq!(shards.len(), 4, "{label}: {}", status.stdout);
+    for shard in shards {
+        assert_eq!(
+            shard["checkpoint"]["status"], "complete",
+            "{label}: {shard}"
+        );
+        assert!(
+            shard["checkpoint"]["rows_updated"].as_i64() > Some(0),
+            "{label}: {shard}"
+        );
+    }
+    assert_eq!(report[0]["checkpoint"]["status"], "complete", "{label}");
+    if store == "sql" {
+        // The figures add up to one backfill: every row counted once.
+        assert_eq!(report[0]["checkpoint"]["rows_updated"], total, "{label}");
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn four_shards_on_three_runners_with_sql_checkpoints() {
+    sharded(Kind::Postgres, Shape::Uuid, "sql").await;
+    sharded(Kind::MariaDb, Shape::Int, "sql").await;
+}
+
+#[tokio::test]
+async fn four_shards_on_three_runners_with_dynamodb_checkpoints() {
+    sharded(Kind::Postgres, Shape::Composite, "dynamodb").await;
+}
+
+/// `--parallel` works the shards from one process; the rate cap is shared, not multiplied.
+#[tokio::test]
+async fn parallel_shards_from_one_process() {
+    let db = TestDatabase::create(Kind::Sqlite).await;
+    items_table(&db, Shape::Text).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    std::fs::write(
+        &config,
+        format!("[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nshards = 4\nmax_rows_per_second = 50000\n"),
+    )
+    .expect("write config");
+    let started = std::time::Instant::now();
+    let run = backfill(&config, &db.url(), &["run", NAME, "--parallel", "4"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("complete: nothing is pending"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates = 1")
+            .await,
+        ROWS as i64
+    );
+    // 100,000 rows at 50,000 rows/s for the whole backfill: at least 2 s, though 4 shards ran.
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "{took:?}: the cap was multiplied"
+    );
+    let status = backfill(&config, &db.url(), &["status", NAME]);
+    assert_eq!(
+        status.stdout.matches(".shard").count(),
+        4,
+        "{}",
+        status.stdout
+    );
+    db.drop_database().await;
+}

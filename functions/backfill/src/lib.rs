@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use shiftguard_aws::DynamoCheckpoints;
 use shiftguard_core::backfill::CheckpointStoreKind;
-use shiftguard_core::backfill::{Key, Status, emf_line, hold_emf_line};
+use shiftguard_core::backfill::{Key, KeyRange, Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner, now_ms};
@@ -148,6 +148,7 @@ pub async fn handle(
                 deps.replicas.get(&backfill.name).cloned(),
             ),
             connect_timeout: Duration::from_secs(10),
+            range: KeyRange::default(),
         };
         if event.backfill.is_none()
             && let Ok(Some(checkpoint)) = runner.checkpoint().await
@@ -158,7 +159,10 @@ pub async fn handle(
         }
         let name = backfill.name.as_str();
         let mut observe = |event: &Event| log_event(name, event);
-        match runner.run(deadline, &mut observe).await {
+        // A backfill with shards: concurrent invocations start at different shards (the clock's
+        // low bits), each taking the free ones in turn.
+        let first = (now_ms() % 1_000) as u32;
+        match runner.run_shards(first, deadline, &mut observe).await {
             Ok(summary) => {
                 println!("{}", emf_line(name, "run", &summary.report, now_ms()));
                 let outcome = match summary.outcome {

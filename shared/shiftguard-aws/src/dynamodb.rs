@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use shiftguard_core::backfill::{
-    Checkpoint, CheckpointStore, Key, Status, StoreError, StoreFuture,
+    Checkpoint, CheckpointStore, Key, KeyRange, Status, StoreError, StoreFuture,
 };
 
 /// Checkpoints in the DynamoDB table `table`.
@@ -99,6 +99,12 @@ fn to_item(c: &Checkpoint) -> HashMap<String, AttributeValue> {
                 .filter(|k| k.as_int().is_none())
                 .map(|k| AttributeValue::S(k.to_json().to_string())),
         ),
+        (
+            "key_range",
+            c.range
+                .as_ref()
+                .map(|r| AttributeValue::S(r.to_json().to_string())),
+        ),
         ("lease_owner", c.lease_owner.clone().map(AttributeValue::S)),
         ("lease_expires_at", c.lease_expires_at.map(number)),
         ("last_error", c.last_error.clone().map(AttributeValue::S)),
@@ -124,6 +130,10 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Checkpoint {
         Some(json) => Key::parse(&json).map(Some),
         None => Ok(int("cursor").map(Key::int)),
     };
+    let range = text("key_range")
+        .as_deref()
+        .map(KeyRange::parse)
+        .transpose();
     let mut checkpoint = Checkpoint {
         name: text("name").unwrap_or_default(),
         // An unreadable status is treated as failed: nothing runs until an operator looks.
@@ -142,9 +152,10 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Checkpoint {
         updated_at: int("updated_at").unwrap_or(0),
         completed_at: int("completed_at"),
         version: count("version"),
+        range: range.clone().unwrap_or(None),
     };
     // An unreadable cursor stops the backfill: an operator resets it.
-    if let Err(problem) = cursor {
+    if let Err(problem) = cursor.and(range) {
         checkpoint.status = Status::Failed;
         checkpoint.last_error = Some(format!("unreadable cursor: {problem}"));
     }

@@ -5,7 +5,7 @@
 //! kept in `cursor_value`; any other key's as typed JSON in `cursor_key` (added in place to a
 //! table an older shiftguard created).
 
-use shiftguard_core::backfill::{Checkpoint, Key, Status};
+use shiftguard_core::backfill::{Checkpoint, Key, KeyRange, Status};
 use shiftguard_core::names::is_table_name;
 
 use crate::connection::{Bind, Cell, Connection, Kind};
@@ -19,9 +19,9 @@ pub struct SqlCheckpoints {
 }
 
 const COLUMNS: &str = "name, status, cursor_value, rows_updated, batches, passes, lease_owner, \
-    lease_expires_at, last_error, started_at, updated_at, completed_at, version, cursor_key";
+    lease_expires_at, last_error, started_at, updated_at, completed_at, version, cursor_key, key_range";
 
-const SHAPE: [Kind; 14] = [
+const SHAPE: [Kind; 15] = [
     Kind::Text,
     Kind::Text,
     Kind::Int,
@@ -35,6 +35,7 @@ const SHAPE: [Kind; 14] = [
     Kind::Int,
     Kind::Int,
     Kind::Int,
+    Kind::Text,
     Kind::Text,
 ];
 
@@ -79,29 +80,29 @@ impl SqlCheckpoints {
              updated_at BIGINT NOT NULL, \
              completed_at BIGINT NULL, \
              version BIGINT NOT NULL, \
-             cursor_key TEXT NULL)",
+             cursor_key TEXT NULL, \
+             key_range TEXT NULL)",
             self.table
         );
         connection.raw(&ddl).await?;
         self.upgrade(connection).await
     }
 
-    /// Adds what a table created by an older shiftguard lacks: `cursor_key` (every cursor then
-    /// was an integer, so existing rows need nothing).
+    /// Adds what a table created by an older shiftguard lacks: `cursor_key` and `key_range`
+    /// (every cursor then was an integer and no backfill had shards, so rows need nothing).
     pub async fn upgrade(&self, connection: &mut Connection) -> Result<(), sqlx::Error> {
-        let probe = format!("SELECT cursor_key FROM {} WHERE 1 = 0", self.table);
-        if connection.execute(&probe, &[]).await.is_ok() {
-            return Ok(());
+        for column in ["cursor_key", "key_range"] {
+            let probe = format!("SELECT {column} FROM {} WHERE 1 = 0", self.table);
+            if connection.execute(&probe, &[]).await.is_ok() {
+                continue;
+            }
+            let alter = format!("ALTER TABLE {} ADD COLUMN {column} TEXT NULL", self.table);
+            if let Err(error) = connection.raw(&alter).await {
+                // Another runner may have added it meanwhile.
+                connection.execute(&probe, &[]).await.map_err(|_| error)?;
+            }
         }
-        let alter = format!("ALTER TABLE {} ADD COLUMN cursor_key TEXT NULL", self.table);
-        match connection.raw(&alter).await {
-            Ok(()) => Ok(()),
-            // Another runner may have added it meanwhile.
-            Err(error) => match connection.execute(&probe, &[]).await {
-                Ok(_) => Ok(()),
-                Err(_) => Err(error),
-            },
-        }
+        Ok(())
     }
 
     /// The checkpoint of `name`, if the backfill has ever run.
@@ -135,7 +136,7 @@ impl SqlCheckpoints {
         checkpoint: &Checkpoint,
     ) -> Result<(), sqlx::Error> {
         let dialect = connection.dialect();
-        let values: Vec<String> = (1..=14).map(|n| placeholder(dialect, n)).collect();
+        let values: Vec<String> = (1..=15).map(|n| placeholder(dialect, n)).collect();
         let values = values.join(", ");
         let sql = match dialect {
             Dialect::Postgres => format!(
@@ -169,8 +170,8 @@ impl SqlCheckpoints {
         let sql = format!(
             "UPDATE {} SET status = {}, cursor_value = {}, rows_updated = {}, batches = {}, \
              passes = {}, lease_owner = {}, lease_expires_at = {}, last_error = {}, \
-             started_at = {}, updated_at = {}, completed_at = {}, version = {}, cursor_key = {} \
-             WHERE name = {} AND version = {}",
+             started_at = {}, updated_at = {}, completed_at = {}, version = {}, cursor_key = {}, \
+             key_range = {} WHERE name = {} AND version = {}",
             self.table,
             p(1),
             p(2),
@@ -187,6 +188,7 @@ impl SqlCheckpoints {
             p(13),
             p(14),
             p(15),
+            p(16),
         );
         let mut values = binds(checkpoint);
         let name = values.remove(0);
@@ -232,6 +234,7 @@ fn binds(c: &Checkpoint) -> Vec<Bind> {
                 .filter(|k| k.as_int().is_none())
                 .map(|k| k.to_json().to_string()),
         ),
+        Bind::Text(c.range.as_ref().map(|r| r.to_json().to_string())),
     ]
 }
 
@@ -241,6 +244,7 @@ fn from_cells(cells: &[Cell]) -> Checkpoint {
         Some(text) => Key::parse(text).map(Some),
         None => Ok(cells[2].int().map(Key::int)),
     };
+    let range = cells[14].text().map(KeyRange::parse).transpose();
     let mut checkpoint = Checkpoint {
         name: cells[0].text().unwrap_or_default().to_owned(),
         // An unreadable status is treated as failed: nothing runs until an operator looks.
@@ -259,10 +263,11 @@ fn from_cells(cells: &[Cell]) -> Checkpoint {
         updated_at: cells[10].int().unwrap_or(0),
         completed_at: cells[11].int(),
         version: count(12),
+        range: range.clone().unwrap_or(None),
     };
     // An unreadable cursor stops the backfill too: resuming from the start would be safe but
     // silently redo the work; an operator resets it.
-    if let Err(problem) = cursor {
+    if let Err(problem) = cursor.and(range) {
         checkpoint.status = Status::Failed;
         checkpoint.last_error = Some(format!("unreadable cursor: {problem}"));
     }

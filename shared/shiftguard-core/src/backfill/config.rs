@@ -103,6 +103,9 @@ pub struct Tuning {
     pub max_rows_per_second: Option<u64>,
     /// Attempts for one batch that fails with a transient error before the run gives up.
     pub max_retries: u32,
+    /// Key-range shards the backfill is split into (1: not split). Each has its own checkpoint
+    /// and lock, so as many runners can work at once.
+    pub shards: u32,
     /// Lifetime of the lease in an external checkpoint store (DynamoDB), in milliseconds;
     /// every batch renews it. A runner killed with -9 holds the backfill up for at most this.
     pub lease_ttl_ms: u64,
@@ -115,7 +118,7 @@ impl Tuning {
     /// Every numeric setting with its allowed range (README's configuration reference lists
     /// them): batches never hold the whole table, timeouts never outlast an hour, and every sum
     /// or product of two of them fits in 64 bits.
-    pub fn ranges(&self) -> [(&'static str, Option<u64>, RangeInclusive<u64>); 14] {
+    pub fn ranges(&self) -> [(&'static str, Option<u64>, RangeInclusive<u64>); 15] {
         [
             ("batch_size", Some(self.batch_size), 1..=1_000_000),
             ("min_batch_size", Some(self.min_batch_size), 1..=1_000_000),
@@ -151,6 +154,7 @@ impl Tuning {
             ),
             ("max_retries", Some(u64::from(self.max_retries)), 0..=100),
             ("lease_ttl_ms", Some(self.lease_ttl_ms), 1_000..=4 * HOUR_MS),
+            ("shards", Some(u64::from(self.shards)), 1..=64),
         ]
     }
 }
@@ -175,6 +179,7 @@ impl Default for Tuning {
             statement_timeout_ms: 10_000,
             max_rows_per_second: None,
             max_retries: 8,
+            shards: 1,
             lease_ttl_ms: 30_000,
         }
     }
@@ -207,6 +212,7 @@ struct RawBackfill {
     statement_timeout_ms: Option<u64>,
     max_rows_per_second: Option<u64>,
     max_retries: Option<u32>,
+    shards: Option<u32>,
     lease_ttl_ms: Option<u64>,
 }
 
@@ -251,6 +257,7 @@ impl From<RawBackfill> for BackfillConfig {
                 statement_timeout_ms: raw.statement_timeout_ms.unwrap_or(d.statement_timeout_ms),
                 max_rows_per_second: raw.max_rows_per_second,
                 max_retries: raw.max_retries.unwrap_or(d.max_retries),
+                shards: raw.shards.unwrap_or(d.shards),
                 lease_ttl_ms: raw.lease_ttl_ms.unwrap_or(d.lease_ttl_ms),
             },
         }
@@ -490,7 +497,8 @@ mod tests {
                         t.lease_ttl_ms = value;
                         t.statement_timeout_ms = (value / 2).clamp(1, HOUR_MS);
                     }
-                    _ => unreachable!("14 ranges"),
+                    14 => t.shards = u32::try_from(value).unwrap_or(u32::MAX),
+                    _ => unreachable!("15 ranges"),
                 }
                 config.problem()
             };

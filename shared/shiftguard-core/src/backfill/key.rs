@@ -120,6 +120,55 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The keys of one shard of a backfill: those after `after` (from the first key when `None`)
+/// up to `until` inclusive (to the last when `None`). Shards of one backfill are contiguous and
+/// together cover every key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyRange {
+    pub after: Option<Key>,
+    pub until: Option<Key>,
+}
+
+impl KeyRange {
+    /// `[after, until]` as JSON, `null` for an open end.
+    pub fn to_json(&self) -> Value {
+        let end = |key: &Option<Key>| key.as_ref().map_or(Value::Null, Key::to_json);
+        Value::Array(vec![end(&self.after), end(&self.until)])
+    }
+
+    /// Reads what [`KeyRange::to_json`] wrote.
+    pub fn parse(text: &str) -> Result<KeyRange, String> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| format!("a stored key range is not JSON: {e}"))?;
+        let end = |v: &Value| match v {
+            Value::Null => Ok(None),
+            v => Key::from_json(v).map(Some),
+        };
+        match value.as_array().map(Vec::as_slice) {
+            Some([after, until]) => Ok(KeyRange {
+                after: end(after)?,
+                until: end(until)?,
+            }),
+            _ => Err(format!("`{value}` is not a key range")),
+        }
+    }
+
+    /// The ranges of `n` shards split at `boundaries` (n - 1 keys in order).
+    pub fn split(boundaries: &[Key]) -> Vec<KeyRange> {
+        let mut ranges = Vec::with_capacity(boundaries.len() + 1);
+        let mut after = None;
+        for boundary in boundaries {
+            ranges.push(KeyRange {
+                after: after.clone(),
+                until: Some(boundary.clone()),
+            });
+            after = Some(boundary.clone());
+        }
+        ranges.push(KeyRange { after, until: None });
+        ranges
+    }
+}
+
 impl Serialize for Key {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_json().serialize(serializer)
@@ -199,6 +248,24 @@ mod tests {
             serde_json::json!([{"text": "acme"}, 42])
         );
         assert_eq!(composite.to_string(), "(\"acme\", 42)");
+    }
+
+    #[test]
+    fn shard_ranges_are_contiguous_and_survive_json() {
+        let boundaries = [Key::int(25), Key::int(50), Key::int(75)];
+        let ranges = KeyRange::split(&boundaries);
+        assert_eq!(ranges.len(), 4);
+        assert_eq!(ranges[0].after, None);
+        assert_eq!(ranges[3].until, None);
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[0].until, pair[1].after);
+        }
+        for range in &ranges {
+            let text = range.to_json().to_string();
+            assert_eq!(&KeyRange::parse(&text).expect("range"), range);
+        }
+        assert_eq!(KeyRange::split(&[]), [KeyRange::default()]);
+        assert!(KeyRange::parse("[1]").is_err());
     }
 
     #[test]

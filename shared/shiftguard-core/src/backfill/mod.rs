@@ -9,7 +9,7 @@ mod key;
 
 pub use config::{BackfillConfig, CheckpointConfig, CheckpointStoreKind, Tuning};
 pub use health::{Reading, Signal, first_hold, hold_emf_line};
-pub use key::{Key, KeyValue};
+pub use key::{Key, KeyRange, KeyValue};
 
 use std::fmt;
 use std::future::Future;
@@ -134,6 +134,8 @@ pub struct Checkpoint {
     pub completed_at: Option<i64>,
     /// Bumped by every write; conditional writes compare it.
     pub version: u64,
+    /// A shard's keys (`None`: the backfill is not a shard).
+    pub range: Option<KeyRange>,
 }
 
 impl Checkpoint {
@@ -153,6 +155,7 @@ impl Checkpoint {
             updated_at: now_ms,
             completed_at: None,
             version: 0,
+            range: None,
         }
     }
 }
@@ -167,6 +170,11 @@ impl Checkpoint {
             (Some(_), None) => false,
         }
     }
+}
+
+/// The name of shard `k` (1-based) of backfill `name`: its checkpoint's and its lock's.
+pub fn shard_name(name: &str, k: u32) -> String {
+    format!("{name}.shard{k}")
 }
 
 /// A future returned by a [`CheckpointStore`].

@@ -102,7 +102,7 @@ impl Runner<'_> {
         let row = connection
             .fetch_row(
                 &bounds.sql,
-                &bounds.binds(lower, None, size),
+                &statements.binds(bounds, lower, None, size),
                 &statements.shape(&[Kind::Int]),
             )
             .await?
@@ -125,7 +125,10 @@ impl Runner<'_> {
         };
         let update = statements.update(lower);
         let updated = connection
-            .execute(&update.sql, &update.binds(lower, Some(&upper), size))
+            .execute(
+                &update.sql,
+                &statements.binds(update, lower, Some(&upper), size),
+            )
             .await?;
         next.cursor = Some(upper);
         next.rows_updated += updated;

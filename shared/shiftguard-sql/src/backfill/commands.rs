@@ -24,6 +24,43 @@ fn percent(checkpoint: Option<&Checkpoint>, extent: Extent) -> f64 {
     }
 }
 
+/// A backfill's report with its shards' figures added up: rows and batches summed; the status
+/// failed, paused or cancelled if a shard is, running while a shard is not complete, else the
+/// backfill's own (its whole-table verification); the share done the shards' mean until then.
+fn aggregate(mut own: StatusReport, shards: Vec<StatusReport>) -> StatusReport {
+    if shards.is_empty() {
+        return own;
+    }
+    let statuses: Vec<Status> = shards
+        .iter()
+        .map(|s| s.checkpoint.as_ref().map_or(Status::Running, |c| c.status))
+        .collect();
+    let shard_status = [Status::Failed, Status::Paused, Status::Cancelled]
+        .into_iter()
+        .find(|s| statuses.contains(s))
+        .or_else(|| {
+            statuses
+                .iter()
+                .any(|s| *s != Status::Complete)
+                .then_some(Status::Running)
+        });
+    if let Some(checkpoint) = own.checkpoint.as_mut() {
+        for shard in shards.iter().filter_map(|s| s.checkpoint.as_ref()) {
+            checkpoint.rows_updated += shard.rows_updated;
+            checkpoint.batches += shard.batches;
+        }
+        if let Some(status) = shard_status {
+            checkpoint.status = status;
+        }
+    }
+    if shard_status.is_some() {
+        own.percent = shards.iter().map(|s| s.percent).sum::<f64>() / shards.len() as f64;
+    }
+    own.percent_estimated |= shards.iter().any(|s| s.percent_estimated);
+    own.shards = shards;
+    own
+}
+
 /// The checkpoint after `command`, or why it does not apply. Resuming clears the kept error.
 fn commanded(checkpoint: &Checkpoint, command: Command, now_ms: i64) -> Result<Checkpoint, String> {
     let mut next = checkpoint.clone();
@@ -46,7 +83,15 @@ impl Runner<'_> {
     }
 
     /// The stored checkpoint and what is pending now.
+    /// The stored checkpoint and what is pending now; for a backfill with shards, the figures
+    /// of every shard added up, and each shard's report.
     pub async fn status(&self) -> Result<StatusReport, BackfillError> {
+        let own = self.own_status().await?;
+        Ok(aggregate(own, self.shard_status().await?))
+    }
+
+    /// This runner's own checkpoint and what is pending in its range now.
+    pub(super) async fn own_status(&self) -> Result<StatusReport, BackfillError> {
         let mut connection = self.connect().await?;
         let Inspected { statements, extent } = self.inspect(&mut connection).await?;
         let checkpoint = self.stored_checkpoint(&mut connection).await?;
@@ -58,11 +103,19 @@ impl Runner<'_> {
             percent_estimated: extent.estimated(),
             checkpoint,
             first_pending_key,
+            shards: Vec::new(),
         })
     }
 
-    /// Pauses, resumes or cancels; returns the new checkpoint.
+    /// Pauses, resumes or cancels (a backfill with shards: each shard too, where it applies);
+    /// returns the new checkpoint.
     pub async fn command(&self, command: Command) -> Result<Checkpoint, BackfillError> {
+        let own = self.own_command(command).await?;
+        self.command_shards(command).await?;
+        Ok(own)
+    }
+
+    pub(super) async fn own_command(&self, command: Command) -> Result<Checkpoint, BackfillError> {
         let mut connection = self.connect().await?;
         // Retry on a concurrent write (a runner committing a batch).
         for _ in 0..COMMAND_TRIES {
@@ -80,9 +133,15 @@ impl Runner<'_> {
         Err(self.target_error("the checkpoint kept changing; try again"))
     }
 
-    /// Deletes the checkpoint so the next run starts over; refuses while a runner holds it.
-    /// Returns whether there was a checkpoint.
+    /// Deletes the checkpoint (a backfill with shards: every shard's too, and the next run plans
+    /// them anew) so the next run starts over; refuses while a runner holds it. Returns whether
+    /// there was a checkpoint.
     pub async fn reset(&self) -> Result<bool, BackfillError> {
+        self.reset_shards().await?;
+        self.own_reset().await
+    }
+
+    pub(super) async fn own_reset(&self) -> Result<bool, BackfillError> {
         let mut connection = self.connect().await?;
         if self.stored_checkpoint(&mut connection).await?.is_none() {
             return Ok(false);

@@ -4,7 +4,7 @@
 //! range, or the table's row estimate) for progress, and the first pending key that gates and
 //! verification ask about. Each check fails with a message that names what to fix.
 
-use shiftguard_core::backfill::{BackfillConfig, Checkpoint, Key, remaining_estimate};
+use shiftguard_core::backfill::{BackfillConfig, Checkpoint, Key, KeyRange, remaining_estimate};
 
 use super::key::{ColumnInfo, IndexInfo, KeyKind, KeyPlan, plan_key};
 use super::statements::{Statement, Statements, bigint};
@@ -149,7 +149,7 @@ fn indexes_query(dialect: Dialect, table: &str) -> (&'static str, Vec<Bind>) {
 }
 
 /// The query of the table's row estimate: statistics on the servers, a count on SQLite.
-fn rows_query(dialect: Dialect, table: &str) -> (String, Vec<Bind>) {
+pub(super) fn rows_query(dialect: Dialect, table: &str) -> (String, Vec<Bind>) {
     let (schema, bare_table) = split_table(table);
     match dialect {
         Dialect::Postgres => (
@@ -251,7 +251,7 @@ impl Runner<'_> {
         self.check_fragments(connection).await?;
         let extent = self.extent(connection, &plan).await?;
         Ok(Inspected {
-            statements: Statements::new(plan, self.config),
+            statements: Statements::new(plan, self.config, &self.range),
             extent,
         })
     }
@@ -305,10 +305,15 @@ impl Runner<'_> {
                 .fetch_row(&sql, &[], &[Kind::Int, Kind::Int])
                 .await
                 .map_err(failed)?;
-            return Ok(Extent::Keys {
-                min: read(row.clone(), 0),
-                max: read(row, 1),
-            });
+            // A shard's extent is its part of the range.
+            let (mut min, mut max) = (read(row.clone(), 0), read(row, 1));
+            if let Some(after) = self.range.after.as_ref().and_then(Key::as_int) {
+                min = min.max(after.saturating_add(1));
+            }
+            if let Some(until) = self.range.until.as_ref().and_then(Key::as_int) {
+                max = max.min(until);
+            }
+            return Ok(Extent::Keys { min, max });
         }
         let (sql, binds) = rows_query(dialect, table);
         let row = connection
@@ -324,7 +329,8 @@ impl Runner<'_> {
         connection: &mut Connection,
         statements: &Statements,
     ) -> Result<Option<Key>, BackfillError> {
-        fetch_key(connection, statements, &statements.first_pending, &[])
+        let binds = statements.binds(&statements.first_pending, None, None, 0);
+        fetch_key(connection, statements, &statements.first_pending, &binds)
             .await
             .map_err(|e| self.target_error(self.sql_error(&e)))
     }
@@ -336,7 +342,7 @@ impl Runner<'_> {
         statements: &Statements,
         key: &Key,
     ) -> Result<Option<Key>, BackfillError> {
-        let binds = statements.before.binds(None, Some(key), 0);
+        let binds = statements.binds(&statements.before, None, Some(key), 0);
         fetch_key(connection, statements, &statements.before, &binds)
             .await
             .map_err(|e| self.target_error(self.sql_error(&e)))
@@ -360,7 +366,7 @@ pub async fn first_pending_key(
         .await
         .map_err(redacted)?
         .map_err(failed)?;
-    let statements = Statements::new(plan, config);
+    let statements = Statements::new(plan, config, &KeyRange::default());
     fetch_key(connection, &statements, &statements.first_pending, &[])
         .await
         .map_err(redacted)

@@ -22,7 +22,8 @@
 //! - `batch`: one batch's transaction;
 //! - `throttle`: replica lag and the rows/s cap;
 //! - `verify`: the check after a pass that nothing is pending any more;
-//! - `commands`: status and the operator commands (pause, resume, cancel, reset).
+//! - `commands`: status and the operator commands (pause, resume, cancel, reset);
+//! - `shards`: a backfill split into key ranges, planned once, worked by several runners.
 
 mod batch;
 mod commands;
@@ -33,6 +34,7 @@ mod pass;
 mod retry;
 mod run;
 mod session;
+mod shards;
 mod statements;
 mod store;
 mod throttle;
@@ -41,7 +43,7 @@ mod verify;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shiftguard_core::backfill::BackfillConfig;
-use shiftguard_core::backfill::{BatchReport, Checkpoint, CheckpointStore, Key, Status};
+use shiftguard_core::backfill::{BatchReport, Checkpoint, CheckpointStore, Key, KeyRange, Status};
 use thiserror::Error;
 
 use crate::checkpoint::SqlCheckpoints;
@@ -119,6 +121,9 @@ pub struct StatusReport {
     /// Whether `percent` is an estimate from the table's statistics (a key other than a single
     /// integer column) rather than the cursor's place in the key range.
     pub percent_estimated: bool,
+    /// A backfill with shards: each shard's own report (the figures above add them up).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<StatusReport>,
 }
 
 /// What a run reports while it works.
@@ -212,6 +217,8 @@ pub struct Runner<'a> {
     pub owner: String,
     pub lag: LagSource,
     pub connect_timeout: Duration,
+    /// The keys this runner walks: all of them, or one shard's (see `shards`).
+    pub range: KeyRange,
 }
 
 /// Now, in Unix milliseconds (the unit of every checkpoint timestamp and EMF line).
@@ -259,7 +266,7 @@ impl Runner<'_> {
 /// Test fixtures shared by the files' unit tests.
 #[cfg(test)]
 mod fixtures {
-    use shiftguard_core::backfill::{BackfillConfig, Tuning};
+    use shiftguard_core::backfill::{BackfillConfig, KeyRange, Tuning};
     use shiftguard_core::backfill::{Checkpoint, CheckpointStore, StoreFuture};
 
     use super::{Checkpoints, LagSource, Runner};
@@ -289,6 +296,7 @@ mod fixtures {
             owner: "host:1".to_owned(),
             lag: LagSource::None,
             connect_timeout: std::time::Duration::from_secs(1),
+            range: KeyRange::default(),
         }
     }
 

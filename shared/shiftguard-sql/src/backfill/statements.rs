@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use shiftguard_core::backfill::{BackfillConfig, Key};
+use shiftguard_core::backfill::{BackfillConfig, Key, KeyRange};
 
 use super::key::{Compare, KeyPlan};
 use crate::checkpoint::placeholder;
@@ -29,11 +29,14 @@ pub(super) fn double(dialect: Dialect, expression: &str) -> String {
     }
 }
 
-/// A parameter of a statement: a value of the lower or upper bound key, or the batch size.
+/// A parameter of a statement: a value of the lower or upper bound key, of a shard's range's
+/// ends, or the batch size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Lower(usize),
     Upper(usize),
+    RangeAfter(usize),
+    RangeUntil(usize),
     Size,
 }
 
@@ -45,9 +48,15 @@ pub(super) struct Statement {
 }
 
 impl Statement {
-    /// The parameters: `lower` and `upper` bound keys (those the statement compares with) and
-    /// the batch size.
-    pub fn binds(&self, lower: Option<&Key>, upper: Option<&Key>, size: u64) -> Vec<Bind> {
+    /// The parameters: `lower` and `upper` bound keys (those the statement compares with), the
+    /// batch size, and the shard's `range`.
+    pub fn binds(
+        &self,
+        lower: Option<&Key>,
+        upper: Option<&Key>,
+        size: u64,
+        range: &KeyRange,
+    ) -> Vec<Bind> {
         let value = |key: Option<&Key>, i: usize| {
             key.and_then(|k| KeyPlan::bind(k).nth(i))
                 .unwrap_or(Bind::Int(None))
@@ -57,6 +66,8 @@ impl Statement {
             .map(|slot| match *slot {
                 Slot::Lower(i) => value(lower, i),
                 Slot::Upper(i) => value(upper, i),
+                Slot::RangeAfter(i) => value(range.after.as_ref(), i),
+                Slot::RangeUntil(i) => value(range.until.as_ref(), i),
                 Slot::Size => Bind::Int(Some(size.min(i64::MAX as u64) as i64)),
             })
             .collect()
@@ -79,6 +90,11 @@ impl<'p> Writer<'p> {
 
     /// The key compared with the lower (`upper == false`) or upper bound.
     fn compare(&mut self, compare: Compare, upper: bool) -> String {
+        self.compare_with(compare, if upper { Slot::Upper } else { Slot::Lower })
+    }
+
+    /// The key compared with the key whose values `slot` binds.
+    fn compare_with(&mut self, compare: Compare, slot: fn(usize) -> Slot) -> String {
         let dialect = self.plan.dialect;
         let mut n = self.slots.len();
         let sql = self.plan.compare(compare, &mut || {
@@ -86,13 +102,21 @@ impl<'p> Writer<'p> {
             placeholder(dialect, n)
         });
         for i in self.plan.compare_slots() {
-            self.slots.push(if upper {
-                Slot::Upper(i)
-            } else {
-                Slot::Lower(i)
-            });
+            self.slots.push(slot(i));
         }
         sql
+    }
+
+    /// The conditions that keep the key inside `range` (none when it is whole).
+    fn within(&mut self, range: &KeyRange) -> Vec<String> {
+        let mut conditions = Vec::new();
+        if range.after.is_some() {
+            conditions.push(self.compare_with(Compare::After, Slot::RangeAfter));
+        }
+        if range.until.is_some() {
+            conditions.push(self.compare_with(Compare::AtMost, Slot::RangeUntil));
+        }
+        conditions
     }
 
     fn size(&mut self) -> String {
@@ -112,6 +136,8 @@ impl<'p> Writer<'p> {
 #[derive(Debug)]
 pub(super) struct Statements {
     pub plan: KeyPlan,
+    /// The keys walked: all, or a shard's. Every statement stays inside it.
+    pub range: KeyRange,
     /// The next batch's last key and row count, from the start of the table or after the
     /// cursor: the k-th key is found on the key's index, without touching other rows.
     bounds_first: Statement,
@@ -123,18 +149,26 @@ pub(super) struct Statements {
     pub first_pending: Statement,
     /// The largest key before a given one (where a new pass starts).
     pub before: Statement,
+    /// The key at a row offset (bound as the size) on the key's index: shard boundaries.
+    pub nth: Statement,
 }
 
 impl Statements {
-    pub fn new(plan: KeyPlan, config: &BackfillConfig) -> Self {
+    pub fn new(plan: KeyPlan, config: &BackfillConfig, range: &KeyRange) -> Self {
         let table = &config.table;
         let (keys, read, descending) = (plan.list(""), plan.read_list(), plan.list(" DESC"));
+        // The batch's update needs no range: its bounds come from `bounds`, inside the range.
         let bounds = |after: bool| {
             let mut w = Writer::new(&plan);
-            let from = if after {
-                format!(" WHERE {}", w.compare(Compare::After, false))
-            } else {
+            let mut conditions = Vec::new();
+            if after {
+                conditions.push(w.compare(Compare::After, false));
+            }
+            conditions.extend(w.within(range));
+            let from = if conditions.is_empty() {
                 String::new()
+            } else {
+                format!(" WHERE {}", conditions.join(" AND "))
             };
             let size = w.size();
             w.finish(format!(
@@ -155,15 +189,26 @@ impl Statements {
             ))
         };
         let mut w = Writer::new(&plan);
-        let below = w.compare(Compare::Before, true);
+        let mut below = vec![w.compare(Compare::Before, true)];
+        below.extend(w.within(range));
         let before = w.finish(format!(
-            "SELECT {read} FROM {table} WHERE {below} ORDER BY {descending} LIMIT 1"
+            "SELECT {read} FROM {table} WHERE {} ORDER BY {descending} LIMIT 1",
+            below.join(" AND ")
         ));
-        let first_pending = Writer::new(&plan).finish(format!(
-            "SELECT {read} FROM {table} WHERE ({}) ORDER BY {keys} LIMIT 1",
-            config.pending
+        let mut w = Writer::new(&plan);
+        let mut pending = vec![format!("({})", config.pending)];
+        pending.extend(w.within(range));
+        let first_pending = w.finish(format!(
+            "SELECT {read} FROM {table} WHERE {} ORDER BY {keys} LIMIT 1",
+            pending.join(" AND ")
+        ));
+        let mut w = Writer::new(&plan);
+        let offset = w.size();
+        let nth = w.finish(format!(
+            "SELECT {read} FROM {table} ORDER BY {keys} LIMIT 1 OFFSET {offset}"
         ));
         Statements {
+            nth,
             bounds_first: bounds(false),
             bounds_after: bounds(true),
             update_first: update(false),
@@ -171,7 +216,19 @@ impl Statements {
             first_pending,
             before,
             plan,
+            range: range.clone(),
         }
+    }
+
+    /// `statement`'s parameters for these bounds, within this runner's range.
+    pub fn binds(
+        &self,
+        statement: &Statement,
+        lower: Option<&Key>,
+        upper: Option<&Key>,
+        size: u64,
+    ) -> Vec<Bind> {
+        statement.binds(lower, upper, size, &self.range)
     }
 
     /// The statement finding the next batch's bounds from `cursor`.
@@ -240,7 +297,7 @@ mod tests {
     #[test]
     fn batch_statements_bind_their_bounds_in_each_dialects_placeholders() {
         let config = config();
-        let postgres = Statements::new(int_key(Dialect::Postgres), &config);
+        let postgres = Statements::new(int_key(Dialect::Postgres), &config, &KeyRange::default());
         assert_eq!(
             postgres.bounds(None).sql,
             "SELECT CAST(id AS BIGINT), count(*) OVER () FROM (SELECT id FROM users ORDER BY id LIMIT $1) w ORDER BY id DESC LIMIT 1"
@@ -253,7 +310,7 @@ mod tests {
         assert_eq!(
             postgres
                 .bounds(Some(&cursor))
-                .binds(Some(&cursor), None, 500),
+                .binds(Some(&cursor), None, 500, &KeyRange::default()),
             [Bind::Int(Some(7)), Bind::Int(Some(500))]
         );
         assert_eq!(
@@ -265,7 +322,9 @@ mod tests {
             "UPDATE users SET display_name = name WHERE id <= $1 AND (display_name IS NULL)"
         );
         assert_eq!(
-            postgres.update(None).binds(None, Some(&Key::int(9)), 500),
+            postgres
+                .update(None)
+                .binds(None, Some(&Key::int(9)), 500, &KeyRange::default()),
             [Bind::Int(Some(9))]
         );
         assert_eq!(
@@ -276,7 +335,7 @@ mod tests {
             postgres.before.sql,
             "SELECT CAST(id AS BIGINT) FROM users WHERE id < $1 ORDER BY id DESC LIMIT 1"
         );
-        let mysql = Statements::new(int_key(Dialect::MySql), &config);
+        let mysql = Statements::new(int_key(Dialect::MySql), &config, &KeyRange::default());
         assert_eq!(
             mysql.update(Some(&cursor)).sql,
             "UPDATE users SET display_name = name WHERE id > ? AND id <= ? AND (display_name IS NULL)"
@@ -287,7 +346,7 @@ mod tests {
                 .sql
                 .starts_with("SELECT CAST(id AS SIGNED), count(*) OVER ()")
         );
-        let sqlite = Statements::new(int_key(Dialect::Sqlite), &config);
+        let sqlite = Statements::new(int_key(Dialect::Sqlite), &config, &KeyRange::default());
         assert!(
             sqlite
                 .bounds(Some(&cursor))
@@ -309,14 +368,14 @@ mod tests {
             dialect: Dialect::MySql,
             columns: vec![column("tenant", KeyKind::Text), column("id", KeyKind::Int)],
         };
-        let statements = Statements::new(plan, &config);
+        let statements = Statements::new(plan, &config, &KeyRange::default());
         let lower = Key::new(vec![KeyValue::Text("a".into()), KeyValue::Int(1)]).expect("key");
         let upper = Key::new(vec![KeyValue::Text("b".into()), KeyValue::Int(2)]).expect("key");
         let update = statements.update(Some(&lower));
         assert_eq!(update.sql.matches('?').count(), 8);
         let text = |v: &str| Bind::Text(Some(v.to_owned()));
         assert_eq!(
-            update.binds(Some(&lower), Some(&upper), 0),
+            update.binds(Some(&lower), Some(&upper), 0, &KeyRange::default()),
             [
                 text("a"),
                 text("a"),
@@ -331,10 +390,47 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_keeps_every_read_inside_its_range() {
+        let range = KeyRange {
+            after: Some(Key::int(100)),
+            until: Some(Key::int(200)),
+        };
+        let statements = Statements::new(int_key(Dialect::Postgres), &config(), &range);
+        let cursor = Key::int(150);
+        let bounds = statements.bounds(Some(&cursor));
+        assert_eq!(
+            bounds.sql,
+            "SELECT CAST(id AS BIGINT), count(*) OVER () FROM (SELECT id FROM users WHERE id > $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4) w ORDER BY id DESC LIMIT 1"
+        );
+        assert_eq!(
+            statements.binds(bounds, Some(&cursor), None, 10),
+            [
+                Bind::Int(Some(150)),
+                Bind::Int(Some(100)),
+                Bind::Int(Some(200)),
+                Bind::Int(Some(10))
+            ]
+        );
+        assert!(
+            statements.first_pending.sql.contains(
+                "WHERE (display_name IS NULL) AND id > $1 AND id <= $2 ORDER BY id LIMIT 1"
+            )
+        );
+        assert!(
+            statements
+                .before
+                .sql
+                .contains("WHERE id < $1 AND id > $2 AND id <= $3")
+        );
+        // The update is bounded by the batch, which is inside the range.
+        assert!(!statements.update(Some(&cursor)).sql.contains("$3"));
+    }
+
+    #[test]
     fn a_pending_predicate_with_or_stays_inside_the_key_bounds() {
         let mut config = config();
         config.pending = "a IS NULL OR b IS NULL".to_owned();
-        let statements = Statements::new(int_key(Dialect::Postgres), &config);
+        let statements = Statements::new(int_key(Dialect::Postgres), &config, &KeyRange::default());
         assert!(
             statements
                 .update(Some(&Key::int(1)))

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use shiftguard_core::backfill::{Checkpoint, CheckpointStore, Status, backoff};
+use shiftguard_core::backfill::{Checkpoint, CheckpointStore, KeyRange, Status, backoff};
 
 use super::{BackfillError, Checkpoints, DEADLINE_SLACK, Runner, jitter, now_ms};
 use crate::connection::Connection;
@@ -34,7 +34,11 @@ impl Runner<'_> {
         &self,
         connection: &mut Connection,
     ) -> Result<(), BackfillError> {
-        let fresh = Checkpoint::new(&self.config.name, now_ms());
+        let mut fresh = Checkpoint::new(&self.config.name, now_ms());
+        if self.range != KeyRange::default() {
+            fresh.cursor = self.range.after.clone();
+            fresh.range = Some(self.range.clone());
+        }
         match &self.checkpoints {
             Checkpoints::Sql(table) => {
                 table

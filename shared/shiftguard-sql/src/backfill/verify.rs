@@ -47,7 +47,12 @@ impl Runner<'_> {
         let first = self.pending_from(connection, statements).await?;
         let pending = match &first {
             None => None,
-            Some(first) => Some(self.key_before(connection, statements, first).await?),
+            // A shard's first key is its range's start.
+            Some(first) => Some(
+                self.key_before(connection, statements, first)
+                    .await?
+                    .or_else(|| self.range.after.clone()),
+            ),
         };
         let complete = first.is_none();
         observe(&Event::Verified {

@@ -1,0 +1,349 @@
+//! Shards: a backfill split into `shards` contiguous key ranges, each an ordinary backfill of its
+//! own (checkpoint `NAME.shardK`, lock or lease, verification within its range), so several
+//! runners — processes, `--parallel` tasks, Lambda invocations — work at once and any of them
+//! can die at any instant. The ranges are planned once, by the first runner, under the
+//! backfill's own lock, from the key's distribution (the keys at even row offsets on its index,
+//! so each shard holds about as many rows however the keys spread) and kept in the shards'
+//! checkpoints. The backfill's own checkpoint starts `swept`: once every shard is complete, it
+//! verifies the whole table and sweeps whatever old writers left behind the shards' cursors.
+//! Correctness never rests on the plan: a gap or an overlap between ranges (a plan changed
+//! mid-way) only costs work, because that final verification reads the whole table.
+
+use std::time::Instant;
+
+use shiftguard_core::backfill::{
+    BackfillConfig, BatchReport, Checkpoint, Command, Key, KeyRange, Status, shard_name,
+};
+
+use super::inspect::{Inspected, fetch_key, rows_query};
+use super::statements::Statements;
+use super::{BackfillError, Checkpoints, DEADLINE_SLACK, Event, Outcome, RunSummary, Runner};
+use crate::connection::{Connection, Kind};
+
+impl Checkpoints<'_> {
+    /// The same store, for another runner.
+    fn share(&self) -> Checkpoints<'_> {
+        match self {
+            Checkpoints::Sql(table) => Checkpoints::Sql(table.clone()),
+            Checkpoints::External(store) => Checkpoints::External(*store),
+        }
+    }
+}
+
+/// Shard `k`'s definition: the backfill's, under the shard's name, with its share of the rate
+/// cap (the cap is for the whole backfill, however many shards run at once).
+fn shard_config(config: &BackfillConfig, k: u32) -> BackfillConfig {
+    let mut shard = config.clone();
+    shard.name = shard_name(&config.name, k);
+    let shards = u64::from(config.tuning.shards.max(1));
+    shard.tuning.max_rows_per_second = config
+        .tuning
+        .max_rows_per_second
+        .map(|cap| (cap / shards).max(1));
+    shard.tuning.shards = 1;
+    shard
+}
+
+/// Adds a shard run's report to the totals of the whole run.
+fn add(totals: &mut BatchReport, report: &BatchReport) {
+    totals.rows_updated += report.rows_updated;
+    totals.rows_scanned += report.rows_scanned;
+    totals.retries += report.retries;
+    totals.errors += report.errors;
+    totals.batch_ms = totals.batch_ms.max(report.batch_ms);
+    totals.batch_size = report.batch_size;
+    totals.replica_lag_ms = report.replica_lag_ms;
+}
+
+impl<'a> Runner<'a> {
+    /// The definitions of every shard of this backfill (owned by the caller, so the shards'
+    /// runners can borrow them).
+    pub fn shard_configs(&self) -> Vec<BackfillConfig> {
+        (1..=self.config.tuning.shards)
+            .map(|k| shard_config(self.config, k))
+            .collect()
+    }
+
+    /// A runner of one shard: this runner's database, store and owner over `range`.
+    fn shard_runner<'s>(&'s self, config: &'s BackfillConfig, range: KeyRange) -> Runner<'s> {
+        Runner {
+            url: self.url,
+            config,
+            checkpoints: self.checkpoints.share(),
+            owner: self.owner.clone(),
+            lag: self.lag.clone(),
+            connect_timeout: self.connect_timeout,
+            range,
+        }
+    }
+
+    /// The shards' stored checkpoints, in order; `None` for a shard never planned.
+    async fn stored_shards(
+        &self,
+        connection: &mut Connection,
+        configs: &[BackfillConfig],
+    ) -> Result<Vec<Option<Checkpoint>>, BackfillError> {
+        let mut stored = Vec::with_capacity(configs.len());
+        for config in configs {
+            let runner = self.shard_runner(config, KeyRange::default());
+            stored.push(runner.stored_checkpoint(connection).await?);
+        }
+        Ok(stored)
+    }
+
+    /// The shards' ranges as planned; planned now when a shard has none. `Err(Busy)` when
+    /// another runner holds the backfill's own lock (it plans, or verifies).
+    async fn plan(
+        &self,
+        configs: &[BackfillConfig],
+    ) -> Result<Result<Vec<KeyRange>, Outcome>, BackfillError> {
+        let mut connection = self.connect().await?;
+        let planned = |stored: &[Option<Checkpoint>]| -> Option<Vec<KeyRange>> {
+            stored
+                .iter()
+                .map(|c| c.as_ref().and_then(|c| c.range.clone()))
+                .collect()
+        };
+        if let Some(ranges) = planned(&self.stored_shards(&mut connection, configs).await?) {
+            connection.close().await;
+            return Ok(Ok(ranges));
+        }
+        let Some(held) = self.try_lock(&mut connection).await? else {
+            let holder = self.current_holder(&mut connection).await;
+            connection.close().await;
+            return Ok(Err(Outcome::Busy { holder }));
+        };
+        let planned_now = self.plan_locked(&mut connection, configs, planned).await;
+        self.unlock(&mut connection, held).await;
+        connection.close().await;
+        planned_now.map(Ok)
+    }
+
+    async fn plan_locked(
+        &self,
+        connection: &mut Connection,
+        configs: &[BackfillConfig],
+        planned: impl Fn(&[Option<Checkpoint>]) -> Option<Vec<KeyRange>>,
+    ) -> Result<Vec<KeyRange>, BackfillError> {
+        // Another runner may have planned while this one waited for the lock.
+        if let Some(ranges) = planned(&self.stored_shards(connection, configs).await?) {
+            return Ok(ranges);
+        }
+        let Inspected { statements, .. } = self.inspect(connection).await?;
+        let n = configs.len() as u32;
+        let boundaries = self.sampled_boundaries(connection, &statements, n).await?;
+        let ranges = KeyRange::split(&boundaries);
+        // Fewer distinct boundaries than shards (a small table): the last shards are empty.
+        let ranges: Vec<KeyRange> = (0..configs.len())
+            .map(|i| {
+                ranges.get(i).cloned().unwrap_or_else(|| KeyRange {
+                    after: boundaries.last().cloned(),
+                    until: boundaries.last().cloned(),
+                })
+            })
+            .collect();
+        for (config, range) in configs.iter().zip(&ranges) {
+            self.shard_runner(config, range.clone())
+                .prepare_store(connection)
+                .await?;
+        }
+        // The backfill's own checkpoint: verifies the whole table once the shards are done.
+        self.prepare_store(connection).await?;
+        self.verify_next(connection).await?;
+        Ok(ranges)
+    }
+
+    /// The backfill's own checkpoint, when it has not begun a pass of its own (new, or resumed
+    /// by an operator), is set to verify: the shards made the pass.
+    async fn verify_next(&self, connection: &mut Connection) -> Result<(), BackfillError> {
+        if let Some(mut own) = self.load_checkpoint(connection).await?
+            && own.status == Status::Running
+            && own.batches == 0
+            && own.cursor.is_none()
+        {
+            own.status = Status::Swept;
+            own.version += 1;
+            self.save(connection, &own).await?;
+        }
+        Ok(())
+    }
+
+    /// `n - 1` keys at even row offsets on the key's index, so each shard holds about as many
+    /// rows whatever the keys' spread. The rows come from the table's statistics, or are
+    /// counted once when there are none yet (a table never analyzed).
+    async fn sampled_boundaries(
+        &self,
+        connection: &mut Connection,
+        statements: &Statements,
+        n: u32,
+    ) -> Result<Vec<Key>, BackfillError> {
+        let failed = |e: sqlx::Error| self.target_error(self.sql_error(&e));
+        let (sql, binds) = rows_query(connection.dialect(), &self.config.table);
+        let estimate = connection
+            .fetch_row(&sql, &binds, &[Kind::Int])
+            .await
+            .map_err(failed)?
+            .and_then(|r| r[0].int())
+            .unwrap_or(0);
+        let rows = if estimate > 0 {
+            estimate
+        } else {
+            let sql = format!("SELECT count(*) FROM {}", self.config.table);
+            connection
+                .fetch_row(&sql, &[], &[Kind::Int])
+                .await
+                .map_err(failed)?
+                .and_then(|r| r[0].int())
+                .unwrap_or(0)
+        };
+        let rows = rows.max(0) as u64;
+        let mut boundaries: Vec<Key> = Vec::new();
+        for i in 1..u64::from(n) {
+            let offset = (rows * i / u64::from(n)).saturating_sub(1);
+            let binds = statements.binds(&statements.nth, None, None, offset);
+            let key = fetch_key(connection, statements, &statements.nth, &binds)
+                .await
+                .map_err(|e| self.target_error(self.sql_error(&e)))?;
+            match key {
+                Some(key) if boundaries.last() != Some(&key) => boundaries.push(key),
+                _ => {}
+            }
+        }
+        Ok(boundaries)
+    }
+
+    /// Works the shards until the backfill is complete or the deadline: every shard that is
+    /// not complete and whose lock is free, one after another from shard `first` (so runners
+    /// started together spread out); once every shard is complete, the whole-table
+    /// verification. A backfill of one shard is simply run.
+    pub async fn run_shards(
+        &self,
+        first: u32,
+        deadline: Instant,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<RunSummary, BackfillError> {
+        if self.config.tuning.shards <= 1 {
+            return self.run(deadline, observe).await;
+        }
+        let started = Instant::now();
+        let summary = |outcome, report| RunSummary {
+            outcome,
+            checkpoint: None,
+            report,
+            elapsed: started.elapsed(),
+        };
+        let configs = self.shard_configs();
+        let ranges = match self.plan(&configs).await? {
+            Ok(ranges) => ranges,
+            Err(outcome) => return Ok(summary(outcome, BatchReport::default())),
+        };
+        let n = configs.len();
+        let mut totals = BatchReport::default();
+        // Two rounds at most, as a single runner makes one pass and then the next run verifies:
+        // the second verifies what the first swept. While old writers insert, every shard
+        // always has more to do; each run's work stays bounded all the same.
+        for _ in 0..2 {
+            let (mut complete, mut busy, mut worked) = (0, None, false);
+            for i in (0..n).map(|i| (i + first as usize) % n) {
+                if Instant::now() + DEADLINE_SLACK * 2 > deadline {
+                    return Ok(summary(Outcome::Deadline, totals));
+                }
+                let shard = self.shard_runner(&configs[i], ranges[i].clone());
+                let run = shard.run(deadline, observe).await?;
+                add(&mut totals, &run.report);
+                match run.outcome {
+                    Outcome::Complete => complete += 1,
+                    Outcome::Busy { holder } => busy = Some(Outcome::Busy { holder }),
+                    Outcome::Swept => worked = true,
+                    Outcome::Deadline => return Ok(summary(Outcome::Deadline, totals)),
+                    outcome @ (Outcome::Stayed(_) | Outcome::Interrupted) => {
+                        return Ok(summary(outcome, totals));
+                    }
+                }
+            }
+            if complete == n {
+                let mut connection = self.connect().await?;
+                let ready = self.verify_next(&mut connection).await;
+                connection.close().await;
+                ready?;
+                let own = self.run(deadline, observe).await?;
+                add(&mut totals, &own.report);
+                return Ok(RunSummary {
+                    checkpoint: own.checkpoint,
+                    ..summary(own.outcome, totals)
+                });
+            }
+            if !worked {
+                // Every shard left is another runner's now: let them finish.
+                return Ok(summary(busy.unwrap_or(Outcome::Swept), totals));
+            }
+        }
+        Ok(summary(Outcome::Swept, totals))
+    }
+
+    /// The shards planned so far, each with its range (none when the backfill has one shard).
+    pub(super) async fn planned_shards(
+        &self,
+    ) -> Result<Vec<(BackfillConfig, KeyRange)>, BackfillError> {
+        if self.config.tuning.shards <= 1 {
+            return Ok(Vec::new());
+        }
+        let configs = self.shard_configs();
+        let mut connection = self.connect().await?;
+        let stored = self.stored_shards(&mut connection, &configs).await?;
+        connection.close().await;
+        Ok(configs
+            .into_iter()
+            .zip(stored)
+            .filter_map(|(config, c)| Some((config, c?.range?)))
+            .collect())
+    }
+
+    /// Every planned shard's own status.
+    pub(super) async fn shard_status(&self) -> Result<Vec<super::StatusReport>, BackfillError> {
+        let mut reports = Vec::new();
+        for (config, range) in self.planned_shards().await? {
+            reports.push(self.shard_runner(&config, range).own_status().await?);
+        }
+        Ok(reports)
+    }
+
+    /// An operator's command on every planned shard where it applies (pausing a complete
+    /// shard does not).
+    pub(super) async fn command_shards(&self, command: Command) -> Result<(), BackfillError> {
+        for (config, range) in self.planned_shards().await? {
+            match self.shard_runner(&config, range).own_command(command).await {
+                Ok(_) | Err(BackfillError::Target { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every planned shard's checkpoint (the next run plans anew).
+    pub(super) async fn reset_shards(&self) -> Result<(), BackfillError> {
+        for (config, range) in self.planned_shards().await? {
+            self.shard_runner(&config, range).own_reset().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::fixtures::config;
+
+    #[test]
+    fn a_shard_is_the_backfill_under_its_own_name_with_a_share_of_the_rate() {
+        let mut config = config();
+        config.tuning.shards = 4;
+        config.tuning.max_rows_per_second = Some(10_000);
+        let shard = shard_config(&config, 3);
+        assert_eq!(shard.name, "users_display_name.shard3");
+        assert_eq!(shard.tuning.max_rows_per_second, Some(2_500));
+        assert_eq!((shard.tuning.shards, shard.table.as_str()), (1, "users"));
+        config.tuning.max_rows_per_second = Some(2);
+        assert_eq!(shard_config(&config, 1).tuning.max_rows_per_second, Some(1));
+    }
+}
