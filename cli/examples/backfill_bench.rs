@@ -2,9 +2,10 @@
 //!
 //! (a) one `UPDATE … WHERE display_name IS NULL` over the whole table (the limit),
 //! (b) shiftguard's backfill with default settings,
-//! (c) the row-by-row loop (select a keyset page of 1,000 ids, update each by id, commit per page).
+//! (c) the row-by-row loop (select a keyset page of 1,000 ids, update each by id, commit per page),
+//! (d) the backfill split into `SHARDS` shards, worked at once from one process (`--parallel`).
 //!
-//! (a) and (b) run twice: on a `BIGINT` key (in heap order) and on a `UUID` key (random against
+//! (a), (b) and (d) run twice: on a `BIGINT` key (in heap order) and on a `UUID` key (random against
 //! the heap). Each starts from a freshly loaded table. Prints rows/s, the ratios, the batch
 //! transaction percentiles of (b) and the peak resident memory of (b).
 //!
@@ -45,12 +46,17 @@ impl KeyType {
     }
 }
 
-/// (a) and (b) on one key type: their durations, (b)'s batch durations and peak memory.
+/// Shards of (d).
+const SHARDS: u32 = 2;
+
+/// (a), (b) and (d) on one key type: their durations, the batch durations and peak memory.
 struct Measured {
     single: Duration,
     engine: Duration,
     batches: Vec<f64>,
     peak_kib: u64,
+    sharded: Duration,
+    sharded_batches: Vec<f64>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -140,6 +146,26 @@ async fn main() {
             batches.iter().sum::<f64>() / 1e3,
             measured.engine.as_secs_f64()
         );
+        let d = rate(rows, measured.sharded);
+        let mut sharded = measured.sharded_batches.clone();
+        sharded.sort_by(f64::total_cmp);
+        let percentile = |p: f64| sharded[((sharded.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "  (d) {SHARDS} shards in parallel           {:>9.0} rows/s  ({:.2} s, {} batches)",
+            d,
+            measured.sharded.as_secs_f64(),
+            sharded.len()
+        );
+        println!(
+            "  (d) / (a)                          {:>9.2}   (target >= 1.0)",
+            d / a
+        );
+        println!(
+            "  (d) batch transaction ms           p50 {:.1}  p99 {:.1}  max {:.1}",
+            percentile(0.5),
+            percentile(0.99),
+            sharded.last().copied().unwrap_or_default()
+        );
     }
     println!(
         "(c) row by row, commit per 1,000   {:>9.0} rows/s  ({:.2} s for {loop_rows} rows)",
@@ -201,6 +227,43 @@ async fn measure(db: &mut PgConnection, url: &str, rows: i64, key: KeyType) -> M
     let engine = started.elapsed();
     let peak_kib = peak_memory_kib();
     assert_eq!(summary.report.rows_updated, rows as u64);
+    drop(runner);
+
+    load(db, rows, key).await;
+    sqlx::raw_sql("DROP TABLE IF EXISTS shiftguard_bench_checkpoints")
+        .execute(&mut *db)
+        .await
+        .expect("drop checkpoints");
+    let mut config = config.backfill[0].clone();
+    config.tuning.shards = SHARDS;
+    let runner = Runner {
+        url: &parsed_url,
+        config: &config,
+        checkpoints: Checkpoints::Sql(
+            SqlCheckpoints::new("shiftguard_bench_checkpoints").expect("table"),
+        ),
+        owner: "bench".to_owned(),
+        lag: LagSource::PostgresReplication,
+        connect_timeout: Duration::from_secs(10),
+        range: KeyRange::default(),
+    };
+    let mut sharded_batches: Vec<f64> = Vec::new();
+    let started = Instant::now();
+    let run = runner
+        .run_parallel(
+            SHARDS,
+            0,
+            Instant::now() + Duration::from_secs(3600),
+            &mut |event| {
+                if let Event::Batch { report, .. } = event {
+                    sharded_batches.push(report.batch_ms);
+                }
+            },
+        )
+        .await
+        .expect("sharded backfill");
+    let sharded = started.elapsed();
+    assert_eq!(run.report.rows_updated, rows as u64, "{:?}", run.outcome);
     let remaining: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM {TABLE} WHERE display_name IS NULL"
     ))
@@ -213,6 +276,8 @@ async fn measure(db: &mut PgConnection, url: &str, rows: i64, key: KeyType) -> M
         engine,
         batches,
         peak_kib,
+        sharded,
+        sharded_batches,
     }
 }
 

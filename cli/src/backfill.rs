@@ -13,7 +13,7 @@ use shiftguard_core::backfill::{Command, Reading, Signal, Status, emf_line, hold
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{
-    Checkpoints, Event, LagSource, Outcome as RunOutcome, RunSummary, Runner, StatusReport, now_ms,
+    Checkpoints, Event, LagSource, Outcome as RunOutcome, Runner, StatusReport, now_ms,
 };
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 
@@ -289,39 +289,14 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
         }
         progress.show(event);
     };
-    // Each task works the shards from another one, under an owner of its own (a lease held by
-    // one task is not another's).
-    let shared = std::cell::RefCell::new(&mut observe);
-    let tasks = args.parallel.min(backfill.tuning.shards.max(1));
-    let first = std::process::id();
-    let runners: Vec<Runner> = (0..tasks)
-        .map(|task| {
-            let mut runner = runner(
-                &loaded,
-                backfill,
-                Duration::from_secs(args.common.connect_timeout),
-            )?;
-            if tasks > 1 {
-                runner.owner = format!("{}/{task}", runner.owner);
-            }
-            Ok(runner)
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let runs = runners.iter().zip(0u32..).map(|(runner, task)| {
-        let shared = &shared;
-        async move {
-            let mut observe = |event: &Event| (shared.borrow_mut())(event);
-            runner
-                .run_shards(first.wrapping_add(task), deadline, &mut observe)
-                .await
-        }
-    });
-    let result = join_all(runs.collect())
-        .await
-        .into_iter()
-        .reduce(|a, b| Ok(combined(a?, b?)))
-        .unwrap_or_else(|| unreachable!("at least one task"));
-    drop(runners);
+    let runner = runner(
+        &loaded,
+        backfill,
+        Duration::from_secs(args.common.connect_timeout),
+    )?;
+    let result = runner
+        .run_parallel(args.parallel, std::process::id(), deadline, &mut observe)
+        .await;
     progress.finish();
     let summary = match result {
         Ok(summary) => summary,
@@ -392,51 +367,6 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
         RunOutcome::Stayed(Status::Failed) => Outcome::NotSafe,
         _ => Outcome::Safe,
     })
-}
-
-/// Polls every future on this task until all are done (the `--parallel` tasks share one thread,
-/// as the runtime does: they wait on the database, not on the processor).
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
-/// Two tasks' runs as one: complete if either completed the backfill, else the first's end;
-/// the rows of both.
-fn combined(a: RunSummary, b: RunSummary) -> RunSummary {
-    let (mut first, second) = if b.outcome == RunOutcome::Complete {
-        (b, a)
-    } else {
-        (a, b)
-    };
-    let totals = &mut first.report;
-    totals.rows_updated += second.report.rows_updated;
-    totals.rows_scanned += second.report.rows_scanned;
-    totals.retries += second.report.retries;
-    totals.errors += second.report.errors;
-    first.elapsed = first.elapsed.max(second.elapsed);
-    if first.checkpoint.is_none() {
-        first.checkpoint = second.checkpoint;
-    }
-    first
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {

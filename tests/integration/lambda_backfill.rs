@@ -114,6 +114,7 @@ async fn secret_url_dynamodb_checkpoints_and_the_deadline() {
         let records = handle(
             BackfillEvent {
                 backfill: Some("users_display_name".into()),
+                first: None,
             },
             Instant::now() + Duration::from_secs(30),
             &deps,
@@ -143,6 +144,7 @@ async fn secret_url_dynamodb_checkpoints_and_the_deadline() {
     let error = handle(
         BackfillEvent {
             backfill: Some("nope".into()),
+            first: None,
         },
         Instant::now() + Duration::from_secs(30),
         &deps,

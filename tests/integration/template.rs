@@ -192,9 +192,15 @@ fn the_template_wires_hooks_alarms_schedules_and_the_checkpoint_table() {
             .expect("an event")
             .clone()
     };
-    assert_eq!(schedule("Backfill")["Type"], "Schedule");
+    // The backfill's schedule starts its state machine, not the Lambda.
+    assert!(
+        t["Resources"]["Backfill"]["Properties"]
+            .get("Events")
+            .is_none()
+    );
+    assert_eq!(schedule("BackfillStateMachine")["Type"], "Schedule");
     assert_eq!(
-        reference(&schedule("Backfill")["Properties"]["Schedule"]),
+        reference(&schedule("BackfillStateMachine")["Properties"]["Schedule"]),
         Some("BackfillSchedule")
     );
     assert_eq!(schedule("GateMonitor")["Type"], "Schedule");
@@ -228,6 +234,7 @@ fn the_template_wires_hooks_alarms_schedules_and_the_checkpoint_table() {
         "PostTrafficHookFunction",
         "GateMonitorFunction",
         "BackfillFunction",
+        "BackfillStateMachineArn",
     ] {
         assert!(t["Outputs"].get(output).is_some(), "output {output}");
     }
@@ -499,4 +506,150 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
         gate < upgrade,
         "the gate runs before the contract migration"
     );
+}
+
+/// The backfill's state machine, as the SAM transform emits it: the shards fan out at once
+/// (one invocation each, at most `BackfillShards` at a time), throttled invocations are retried,
+/// a round that leaves the backfill complete ends it, any other waits and goes again, and an
+/// execution ends after `BackfillRounds` rounds. Every transition leads to a state, and every
+/// state is reached.
+#[test]
+fn the_backfill_state_machine_fans_out_the_shards_and_loops_until_complete() {
+    let dir = tempfile::tempdir().expect("dir");
+    let transformed = dir.path().join("transformed.json");
+    app_version_writing(
+        &repo_root().join("template.yaml"),
+        "code-1",
+        &serde_json::json!({ "SchemaRevision": "836a014c0874", "BackfillShards": "4" }),
+        Some(&transformed),
+    );
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(&transformed).expect("read")).expect("JSON");
+    let machine = &t["Resources"]["BackfillStateMachine"];
+    assert_eq!(machine["Type"], "AWS::StepFunctions::StateMachine");
+    let properties = &machine["Properties"];
+    let substitutions = &properties["DefinitionSubstitutions"];
+    assert_eq!(substitutions["BackfillArn"]["Fn::GetAtt"][0], "Backfill");
+    // The definition with the stack's values put in, as Step Functions will read it.
+    // SAM writes the definition as the lines of a JSON document, joined by CloudFormation.
+    let lines = properties["DefinitionString"]["Fn::Join"][1]
+        .as_array()
+        .expect("the definition's lines");
+    let mut text = lines
+        .iter()
+        .map(|line| line.as_str().expect("a line of text"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (name, value) in [
+        (
+            "BackfillArn",
+            "arn:aws:lambda:us-east-1:123456789012:function:backfill",
+        ),
+        ("BackfillName", "users_display_name"),
+        ("BackfillShards", "4"),
+        ("BackfillRounds", "11"),
+    ] {
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    assert!(!text.contains("${"), "every substitution is made: {text}");
+    let definition: Value = serde_json::from_str(&text).expect("the definition is JSON");
+    let states = definition["States"].as_object().expect("states");
+
+    // The Step Functions schema (cfn-lint's E3601, which reads a definition given as an
+    // object): the resolved definition passes, and a broken copy is caught.
+    let asl_lint = |definition: &Value| {
+        let file = dir.path().join("machine.json");
+        let template = serde_json::json!({
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Resources": { "Machine": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {
+                    "RoleArn": "arn:aws:iam::123456789012:role/backfill",
+                    "Definition": definition,
+                },
+            }},
+        });
+        std::fs::write(&file, template.to_string()).expect("write");
+        let output = Command::new(venv_tool("cfn-lint"))
+            .arg(&file)
+            .output()
+            .expect("run cfn-lint");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (valid, findings) = asl_lint(&definition);
+    assert!(valid, "the state machine's definition: {findings}");
+    let mut broken = definition.clone();
+    broken["States"]["Round"]["Type"] = Value::from("Mapp");
+    let (valid, findings) = asl_lint(&broken);
+    assert!(!valid && findings.contains("E3601"), "{findings}");
+
+    let plan = &states["Plan"]["Parameters"];
+    assert_eq!(plan["starts.$"], "States.ArrayRange(1, 4, 1)");
+    assert_eq!(plan["concurrency.$"], "States.StringToJson('4')");
+    let round = &states["Round"];
+    assert_eq!(round["Type"], "Map");
+    assert_eq!(round["MaxConcurrencyPath"], "$.concurrency");
+    assert_eq!(round["ItemSelector"]["first.$"], "$$.Map.Item.Value");
+    let invoke = &round["ItemProcessor"]["States"]["Invoke"];
+    assert_eq!(invoke["Resource"], "arn:aws:states:::lambda:invoke");
+    assert!(
+        invoke["Parameters"]["FunctionName"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(":function:backfill"))
+    );
+    let retried: Vec<&str> = invoke["Retry"][0]["ErrorEquals"]
+        .as_array()
+        .expect("retry")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        retried.contains(&"Lambda.TooManyRequestsException"),
+        "{retried:?}"
+    );
+    assert!(invoke["Retry"][0]["MaxAttempts"].as_u64() > Some(1));
+
+    // The loop: complete ends it; rounds left go again after a pause; none left ends it.
+    let choice = &states["Complete?"];
+    assert_eq!(choice["Choices"][0]["Variable"], "$.complete");
+    assert_eq!(choice["Choices"][0]["Next"], "Complete");
+    assert_eq!(choice["Choices"][1]["Variable"], "$.rounds_left");
+    assert_eq!(choice["Default"], "Pause");
+    assert_eq!(states["Pause"]["Next"], "Round");
+    assert_eq!(states["Complete"]["Type"], "Succeed");
+    assert_eq!(
+        states["Outcomes"]["Parameters"]["outcomes.$"], "$.runs[*][*].outcome",
+        "the outcomes of every invocation (each returns its backfills' records)"
+    );
+
+    // Every transition leads somewhere, and every state is reached from the start.
+    let mut reached = std::collections::BTreeSet::new();
+    let mut next = vec![definition["StartAt"].as_str().expect("start").to_owned()];
+    while let Some(name) = next.pop() {
+        let state = states
+            .get(&name)
+            .unwrap_or_else(|| panic!("no state {name}"));
+        if !reached.insert(name) {
+            continue;
+        }
+        let targets = state["Choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| &c["Next"])
+            .chain([&state["Next"], &state["Default"]]);
+        next.extend(targets.filter_map(Value::as_str).map(str::to_owned));
+    }
+    assert_eq!(reached.len(), states.len(), "{reached:?}");
+
+    // The state machine may invoke the backfill function, and nothing else.
+    let role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+        .as_str()
+        .expect("role");
+    let policies = t["Resources"][role]["Properties"]["Policies"].to_string();
+    assert!(policies.contains("lambda:InvokeFunction"), "{policies}");
+    assert!(policies.contains("Backfill"), "{policies}");
 }

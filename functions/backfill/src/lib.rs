@@ -28,6 +28,10 @@ pub struct BackfillEvent {
     /// One backfill by name; absent: every configured backfill that is not complete.
     #[serde(default)]
     pub backfill: Option<String>,
+    /// A backfill with shards: the shard to start at (the state machine gives each of its
+    /// concurrent invocations another); absent: one from the clock.
+    #[serde(default)]
+    pub first: Option<u32>,
 }
 
 /// What one backfill did in this invocation.
@@ -159,9 +163,9 @@ pub async fn handle(
         }
         let name = backfill.name.as_str();
         let mut observe = |event: &Event| log_event(name, event);
-        // A backfill with shards: concurrent invocations start at different shards (the clock's
-        // low bits), each taking the free ones in turn.
-        let first = (now_ms() % 1_000) as u32;
+        // A backfill with shards: concurrent invocations start at different shards, each
+        // taking the free ones in turn.
+        let first = event.first.unwrap_or((now_ms() % 1_000) as u32);
         match runner.run_shards(first, deadline, &mut observe).await {
             Ok(summary) => {
                 println!("{}", emf_line(name, "run", &summary.report, now_ms()));

@@ -299,6 +299,43 @@ impl<'a> Runner<'a> {
             .collect())
     }
 
+    /// Works the shards with `tasks` runners at once on this task (at most one per shard), each
+    /// starting at another shard and holding its shards under an owner of its own (a lease one
+    /// holds is not another's); their runs add up to one.
+    pub async fn run_parallel(
+        &self,
+        tasks: u32,
+        first: u32,
+        deadline: Instant,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<RunSummary, BackfillError> {
+        let tasks = tasks.clamp(1, self.config.tuning.shards.max(1));
+        let shared = std::cell::RefCell::new(observe);
+        let runners: Vec<Runner> = (0..tasks)
+            .map(|task| Runner {
+                owner: match tasks {
+                    1 => self.owner.clone(),
+                    _ => format!("{}/{task}", self.owner),
+                },
+                ..self.shard_runner(self.config, self.range.clone())
+            })
+            .collect();
+        let runs = runners.iter().zip(0u32..).map(|(runner, task)| {
+            let shared = &shared;
+            async move {
+                let mut observe = |event: &Event| (shared.borrow_mut())(event);
+                runner
+                    .run_shards(first.wrapping_add(task), deadline, &mut observe)
+                    .await
+            }
+        });
+        join_all(runs.collect())
+            .await
+            .into_iter()
+            .reduce(|a, b| Ok(combined(a?, b?)))
+            .unwrap_or_else(|| unreachable!("at least one task"))
+    }
+
     /// Every planned shard's own status.
     pub(super) async fn shard_status(&self) -> Result<Vec<super::StatusReport>, BackfillError> {
         let mut reports = Vec::new();
@@ -327,6 +364,51 @@ impl<'a> Runner<'a> {
         }
         Ok(())
     }
+}
+
+/// Polls every future on this task until all are done (the `--parallel` tasks share one thread,
+/// as the runtime does: they wait on the database, not on the processor).
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Two tasks' runs as one: complete if either completed the backfill, else the first's end;
+/// the rows of both.
+fn combined(a: RunSummary, b: RunSummary) -> RunSummary {
+    let (mut first, second) = if b.outcome == Outcome::Complete {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let totals = &mut first.report;
+    totals.rows_updated += second.report.rows_updated;
+    totals.rows_scanned += second.report.rows_scanned;
+    totals.retries += second.report.retries;
+    totals.errors += second.report.errors;
+    first.elapsed = first.elapsed.max(second.elapsed);
+    if first.checkpoint.is_none() {
+        first.checkpoint = second.checkpoint;
+    }
+    first
 }
 
 #[cfg(test)]
