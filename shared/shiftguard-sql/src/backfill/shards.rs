@@ -9,7 +9,7 @@
 //! Correctness never rests on the plan: a gap or an overlap between ranges (a plan changed
 //! mid-way) only costs work, because that final verification reads the whole table.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shiftguard_core::backfill::{
     BackfillConfig, BatchReport, Checkpoint, Command, Key, KeyRange, Status, shard_name,
@@ -19,6 +19,9 @@ use super::inspect::{Inspected, fetch_key, rows_query};
 use super::statements::Statements;
 use super::{BackfillError, Checkpoints, DEADLINE_SLACK, Event, Outcome, RunSummary, Runner};
 use crate::connection::{Connection, Kind};
+
+/// How often a runner looks for another's plan while that one plans.
+const PLAN_POLL: Duration = Duration::from_millis(100);
 
 impl Checkpoints<'_> {
     /// The same store, for another runner.
@@ -91,11 +94,12 @@ impl<'a> Runner<'a> {
         Ok(stored)
     }
 
-    /// The shards' ranges as planned; planned now when a shard has none. `Err(Busy)` when
-    /// another runner holds the backfill's own lock (it plans, or verifies).
+    /// The shards' ranges as planned; planned now when a shard has none (while another runner
+    /// plans, this one waits for its plan, until `deadline`).
     async fn plan(
         &self,
         configs: &[BackfillConfig],
+        deadline: Instant,
     ) -> Result<Result<Vec<KeyRange>, Outcome>, BackfillError> {
         let mut connection = self.connect().await?;
         let planned = |stored: &[Option<Checkpoint>]| -> Option<Vec<KeyRange>> {
@@ -104,19 +108,24 @@ impl<'a> Runner<'a> {
                 .map(|c| c.as_ref().and_then(|c| c.range.clone()))
                 .collect()
         };
-        if let Some(ranges) = planned(&self.stored_shards(&mut connection, configs).await?) {
-            connection.close().await;
-            return Ok(Ok(ranges));
+        loop {
+            if let Some(ranges) = planned(&self.stored_shards(&mut connection, configs).await?) {
+                connection.close().await;
+                return Ok(Ok(ranges));
+            }
+            if let Some(held) = self.try_lock(&mut connection).await? {
+                let planned_now = self.plan_locked(&mut connection, configs, planned).await;
+                self.unlock(&mut connection, held).await;
+                connection.close().await;
+                return planned_now.map(Ok);
+            }
+            if Instant::now() + PLAN_POLL + DEADLINE_SLACK > deadline {
+                let holder = self.current_holder(&mut connection).await;
+                connection.close().await;
+                return Ok(Err(Outcome::Busy { holder }));
+            }
+            tokio::time::sleep(PLAN_POLL).await;
         }
-        let Some(held) = self.try_lock(&mut connection).await? else {
-            let holder = self.current_holder(&mut connection).await;
-            connection.close().await;
-            return Ok(Err(Outcome::Busy { holder }));
-        };
-        let planned_now = self.plan_locked(&mut connection, configs, planned).await;
-        self.unlock(&mut connection, held).await;
-        connection.close().await;
-        planned_now.map(Ok)
     }
 
     async fn plan_locked(
@@ -233,7 +242,7 @@ impl<'a> Runner<'a> {
             elapsed: started.elapsed(),
         };
         let configs = self.shard_configs();
-        let ranges = match self.plan(&configs).await? {
+        let ranges = match self.plan(&configs, deadline).await? {
             Ok(ranges) => ranges,
             Err(outcome) => return Ok(summary(outcome, BatchReport::default())),
         };
@@ -268,8 +277,19 @@ impl<'a> Runner<'a> {
                 ready?;
                 let own = self.run(deadline, observe).await?;
                 add(&mut totals, &own.report);
+                // The backfill's checkpoint as one: its rows and batches with the shards'.
+                let mut checkpoint = own.checkpoint;
+                if let Some(checkpoint) = checkpoint.as_mut() {
+                    let mut connection = self.connect().await?;
+                    let shards = self.stored_shards(&mut connection, &configs).await;
+                    connection.close().await;
+                    for shard in shards?.iter().flatten() {
+                        checkpoint.rows_updated += shard.rows_updated;
+                        checkpoint.batches += shard.batches;
+                    }
+                }
                 return Ok(RunSummary {
-                    checkpoint: own.checkpoint,
+                    checkpoint,
                     ..summary(own.outcome, totals)
                 });
             }
