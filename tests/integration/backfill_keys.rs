@@ -192,21 +192,28 @@ async fn killed_while_an_old_writer_inserts(kind: Kind, shape: Shape) {
     let url = db.url();
     let label = format!("{kind:?} {shape:?} seed {seed}");
     let (mut kills, mut written) = (0, 0);
+    let updated = "SELECT count(*) FROM items WHERE updates > 0";
+    let mut before = 0;
     for _ in 0..6 {
         let mut child = spawn(&config, &url, &["run", NAME]);
-        // The old writer inserts pending rows while the runner works.
-        let until = std::time::Instant::now() + Duration::from_millis(150 + random.next(450));
+        // The old writer inserts pending rows while the runner works: until the runner has
+        // committed a batch (however slowly it starts on a busy machine), then a random while.
+        let mut until = std::time::Instant::now() + Duration::from_secs(20);
+        let mut committed = false;
         while std::time::Instant::now() < until {
             insert(&db, shape, WRITER_FROM + written, 20, 1).await;
             written += 20;
             tokio::time::sleep(Duration::from_millis(25)).await;
+            if !committed && db.scalar(updated).await > before {
+                committed = true;
+                until = std::time::Instant::now() + Duration::from_millis(random.next(400));
+            }
         }
         child.kill().expect("kill -9");
         let _ = child.wait();
         db.wait_until_alone().await;
-        let done = db
-            .scalar("SELECT count(*) FROM items WHERE updates > 0")
-            .await;
+        let done = db.scalar(updated).await;
+        before = done;
         let twice = db
             .scalar("SELECT count(*) FROM items WHERE updates > 1")
             .await;

@@ -419,11 +419,7 @@ fn combined(a: RunSummary, b: RunSummary) -> RunSummary {
     } else {
         (a, b)
     };
-    let totals = &mut first.report;
-    totals.rows_updated += second.report.rows_updated;
-    totals.rows_scanned += second.report.rows_scanned;
-    totals.retries += second.report.retries;
-    totals.errors += second.report.errors;
+    add(&mut first.report, &second.report);
     first.elapsed = first.elapsed.max(second.elapsed);
     if first.checkpoint.is_none() {
         first.checkpoint = second.checkpoint;
@@ -435,6 +431,32 @@ fn combined(a: RunSummary, b: RunSummary) -> RunSummary {
 mod tests {
     use super::*;
     use crate::backfill::fixtures::config;
+
+    fn run(outcome: Outcome, rows: u64) -> RunSummary {
+        RunSummary {
+            outcome,
+            checkpoint: None,
+            report: BatchReport {
+                rows_updated: rows,
+                rows_scanned: rows,
+                ..BatchReport::default()
+            },
+            elapsed: std::time::Duration::from_secs(rows),
+        }
+    }
+
+    #[test]
+    fn parallel_runs_add_up_and_a_completion_wins() {
+        let one = combined(
+            run(Outcome::Busy { holder: None }, 3),
+            run(Outcome::Complete, 5),
+        );
+        assert_eq!(one.outcome, Outcome::Complete);
+        assert_eq!((one.report.rows_updated, one.report.rows_scanned), (8, 8));
+        assert_eq!(one.elapsed, std::time::Duration::from_secs(5));
+        let other = combined(run(Outcome::Swept, 1), run(Outcome::Deadline, 1));
+        assert_eq!(other.outcome, Outcome::Swept);
+    }
 
     #[test]
     fn a_shard_is_the_backfill_under_its_own_name_with_a_share_of_the_rate() {
