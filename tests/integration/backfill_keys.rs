@@ -565,3 +565,35 @@ async fn parallel_shards_from_one_process() {
     );
     db.drop_database().await;
 }
+
+/// A MySQL `BIGINT UNSIGNED` key past 2^63 − 1 cannot be read as a 64-bit integer: the backfill
+/// fails with the reason instead of walking in circles.
+#[tokio::test]
+async fn an_unsigned_key_past_the_signed_range_fails_closed() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    db.execute("CREATE TABLE items (id BIGINT UNSIGNED NOT NULL PRIMARY KEY, full_name VARCHAR(200), display_name VARCHAR(200))")
+        .await;
+    db.execute("INSERT INTO items (id, full_name) SELECT 9223372036854775000 + seq, 'x' FROM seq_1_to_2000")
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    std::fs::write(
+        &config,
+        format!("[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nbatch_size = 500\nmin_batch_size = 500\nmax_batch_size = 500\n"),
+    )
+    .expect("write config");
+    let run = backfill(&config, &db.url(), &["run", NAME]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the key went backwards"),
+        "{}",
+        run.stderr
+    );
+    // The first batch (500 keys below 2^63) committed; the one whose last key wrapped did not.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE display_name IS NOT NULL")
+            .await,
+        500
+    );
+    db.drop_database().await;
+}

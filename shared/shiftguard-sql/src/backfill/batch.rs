@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use shiftguard_core::backfill::{Checkpoint, Status};
+use shiftguard_core::backfill::{Checkpoint, Key, Status};
 
 use super::statements::{Statements, begin_batch, statement_budget_ms};
 use super::{Checkpoints, DEADLINE_SLACK, Runner, now_ms};
@@ -38,6 +38,18 @@ struct Uncommitted {
     scanned: u64,
     updated: u64,
     pass_finished: bool,
+}
+
+/// Why a batch's last key does not lie after the cursor, if it does not: an integer key read
+/// past 2^63 − 1 (a MySQL `BIGINT UNSIGNED` value) wraps to a negative number, and the walk
+/// would start over instead of moving on.
+fn backwards(lower: Option<&Key>, upper: &Key) -> Option<String> {
+    let (lower, upper) = (lower?.as_int()?, upper.as_int()?);
+    (upper <= lower).then(|| {
+        format!(
+            "the key went backwards (from {lower} to {upper}): a key above 9223372036854775807 (BIGINT UNSIGNED) cannot be walked"
+        )
+    })
 }
 
 impl Runner<'_> {
@@ -123,6 +135,10 @@ impl Runner<'_> {
                     pass_finished: true,
                 }));
         };
+        if let Some(problem) = backwards(lower, &upper) {
+            // Permanent: the backfill is marked failed with the reason, never walked in circles.
+            return Err(sqlx::Error::Decode(problem.into()));
+        }
         let update = statements.update(lower);
         let updated = connection
             .execute(
@@ -161,6 +177,16 @@ impl Runner<'_> {
 mod tests {
     use super::*;
     use crate::backfill::fixtures::{NamedStore, config, sql_runner, url};
+
+    #[test]
+    fn a_key_that_goes_backwards_is_a_problem() {
+        assert_eq!(backwards(None, &Key::int(i64::MIN)), None);
+        assert_eq!(backwards(Some(&Key::int(5)), &Key::int(6)), None);
+        assert!(
+            backwards(Some(&Key::int(i64::MAX)), &Key::int(i64::MIN))
+                .is_some_and(|p| p.contains("BIGINT UNSIGNED"))
+        );
+    }
 
     #[test]
     fn every_batch_bumps_the_version_and_renews_only_an_external_lease() {

@@ -22,6 +22,7 @@ pub(super) struct Pass {
     pub scanned: u64,
     /// The last batch's duration (at first the target): the next starts only if it fits twice.
     pub last_batch: Duration,
+    /// When the batches began (after attaching): what the rate cap and rows/s count from.
     pub started: Instant,
     pub deadline: Instant,
 }

@@ -38,7 +38,7 @@ impl Runner<'_> {
                 });
             }
         };
-        let result = self.work(&mut attached, started, deadline, observe).await;
+        let result = self.work(&mut attached, deadline, observe).await;
         let checkpoint = self.release(attached).await;
         let (outcome, report) = result?;
         Ok(RunSummary {
@@ -52,11 +52,12 @@ impl Runner<'_> {
     async fn work(
         &self,
         attached: &mut Attached,
-        started: Instant,
         deadline: Instant,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<(Outcome, BatchReport), BackfillError> {
-        let mut pass = Pass::new(self.config, started, deadline);
+        // The pace counts from the first batch, not from the run's start: a slow start
+        // (connecting, inspecting) must not buy a burst of rows under the rate cap.
+        let mut pass = Pass::new(self.config, Instant::now(), deadline);
         if let Some(outcome) = self.open_pass(attached, observe).await? {
             return Ok((outcome, pass.totals));
         }

@@ -248,11 +248,14 @@ impl<'a> Runner<'a> {
         };
         let n = configs.len();
         let mut totals = BatchReport::default();
-        // Two rounds at most, as a single runner makes one pass and then the next run verifies:
-        // the second verifies what the first swept. While old writers insert, every shard
-        // always has more to do; each run's work stays bounded all the same.
-        for _ in 0..2 {
-            let (mut complete, mut busy, mut worked) = (0, None, false);
+        // Two rounds of work at most, as a single runner makes one pass and then the next run
+        // verifies: the second verifies what the first swept. While old writers insert, every
+        // shard always has more to do; each run's work stays bounded all the same. A round in
+        // which every shard left was another runner's waits for them (until the deadline), so
+        // that someone verifies the whole table when the last shard is done.
+        let mut rounds = 0;
+        while rounds < 2 {
+            let (mut complete, mut worked) = (0, false);
             for i in (0..n).map(|i| (i + first as usize) % n) {
                 if Instant::now() + DEADLINE_SLACK * 2 > deadline {
                     return Ok(summary(Outcome::Deadline, totals));
@@ -262,7 +265,7 @@ impl<'a> Runner<'a> {
                 add(&mut totals, &run.report);
                 match run.outcome {
                     Outcome::Complete => complete += 1,
-                    Outcome::Busy { holder } => busy = Some(Outcome::Busy { holder }),
+                    Outcome::Busy { .. } => {}
                     Outcome::Swept => worked = true,
                     Outcome::Deadline => return Ok(summary(Outcome::Deadline, totals)),
                     outcome @ (Outcome::Stayed(_) | Outcome::Interrupted) => {
@@ -277,6 +280,11 @@ impl<'a> Runner<'a> {
                 ready?;
                 let own = self.run(deadline, observe).await?;
                 add(&mut totals, &own.report);
+                if let Outcome::Busy { .. } = own.outcome {
+                    // Another runner verifies right now: look again when it is done.
+                    tokio::time::sleep(PLAN_POLL).await;
+                    continue;
+                }
                 // The backfill's checkpoint as one: its rows and batches with the shards'.
                 let mut checkpoint = own.checkpoint;
                 if let Some(checkpoint) = checkpoint.as_mut() {
@@ -293,9 +301,10 @@ impl<'a> Runner<'a> {
                     ..summary(own.outcome, totals)
                 });
             }
-            if !worked {
-                // Every shard left is another runner's now: let them finish.
-                return Ok(summary(busy.unwrap_or(Outcome::Swept), totals));
+            if worked {
+                rounds += 1;
+            } else {
+                tokio::time::sleep(PLAN_POLL).await;
             }
         }
         Ok(summary(Outcome::Swept, totals))
