@@ -107,23 +107,27 @@ async fn insert(db: &TestDatabase, shape: Shape, from: u64, count: u64, origin: 
         shape.key_values(kind),
         series(kind, from, from + count - 1)
     );
-    match kind {
-        // Take the write lock first: a plain INSERT reads, then asks to write, and SQLite
-        // answers BUSY at once (no waiting) when the runner is committing meanwhile.
-        // A busy file is tried again, as an app would.
-        Kind::Sqlite => {
-            let sql = format!("BEGIN IMMEDIATE; {insert}; COMMIT");
-            for attempt in 1.. {
-                match db.try_raw(&sql).await {
-                    Ok(()) => break,
-                    Err(e) if attempt < 50 && e.to_string().contains("locked") => {
-                        tokio::time::sleep(Duration::from_millis(50)).await
-                    }
-                    Err(e) => panic!("insert: {e}"),
-                }
+    // SQLite: take the write lock first; a plain INSERT reads, then asks to write, and SQLite
+    // answers BUSY at once (no waiting) when the runner is committing meanwhile. InnoDB may pick
+    // the insert as a deadlock's victim against a batch's range locks. Either is tried again,
+    // as an app would.
+    let sql = match kind {
+        Kind::Sqlite => format!("BEGIN IMMEDIATE; {insert}; COMMIT"),
+        _ => insert,
+    };
+    for attempt in 1.. {
+        match db.try_raw(&sql).await {
+            Ok(()) => break,
+            Err(e)
+                if attempt < 50
+                    && ["locked", "Deadlock"]
+                        .iter()
+                        .any(|w| e.to_string().contains(w)) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await
             }
+            Err(e) => panic!("insert: {e}"),
         }
-        _ => db.execute(&insert).await,
     }
 }
 
