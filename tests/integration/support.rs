@@ -409,32 +409,7 @@ impl TestDatabase {
         let sql = format!(
             "SELECT cursor_key, cursor_value FROM shiftguard_backfill WHERE name = '{name}'"
         );
-        let url = self.url();
-        let row: Option<(Option<String>, Option<i64>)> = match self.kind {
-            Kind::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-                sqlx::query_as(&sql)
-                    .fetch_optional(&mut c)
-                    .await
-                    .expect("cursor")
-            }
-            Kind::MariaDb => {
-                let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
-                sqlx::query_as(&sql)
-                    .fetch_optional(&mut c)
-                    .await
-                    .expect("cursor")
-            }
-            Kind::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&url)
-                    .await
-                    .expect("connect");
-                sqlx::query_as(&sql)
-                    .fetch_optional(&mut c)
-                    .await
-                    .expect("cursor")
-            }
-        };
+        let row: Option<(Option<String>, Option<i64>)> = self.optional_row(&sql).await;
         match row? {
             (Some(json), _) => Some(Key::parse(&json).expect("a typed cursor")),
             (None, value) => value.map(Key::int),
@@ -520,30 +495,42 @@ impl TestDatabase {
         let sql = format!(
             "SELECT cursor_value, rows_updated, status FROM shiftguard_backfill WHERE name = '{name}'"
         );
+        self.optional_row(&sql).await
+    }
+
+    /// The first row of `sql`, if any, read as `T`.
+    async fn optional_row<T>(&self, sql: &str) -> Option<T>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
         let url = self.url();
         match self.kind {
             Kind::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-                sqlx::query_as(&sql)
+                sqlx::query_as(sql)
                     .fetch_optional(&mut c)
                     .await
-                    .expect("checkpoint")
+                    .expect("row")
             }
             Kind::MariaDb => {
                 let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
-                sqlx::query_as(&sql)
+                sqlx::query_as(sql)
                     .fetch_optional(&mut c)
                     .await
-                    .expect("checkpoint")
+                    .expect("row")
             }
             Kind::Sqlite => {
                 let mut c = sqlx::SqliteConnection::connect(&url)
                     .await
                     .expect("connect");
-                sqlx::query_as(&sql)
+                sqlx::query_as(sql)
                     .fetch_optional(&mut c)
                     .await
-                    .expect("checkpoint")
+                    .expect("row")
             }
         }
     }
