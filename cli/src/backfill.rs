@@ -321,6 +321,9 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
             "skipped: another runner ({}) holds it",
             holder.as_deref().unwrap_or("unknown")
         ),
+        RunOutcome::Full { max_concurrency } => {
+            format!("skipped: max_concurrency = {max_concurrency} runners work its shards already")
+        }
         RunOutcome::Stayed(Status::Failed) => format!(
             "nothing to do: it failed earlier ({}); fix the cause, then `shiftguard backfill resume`",
             checkpoint
@@ -362,7 +365,7 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
         );
     }
     Ok(match summary.outcome {
-        RunOutcome::Busy { .. } => Outcome::Busy,
+        RunOutcome::Busy { .. } | RunOutcome::Full { .. } => Outcome::Busy,
         // Still failed from an earlier run: as much a failure as the run that failed.
         RunOutcome::Stayed(Status::Failed) => Outcome::NotSafe,
         _ => Outcome::Safe,

@@ -416,12 +416,66 @@ async fn dynamodb_keeps_a_composite_cursor_typed() {
     db.drop_database().await;
 }
 
+/// Has the trigger also note which database session updated each row, and when (PostgreSQL
+/// and MariaDB): each run of a shard updates through one session of its own.
+async fn track_sessions(db: &TestDatabase) {
+    match db.kind {
+        Kind::Postgres => {
+            db.raw(
+                "ALTER TABLE items ADD COLUMN by_session BIGINT, ADD COLUMN at_time TIMESTAMPTZ",
+            )
+            .await;
+            db.raw("CREATE OR REPLACE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updates := OLD.updates + 1; NEW.by_session := pg_backend_pid(); NEW.at_time := clock_timestamp(); RETURN NEW; END $$")
+                .await;
+        }
+        Kind::MariaDb => {
+            db.raw(
+                "ALTER TABLE items ADD COLUMN by_session BIGINT, ADD COLUMN at_time DATETIME(6)",
+            )
+            .await;
+            db.raw("DROP TRIGGER count_update").await;
+            db.raw("CREATE TRIGGER count_update BEFORE UPDATE ON items FOR EACH ROW BEGIN SET NEW.updates = OLD.updates + 1; SET NEW.by_session = CONNECTION_ID(); SET NEW.at_time = NOW(6); END")
+                .await;
+        }
+        Kind::Sqlite => unreachable!("SQLite has one writer at a time anyway"),
+    }
+}
+
+/// Each session's updates: its first and last key (as a place in key order) and time.
+fn sessions(shape: Shape) -> String {
+    format!(
+        "WITH o AS (SELECT by_session AS s, at_time AS t, row_number() OVER (ORDER BY {}) AS k FROM items WHERE by_session IS NOT NULL), \
+         g AS (SELECT s, min(k) AS lo, max(k) AS hi, min(t) AS t0, max(t) AS t1 FROM o GROUP BY s)",
+        shape.key_names()
+    )
+}
+
+/// Pairs of sessions that updated the same stretch of keys (one shard: each run of a shard
+/// stays inside its range) during overlapping times: two runners in one shard at once.
+async fn shards_worked_twice_at_once(db: &TestDatabase, shape: Shape) -> i64 {
+    db.scalar(&format!(
+        "{} SELECT count(*) FROM g a JOIN g b ON a.s < b.s AND a.lo <= b.hi AND b.lo <= a.hi AND a.t0 <= b.t1 AND b.t0 <= a.t1",
+        sessions(shape)
+    ))
+    .await
+}
+
+/// The most sessions that were updating rows at one time.
+async fn most_sessions_at_once(db: &TestDatabase, shape: Shape) -> i64 {
+    db.scalar(&format!(
+        "{} SELECT coalesce(max(c), 0) FROM (SELECT (SELECT count(*) FROM g b WHERE b.t0 <= a.t0 AND a.t0 <= b.t1) AS c FROM g a) AS x",
+        sessions(shape)
+    ))
+    .await
+}
+
 /// Four shards, two runner processes at once and a third started late, an old writer inserting
 /// throughout and again after the shards are done: no row is updated twice, every shard and the
 /// backfill end complete, and the whole-table verification catches the late rows.
 async fn sharded(kind: Kind, shape: Shape, store: &str) {
     let db = TestDatabase::create(kind).await;
     items_table(&db, shape).await;
+    track_sessions(&db).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("shiftguard.toml");
     let checkpoint = match store {
@@ -477,6 +531,15 @@ async fn sharded(kind: Kind, shape: Shape, store: &str) {
         0,
         "{label}: no row updated twice"
     );
+    assert_eq!(
+        shards_worked_twice_at_once(&db, shape).await,
+        0,
+        "{label}: no shard worked by two runners at once"
+    );
+    assert!(
+        most_sessions_at_once(&db, shape).await >= 2,
+        "{label}: the runners worked at once"
+    );
     // The late writer: rows behind every shard's cursor, after the shards are done.
     insert(&db, shape, WRITER_FROM + written, 100, 1).await;
     written += 100;
@@ -527,6 +590,72 @@ async fn four_shards_on_three_runners_with_sql_checkpoints() {
 #[tokio::test]
 async fn four_shards_on_three_runners_with_dynamodb_checkpoints() {
     sharded(Kind::Postgres, Shape::Composite, "dynamodb").await;
+}
+
+/// `max_concurrency = 2` over four shards: two runners work at once, a third that arrives
+/// after a lease's TTL (the slots' leases are renewed) finds both slots taken and does nothing.
+async fn capped(kind: Kind, store: &str) {
+    let db = TestDatabase::create(kind).await;
+    items_table(&db, Shape::Int).await;
+    track_sessions(&db).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    let checkpoint = match store {
+        "dynamodb" => format!(
+            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"{}\"\n",
+            dynamodb_table().await
+        ),
+        _ => String::new(),
+    };
+    std::fs::write(
+        &config,
+        format!("{checkpoint}[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nshards = 4\nmax_concurrency = 2\nmax_rows_per_second = 16000\nstatement_timeout_ms = 1000\nlease_ttl_ms = 3000\n"),
+    )
+    .expect("write config");
+    let (url, label) = (db.url(), format!("{kind:?} {store}"));
+    let mut runners = vec![
+        spawn(&config, &url, &["run", NAME]),
+        spawn(&config, &url, &["run", NAME]),
+    ];
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    for runner in &mut runners {
+        assert!(
+            runner.try_wait().expect("try_wait").is_none(),
+            "{label}: the first two still work"
+        );
+    }
+    let third = backfill(&config, &url, &["run", NAME]);
+    assert_eq!(third.code, 75, "{label}: {}", third.stderr);
+    assert!(
+        third
+            .stderr
+            .contains("skipped: max_concurrency = 2 runners work its shards already"),
+        "{label}: {}",
+        third.stderr
+    );
+    for runner in runners {
+        let run: crate::support::Run = runner.wait_with_output().expect("runner").into();
+        assert!(run.code == 0 || run.code == 75, "{label}: {}", run.stderr);
+    }
+    run_until_complete(&config, &url);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates = 1")
+            .await,
+        ROWS as i64,
+        "{label}: every row updated once"
+    );
+    assert_eq!(
+        most_sessions_at_once(&db, Shape::Int).await,
+        2,
+        "{label}: two runners at once, never three"
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn max_concurrency_caps_the_runners_on_every_store() {
+    capped(Kind::Postgres, "sql").await;
+    capped(Kind::MariaDb, "dynamodb").await;
 }
 
 /// `--parallel` works the shards from one process; the rate cap is shared, not multiplied.

@@ -170,7 +170,7 @@ pub async fn handle(
             Ok(summary) => {
                 println!("{}", emf_line(name, "run", &summary.report, now_ms()));
                 let outcome = match summary.outcome {
-                    Outcome::Busy { .. } => "busy",
+                    Outcome::Busy { .. } | Outcome::Full { .. } => "busy",
                     Outcome::Stayed(_) => "stayed",
                     Outcome::Deadline => "deadline",
                     Outcome::Interrupted => "interrupted",

@@ -106,6 +106,9 @@ pub struct Tuning {
     /// Key-range shards the backfill is split into (1: not split). Each has its own checkpoint
     /// and lock, so as many runners can work at once.
     pub shards: u32,
+    /// The most runners that work this backfill's shards at once, wherever they run (none:
+    /// one per shard). A run holds one of this many slots (a lock, or a lease) for its whole run.
+    pub max_concurrency: Option<u32>,
     /// Lifetime of the lease in an external checkpoint store (DynamoDB), in milliseconds;
     /// every batch renews it. A runner killed with -9 holds the backfill up for at most this.
     pub lease_ttl_ms: u64,
@@ -115,10 +118,17 @@ pub struct Tuning {
 const HOUR_MS: u64 = 3_600_000;
 
 impl Tuning {
+    /// How many runners may work the shards at once: `max_concurrency`, at most one per shard.
+    pub fn concurrency(&self) -> u32 {
+        let shards = self.shards.max(1);
+        self.max_concurrency
+            .map_or(shards, |cap| cap.clamp(1, shards))
+    }
+
     /// Every numeric setting with its allowed range (README's configuration reference lists
     /// them): batches never hold the whole table, timeouts never outlast an hour, and every sum
     /// or product of two of them fits in 64 bits.
-    pub fn ranges(&self) -> [(&'static str, Option<u64>, RangeInclusive<u64>); 15] {
+    pub fn ranges(&self) -> [(&'static str, Option<u64>, RangeInclusive<u64>); 16] {
         [
             ("batch_size", Some(self.batch_size), 1..=1_000_000),
             ("min_batch_size", Some(self.min_batch_size), 1..=1_000_000),
@@ -155,6 +165,11 @@ impl Tuning {
             ("max_retries", Some(u64::from(self.max_retries)), 0..=100),
             ("lease_ttl_ms", Some(self.lease_ttl_ms), 1_000..=4 * HOUR_MS),
             ("shards", Some(u64::from(self.shards)), 1..=64),
+            (
+                "max_concurrency",
+                self.max_concurrency.map(u64::from),
+                1..=64,
+            ),
         ]
     }
 }
@@ -180,6 +195,7 @@ impl Default for Tuning {
             max_rows_per_second: None,
             max_retries: 8,
             shards: 1,
+            max_concurrency: None,
             lease_ttl_ms: 30_000,
         }
     }
@@ -213,6 +229,7 @@ struct RawBackfill {
     max_rows_per_second: Option<u64>,
     max_retries: Option<u32>,
     shards: Option<u32>,
+    max_concurrency: Option<u32>,
     lease_ttl_ms: Option<u64>,
 }
 
@@ -258,6 +275,7 @@ impl From<RawBackfill> for BackfillConfig {
                 max_rows_per_second: raw.max_rows_per_second,
                 max_retries: raw.max_retries.unwrap_or(d.max_retries),
                 shards: raw.shards.unwrap_or(d.shards),
+                max_concurrency: raw.max_concurrency,
                 lease_ttl_ms: raw.lease_ttl_ms.unwrap_or(d.lease_ttl_ms),
             },
         }
@@ -419,6 +437,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn at_most_one_runner_per_shard_and_max_concurrency_at_once() {
+        let mut tuning = Tuning {
+            shards: 4,
+            ..Tuning::default()
+        };
+        assert_eq!(tuning.concurrency(), 4);
+        tuning.max_concurrency = Some(2);
+        assert_eq!(tuning.concurrency(), 2);
+        tuning.max_concurrency = Some(9);
+        assert_eq!(tuning.concurrency(), 4);
+        assert_eq!(Tuning::default().concurrency(), 1);
+    }
+
+    #[test]
     fn fragments_may_quote_what_they_like() {
         assert!(balanced("name = 'a)b' AND (x IS NULL)"));
         assert!(!balanced("name = 'open"));
@@ -498,7 +530,8 @@ mod tests {
                         t.statement_timeout_ms = (value / 2).clamp(1, HOUR_MS);
                     }
                     14 => t.shards = u32::try_from(value).unwrap_or(u32::MAX),
-                    _ => unreachable!("15 ranges"),
+                    15 => t.max_concurrency = Some(u32::try_from(value).unwrap_or(u32::MAX)),
+                    _ => unreachable!("16 ranges"),
                 }
                 config.problem()
             };

@@ -73,7 +73,7 @@ fn lease_due(now_ms: i64, updated_at: i64, ttl_ms: i64) -> bool {
 }
 
 /// The checkpoint with its lease renewed until `now + ttl`.
-fn renewed(checkpoint: &Checkpoint, now_ms: i64, ttl_ms: i64) -> Checkpoint {
+pub(super) fn renewed(checkpoint: &Checkpoint, now_ms: i64, ttl_ms: i64) -> Checkpoint {
     let mut renewed = checkpoint.clone();
     renewed.updated_at = now_ms;
     renewed.lease_expires_at = Some(now_ms + ttl_ms);
@@ -82,7 +82,7 @@ fn renewed(checkpoint: &Checkpoint, now_ms: i64, ttl_ms: i64) -> Checkpoint {
 }
 
 /// The checkpoint with the lease given up, if `owner` holds it.
-fn released(checkpoint: &Checkpoint, owner: &str) -> Option<Checkpoint> {
+pub(super) fn released(checkpoint: &Checkpoint, owner: &str) -> Option<Checkpoint> {
     if checkpoint.lease_owner.as_deref() != Some(owner) {
         return None;
     }

@@ -23,7 +23,8 @@
 //! - `throttle`: replica lag and the rows/s cap;
 //! - `verify`: the check after a pass that nothing is pending any more;
 //! - `commands`: status and the operator commands (pause, resume, cancel, reset);
-//! - `shards`: a backfill split into key ranges, planned once, worked by several runners.
+//! - `shards`: a backfill split into key ranges, planned once, worked by several runners;
+//! - `slots`: `max_concurrency`, the most runners at once across all of them.
 
 mod batch;
 mod commands;
@@ -35,6 +36,7 @@ mod retry;
 mod run;
 mod session;
 mod shards;
+mod slots;
 mod statements;
 mod store;
 mod throttle;
@@ -159,6 +161,8 @@ pub enum Event {
 pub enum Outcome {
     /// Another runner holds the backfill.
     Busy { holder: Option<String> },
+    /// `max_concurrency` runners work the backfill's shards already: nothing was done.
+    Full { max_concurrency: u32 },
     /// The backfill is paused, cancelled or failed: an operator decides; nothing was done.
     Stayed(Status),
     /// Stopped before the deadline with a consistent checkpoint; the next run resumes.

@@ -34,16 +34,18 @@ impl Checkpoints<'_> {
 }
 
 /// Shard `k`'s definition: the backfill's, under the shard's name, with its share of the rate
-/// cap (the cap is for the whole backfill, however many shards run at once).
+/// cap (the cap is for the whole backfill, however many shards run at once: at most
+/// `max_concurrency` of them).
 fn shard_config(config: &BackfillConfig, k: u32) -> BackfillConfig {
     let mut shard = config.clone();
     shard.name = shard_name(&config.name, k);
-    let shards = u64::from(config.tuning.shards.max(1));
+    let at_once = u64::from(config.tuning.concurrency());
     shard.tuning.max_rows_per_second = config
         .tuning
         .max_rows_per_second
-        .map(|cap| (cap / shards).max(1));
+        .map(|cap| (cap / at_once).max(1));
     shard.tuning.shards = 1;
+    shard.tuning.max_concurrency = None;
     shard
 }
 
@@ -68,7 +70,11 @@ impl<'a> Runner<'a> {
     }
 
     /// A runner of one shard: this runner's database, store and owner over `range`.
-    fn shard_runner<'s>(&'s self, config: &'s BackfillConfig, range: KeyRange) -> Runner<'s> {
+    pub(super) fn shard_runner<'s>(
+        &'s self,
+        config: &'s BackfillConfig,
+        range: KeyRange,
+    ) -> Runner<'s> {
         Runner {
             url: self.url,
             config,
@@ -224,7 +230,8 @@ impl<'a> Runner<'a> {
     /// Works the shards until the backfill is complete or the deadline: every shard that is
     /// not complete and whose lock is free, one after another from shard `first` (so runners
     /// started together spread out); once every shard is complete, the whole-table
-    /// verification. A backfill of one shard is simply run.
+    /// verification. All of it in one of the `max_concurrency` slots, if the backfill has a
+    /// cap; nothing when every slot is taken. A backfill of one shard is simply run.
     pub async fn run_shards(
         &self,
         first: u32,
@@ -234,6 +241,24 @@ impl<'a> Runner<'a> {
         if self.config.tuning.shards <= 1 {
             return self.run(deadline, observe).await;
         }
+        let started = Instant::now();
+        let work = self.work_shards(first, deadline, observe);
+        Ok(self.in_slot(first, work).await?.unwrap_or(RunSummary {
+            outcome: Outcome::Full {
+                max_concurrency: self.config.tuning.concurrency(),
+            },
+            checkpoint: None,
+            report: BatchReport::default(),
+            elapsed: started.elapsed(),
+        }))
+    }
+
+    async fn work_shards(
+        &self,
+        first: u32,
+        deadline: Instant,
+        observe: &mut dyn FnMut(&Event),
+    ) -> Result<RunSummary, BackfillError> {
         let started = Instant::now();
         let summary = |outcome, report| RunSummary {
             outcome,
@@ -265,7 +290,7 @@ impl<'a> Runner<'a> {
                 add(&mut totals, &run.report);
                 match run.outcome {
                     Outcome::Complete => complete += 1,
-                    Outcome::Busy { .. } => {}
+                    Outcome::Busy { .. } | Outcome::Full { .. } => {}
                     Outcome::Swept => worked = true,
                     Outcome::Deadline => return Ok(summary(Outcome::Deadline, totals)),
                     outcome @ (Outcome::Stayed(_) | Outcome::Interrupted) => {
@@ -328,7 +353,8 @@ impl<'a> Runner<'a> {
             .collect())
     }
 
-    /// Works the shards with `tasks` runners at once on this task (at most one per shard), each
+    /// Works the shards with `tasks` runners at once on this task (at most one per shard, and
+    /// `max_concurrency`), each
     /// starting at another shard and holding its shards under an owner of its own (a lease one
     /// holds is not another's); their runs add up to one.
     pub async fn run_parallel(
@@ -338,7 +364,7 @@ impl<'a> Runner<'a> {
         deadline: Instant,
         observe: &mut dyn FnMut(&Event),
     ) -> Result<RunSummary, BackfillError> {
-        let tasks = tasks.clamp(1, self.config.tuning.shards.max(1));
+        let tasks = tasks.clamp(1, self.config.tuning.concurrency());
         let shared = std::cell::RefCell::new(observe);
         let runners: Vec<Runner> = (0..tasks)
             .map(|task| Runner {
@@ -478,5 +504,11 @@ mod tests {
         assert_eq!((shard.tuning.shards, shard.table.as_str()), (1, "users"));
         config.tuning.max_rows_per_second = Some(2);
         assert_eq!(shard_config(&config, 1).tuning.max_rows_per_second, Some(1));
+        // Two at once at most: each shard may use half the rate.
+        config.tuning.max_rows_per_second = Some(10_000);
+        config.tuning.max_concurrency = Some(2);
+        let shard = shard_config(&config, 3);
+        assert_eq!(shard.tuning.max_rows_per_second, Some(5_000));
+        assert_eq!(shard.tuning.max_concurrency, None);
     }
 }
