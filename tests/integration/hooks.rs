@@ -14,7 +14,7 @@ use shiftguard_core::release::decide::TrafficSettings;
 use shiftguard_core::release::gate::{HealthBudget, InconclusivePolicy};
 use shiftguard_core::release::{DecisionError, Evaluation};
 use shiftguard_core::schema::scan::load_migrations;
-use shiftguard_hooks::{DecisionPoint, Deps, handle, report_once};
+use shiftguard_hooks::{DecisionPoint, Deps, handle, report_once, reporting_client};
 use shiftguard_sql::DatabaseUrl;
 
 use crate::endpoint::{LocalEndpoint, Request, Response};
@@ -174,7 +174,7 @@ async fn world(database_at: &str, backfills: &str) -> World {
         project,
         url: DatabaseUrl::parse(&db.url()).expect("url"),
         version_table: "alembic_version".to_owned(),
-        codedeploy: CodeDeployAdapter::new(&sdk_config(endpoint.url()).await),
+        codedeploy: reporting_client(&sdk_config(endpoint.url()).await, Duration::from_secs(3)),
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
         settings: TrafficSettings::default(),
@@ -400,6 +400,30 @@ async fn a_panic_or_the_deadline_still_reports_failed_exactly_once() {
         })
         .collect();
     assert_eq!(statuses, [("d-PANIC", "Failed"), ("d-SLOW", "Failed")]);
+
+    // CodeDeploy itself hangs: the report, retries included, gives up within the margin (here
+    // 1 s) after the deadline, so the invocation still ends before Lambda's own timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hung = sdk_config(&format!("http://{}", silent.local_addr().expect("addr"))).await;
+    let started = Instant::now();
+    let codedeploy = reporting_client(&hung, Duration::from_secs(1));
+    let reporting = report_once(
+        &codedeploy,
+        "d-HUNG",
+        "exec-hung",
+        started + Duration::from_millis(200),
+        async { Ok::<Evaluation, DecisionError>(Evaluation::default()) },
+    );
+    let reported = tokio::time::timeout(Duration::from_secs(30), reporting)
+        .await
+        .expect("the report gives up by itself");
+    let took = started.elapsed();
+    assert!(
+        matches!(&reported, Err(DecisionError::Deployment(why)) if why.contains("PutLifecycleEventHookExecutionStatus d-HUNG")),
+        "{reported:?}"
+    );
+    assert!(took < Duration::from_millis(1_200), "{took:?}");
+    drop(silent);
     w.db.drop_database().await;
 }
 
@@ -690,6 +714,20 @@ async fn run_under_the_runtime_emulator(
     env: &[(&str, String)],
     event: serde_json::Value,
 ) -> serde_json::Value {
+    let (answered, stdout, stderr) = invoke_under_the_runtime_emulator(w, name, env, event).await;
+    assert!(answered, "{name}: {stdout}\n{stderr}");
+    serde_json::from_str(stdout.trim()).expect("JSON answer")
+}
+
+/// As [`run_under_the_runtime_emulator`], for an invocation that may fail: whether it
+/// answered, and what `cargo lambda invoke` printed. An empty value in `env` unsets the
+/// variable.
+async fn invoke_under_the_runtime_emulator(
+    w: &World,
+    name: &str,
+    env: &[(&str, String)],
+    event: serde_json::Value,
+) -> (bool, String, String) {
     use std::process::{Command, Stdio};
     let root = crate::support::repo_root();
     let cargo_lambda = root.join(".venv/bin/cargo-lambda");
@@ -736,7 +774,8 @@ async fn run_under_the_runtime_emulator(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut function = Command::new(&binary)
+    let mut function = Command::new(&binary);
+    function
         .env(
             "AWS_LAMBDA_RUNTIME_API",
             format!("http://127.0.0.1:{port}/.rt"),
@@ -752,9 +791,17 @@ async fn run_under_the_runtime_emulator(
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_MAX_ATTEMPTS", "1")
-        // The emulator's invocations have a short deadline (Lambda's default 3 s timeout).
+        // The emulator gives every invocation 600 s.
         .env("SHIFTGUARD_DEADLINE_MARGIN_MS", "500")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(
+            env.iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (*k, v.as_str())),
+        );
+    for (unset, _) in env.iter().filter(|(_, v)| v.is_empty()) {
+        function.env_remove(unset);
+    }
+    let mut function = function
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -798,13 +845,11 @@ async fn run_under_the_runtime_emulator(
     let _ = emulator.kill();
     let _ = function.wait();
     let _ = emulator.wait();
-    let stdout = String::from_utf8_lossy(&invoked.stdout);
-    assert!(
+    (
         invoked.status.success(),
-        "{name}: {stdout}\n{}",
-        String::from_utf8_lossy(&invoked.stderr)
-    );
-    serde_json::from_str(stdout.trim()).expect("JSON answer")
+        String::from_utf8_lossy(&invoked.stdout).into_owned(),
+        String::from_utf8_lossy(&invoked.stderr).into_owned(),
+    )
 }
 
 /// The three real hook binaries under cargo-lambda's Lambda runtime emulator: each decodes its
@@ -868,6 +913,120 @@ async fn the_real_binaries_run_under_the_lambda_runtime_emulator() {
         2,
         "the monitor reports no hook status"
     );
+    w.db.drop_database().await;
+}
+
+/// A hook whose setup fails — a variable malformed, the manifest missing, the database secret
+/// missing, Secrets Manager hanging — still answers its invocation: it reports Failed once, with
+/// the reason, before the deadline. The gate monitor in the same state publishes its gates as
+/// failing and fails the invocation with the reason.
+#[tokio::test]
+async fn a_hook_that_cannot_start_still_reports_failed_with_the_reason() {
+    let w = world(ADD_DISPLAY_NAME, "").await;
+    let missing_secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf";
+    /// The function, what its environment has (an empty value unsets), what the reason says.
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: [Case; 3] = [
+        (
+            "pre-traffic-hook",
+            vec![(
+                "SHIFTGUARD_MANIFEST",
+                "/nonexistent/manifest.json".to_owned(),
+            )],
+            "cannot read manifest /nonexistent/manifest.json",
+        ),
+        (
+            "post-traffic-hook",
+            vec![("SHIFTGUARD_MAX_ERROR_RATE", "lots".to_owned())],
+            "SHIFTGUARD_MAX_ERROR_RATE is `lots`",
+        ),
+        (
+            "pre-traffic-hook",
+            vec![
+                ("DATABASE_URL", String::new()),
+                ("DATABASE_SECRET_ARN", missing_secret.to_owned()),
+            ],
+            "missing-AbCdEf",
+        ),
+    ];
+    for (i, (function, env, reason)) in cases.into_iter().enumerate() {
+        let execution = format!("exec-setup-{i}");
+        let started = Instant::now();
+        let answer =
+            run_under_the_runtime_emulator(&w, function, &env, event("d-setup", &execution)).await;
+        assert_eq!(answer["status"], "Failed", "{function} {env:?}: {answer}");
+        let said = answer["reason"].as_str().unwrap_or_default();
+        assert!(
+            said.starts_with("the hook could not start: ") && said.contains(reason),
+            "{function} {env:?}: {said}"
+        );
+        // At once, not when CodeDeploy's hook timeout runs out.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+        let puts: Vec<_> = w
+            .endpoint
+            .puts()
+            .into_iter()
+            .filter(|put| put["lifecycleEventHookExecutionId"] == execution.as_str())
+            .collect();
+        assert_eq!(puts.len(), 1, "{function} {env:?}: {puts:?}");
+        assert_eq!(puts[0]["status"], "Failed");
+        assert_eq!(puts[0]["deploymentId"], "d-setup");
+    }
+    // A secret that never comes: the setup gives up at the deadline (the emulator's invocations
+    // have 600 s, so this is checked here).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let secrets = sdk_config(&format!("http://{}", silent.local_addr().expect("addr"))).await;
+    let manifest = tempfile::NamedTempFile::new().expect("manifest file");
+    let graph = load_migrations(&example_project()).expect("example").graph;
+    std::fs::write(manifest.path(), Manifest::from_graph(&graph).to_json()).expect("manifest");
+    let path = manifest.path().display().to_string();
+    let env = [
+        ("DATABASE_SECRET_ARN", missing_secret),
+        ("SHIFTGUARD_MANIFEST", path.as_str()),
+    ];
+    let started = Instant::now();
+    let built = Deps::build_by(
+        shiftguard_aws::environment::fixed(&env),
+        &secrets,
+        started + Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(
+        built.map(|_| ()),
+        Err("setup did not finish before the deadline".to_owned())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+
+    let group = format!("{}/{}-group", w.name, w.name);
+    let (answered, stdout, stderr) = invoke_under_the_runtime_emulator(
+        &w,
+        "gate-monitor",
+        &[
+            ("SHIFTGUARD_DEPLOYMENT_GROUPS", group.clone()),
+            (
+                "SHIFTGUARD_MANIFEST",
+                "/nonexistent/manifest.json".to_owned(),
+            ),
+        ],
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+    )
+    .await;
+    assert!(!answered, "the monitor's invocation fails: {stdout}");
+    assert!(
+        format!("{stdout}{stderr}").contains("the gate monitor could not start"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(gate_failing(&w, &group, None).await, [1.0]);
+    assert_eq!(application_gate_failing(&w, &w.name).await, [1.0]);
     w.db.drop_database().await;
 }
 

@@ -43,7 +43,11 @@ impl FunctionConfig {
             database: env.database()?,
             checkpoint_store,
             checkpoint_table: env.get("SHIFTGUARD_CHECKPOINT_TABLE"),
-            deadline_margin: env.millis("SHIFTGUARD_DEADLINE_MARGIN_MS", Duration::from_secs(5))?,
+            deadline_margin: env.millis(
+                "SHIFTGUARD_DEADLINE_MARGIN_MS",
+                Duration::from_secs(5),
+                100..=60_000,
+            )?,
         })
     }
 }

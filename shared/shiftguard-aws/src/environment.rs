@@ -2,8 +2,11 @@
 //! through a lookup function, so tests pass a map instead of changing the process environment;
 //! every error names the variable at fault and the value it had.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use shiftguard_core::settings::within;
 
 use crate::secrets::DatabaseSource;
 
@@ -39,15 +42,21 @@ impl<F: Fn(&str) -> Option<String>> Environment<F> {
         self.raw(name).filter(|v| !v.trim().is_empty())
     }
 
-    /// Milliseconds, or `default` when unset.
-    pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, String> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(ms) => ms
-                .parse()
-                .map(Duration::from_millis)
-                .map_err(|_| format!("{name} is `{ms}`: expected milliseconds")),
-        }
+    /// Milliseconds in `range`, or `default` when unset.
+    pub fn millis(
+        &self,
+        name: &str,
+        default: Duration,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, String> {
+        let Some(ms) = self.get(name) else {
+            return Ok(default);
+        };
+        let ms: u64 = ms
+            .parse()
+            .map_err(|_| format!("{name} is `{ms}`: expected milliseconds"))?;
+        within(name, ms, range)?;
+        Ok(Duration::from_millis(ms))
     }
 
     /// A non-negative finite number, when set.
@@ -109,15 +118,19 @@ mod tests {
             ("BLANK", "  "),
         ]);
         assert_eq!(
-            env.millis("A_MS", Duration::ZERO),
+            env.millis("A_MS", Duration::ZERO, 250..=300),
             Ok(Duration::from_millis(250))
         );
         assert_eq!(
-            env.millis("UNSET", Duration::from_secs(3)),
+            env.millis("A_MS", Duration::ZERO, 0..=249),
+            Err("A_MS = 250 is out of range: it must be between 0 and 249".to_owned())
+        );
+        assert_eq!(
+            env.millis("UNSET", Duration::from_secs(3), 0..=1),
             Ok(Duration::from_secs(3))
         );
         assert_eq!(
-            env.millis("BAD_MS", Duration::ZERO),
+            env.millis("BAD_MS", Duration::ZERO, 0..=1),
             Err("BAD_MS is `soon`: expected milliseconds".to_owned())
         );
         assert_eq!(

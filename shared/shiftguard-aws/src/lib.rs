@@ -23,3 +23,22 @@ pub use environment::Environment;
 pub use error::AwsError;
 pub use lambda::{LambdaAdapter, deadline_instant, init_json_logging};
 pub use live::LiveOnAws;
+
+use std::time::Duration;
+
+/// `config` with every call bounded: a whole operation, retries included, ends within `within`,
+/// and each attempt (and connecting) within a third of it, so a hung endpoint costs at most one
+/// attempt's share and the SDK's retries still fit.
+pub fn bounded(config: &aws_config::SdkConfig, within: Duration) -> aws_config::SdkConfig {
+    let attempt = within / 3;
+    config
+        .to_builder()
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(within)
+                .operation_attempt_timeout(attempt)
+                .connect_timeout(attempt)
+                .build(),
+        )
+        .build()
+}

@@ -36,10 +36,19 @@ pub struct HookConfig {
     pub settings: TrafficSettings,
 }
 
+/// `SHIFTGUARD_DEADLINE_MARGIN_MS`: 100 ms to 60 s, 3 s when unset.
+pub fn deadline_margin(lookup: impl Fn(&str) -> Option<String>) -> Result<Duration, String> {
+    Environment::new(lookup).millis(
+        "SHIFTGUARD_DEADLINE_MARGIN_MS",
+        Duration::from_secs(3),
+        100..=60_000,
+    )
+}
+
 impl HookConfig {
     /// Reads the settings; the error names the variable at fault.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let env = Environment::new(lookup);
+        let env = Environment::new(&lookup);
         let defaults = HealthBudget::default();
         let budget = HealthBudget {
             max_error_rate: env
@@ -81,7 +90,7 @@ impl HookConfig {
             version_table: env
                 .get("SHIFTGUARD_VERSION_TABLE")
                 .unwrap_or_else(|| "alembic_version".to_owned()),
-            deadline_margin: env.millis("SHIFTGUARD_DEADLINE_MARGIN_MS", Duration::from_secs(3))?,
+            deadline_margin: deadline_margin(&lookup)?,
             settings: TrafficSettings {
                 budget,
                 metrics_window,

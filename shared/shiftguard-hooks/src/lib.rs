@@ -56,12 +56,27 @@ impl Deps {
             project,
             url,
             version_table: config.version_table.clone(),
-            codedeploy: CodeDeployAdapter::new(aws),
+            codedeploy: reporting_client(aws, config.deadline_margin),
             lambda: LambdaAdapter::new(aws),
             cloudwatch: CloudWatchAdapter::new(aws),
             settings: config.settings.clone(),
             deadline_margin: config.deadline_margin,
         })
+    }
+
+    /// Reads the configuration from `environment` and builds, by `deadline` (a secret that
+    /// does not come would otherwise hold the hook until Lambda kills it); the problem as one
+    /// line otherwise.
+    pub async fn build_by(
+        environment: impl Fn(&str) -> Option<String>,
+        aws: &aws_config::SdkConfig,
+        deadline: Instant,
+    ) -> Result<Self, String> {
+        let config = HookConfig::from_lookup(environment)?;
+        tokio::time::timeout_at(deadline.into(), Deps::build(&config, aws))
+            .await
+            .map_err(|_| "setup did not finish before the deadline".to_owned())?
+            .map_err(|e| format!("{e:#}"))
     }
 
     fn release(&self) -> Release<'_> {
@@ -323,24 +338,110 @@ pub fn deployment_groups(value: &str) -> Result<Vec<(String, String)>, String> {
     Ok(groups)
 }
 
+/// A function's environment, by variable name.
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A function's dependencies, built by the first invocation that can build them. A setup that
+/// fails — a missing or malformed variable, no manifest, a secret that cannot be read, or one
+/// that hangs — does not stop the function: each invocation tries again within its own
+/// deadline, and while it cannot, a hook reports `Failed` with the reason (CodeDeploy hears at
+/// once, not when its hook timeout runs out) and the monitor publishes its gates as failing.
+struct Setup {
+    environment: Lookup,
+    aws: aws_config::SdkConfig,
+    /// From the environment on its own, so that even a setup that fails keeps its margin.
+    margin: Duration,
+    built: std::sync::Mutex<Option<Arc<Deps>>>,
+}
+
+impl Setup {
+    async fn new(environment: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        shiftguard_aws::init_json_logging();
+        let margin = config::deadline_margin(&environment).unwrap_or(DEFAULT_MARGIN);
+        Setup {
+            environment: Box::new(environment),
+            aws: aws_config::load_from_env().await,
+            margin,
+            built: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The invocation's deadline: Lambda's, less the margin for reporting.
+    fn deadline(&self, context: &lambda_runtime::Context) -> Instant {
+        shiftguard_aws::deadline_instant(context.deadline, self.margin)
+    }
+
+    /// The dependencies, built now if no invocation could build them yet.
+    async fn deps(&self, deadline: Instant) -> Result<Arc<Deps>, String> {
+        if let Some(deps) = self.built.lock().ok().and_then(|built| built.clone()) {
+            return Ok(deps);
+        }
+        let deps = Arc::new(Deps::build_by(&self.environment, &self.aws, deadline).await?);
+        if let Ok(mut built) = self.built.lock() {
+            *built = Some(Arc::clone(&deps));
+        }
+        Ok(deps)
+    }
+
+    /// A CodeDeploy client for reporting without the dependencies, bounded by the margin.
+    fn codedeploy(&self) -> CodeDeployAdapter {
+        reporting_client(&self.aws, self.margin)
+    }
+}
+
+/// The margin when `SHIFTGUARD_DEADLINE_MARGIN_MS` is unusable (its error is reported).
+const DEFAULT_MARGIN: Duration = Duration::from_secs(3);
+
+/// The hooks' CodeDeploy client: a report, retries included, ends within the margin it is
+/// given after the deadline (less a tenth for answering Lambda), however CodeDeploy answers.
+pub fn reporting_client(aws: &aws_config::SdkConfig, margin: Duration) -> CodeDeployAdapter {
+    CodeDeployAdapter::new(&shiftguard_aws::bounded(
+        aws,
+        margin.saturating_sub(margin / 10),
+    ))
+}
+
+/// Reports `Failed` for a hook whose dependencies could not be built.
+pub async fn report_setup_failure(
+    codedeploy: &CodeDeployAdapter,
+    event: &serde_json::Value,
+    problem: &str,
+) -> Result<Reported, DecisionError> {
+    let (deployment_id, execution_id) = hook_ids(event)?;
+    let reported = failed(format!("the hook could not start: {problem}"));
+    tracing::error!(
+        deployment_id,
+        reason = reported.reason.as_deref(),
+        "reporting Failed"
+    );
+    match codedeploy
+        .report(&deployment_id, &execution_id, HookStatus::Failed)
+        .await
+    {
+        Ok(()) | Err(DecisionError::DuplicateDelivery(_)) => Ok(reported),
+        Err(error) => Err(error),
+    }
+}
+
 /// The whole Lambda function of a hook: configuration (from `environment`, the process
-/// environment in `main`) and clients once per cold start, then one [`handle`] per invocation
-/// with the invocation's deadline less the margin.
+/// environment in `main`) and clients built once, then one [`handle`] per invocation with the
+/// invocation's deadline less the margin; [`report_setup_failure`] while they cannot be built.
 pub async fn run_hook(
     point: DecisionPoint,
-    environment: impl Fn(&str) -> Option<String>,
+    environment: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> Result<(), lambda_runtime::Error> {
-    shiftguard_aws::init_json_logging();
-    let config = HookConfig::from_lookup(&environment)?;
-    let aws = aws_config::load_from_env().await;
-    let deps = Arc::new(Deps::build(&config, &aws).await?);
+    let setup = Arc::new(Setup::new(environment).await);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let deps = Arc::clone(&deps);
+            let setup = Arc::clone(&setup);
             async move {
-                let deadline =
-                    shiftguard_aws::deadline_instant(event.context.deadline, deps.deadline_margin);
-                let reported = handle(point, event.payload, deadline, deps).await?;
+                let deadline = setup.deadline(&event.context);
+                let reported = match setup.deps(deadline).await {
+                    Ok(deps) => handle(point, event.payload, deadline, deps).await?,
+                    Err(problem) => {
+                        report_setup_failure(&setup.codedeploy(), &event.payload, &problem).await?
+                    }
+                };
                 Ok::<_, lambda_runtime::Error>(serde_json::json!({
                     "status": format!("{:?}", reported.status),
                     "reason": reported.reason,
@@ -351,25 +452,75 @@ pub async fn run_hook(
     .await
 }
 
-/// The whole Lambda function of the gate monitor (scheduled; the event is ignored).
+/// The whole Lambda function of the gate monitor (scheduled; the event is ignored). While its
+/// dependencies cannot be built it publishes `GateFailing` = 1 for every group and application
+/// it watches, and fails the invocation with the reason.
 pub async fn run_monitor(
-    environment: impl Fn(&str) -> Option<String>,
+    environment: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> Result<(), lambda_runtime::Error> {
-    shiftguard_aws::init_json_logging();
-    let config = HookConfig::from_lookup(&environment)?;
     let groups =
-        deployment_groups(&environment("SHIFTGUARD_DEPLOYMENT_GROUPS").unwrap_or_default())?;
-    let aws = aws_config::load_from_env().await;
-    let deps = Arc::new(Deps::build(&config, &aws).await?);
+        deployment_groups(&environment("SHIFTGUARD_DEPLOYMENT_GROUPS").unwrap_or_default());
+    let setup = Arc::new(Setup::new(environment).await);
     let groups = Arc::new(groups);
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let (deps, groups) = (Arc::clone(&deps), Arc::clone(&groups));
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let (setup, groups) = (Arc::clone(&setup), Arc::clone(&groups));
             async move {
-                let reports = monitor(deps, &groups).await?;
-                Ok::<_, lambda_runtime::Error>(serde_json::to_value(reports)?)
+                let deadline = setup.deadline(&event.context);
+                let built = match &*groups {
+                    Ok(groups) => setup.deps(deadline).await.map(|deps| (deps, groups)),
+                    Err(problem) => Err(problem.clone()),
+                };
+                match built {
+                    Ok((deps, groups)) => {
+                        let reports = monitor(deps, groups).await?;
+                        Ok(serde_json::to_value(reports)?)
+                    }
+                    Err(problem) => {
+                        let groups: &[(String, String)] = match &*groups {
+                            Ok(groups) => groups,
+                            Err(_) => &[],
+                        };
+                        let aws = shiftguard_aws::bounded(&setup.aws, setup.margin);
+                        let cloudwatch = CloudWatchAdapter::new(&aws);
+                        if let Err(error) = cloudwatch
+                            .publish(MONITOR_NAMESPACE, &setup_failing(groups))
+                            .await
+                        {
+                            tracing::error!(error = error.message, "GateFailing not published");
+                        }
+                        tracing::error!(
+                            reason = problem.as_str(),
+                            "the gate monitor could not start: failing closed"
+                        );
+                        Err(lambda_runtime::Error::from(format!(
+                            "the gate monitor could not start: {problem}"
+                        )))
+                    }
+                }
             }
         },
     ))
     .await
+}
+
+/// `GateFailing` = 1 for every group and application, as a monitor that cannot decide says it.
+fn setup_failing(groups: &[(String, String)]) -> Vec<MetricPoint> {
+    let mut points: Vec<MetricPoint> = groups
+        .iter()
+        .map(|(application, group)| MetricPoint {
+            name: "GateFailing",
+            dimensions: vec![("DeploymentGroup", format!("{application}/{group}"))],
+            value: 1.0,
+        })
+        .collect();
+    let mut applications: Vec<&str> = groups.iter().map(|(a, _)| a.as_str()).collect();
+    applications.sort_unstable();
+    applications.dedup();
+    points.extend(applications.into_iter().map(|application| MetricPoint {
+        name: "GateFailing",
+        dimensions: vec![("Application", application.to_owned())],
+        value: 1.0,
+    }));
+    points
 }
