@@ -15,7 +15,7 @@ use shiftguard_core::release::gate::{HealthBudget, InconclusivePolicy};
 use shiftguard_core::release::{DecisionError, Evaluation};
 use shiftguard_core::schema::scan::load_migrations;
 use shiftguard_hooks::{DecisionPoint, Deps, handle, report_once, reporting_client};
-use shiftguard_sql::DatabaseUrl;
+use shiftguard_sql::{ConnectSettings, DatabaseUrl};
 
 use crate::endpoint::{LocalEndpoint, Request, Response};
 use crate::support::example::*;
@@ -279,6 +279,119 @@ async fn pre_traffic_fails_while_a_required_backfill_has_pending_rows() {
         reason.contains("backfill undefined_one is required but not defined"),
         "{reason}"
     );
+    w.db.drop_database().await;
+}
+
+/// A migration holds the backfilled table locked: the pending-rows probe waits behind it. The
+/// database itself stops the probe before the deadline (the gate session's statements are
+/// limited to the time left), the hook reports Failed with that reason, and nothing of the
+/// hook's is left running or waiting on the server. The session cannot write either.
+#[tokio::test]
+async fn a_locked_table_fails_the_hook_by_its_deadline_and_leaves_no_query_behind() {
+    use sqlx::Connection as _;
+    let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
+    w.db.execute("INSERT INTO users (id, full_name, email) VALUES (1, 'Ada', 'ada@example.com')")
+        .await;
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[
+            ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
+            ("SHIFTGUARD_REQUIRED_BACKFILLS", "users_display_name"),
+        ],
+    )
+    .await;
+    let mut migration = sqlx::PgConnection::connect(&w.db.url())
+        .await
+        .expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut migration)
+        .await
+        .expect("lock");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(3);
+    let hook = tokio::spawn(handle(
+        DecisionPoint::PreTraffic,
+        event(&id, "exec-locked"),
+        deadline,
+        Arc::clone(&w.deps),
+    ));
+    // Outside the migration's transaction, which would see one snapshot of the statistics.
+    let mut observer = sqlx::PgConnection::connect(&w.db.url())
+        .await
+        .expect("connect");
+    let hooks_queries = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'shiftguard' AND state <> 'idle' AND query LIKE '%FROM users%'";
+    let mut seen_waiting = false;
+    while !seen_waiting && Instant::now() < deadline {
+        let waiting: i64 = sqlx::query_scalar(hooks_queries)
+            .fetch_one(&mut observer)
+            .await
+            .expect("pg_stat_activity");
+        seen_waiting = waiting > 0;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_waiting, "the probe waits behind the lock");
+    let reported = hook.await.expect("hook task").expect("reported");
+    assert_eq!(reported.status, HookStatus::Failed);
+    let reason = reported.reason.unwrap_or_default();
+    // The database stopped the probe itself, in time for its error to be the reason.
+    assert!(
+        reason.contains("users_display_name") && reason.contains("statement timeout"),
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let puts = w.endpoint.puts();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(puts[0]["status"], "Failed");
+    // The lock is still held: a probe left behind would still be waiting on it.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let left: i64 = sqlx::query_scalar(hooks_queries)
+        .fetch_one(&mut observer)
+        .await
+        .expect("pg_stat_activity");
+    assert_eq!(left, 0, "a query of the hook's is still on the server");
+    observer.close().await.expect("close");
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut migration)
+        .await
+        .expect("unlock");
+
+    // The gate session cannot write, on the server dialects too.
+    for kind in [Kind::Postgres, Kind::MariaDb] {
+        let db = TestDatabase::create(kind).await;
+        let url = DatabaseUrl::parse(&db.url()).expect("url");
+        let mut session = shiftguard_sql::Connection::open(&url, ConnectSettings::default())
+            .await
+            .expect("open");
+        let refused = session.raw("CREATE TABLE written (id INT)").await;
+        assert!(
+            refused.as_ref().is_err_and(
+                |e| e.to_string().contains("read-only") || e.to_string().contains("READ ONLY")
+            ),
+            "{kind:?}: {refused:?}"
+        );
+        session
+            .limit_statements(Duration::from_millis(300))
+            .await
+            .expect("limit");
+        let sleep = match kind {
+            Kind::Postgres => "SELECT pg_sleep(5)",
+            _ => "SELECT SLEEP(5)",
+        };
+        let started = Instant::now();
+        let stopped = session.raw(sleep).await;
+        assert!(
+            stopped.is_err() && started.elapsed() < Duration::from_secs(3),
+            "{kind:?}: {stopped:?} after {:?}",
+            started.elapsed()
+        );
+        session.close().await;
+        db.drop_database().await;
+    }
     w.db.drop_database().await;
 }
 
@@ -660,9 +773,13 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     traffic(&w, &v[0], &v[1], &[(&v[1], 5.0, 0.0)]).await;
     let group = format!("{}/{}-group", w.name, w.name);
     let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
-    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups)
-        .await
-        .expect("monitor");
+    let reports = shiftguard_hooks::monitor(
+        Arc::clone(&w.deps),
+        &groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .expect("monitor");
     assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
     assert_eq!(gate_failing(&w, &group, None).await, [1.0]);
     assert_eq!(application_gate_failing(&w, &w.name).await, [1.0]);
@@ -684,9 +801,13 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
         Some(&w.db.sqlalchemy_url()),
         &["upgrade", ADD_DISPLAY_NAME],
     );
-    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups)
-        .await
-        .expect("monitor");
+    let reports = shiftguard_hooks::monitor(
+        Arc::clone(&w.deps),
+        &groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .expect("monitor");
     assert_eq!(reports[0].gate_failing, 0.0, "{reports:?}");
     assert!(reports[0].evaluations[0].decision.passed());
 
@@ -694,9 +815,13 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     let mut w = w;
     Arc::get_mut(&mut w.deps).expect("sole owner").codedeploy =
         CodeDeployAdapter::new(&sdk_config("http://127.0.0.1:1").await);
-    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups)
-        .await
-        .expect("monitor");
+    let reports = shiftguard_hooks::monitor(
+        Arc::clone(&w.deps),
+        &groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .expect("monitor");
     assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
     assert!(
         reports[0].errors[0].starts_with("ListDeployments"),

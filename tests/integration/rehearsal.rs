@@ -201,9 +201,13 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
     r.invocations(&v2, 400.0, 1.0, 0).await;
     let group = format!("{app}/{app}-group", app = release_of(2));
     let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
-    let reports = shiftguard_hooks::monitor(Arc::clone(&deps), &groups)
-        .await
-        .expect("monitor");
+    let reports = shiftguard_hooks::monitor(
+        Arc::clone(&deps),
+        &groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .expect("monitor");
     assert_eq!(reports[0].gate_failing, 0.0, "{reports:?}");
     let (status, reason) = hook(
         &deps,

@@ -86,10 +86,10 @@ impl Deps {
         }
     }
 
-    /// The hooks' database: one session per decision, or per monitor run (opened read-only on
-    /// SQLite; the server dialects' limits are the session's own).
-    fn database(&self) -> SqlDatabase<'_> {
-        SqlDatabase::new(&self.url, &self.version_table, ConnectSettings::default())
+    /// The hooks' database: one read-only session per decision, or per monitor run, whose
+    /// statements the server stops at `deadline`.
+    fn database(&self, deadline: Instant) -> SqlDatabase<'_> {
+        SqlDatabase::new(&self.url, &self.version_table, ConnectSettings::default()).until(deadline)
     }
 }
 
@@ -120,8 +120,9 @@ pub async fn evaluate(
     deps: Arc<Deps>,
     point: DecisionPoint,
     deployment_id: String,
+    deadline: Instant,
 ) -> Result<Evaluation, DecisionError> {
-    let database = deps.database();
+    let database = deps.database(deadline);
     let decided = decide::traffic_decision(
         point,
         ports(&deps, &database),
@@ -244,7 +245,7 @@ pub async fn handle(
     deps: Arc<Deps>,
 ) -> Result<Reported, DecisionError> {
     let (deployment_id, execution_id) = hook_ids(&event)?;
-    let evaluation = evaluate(Arc::clone(&deps), point, deployment_id.clone());
+    let evaluation = evaluate(Arc::clone(&deps), point, deployment_id.clone(), deadline);
     match report_once(
         &deps.codedeploy,
         &deployment_id,
@@ -271,8 +272,9 @@ pub const MONITOR_NAMESPACE: &str = "Shiftguard";
 pub async fn monitor(
     deps: Arc<Deps>,
     groups: &[(String, String)],
+    deadline: Instant,
 ) -> Result<Vec<GroupReport>, DecisionError> {
-    let database = deps.database();
+    let database = deps.database(deadline);
     let monitored = decide::monitor(
         ports(&deps, &database),
         deps.release(),
@@ -473,7 +475,7 @@ pub async fn run_monitor(
                 };
                 match built {
                     Ok((deps, groups)) => {
-                        let reports = monitor(deps, groups).await?;
+                        let reports = monitor(deps, groups, deadline).await?;
                         Ok(serde_json::to_value(reports)?)
                     }
                     Err(problem) => {

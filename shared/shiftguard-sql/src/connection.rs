@@ -20,11 +20,15 @@ pub enum Connection {
     Sqlite(SqliteConnection),
 }
 
+/// PostgreSQL's `application_name` of every session shiftguard opens.
+pub const APPLICATION_NAME: &str = "shiftguard";
+
 /// How to open a connection.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectSettings {
     pub timeout: Duration,
-    /// Open SQLite files read-only (the server dialects are not affected).
+    /// A session that cannot write: SQLite files opened read-only, PostgreSQL sessions with
+    /// `default_transaction_read_only`, MySQL/MariaDB ones with `TRANSACTION READ ONLY`.
     pub read_only: bool,
     /// How long SQLite waits for another writer before failing with SQLITE_BUSY.
     pub sqlite_busy_timeout: Duration,
@@ -97,6 +101,14 @@ impl Cell {
     }
 }
 
+/// Makes every later transaction of a MySQL/MariaDB session read-only.
+async fn set_read_only(connection: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET SESSION TRANSACTION READ ONLY")
+        .execute(connection)
+        .await
+        .map(|_| ())
+}
+
 /// Runs the same generic sqlx code on whichever driver connection is open.
 macro_rules! on_each {
     ($connection:expr, $c:ident => $body:expr) => {
@@ -164,12 +176,21 @@ impl Connection {
         let connecting = async {
             Ok(match url.dialect() {
                 Dialect::Postgres => {
-                    let options = PgConnectOptions::from_str(&url.driver_url)?;
+                    // Named, so that an operator sees shiftguard's sessions in pg_stat_activity.
+                    let mut options = PgConnectOptions::from_str(&url.driver_url)?
+                        .application_name(APPLICATION_NAME);
+                    if settings.read_only {
+                        options = options.options([("default_transaction_read_only", "on")]);
+                    }
                     Connection::Postgres(options.connect().await?)
                 }
                 Dialect::MySql => {
                     let options = MySqlConnectOptions::from_str(&url.driver_url)?;
-                    Connection::MySql(options.connect().await?)
+                    let mut connection = options.connect().await?;
+                    if settings.read_only {
+                        set_read_only(&mut connection).await?;
+                    }
+                    Connection::MySql(connection)
                 }
                 Dialect::Sqlite => {
                     let options = SqliteConnectOptions::from_str(&url.driver_url)?
@@ -187,6 +208,40 @@ impl Connection {
                 seconds: settings.timeout.as_secs(),
             }),
         }
+    }
+
+    /// Limits every statement of the session from now on to `limit`, lock waits included, on
+    /// the server: a statement still running then is cancelled by the database itself, even when
+    /// its client has gone. (SQLite, in process, has its busy timeout.) Prepared statements, one
+    /// SET each: `raw` futures are not `Send` for every lifetime, and the decisions' are.
+    pub async fn limit_statements(&mut self, limit: Duration) -> Result<(), sqlx::Error> {
+        let ms = limit.as_millis().max(1);
+        let seconds = ms.div_ceil(1000);
+        match self.dialect() {
+            Dialect::Postgres => {
+                self.execute(&format!("SET statement_timeout = '{ms}ms'"), &[])
+                    .await?;
+                self.execute(&format!("SET lock_timeout = '{ms}ms'"), &[])
+                    .await?;
+            }
+            // MariaDB's max_statement_time (seconds) bounds every statement; MySQL's
+            // max_execution_time (ms) bounds SELECT, which is all a read-only session runs.
+            Dialect::MySql => {
+                let locks = format!(
+                    "SESSION lock_wait_timeout = {seconds}, SESSION innodb_lock_wait_timeout = {seconds}"
+                );
+                let mariadb = format!(
+                    "SET SESSION max_statement_time = {}, {locks}",
+                    ms as f64 / 1000.0
+                );
+                if self.execute(&mariadb, &[]).await.is_err() {
+                    let mysql = format!("SET SESSION max_execution_time = {ms}, {locks}");
+                    self.execute(&mysql, &[]).await?;
+                }
+            }
+            Dialect::Sqlite => {}
+        }
+        Ok(())
     }
 
     pub fn dialect(&self) -> Dialect {

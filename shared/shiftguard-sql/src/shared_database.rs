@@ -3,9 +3,14 @@
 //! (or a monitor run): it opens on the first read and stays until [`SqlDatabase::close`], so a
 //! pre-traffic decision connects once however many facts it reads. A read that fails drops the
 //! session, so the next one starts on a fresh connection.
+//!
+//! The session cannot write (see [`ConnectSettings::read_only`]), and with a deadline
+//! ([`SqlDatabase::until`]) every read's statements are limited on the server to the time left,
+//! so a read abandoned at the deadline (a table locked by a migration, a scan too long) is
+//! cancelled by the database then, not left running on it.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shiftguard_core::backfill::{BackfillConfig, Key};
 use shiftguard_core::release::DecisionError;
@@ -25,6 +30,8 @@ pub struct SqlDatabase<'a> {
     url: &'a DatabaseUrl,
     version_table: &'a str,
     settings: ConnectSettings,
+    /// When the reads must be done by.
+    deadline: Option<Instant>,
     /// The open session between reads (taken out while a read runs, so no lock is held
     /// across an await).
     session: Mutex<Option<Connection>>,
@@ -36,7 +43,29 @@ impl<'a> SqlDatabase<'a> {
             url,
             version_table,
             settings,
+            deadline: None,
             session: Mutex::new(None),
+        }
+    }
+
+    /// The same database, read by `deadline`: each read's statements are limited on the server
+    /// to the time left.
+    pub fn until(self, deadline: Instant) -> Self {
+        SqlDatabase {
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    /// What a read may take: nine tenths of the time left before the deadline, if there is
+    /// one, so that the database stops a read in time for its error to be the reason reported.
+    fn left(&self) -> Result<Option<Duration>, DecisionError> {
+        match self.deadline {
+            None => Ok(None),
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if left >= Duration::from_millis(10) => Ok(Some(left - left / 10)),
+                _ => Err(DecisionError::Deadline),
+            },
         }
     }
 
@@ -51,13 +80,24 @@ impl<'a> SqlDatabase<'a> {
         self.session.lock().map_or(None, |mut s| s.take())
     }
 
+    /// The session, with its statements limited to the time left.
     async fn open(&self) -> Result<Connection, DecisionError> {
-        match self.take() {
-            Some(connection) => Ok(connection),
+        let mut connection = match self.take() {
+            Some(connection) => connection,
             None => Connection::open(self.url, self.settings)
                 .await
-                .map_err(database_error),
+                .map_err(database_error)?,
+        };
+        if let Some(left) = self.left()? {
+            connection.limit_statements(left).await.map_err(|e| {
+                DecisionError::Database(format!(
+                    "{}: cannot limit the session's statements: {}",
+                    self.url.target(),
+                    self.url.redact(&e.to_string())
+                ))
+            })?;
         }
+        Ok(connection)
     }
 
     /// Keeps the session for the next read after `read` succeeded; after a failure the
@@ -102,6 +142,7 @@ impl SharedDatabase for SqlDatabase<'_> {
             DecisionError::Configuration(format!("check {} has no query", check.name))
         })?;
         let limit = Duration::from_millis(check.statement_timeout_ms);
+        let limit = self.left()?.map_or(limit, |left| left.min(limit));
         let mut connection = self.open().await?;
         let value = measure(&mut connection, self.url, query, limit).await;
         self.give_back(connection, &value);
