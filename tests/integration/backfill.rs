@@ -945,7 +945,10 @@ async fn dynamodb_checkpoints_survive_kill_9_and_exclude_a_second_runner() {
                 "{}",
                 blocked.stderr
             );
-            std::thread::sleep(Duration::from_millis(3100));
+            // The TTL, and the allowance for clocks that disagree.
+            std::thread::sleep(Duration::from_millis(
+                3_100 + shiftguard_core::backfill::LEASE_CLOCK_SKEW_MS as u64,
+            ));
         }
     }
     assert!(

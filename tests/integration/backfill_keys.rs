@@ -404,8 +404,11 @@ async fn dynamodb_keeps_a_composite_cursor_typed() {
             .await
             > 0
     );
-    // The killed runner's lease expires; then the work goes on from the cursor.
-    std::thread::sleep(Duration::from_millis(2_100));
+    // The killed runner's lease expires (its TTL and the allowance for clocks that disagree);
+    // then the work goes on from the cursor.
+    std::thread::sleep(Duration::from_millis(
+        2_100 + shiftguard_core::backfill::LEASE_CLOCK_SKEW_MS as u64,
+    ));
     run_until_complete(&config, &url);
     assert_eq!(
         db.scalar("SELECT count(*) FROM items WHERE updates = 1")
@@ -729,4 +732,116 @@ async fn an_unsigned_key_past_the_signed_range_fails_closed() {
         500
     );
     db.drop_database().await;
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to a runner process.
+fn signal(runner: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &runner.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal}");
+}
+
+/// A runner frozen (SIGSTOP) past its lease while another takes the backfill over, then thawed,
+/// with a deliberately inexact `pending` guard (always true, so a batch done twice updates its
+/// rows twice): with DynamoDB the thawed runner's next batch is rolled back by the fence in the
+/// backfilled database, and the one that took over resumed from the fence, so after one pass
+/// every row was updated exactly once. With the SQL store the frozen runner's session lock keeps
+/// the other out until it thaws.
+async fn stale_runner(kind: Kind, store: &str) {
+    let db = TestDatabase::create(kind).await;
+    items_table(&db, Shape::Int).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    let checkpoint = match store {
+        "dynamodb" => format!(
+            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"{}\"\n",
+            dynamodb_table().await
+        ),
+        _ => String::new(),
+    };
+    std::fs::write(
+        &config,
+        format!("{checkpoint}[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL OR origin >= 0\"\nset = \"display_name = full_name\"\nbatch_size = 5000\nmin_batch_size = 5000\nmax_batch_size = 5000\npause_ms = 300\nstatement_timeout_ms = 500\nlease_ttl_ms = 1000\n"),
+    )
+    .expect("write config");
+    let (url, label) = (db.url(), format!("{kind:?} {store}"));
+    let updated = "SELECT count(*) FROM items WHERE updates > 0";
+    let stale = spawn(&config, &url, &["run", NAME]);
+    let started = std::time::Instant::now();
+    while db.scalar(updated).await < 10_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{label}: no batches"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&stale, "-STOP");
+    // Past the lease (1 s) and the allowance for clocks that disagree.
+    tokio::time::sleep(Duration::from_millis(
+        1_300 + shiftguard_core::backfill::LEASE_CLOCK_SKEW_MS as u64,
+    ))
+    .await;
+    let frozen_at = db.scalar(updated).await;
+    let other = spawn(&config, &url, &["run", NAME]);
+    let took_over = std::time::Instant::now();
+    while store == "dynamodb"
+        && db.scalar(updated).await == frozen_at
+        && took_over.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&stale, "-CONT");
+    let stale: crate::support::Run = stale.wait_with_output().expect("stale runner").into();
+    let other: crate::support::Run = other.wait_with_output().expect("other runner").into();
+    match store {
+        "dynamodb" => {
+            assert!(
+                db.scalar(updated).await > frozen_at,
+                "{label}: the other runner worked while the first was frozen"
+            );
+            assert_eq!(stale.code, 75, "{label}: {}", stale.stderr);
+            assert!(
+                stale.stderr.contains("skipped: another runner"),
+                "{label}: the thawed runner was fenced out: {}",
+                stale.stderr
+            );
+        }
+        _ => {
+            assert_eq!(other.code, 75, "{label}: {}", other.stderr);
+            assert_eq!(stale.code, 0, "{label}: {}", stale.stderr);
+        }
+    }
+    // Finish the pass (not the verification: with this guard every row is always pending).
+    let mut ends = vec![stale.stderr, other.stderr];
+    while !ends
+        .iter()
+        .any(|e| e.contains("swept: the pass is finished"))
+    {
+        assert!(ends.len() < 10, "{label}: no end of the pass: {ends:?}");
+        let run = backfill(&config, &url, &["run", NAME]);
+        assert!(run.code == 0 || run.code == 75, "{label}: {}", run.stderr);
+        ends.push(run.stderr);
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates > 1")
+            .await,
+        0,
+        "{label}: no row updated twice: {ends:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates = 1")
+            .await,
+        ROWS as i64,
+        "{label}: every row updated once"
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_runner_frozen_past_its_lease_is_fenced_out() {
+    stale_runner(Kind::Postgres, "dynamodb").await;
+    stale_runner(Kind::MariaDb, "dynamodb").await;
+    stale_runner(Kind::MariaDb, "sql").await;
 }

@@ -160,13 +160,19 @@ impl Checkpoint {
     }
 }
 
+/// How far two runners' clocks may disagree: a lease counts as expired only this long after
+/// its expiry by the reader's clock. (Correctness does not rest on it: the fence rolls back a
+/// stale runner's batch; this only keeps runners from taking turns needlessly.)
+pub const LEASE_CLOCK_SKEW_MS: i64 = 2_000;
+
 impl Checkpoint {
-    /// Whether `owner` may take the lease now: nobody holds it, `owner` does, or it expired.
+    /// Whether `owner` may take the lease now: nobody holds it, `owner` does, or it expired
+    /// (by more than [`LEASE_CLOCK_SKEW_MS`]).
     pub fn lease_available(&self, owner: &str, now_ms: i64) -> bool {
         match (&self.lease_owner, self.lease_expires_at) {
             (None, _) => true,
             (Some(holder), _) if holder == owner => true,
-            (Some(_), Some(expires)) => expires < now_ms,
+            (Some(_), Some(expires)) => expires.saturating_add(LEASE_CLOCK_SKEW_MS) < now_ms,
             (Some(_), None) => false,
         }
     }
@@ -478,7 +484,10 @@ mod tests {
         c.lease_expires_at = Some(100);
         assert!(!c.lease_available("me", 50));
         assert!(c.lease_available("other", 50));
-        assert!(c.lease_available("me", 101));
+        // Expired, but within the clocks' possible disagreement: not yet.
+        assert!(!c.lease_available("me", 101));
+        assert!(!c.lease_available("me", 100 + LEASE_CLOCK_SKEW_MS));
+        assert!(c.lease_available("me", 101 + LEASE_CLOCK_SKEW_MS));
         c.lease_expires_at = None;
         assert!(
             !c.lease_available("me", 1_000_000),

@@ -30,6 +30,8 @@ pub(super) enum BatchResult {
     PassFinished,
     /// The checkpoint changed under the batch (an operator): rolled back.
     Interrupted,
+    /// Another runner took the lease since this one's was taken: the fence rolled it back.
+    Fenced,
 }
 
 /// The batch's work inside its transaction, waiting for the commit.
@@ -62,6 +64,7 @@ impl Runner<'_> {
         statements: &Statements,
         size: u64,
         deadline: Instant,
+        epoch: Option<i64>,
     ) -> Result<BatchResult, sqlx::Error> {
         let started = Instant::now();
         // No statement may outlive the run's deadline.
@@ -71,7 +74,7 @@ impl Runner<'_> {
         let begin = begin_batch(connection.dialect(), tuning.lock_timeout_ms, statement_ms);
         connection.raw(&begin).await?;
         let result = self
-            .batch_body(connection, checkpoint, statements, size)
+            .batch_body(connection, checkpoint, statements, size, epoch)
             .await;
         match result {
             Ok(Some(done)) => {
@@ -92,7 +95,10 @@ impl Runner<'_> {
             }
             Ok(None) => {
                 let _ = connection.raw("ROLLBACK").await;
-                Ok(BatchResult::Interrupted)
+                Ok(match self.checkpoints {
+                    Checkpoints::Sql(_) => BatchResult::Interrupted,
+                    Checkpoints::External(_) => BatchResult::Fenced,
+                })
             }
             Err(error) => {
                 let _ = connection.raw("ROLLBACK").await;
@@ -101,13 +107,15 @@ impl Runner<'_> {
         }
     }
 
-    /// Inside the transaction. `None` when the checkpoint changed under us (operator).
+    /// Inside the transaction. `None` when the checkpoint changed under us (an operator), or
+    /// the fence moved on (another runner's lease).
     async fn batch_body(
         &self,
         connection: &mut Connection,
         checkpoint: &Checkpoint,
         statements: &Statements,
         size: u64,
+        epoch: Option<i64>,
     ) -> Result<Option<Uncommitted>, sqlx::Error> {
         let lower = checkpoint.cursor.as_ref();
         let bounds = statements.bounds(lower);
@@ -126,7 +134,7 @@ impl Runner<'_> {
         let Some(upper) = upper.filter(|_| scanned > 0) else {
             next.status = Status::Swept;
             return Ok(self
-                .write_in_transaction(connection, &next)
+                .write_in_transaction(connection, &next, epoch)
                 .await?
                 .then_some(Uncommitted {
                     next,
@@ -150,7 +158,7 @@ impl Runner<'_> {
         next.rows_updated += updated;
         next.batches += 1;
         Ok(self
-            .write_in_transaction(connection, &next)
+            .write_in_transaction(connection, &next, epoch)
             .await?
             .then_some(Uncommitted {
                 next,

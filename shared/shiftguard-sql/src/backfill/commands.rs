@@ -160,10 +160,13 @@ impl Runner<'_> {
                 .delete(&mut connection, &self.config.name)
                 .await
                 .map_err(|e| self.store_error(self.sql_error(&e)))?,
-            Checkpoints::External(store) => store
-                .delete(&self.config.name)
-                .await
-                .map_err(|e| self.store_error(e))?,
+            Checkpoints::External(store) => {
+                self.forget_fence(&mut connection).await;
+                store
+                    .delete(&self.config.name)
+                    .await
+                    .map_err(|e| self.store_error(e))?
+            }
         };
         self.unlock(&mut connection, held).await;
         connection.close().await;

@@ -28,8 +28,9 @@ pub(super) enum Held {
     File { _lock: std::fs::File },
     /// An in-memory SQLite database: nothing to exclude.
     Memory,
-    /// A lease in an external store: released by clearing it (or by its expiry).
-    Lease,
+    /// A lease in an external store: released by clearing it (or by its expiry). Its epoch
+    /// (the checkpoint's version when it was taken) fences out runners whose lease expired.
+    Lease { epoch: i64 },
 }
 
 /// A runner attached to its backfill: its session, the checkpoint as last written, the
@@ -122,6 +123,19 @@ impl Runner<'_> {
             .load_checkpoint(&mut connection)
             .await?
             .ok_or_else(|| self.store_error("the checkpoint vanished"))?;
+        if let Held::Lease { epoch } = held
+            && !self
+                .claim_fence(&mut connection, epoch, &mut checkpoint)
+                .await?
+        {
+            // A newer lease was taken meanwhile, or a stale runner's batch is still in flight.
+            if let Some(free) = released(&checkpoint, &self.owner) {
+                let _ = self.save(&mut connection, &free).await;
+            }
+            let holder = self.current_holder(&mut connection).await;
+            connection.close().await;
+            return Ok(Err(Outcome::Busy { holder }));
+        }
         if let Some(cursor) = checkpoint
             .cursor
             .as_ref()
@@ -264,7 +278,9 @@ impl Runner<'_> {
             .write(&checkpoint)
             .await
             .map_err(|e| self.store_error(e))?;
-        Ok(taken.then_some(Held::Lease))
+        Ok(taken.then_some(Held::Lease {
+            epoch: checkpoint.version as i64,
+        }))
     }
 
     /// External store: renews the lease while the run waits, a third of the TTL at a time.

@@ -15,6 +15,8 @@
 //! - `key`: whether a key can be walked, and how its values are read, bound and compared;
 //! - `inspect`: the checks of the table, its key and the `set`/`pending` fragments;
 //! - `lock`: the run lock, the external store's lease, attaching to and releasing a backfill;
+//! - `fence`: with an external store, the epoch in the backfilled database that rolls back a
+//!   stale runner's batch;
 //! - `store`: reading and writing the checkpoint in whichever store holds it;
 //! - `run`: the batch loop (attach, pace, batch, retry, settle, release);
 //! - `pass`: what a run carries between batches, and the run's report it adds up;
@@ -28,6 +30,7 @@
 
 mod batch;
 mod commands;
+mod fence;
 mod inspect;
 mod key;
 mod lock;

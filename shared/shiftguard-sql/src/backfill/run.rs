@@ -157,6 +157,10 @@ impl Runner<'_> {
                     &attached.statements,
                     pass.sizer.size(),
                     pass.deadline,
+                    match attached.held {
+                        Held::Lease { epoch } => Some(epoch),
+                        _ => None,
+                    },
                 )
                 .await;
             let error = match tried {
@@ -244,7 +248,7 @@ impl Runner<'_> {
     }
 
     /// An external store is written now that the batch has committed; a lost write (someone
-    /// changed the checkpoint) makes the batch an interruption.
+    /// changed the checkpoint) ends the run: an interruption, or another runner's turn.
     async fn confirm(
         &self,
         attached: &Attached,
@@ -252,13 +256,23 @@ impl Runner<'_> {
         deadline: Instant,
     ) -> Result<BatchResult, BackfillError> {
         match (&batch, &self.checkpoints) {
-            (BatchResult::Interrupted, _) | (_, Checkpoints::Sql(_)) => Ok(batch),
+            (BatchResult::Interrupted | BatchResult::Fenced, _) | (_, Checkpoints::Sql(_)) => {
+                Ok(batch)
+            }
             (_, Checkpoints::External(store)) => {
                 let written = self
                     .save_external(*store, &attached.checkpoint, deadline)
                     .await?;
-                Ok(if written {
-                    batch
+                if written {
+                    return Ok(batch);
+                }
+                // The batch is committed and in the fence; the checkpoint moved on without it:
+                // an operator's command, or another runner's lease (it resumes from the fence).
+                let taken = store.load(&self.config.name).await.is_ok_and(|stored| {
+                    stored.and_then(|s| s.lease_owner).as_deref() != Some(self.owner.as_str())
+                });
+                Ok(if taken {
+                    BatchResult::Fenced
                 } else {
                     BatchResult::Interrupted
                 })
@@ -282,6 +296,10 @@ impl Runner<'_> {
                     attached.checkpoint = stored;
                 }
                 ControlFlow::Break(Outcome::Interrupted)
+            }
+            BatchResult::Fenced => {
+                let holder = self.current_holder(&mut attached.connection).await;
+                ControlFlow::Break(Outcome::Busy { holder })
             }
             BatchResult::PassFinished => {
                 observe(&Event::Swept);

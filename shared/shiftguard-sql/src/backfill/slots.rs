@@ -42,7 +42,7 @@ impl Runner<'_> {
                 continue;
             };
             let result = match (&held, &slot.checkpoints) {
-                (Held::Lease, Checkpoints::External(store)) => {
+                (Held::Lease { .. }, Checkpoints::External(store)) => {
                     let result = tokio::select! {
                         result = work => result,
                         never = slot.keep_lease(*store) => match never {},

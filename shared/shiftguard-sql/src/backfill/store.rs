@@ -110,16 +110,22 @@ impl Runner<'_> {
         }
     }
 
-    /// The SQL store writes inside the batch's transaction; an external store after the commit
-    /// (see [`Runner::save_external`]), so here it always "succeeds".
+    /// The SQL store writes inside the batch's transaction, on the condition of its version;
+    /// an external store after the commit (see [`Runner::save_external`]), while the batch's
+    /// progress goes to the fence here, on the condition of the lease's `epoch`. `false` when
+    /// the condition fails: the batch must roll back.
     pub(super) async fn write_in_transaction(
         &self,
         connection: &mut Connection,
         next: &Checkpoint,
+        epoch: Option<i64>,
     ) -> Result<bool, sqlx::Error> {
-        match &self.checkpoints {
-            Checkpoints::Sql(table) => table.write(connection, next).await,
-            Checkpoints::External(_) => Ok(true),
+        match (&self.checkpoints, epoch) {
+            (Checkpoints::Sql(table), _) => table.write(connection, next).await,
+            (Checkpoints::External(_), Some(epoch)) => {
+                self.advance_fence(connection, epoch, next).await
+            }
+            (Checkpoints::External(_), None) => Ok(true),
         }
     }
 
