@@ -132,7 +132,7 @@ fn resolve_builds(
     for reference in references {
         let build = graph
             .resolve(reference)
-            .with_context(|| format!("app revision {reference}"))?;
+            .with_context(|| format!("--app-revision `{reference}`"))?;
         if !builds.contains(&build) {
             builds.push(build);
         }

@@ -238,7 +238,7 @@ fn an_unknown_app_revision_is_named() {
     let run = check("sqlite::memory:", &["ffff"]);
     assert_errors(
         &run,
-        &["app revision ffff: revision ffff is not in the migrations"],
+        &["--app-revision `ffff`: revision ffff is not in the migrations"],
     );
 }
 
@@ -453,7 +453,7 @@ fn every_command_refuses_malformed_flags() {
         ),
         (
             &empty,
-            "revision `` is not in the migrations, and a prefix needs at least 4 characters",
+            "--app-revision ``: the revision is empty: give a revision id or a prefix of at least 4 characters",
         ),
     ];
     for (args, expected) in cases {

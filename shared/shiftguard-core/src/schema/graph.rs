@@ -95,6 +95,11 @@ pub enum ResolveError {
         "revision `{0}` is not in the migrations, and a prefix needs at least {MIN_PREFIX} characters"
     )]
     TooShort(String),
+    /// An empty reference (an unset variable in a pipeline, most likely).
+    #[error(
+        "the revision is empty: give a revision id or a prefix of at least {MIN_PREFIX} characters"
+    )]
+    Empty,
 }
 
 /// The shortest revision prefix taken for a revision (git's shortest abbreviation).
@@ -317,6 +322,9 @@ impl RevisionGraph {
     pub fn resolve(&self, reference: &str) -> Result<RevisionIndex, ResolveError> {
         if let Some(index) = self.index_of(reference) {
             return Ok(index);
+        }
+        if reference.trim().is_empty() {
+            return Err(ResolveError::Empty);
         }
         if reference.chars().count() < MIN_PREFIX {
             return Err(ResolveError::TooShort(reference.to_owned()));
@@ -591,7 +599,7 @@ mod tests {
         assert_eq!(
             short.resolve("").map_err(|e| e.to_string()),
             Err(
-                "revision `` is not in the migrations, and a prefix needs at least 4 characters"
+                "the revision is empty: give a revision id or a prefix of at least 4 characters"
                     .to_owned()
             )
         );

@@ -38,18 +38,31 @@ pub struct Manifest {
     pub revisions: Vec<Revision>,
 }
 
-/// A manifest that cannot be used.
+/// A manifest that cannot be used. The message holds the cause's own, so the cause is not a
+/// `source` too (an error chain would print it twice).
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ManifestError {
     #[error("manifest is not valid JSON of format {FORMAT}: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("manifest format {found} is not supported (expected {FORMAT})")]
     Format { found: String },
     #[error("manifest holds no revisions")]
     Empty,
     #[error("manifest revision graph is invalid: {0}")]
-    Graph(#[from] GraphError),
+    Graph(GraphError),
+}
+
+impl From<serde_json::Error> for ManifestError {
+    fn from(error: serde_json::Error) -> Self {
+        ManifestError::Json(error)
+    }
+}
+
+impl From<GraphError> for ManifestError {
+    fn from(error: GraphError) -> Self {
+        ManifestError::Graph(error)
+    }
 }
 
 impl Manifest {
