@@ -537,6 +537,157 @@ async fn a_panic_or_the_deadline_still_reports_failed_exactly_once() {
     );
     assert!(took < Duration::from_millis(1_200), "{took:?}");
     drop(silent);
+
+    // CodeDeploy throttles the first report: the SDK tries again within the margin, and exactly
+    // one status lands.
+    let throttling = LocalEndpoint::start(Arc::new(throttle_first_report)).await;
+    let retrying = sdk_config(&throttling.url)
+        .await
+        .to_builder()
+        .retry_config(aws_config::retry::RetryConfig::standard())
+        .build();
+    let started = Instant::now();
+    let reported = report_once(
+        &reporting_client(&retrying, Duration::from_secs(3)),
+        "d-THROTTLED",
+        "exec-throttled",
+        started + Duration::from_millis(200),
+        async { Err::<Evaluation, DecisionError>(DecisionError::Deadline) },
+    )
+    .await
+    .expect("reported on the second attempt");
+    assert_eq!(reported.status, HookStatus::Failed);
+    assert!(started.elapsed() < Duration::from_millis(3_200));
+    let attempts: Vec<_> = throttling.answered().iter().map(Request::json).collect();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts.iter().all(|a| a["status"] == "Failed"));
+    w.db.drop_database().await;
+}
+
+/// Answers the first report of a hook execution with CodeDeploy's throttling error, the second
+/// with success, any later one as already set.
+fn throttle_first_report(request: &Request, earlier: &[Request]) -> Option<Response> {
+    if request.header("x-amz-target").as_deref() != Some(PUT_TARGET) {
+        return None;
+    }
+    let execution = request.json()["lifecycleEventHookExecutionId"].clone();
+    let before = earlier
+        .iter()
+        .filter(|p| p.json()["lifecycleEventHookExecutionId"] == execution)
+        .count();
+    let (status, body) = match before {
+        0 => (
+            "400 Bad Request",
+            serde_json::json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+        ),
+        1 => (
+            "200 OK",
+            serde_json::json!({ "lifecycleEventHookExecutionId": execution }),
+        ),
+        _ => (
+            "400 Bad Request",
+            serde_json::json!({"__type": "InvalidLifecycleEventHookExecutionStatusException", "message": "the status is already set"}),
+        ),
+    };
+    Some(Response {
+        status,
+        content_type: "application/x-amz-json-1.1",
+        body: body.to_string(),
+    })
+}
+
+/// The fault suite: each dependency of a decision fails in turn — refuses, or accepts and never
+/// answers — and each time the hook reports `Failed` exactly once, with the reason, before the
+/// invocation's deadline (2 s here; 3 s of slack for the report). README's table lists these
+/// and the faults the other tests of this file inject.
+#[tokio::test]
+async fn every_dependency_failing_reports_failed_once_before_the_deadline() {
+    let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
+    let (id, _) = stamped_deployment(
+        &w,
+        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
+        &[
+            ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
+            ("SHIFTGUARD_REQUIRED_BACKFILLS", "users_display_name"),
+        ],
+    )
+    .await;
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_at = silent.local_addr().expect("addr");
+    let hung = sdk_config(&format!("http://{silent_at}")).await;
+    // Nothing listens there.
+    let refusing_at = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    type Fault = (&'static str, DecisionPoint, Box<dyn Fn(&mut Deps)>, String);
+    let cases: Vec<Fault> = vec![
+        (
+            "the database refuses connections",
+            DecisionPoint::PreTraffic,
+            Box::new(move |deps: &mut Deps| {
+                deps.url = DatabaseUrl::parse(&format!("postgres://postgres@{refusing_at}/app"))
+                    .expect("url");
+            }),
+            refusing_at.to_string(),
+        ),
+        (
+            "the database accepts and never answers",
+            DecisionPoint::PreTraffic,
+            Box::new(move |deps: &mut Deps| {
+                deps.url = DatabaseUrl::parse(&format!("postgres://postgres@{silent_at}/app"))
+                    .expect("url");
+            }),
+            "before the invocation's deadline".to_owned(),
+        ),
+        (
+            "the Lambda API accepts and never answers",
+            DecisionPoint::PreTraffic,
+            Box::new({
+                let hung = hung.clone();
+                move |deps: &mut Deps| deps.lambda = LambdaAdapter::new(&hung)
+            }),
+            "before the invocation's deadline".to_owned(),
+        ),
+        (
+            "CloudWatch accepts and never answers",
+            DecisionPoint::PostTraffic,
+            Box::new({
+                let hung = hung.clone();
+                move |deps: &mut Deps| deps.cloudwatch = CloudWatchAdapter::new(&hung)
+            }),
+            "before the invocation's deadline".to_owned(),
+        ),
+    ];
+    for (i, (fault, point, inject, reason)) in cases.into_iter().enumerate() {
+        let mut deps = (*w.deps).clone();
+        inject(&mut deps);
+        let execution = format!("exec-fault-{i}");
+        let started = Instant::now();
+        let reported = handle(
+            point,
+            event(&id, &execution),
+            started + Duration::from_secs(2),
+            Arc::new(deps),
+        )
+        .await
+        .expect("reported");
+        let took = started.elapsed();
+        assert_eq!(reported.status, HookStatus::Failed, "{fault}");
+        let said = reported.reason.unwrap_or_default();
+        assert!(said.contains(&reason), "{fault}: {said}");
+        assert!(took < Duration::from_secs(5), "{fault}: {took:?}");
+        let puts: Vec<_> = w
+            .endpoint
+            .puts()
+            .into_iter()
+            .filter(|put| put["lifecycleEventHookExecutionId"] == execution.as_str())
+            .collect();
+        assert_eq!(puts.len(), 1, "{fault}: {puts:?}");
+        assert_eq!(puts[0]["status"], "Failed", "{fault}");
+    }
+    drop(silent);
     w.db.drop_database().await;
 }
 

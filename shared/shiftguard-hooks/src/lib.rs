@@ -25,7 +25,7 @@ use crate::config::HookConfig;
 pub use shiftguard_core::release::DecisionPoint;
 
 /// What a hook needs, built once per cold start.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Deps {
     pub graph: RevisionGraph,
     pub project: ProjectConfig,
