@@ -845,3 +845,46 @@ async fn a_runner_frozen_past_its_lease_is_fenced_out() {
     stale_runner(Kind::MariaDb, "dynamodb").await;
     stale_runner(Kind::MariaDb, "sql").await;
 }
+
+/// MySQL's `max_execution_time` bounds SELECT only, and a session's limits cannot follow a
+/// run's deadline: a batch whose UPDATE outlasts its budget is killed (`KILL QUERY`) by the
+/// runner's watchdog, rolled back, and the run ends at its deadline instead of when the
+/// statement would have. Shown on MariaDB, whose own session limit here is far longer (10 s).
+#[tokio::test]
+async fn a_mysql_batch_outlasting_its_budget_is_killed_by_the_watchdog() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    items_table(&db, Shape::Int).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    // 1,000 rows sleeping 10 ms each: one batch would take 10 s.
+    std::fs::write(
+        &config,
+        format!("[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = CONCAT(full_name, SLEEP(0.01))\"\nbatch_size = 1000\nmin_batch_size = 1000\nmax_batch_size = 1000\nstatement_timeout_ms = 10000\nlease_ttl_ms = 30000\n"),
+    )
+    .expect("write config");
+    let started = std::time::Instant::now();
+    let run = backfill(&config, &db.url(), &["run", NAME, "--max-seconds", "2"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("stopped before the time limit"),
+        "{}",
+        run.stderr
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}: {}", run.stderr);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates > 0")
+            .await,
+        0,
+        "the killed batch rolled back"
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE items%'"
+        )
+        .await,
+        0,
+        "nothing left running"
+    );
+    db.drop_database().await;
+}

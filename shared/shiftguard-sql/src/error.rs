@@ -63,8 +63,9 @@ pub fn classify(error: &sqlx::Error) -> ErrorClass {
             let code = code.as_deref().unwrap_or_default();
             if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
                 return match mysql.number() {
-                    // Lock wait timeout; MariaDB max_statement_time; MySQL max_execution_time.
-                    1205 | 1969 | 3024 => ErrorClass::Timeout,
+                    // Lock wait timeout; MariaDB max_statement_time; MySQL max_execution_time;
+                    // a statement killed by the batches' watchdog (KILL QUERY).
+                    1205 | 1969 | 3024 | 1317 => ErrorClass::Timeout,
                     // Deadlock; lock wait aborted by a deadlock elsewhere.
                     1213 | 1614 => ErrorClass::Transient,
                     // Server gone, lost connection, shutdown in progress.

@@ -22,6 +22,21 @@ pub(super) struct Committed {
     pub took: Duration,
 }
 
+/// What a batch's transaction answers to besides its own SQL.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Guards {
+    /// The lease's epoch, checked in the fence (an external store).
+    pub epoch: Option<i64>,
+    /// MySQL/MariaDB: the session's id. MySQL's `max_execution_time` bounds SELECT only and the
+    /// session's limits cannot follow the run's deadline, so a watchdog kills the batch's
+    /// statement (`KILL QUERY`, from another session) when it outlasts the batch's budget.
+    pub session_id: Option<u64>,
+}
+
+/// How long after its budget a MySQL batch's statement is killed: MariaDB's own
+/// `max_statement_time` stops it first when the budget is the configured timeout.
+const WATCHDOG_SLACK: Duration = Duration::from_millis(250);
+
 /// What one batch attempt did.
 #[derive(Debug)]
 pub(super) enum BatchResult {
@@ -64,7 +79,7 @@ impl Runner<'_> {
         statements: &Statements,
         size: u64,
         deadline: Instant,
-        epoch: Option<i64>,
+        guards: Guards,
     ) -> Result<BatchResult, sqlx::Error> {
         let started = Instant::now();
         // No statement may outlive the run's deadline.
@@ -73,9 +88,21 @@ impl Runner<'_> {
         let statement_ms = statement_budget_ms(tuning.statement_timeout_ms, left);
         let begin = begin_batch(connection.dialect(), tuning.lock_timeout_ms, statement_ms);
         connection.raw(&begin).await?;
-        let result = self
-            .batch_body(connection, checkpoint, statements, size, epoch)
-            .await;
+        let body = self.batch_body(connection, checkpoint, statements, size, guards.epoch);
+        let result = match guards.session_id {
+            None => body.await,
+            Some(session_id) => {
+                let budget = Duration::from_millis(statement_ms) + WATCHDOG_SLACK;
+                tokio::pin!(body);
+                tokio::select! {
+                    result = &mut body => result,
+                    () = tokio::time::sleep(budget) => {
+                        self.kill_query(session_id).await;
+                        body.await
+                    }
+                }
+            }
+        };
         match result {
             Ok(Some(done)) => {
                 if let Err(error) = connection.raw("COMMIT").await {

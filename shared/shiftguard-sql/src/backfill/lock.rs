@@ -10,6 +10,7 @@ use std::path::Path;
 
 use shiftguard_core::backfill::{Checkpoint, CheckpointStore};
 
+use super::batch::Guards;
 use super::inspect::{Extent, Inspected};
 use super::statements::Statements;
 use super::{BackfillError, Checkpoints, Outcome, Runner, now_ms};
@@ -43,6 +44,21 @@ pub(super) struct Attached {
     pub statements: Statements,
     pub extent: Extent,
     pub held: Held,
+    /// MySQL/MariaDB: the session's id (`CONNECTION_ID()`), for the batches' watchdog.
+    pub session_id: Option<u64>,
+}
+
+impl Attached {
+    /// What the batches of this attachment answer to besides their own SQL.
+    pub fn guards(&self) -> Guards {
+        Guards {
+            epoch: match self.held {
+                Held::Lease { epoch } => Some(epoch),
+                _ => None,
+            },
+            session_id: self.session_id,
+        }
+    }
 }
 
 /// The advisory lock's name: at most 64 characters (MySQL's limit), unique per database, store
@@ -153,12 +169,14 @@ impl Runner<'_> {
             checkpoint.version += 1;
             self.save(&mut connection, &checkpoint).await?;
         }
+        let session_id = self.session_id(&mut connection).await?;
         Ok(Ok(Attached {
             connection,
             checkpoint,
             statements,
             extent,
             held,
+            session_id,
         }))
     }
 

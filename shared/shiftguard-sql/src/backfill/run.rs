@@ -150,6 +150,7 @@ impl Runner<'_> {
     ) -> Result<ControlFlow<Outcome, (BatchResult, Attempts)>, BackfillError> {
         let mut attempts = Attempts::default();
         loop {
+            let guards = attached.guards();
             let tried = self
                 .batch(
                     &mut attached.connection,
@@ -157,10 +158,7 @@ impl Runner<'_> {
                     &attached.statements,
                     pass.sizer.size(),
                     pass.deadline,
-                    match attached.held {
-                        Held::Lease { epoch } => Some(epoch),
-                        _ => None,
-                    },
+                    guards,
                 )
                 .await;
             let error = match tried {
@@ -234,6 +232,7 @@ impl Runner<'_> {
                 attached.connection = fresh.connection;
                 attached.checkpoint = fresh.checkpoint;
                 attached.held = fresh.held;
+                attached.session_id = fresh.session_id;
                 ControlFlow::Continue(())
             }
             // Our own old session may still hold the lock until the server notices it is gone;

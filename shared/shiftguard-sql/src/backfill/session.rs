@@ -9,7 +9,7 @@ use std::time::Duration;
 use shiftguard_core::backfill::Tuning;
 
 use super::{BackfillError, Runner};
-use crate::connection::{ConnectSettings, Connection};
+use crate::connection::{ConnectSettings, Connection, Kind};
 use crate::url::Dialect;
 
 /// PostgreSQL's session timeouts, in milliseconds.
@@ -38,6 +38,30 @@ fn mysql_setups(tuning: &Tuning) -> [String; 2] {
 }
 
 impl Runner<'_> {
+    /// MySQL/MariaDB: the session's id, for the watchdog that kills a batch's statement.
+    pub(super) async fn session_id(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<Option<u64>, BackfillError> {
+        if connection.dialect() != Dialect::MySql {
+            return Ok(None);
+        }
+        let row = connection
+            .fetch_row("SELECT CAST(CONNECTION_ID() AS SIGNED)", &[], &[Kind::Int])
+            .await
+            .map_err(|e| self.target_error(self.sql_error(&e)))?;
+        Ok(row.and_then(|r| r[0].int()).map(|id| id as u64))
+    }
+
+    /// Kills the running statement of MySQL/MariaDB session `session_id`, from a session of
+    /// its own (best effort: the statement may have ended meanwhile).
+    pub(super) async fn kill_query(&self, session_id: u64) {
+        if let Ok(mut killer) = self.connect().await {
+            let _ = killer.raw(&format!("KILL QUERY {session_id}")).await;
+            killer.close().await;
+        }
+    }
+
     /// Opens the runner's connection and sets the session's timeouts.
     pub(super) async fn connect(&self) -> Result<Connection, BackfillError> {
         let settings = ConnectSettings {
