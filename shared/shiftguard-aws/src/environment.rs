@@ -59,16 +59,24 @@ impl<F: Fn(&str) -> Option<String>> Environment<F> {
         Ok(Duration::from_millis(ms))
     }
 
-    /// A non-negative finite number, when set.
-    pub fn number(&self, name: &str) -> Result<Option<f64>, String> {
-        self.get(name)
-            .map(|v| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|n| n.is_finite() && *n >= 0.0)
-                    .ok_or_else(|| format!("{name} is `{v}`: expected a non-negative number"))
-            })
-            .transpose()
+    /// A number in `range`, when set.
+    pub fn number(&self, name: &str, range: RangeInclusive<f64>) -> Result<Option<f64>, String> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        let n = v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| format!("{name} is `{v}`: expected a non-negative number"))?;
+        if !range.contains(&n) {
+            return Err(format!(
+                "{name} = {v} is out of range: it must be between {} and {}",
+                range.start(),
+                range.end()
+            ));
+        }
+        Ok(Some(n))
     }
 
     /// A file packaged with the function: the path in `variable`, else `file` in
@@ -134,9 +142,15 @@ mod tests {
             Err("BAD_MS is `soon`: expected milliseconds".to_owned())
         );
         assert_eq!(
-            env.number("N"),
+            env.number("N", 0.0..=1.0),
             Err("N is `-1`: expected a non-negative number".to_owned())
         );
+        assert_eq!(env.number("A_MS", 0.0..=250.0), Ok(Some(250.0)));
+        assert_eq!(
+            env.number("A_MS", 0.0..=249.5),
+            Err("A_MS = 250 is out of range: it must be between 0 and 249.5".to_owned())
+        );
+        assert_eq!(env.number("UNSET", 0.0..=1.0), Ok(None));
         assert_eq!(env.get("BLANK"), None);
         assert_eq!(env.raw("BLANK").as_deref(), Some("  "));
     }

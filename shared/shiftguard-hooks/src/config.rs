@@ -36,6 +36,13 @@ pub struct HookConfig {
     pub settings: TrafficSettings,
 }
 
+/// Lambda's longest invocation, in milliseconds: no latency budget can be above it.
+const LAMBDA_MAX_MS: f64 = 900_000.0;
+
+/// The longest metrics window, in seconds (CloudWatch answers per-minute data for 15 days,
+/// coarser for longer; a month is as far back as a canary judgement can mean anything).
+const THIRTY_DAYS_S: f64 = 2_592_000.0;
+
 /// `SHIFTGUARD_DEADLINE_MARGIN_MS`: 100 ms to 60 s, 3 s when unset.
 pub fn deadline_margin(lookup: impl Fn(&str) -> Option<String>) -> Result<Duration, String> {
     Environment::new(lookup).millis(
@@ -52,18 +59,18 @@ impl HookConfig {
         let defaults = HealthBudget::default();
         let budget = HealthBudget {
             max_error_rate: env
-                .number("SHIFTGUARD_MAX_ERROR_RATE")?
+                .number("SHIFTGUARD_MAX_ERROR_RATE", 0.0..=1.0)?
                 .unwrap_or(defaults.max_error_rate),
             max_error_ratio: env
-                .number("SHIFTGUARD_MAX_ERROR_RATIO")?
+                .number("SHIFTGUARD_MAX_ERROR_RATIO", 0.0..=1_000.0)?
                 .unwrap_or(defaults.max_error_ratio),
-            max_p95_ms: env.number("SHIFTGUARD_MAX_P95_MS")?,
-            max_p99_ms: env.number("SHIFTGUARD_MAX_P99_MS")?,
+            max_p95_ms: env.number("SHIFTGUARD_MAX_P95_MS", 0.0..=LAMBDA_MAX_MS)?,
+            max_p99_ms: env.number("SHIFTGUARD_MAX_P99_MS", 0.0..=LAMBDA_MAX_MS)?,
             max_latency_ratio: env
-                .number("SHIFTGUARD_MAX_LATENCY_RATIO")?
+                .number("SHIFTGUARD_MAX_LATENCY_RATIO", 0.0..=1_000.0)?
                 .unwrap_or(defaults.max_latency_ratio),
             min_invocations: env
-                .number("SHIFTGUARD_MIN_INVOCATIONS")?
+                .number("SHIFTGUARD_MIN_INVOCATIONS", 0.0..=1e12)?
                 .map_or(defaults.min_invocations, |n| n as u64),
             inconclusive: match env.get("SHIFTGUARD_INCONCLUSIVE").as_deref() {
                 None | Some("fail") => InconclusivePolicy::Fail,
@@ -76,7 +83,7 @@ impl HookConfig {
             },
         };
         let metrics_window = Duration::from_secs(
-            env.number("SHIFTGUARD_METRICS_WINDOW_SECONDS")?
+            env.number("SHIFTGUARD_METRICS_WINDOW_SECONDS", 60.0..=THIRTY_DAYS_S)?
                 .map_or(300, |n| n as u64),
         );
         let smoke = env.get("SHIFTGUARD_SMOKE_PAYLOAD").map(|payload| Smoke {
@@ -166,5 +173,52 @@ mod tests {
             read(&[]).map(|_| ()),
             Err("set DATABASE_URL or DATABASE_SECRET_ARN".to_owned())
         );
+    }
+
+    #[test]
+    fn every_number_has_a_range_checked_at_the_edges_and_one_past() {
+        let cases = [
+            (
+                "SHIFTGUARD_DEADLINE_MARGIN_MS",
+                "100",
+                "60000",
+                "99",
+                "60001",
+            ),
+            ("SHIFTGUARD_MAX_ERROR_RATE", "0", "1", "", "1.01"),
+            ("SHIFTGUARD_MAX_ERROR_RATIO", "0", "1000", "", "1000.5"),
+            ("SHIFTGUARD_MAX_P95_MS", "0", "900000", "", "900001"),
+            ("SHIFTGUARD_MAX_P99_MS", "0", "900000", "", "900001"),
+            ("SHIFTGUARD_MAX_LATENCY_RATIO", "0", "1000", "", "1001"),
+            (
+                "SHIFTGUARD_MIN_INVOCATIONS",
+                "0",
+                "1000000000000",
+                "",
+                "1000000000001",
+            ),
+            (
+                "SHIFTGUARD_METRICS_WINDOW_SECONDS",
+                "60",
+                "2592000",
+                "59",
+                "2592001",
+            ),
+        ];
+        for (name, low, high, under, over) in cases {
+            for fits in [low, high] {
+                let read = read(&[("DATABASE_URL", "postgres://db/app"), (name, fits)]);
+                assert!(read.is_ok(), "{name} = {fits}: {:?}", read.err());
+            }
+            for misfit in [under, over].into_iter().filter(|v| !v.is_empty()) {
+                let error = read(&[("DATABASE_URL", "postgres://db/app"), (name, misfit)])
+                    .map(|_| ())
+                    .expect_err(name);
+                assert!(
+                    error.starts_with(&format!("{name} = {misfit} is out of range")),
+                    "{error}"
+                );
+            }
+        }
     }
 }
