@@ -277,7 +277,9 @@ pub async fn run(
 ) -> Result<(), lambda_runtime::Error> {
     shiftguard_aws::init_json_logging();
     let config = FunctionConfig::from_lookup(&environment)?;
-    let aws = aws_config::load_from_env().await;
+    // Every AWS call (the secret, each checkpoint write) ends within the margin, retries
+    // included: a hung endpoint cannot hold a run past its deadline.
+    let aws = shiftguard_aws::bounded(&aws_config::load_from_env().await, config.deadline_margin);
     let deps = Deps::build(&config, &aws, &environment).await?;
     let deps = &deps;
     lambda_runtime::run(lambda_runtime::service_fn(
