@@ -549,6 +549,14 @@ impl Progress {
                 pending_from: Some(key),
             } => Some(format!("pending rows found again from key {key}: sweeping")),
             Event::Verified { pending_from: None } => Some("verified: nothing pending".to_owned()),
+            Event::Planned {
+                shards,
+                from_histogram,
+            } => Some(if *from_histogram {
+                format!("planned {shards} shards from the table's statistics (pg_stats histogram)")
+            } else {
+                format!("planned {shards} shards at exact row offsets")
+            }),
         };
         let Some(line) = line else { return };
         match &self.bar {

@@ -888,3 +888,82 @@ async fn a_mysql_batch_outlasting_its_budget_is_killed_by_the_watchdog() {
     );
     db.drop_database().await;
 }
+
+/// An analyzed PostgreSQL table is split at its statistics' histogram, not by reading the index
+/// up to each offset: four shards of a table whose keys crowd at the start (150,000 dense,
+/// 50,000 spread over a billion) each get about a quarter of the rows.
+#[tokio::test]
+async fn an_analyzed_postgresql_table_is_split_at_its_histogram() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    db.execute("CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, full_name VARCHAR(200), display_name VARCHAR(200))")
+        .await;
+    db.execute("INSERT INTO items (id, full_name) SELECT n, 'User ' || n FROM generate_series(1, 150000) AS n")
+        .await;
+    db.execute("INSERT INTO items (id, full_name) SELECT 1000000 + n * 20000, 'User ' || n FROM generate_series(1, 50000) AS n")
+        .await;
+    db.execute("ANALYZE items").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    std::fs::write(
+        &config,
+        format!("[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nshards = 4\nbatch_size = 5000\n"),
+    )
+    .expect("write config");
+    let run = backfill(&config, &db.url(), &["run", NAME, "--parallel", "4"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("planned 4 shards from the table's statistics (pg_stats histogram)"),
+        "{}",
+        run.stderr
+    );
+    let status = backfill(&config, &db.url(), &["status", NAME, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    let rows: Vec<i64> = report[0]["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| shard["checkpoint"]["rows_updated"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(rows.iter().sum::<i64>(), 200_000, "{rows:?}");
+    for shard in &rows {
+        assert!(
+            (45_000..=55_000).contains(shard),
+            "a quarter each, give or take ANALYZE's sample: {rows:?}"
+        );
+    }
+    db.drop_database().await;
+
+    // UUIDs, and text in an ICU collation (the bounds compare as the index does); a composite
+    // key is split at exact offsets.
+    for shape in [Shape::Uuid, Shape::Text, Shape::Composite] {
+        let db = TestDatabase::create(Kind::Postgres).await;
+        items_table(&db, shape).await;
+        db.execute("ANALYZE items").await;
+        std::fs::write(
+            &config,
+            format!("[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = {}\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nshards = 4\nbatch_size = 5000\n", shape.key_toml()),
+        )
+        .expect("write config");
+        let run = backfill(&config, &db.url(), &["run", NAME, "--parallel", "4"]);
+        assert_eq!(run.code, 0, "{shape:?}: {}", run.stderr);
+        let planned = match shape {
+            Shape::Composite => "planned 4 shards at exact row offsets",
+            _ => "planned 4 shards from the table's statistics (pg_stats histogram)",
+        };
+        assert!(run.stderr.contains(planned), "{shape:?}: {}", run.stderr);
+        let status = backfill(&config, &db.url(), &["status", NAME, "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&status.stdout).expect("status");
+        for shard in report[0]["shards"].as_array().expect("shards") {
+            let rows = shard["checkpoint"]["rows_updated"].as_i64().unwrap_or(0);
+            assert!((20_000..=30_000).contains(&rows), "{shape:?}: {shard}");
+        }
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM items WHERE updates = 1")
+                .await,
+            ROWS as i64,
+            "{shape:?}"
+        );
+        db.drop_database().await;
+    }
+}

@@ -261,6 +261,10 @@ fn log_event(name: &str, event: &Event) {
                 "verified"
             )
         }
+        Event::Planned {
+            shards,
+            from_histogram,
+        } => tracing::info!(backfill = name, shards, from_histogram, "shards planned"),
     }
 }
 

@@ -157,6 +157,9 @@ pub enum Event {
     Swept,
     /// A verification ran: `pending` rows found (a new pass starts) or none (complete).
     Verified { pending_from: Option<Key> },
+    /// This runner planned the shards' ranges: at the quantiles of the statistics' histogram
+    /// (PostgreSQL), or at exact row offsets on the key's index.
+    Planned { shards: u32, from_histogram: bool },
 }
 
 /// How a run ended.

@@ -18,10 +18,32 @@ use shiftguard_core::backfill::{
 use super::inspect::{Inspected, fetch_key, rows_query};
 use super::statements::Statements;
 use super::{BackfillError, Checkpoints, DEADLINE_SLACK, Event, Outcome, RunSummary, Runner};
-use crate::connection::{Connection, Kind};
+use crate::connection::{Bind, Connection, Kind};
 
 /// How often a runner looks for another's plan while that one plans.
 const PLAN_POLL: Duration = Duration::from_millis(100);
+
+/// PostgreSQL: the bounds of the key column's histogram in the table's statistics (ANALYZE's
+/// equi-depth histogram over a random sample of rows), in order, with the column's type.
+const HISTOGRAM: &str = "SELECT b, format_type(a.atttypid, a.atttypmod) \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 \
+     JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname \
+       AND s.attname = a.attname AND s.inherited = (c.relkind = 'p'), \
+     unnest(CAST(CAST(s.histogram_bounds AS TEXT) AS TEXT[])) WITH ORDINALITY AS h(b, i) \
+     WHERE c.oid = CAST($1 AS regclass) ORDER BY h.i";
+
+/// `n - 1` of a histogram's `bounds` at even places (its buckets hold as many rows each), so
+/// the shards between them hold about as many rows.
+fn quantiles<T: Clone>(bounds: &[T], n: u32) -> Vec<T> {
+    let buckets = bounds.len().saturating_sub(1) as u64;
+    if buckets == 0 {
+        return Vec::new();
+    }
+    (1..u64::from(n))
+        .map(|i| bounds[(buckets * i / u64::from(n)) as usize].clone())
+        .collect()
+}
 
 impl Checkpoints<'_> {
     /// The same store, for another runner.
@@ -106,6 +128,7 @@ impl<'a> Runner<'a> {
         &self,
         configs: &[BackfillConfig],
         deadline: Instant,
+        observe: &mut dyn FnMut(&Event),
     ) -> Result<Result<Vec<KeyRange>, Outcome>, BackfillError> {
         let mut connection = self.connect().await?;
         let planned = |stored: &[Option<Checkpoint>]| -> Option<Vec<KeyRange>> {
@@ -120,7 +143,9 @@ impl<'a> Runner<'a> {
                 return Ok(Ok(ranges));
             }
             if let Some(held) = self.try_lock(&mut connection).await? {
-                let planned_now = self.plan_locked(&mut connection, configs, planned).await;
+                let planned_now = self
+                    .plan_locked(&mut connection, configs, planned, observe)
+                    .await;
                 self.unlock(&mut connection, held).await;
                 connection.close().await;
                 return planned_now.map(Ok);
@@ -139,6 +164,7 @@ impl<'a> Runner<'a> {
         connection: &mut Connection,
         configs: &[BackfillConfig],
         planned: impl Fn(&[Option<Checkpoint>]) -> Option<Vec<KeyRange>>,
+        observe: &mut dyn FnMut(&Event),
     ) -> Result<Vec<KeyRange>, BackfillError> {
         // Another runner may have planned while this one waited for the lock.
         if let Some(ranges) = planned(&self.stored_shards(connection, configs).await?) {
@@ -146,7 +172,12 @@ impl<'a> Runner<'a> {
         }
         let Inspected { statements, .. } = self.inspect(connection).await?;
         let n = configs.len() as u32;
-        let boundaries = self.sampled_boundaries(connection, &statements, n).await?;
+        let (boundaries, from_histogram) =
+            self.sampled_boundaries(connection, &statements, n).await?;
+        observe(&Event::Planned {
+            shards: n,
+            from_histogram,
+        });
         let ranges = KeyRange::split(&boundaries);
         // Fewer distinct boundaries than shards (a small table): the last shards are empty.
         let ranges: Vec<KeyRange> = (0..configs.len())
@@ -183,15 +214,66 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// PostgreSQL, a key of one column with a histogram in the table's statistics: `n - 1`
+    /// boundaries at its quantiles, each the first key at or after the bound (the table as it
+    /// is, typed as the runner reads keys). `None` otherwise.
+    async fn histogram_boundaries(
+        &self,
+        connection: &mut Connection,
+        statements: &Statements,
+        n: u32,
+    ) -> Result<Option<Vec<Key>>, BackfillError> {
+        let [column] = statements.plan.columns.as_slice() else {
+            return Ok(None);
+        };
+        if connection.dialect() != crate::url::Dialect::Postgres {
+            return Ok(None);
+        }
+        let failed = |e: sqlx::Error| self.target_error(self.sql_error(&e));
+        let binds = [
+            Bind::Text(Some(self.config.table.clone())),
+            Bind::Text(Some(column.name.clone())),
+        ];
+        let rows = connection
+            .fetch_rows(HISTOGRAM, &binds, &[Kind::Text, Kind::Text])
+            .await
+            .map_err(failed)?;
+        let bounds: Vec<(String, String)> = rows
+            .iter()
+            .filter_map(|r| Some((r[0].text()?.to_owned(), r[1].text()?.to_owned())))
+            .collect();
+        // A histogram needs more buckets than shards to split them evenly.
+        if bounds.len() <= n as usize * 2 {
+            return Ok(None);
+        }
+        let column_type = &bounds[0].1;
+        let sql = statements.at_or_after_sql(&self.config.table, column_type);
+        let mut boundaries: Vec<Key> = Vec::new();
+        for (bound, _) in quantiles(&bounds, n) {
+            let row = connection
+                .fetch_row(&sql, &[Bind::Text(Some(bound))], &statements.shape(&[]))
+                .await
+                .map_err(failed)?;
+            match row.and_then(|row| statements.plan.key_from(&row)) {
+                Some(key) if boundaries.last() != Some(&key) => boundaries.push(key),
+                _ => {}
+            }
+        }
+        Ok(Some(boundaries))
+    }
+
     /// `n - 1` keys at even row offsets on the key's index, so each shard holds about as many
-    /// rows whatever the keys' spread. The rows come from the table's statistics, or are
-    /// counted once when there are none yet (a table never analyzed).
+    /// rows whatever the keys' spread (and whether the boundaries came from the statistics'
+    /// histogram). On PostgreSQL, a key of one column of an analyzed table is split at its
+    /// histogram's quantiles, each found on the index: an offset would read the index up to
+    /// it. Otherwise the rows come from the table's statistics, or are counted once when there
+    /// are none yet (a table never analyzed), and each boundary is the key at its offset.
     async fn sampled_boundaries(
         &self,
         connection: &mut Connection,
         statements: &Statements,
         n: u32,
-    ) -> Result<Vec<Key>, BackfillError> {
+    ) -> Result<(Vec<Key>, bool), BackfillError> {
         let failed = |e: sqlx::Error| self.target_error(self.sql_error(&e));
         let (sql, binds) = rows_query(connection.dialect(), &self.config.table);
         let estimate = connection
@@ -212,6 +294,9 @@ impl<'a> Runner<'a> {
                 .unwrap_or(0)
         };
         let rows = rows.max(0) as u64;
+        if let Some(boundaries) = self.histogram_boundaries(connection, statements, n).await? {
+            return Ok((boundaries, true));
+        }
         let mut boundaries: Vec<Key> = Vec::new();
         for i in 1..u64::from(n) {
             let offset = (rows * i / u64::from(n)).saturating_sub(1);
@@ -224,7 +309,7 @@ impl<'a> Runner<'a> {
                 _ => {}
             }
         }
-        Ok(boundaries)
+        Ok((boundaries, false))
     }
 
     /// Works the shards until the backfill is complete or the deadline: every shard that is
@@ -267,7 +352,7 @@ impl<'a> Runner<'a> {
             elapsed: started.elapsed(),
         };
         let configs = self.shard_configs();
-        let ranges = match self.plan(&configs, deadline).await? {
+        let ranges = match self.plan(&configs, deadline, observe).await? {
             Ok(ranges) => ranges,
             Err(outcome) => return Ok(summary(outcome, BatchReport::default())),
         };
@@ -478,6 +563,16 @@ mod tests {
             },
             elapsed: std::time::Duration::from_secs(rows),
         }
+    }
+
+    #[test]
+    fn a_histograms_quantiles_are_its_bounds_at_even_places() {
+        // 101 bounds: 100 buckets of as many rows each.
+        let bounds: Vec<u32> = (0..=100).collect();
+        assert_eq!(quantiles(&bounds, 4), [25, 50, 75]);
+        assert_eq!(quantiles(&bounds, 3), [33, 66]);
+        assert!(quantiles(&[7], 4).is_empty());
+        assert!(quantiles::<u32>(&[], 4).is_empty());
     }
 
     #[test]

@@ -231,6 +231,16 @@ impl Statements {
         statement.binds(lower, upper, size, &self.range)
     }
 
+    /// PostgreSQL, a key of one column of type `column_type`: the first key at or after a
+    /// value given as text (`$1`), found on the index.
+    pub fn at_or_after_sql(&self, table: &str, column_type: &str) -> String {
+        let key = self.plan.list("");
+        format!(
+            "SELECT {} FROM {table} WHERE {key} >= CAST($1 AS {column_type}) ORDER BY {key} LIMIT 1",
+            self.plan.read_list()
+        )
+    }
+
     /// The statement finding the next batch's bounds from `cursor`.
     pub fn bounds(&self, cursor: Option<&Key>) -> &Statement {
         match cursor {
