@@ -472,6 +472,24 @@ async fn most_sessions_at_once(db: &TestDatabase, shape: Shape) -> i64 {
     .await
 }
 
+/// Writes a configuration of one backfill of `items` (`set` copies `full_name`; `settings` give
+/// its key, guard and tuning) on the checkpoint store `store`: `sql` or `dynamodb` (a new table
+/// in the emulator).
+async fn write_config(config: &std::path::Path, store: &str, settings: &str) {
+    let checkpoint = match store {
+        "dynamodb" => format!(
+            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"{}\"\n",
+            dynamodb_table().await
+        ),
+        _ => String::new(),
+    };
+    std::fs::write(
+        config,
+        format!("{checkpoint}[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nset = \"display_name = full_name\"\n{settings}\n"),
+    )
+    .expect("write config");
+}
+
 /// Four shards, two runner processes at once and a third started late, an old writer inserting
 /// throughout and again after the shards are done: no row is updated twice, every shard and the
 /// backfill end complete, and the whole-table verification catches the late rows.
@@ -481,21 +499,11 @@ async fn sharded(kind: Kind, shape: Shape, store: &str) {
     track_sessions(&db).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("shiftguard.toml");
-    let checkpoint = match store {
-        "dynamodb" => format!(
-            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"{}\"\n",
-            dynamodb_table().await
-        ),
-        _ => String::new(),
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "{checkpoint}[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = {}\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nshards = 4\nbatch_size = 500\nmax_batch_size = 2000\nmax_rows_per_second = 40000\nstatement_timeout_ms = 2000\nlease_ttl_ms = 5000\n",
-            shape.key_toml()
-        ),
-    )
-    .expect("write config");
+    let settings = format!(
+        "key = {}\npending = \"display_name IS NULL\"\nshards = 4\nbatch_size = 500\nmax_batch_size = 2000\nmax_rows_per_second = 40000\nstatement_timeout_ms = 2000\nlease_ttl_ms = 5000",
+        shape.key_toml()
+    );
+    write_config(&config, store, &settings).await;
     let url = db.url();
     let label = format!("{kind:?} {shape:?} {store}");
     let mut runners = vec![
@@ -603,18 +611,12 @@ async fn capped(kind: Kind, store: &str) {
     track_sessions(&db).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("shiftguard.toml");
-    let checkpoint = match store {
-        "dynamodb" => format!(
-            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"{}\"\n",
-            dynamodb_table().await
-        ),
-        _ => String::new(),
-    };
-    std::fs::write(
+    write_config(
         &config,
-        format!("{checkpoint}[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\nshards = 4\nmax_concurrency = 2\nmax_rows_per_second = 16000\nstatement_timeout_ms = 1000\nlease_ttl_ms = 3000\n"),
+        store,
+        "key = \"id\"\npending = \"display_name IS NULL\"\nshards = 4\nmax_concurrency = 2\nmax_rows_per_second = 16000\nstatement_timeout_ms = 1000\nlease_ttl_ms = 3000",
     )
-    .expect("write config");
+    .await;
     let (url, label) = (db.url(), format!("{kind:?} {store}"));
     let mut runners = vec![
         spawn(&config, &url, &["run", NAME]),
@@ -754,18 +756,12 @@ async fn stale_runner(kind: Kind, store: &str) {
     items_table(&db, Shape::Int).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("shiftguard.toml");
-    let checkpoint = match store {
-        "dynamodb" => format!(
-            "[checkpoint]\nstore = \"dynamodb\"\ntable = \"{}\"\n",
-            dynamodb_table().await
-        ),
-        _ => String::new(),
-    };
-    std::fs::write(
+    write_config(
         &config,
-        format!("{checkpoint}[[backfill]]\nname = \"{NAME}\"\ntable = \"items\"\nkey = \"id\"\npending = \"display_name IS NULL OR origin >= 0\"\nset = \"display_name = full_name\"\nbatch_size = 5000\nmin_batch_size = 5000\nmax_batch_size = 5000\npause_ms = 300\nstatement_timeout_ms = 500\nlease_ttl_ms = 1000\n"),
+        store,
+        "key = \"id\"\npending = \"display_name IS NULL OR origin >= 0\"\nbatch_size = 5000\nmin_batch_size = 5000\nmax_batch_size = 5000\npause_ms = 300\nstatement_timeout_ms = 500\nlease_ttl_ms = 1000",
     )
-    .expect("write config");
+    .await;
     let (url, label) = (db.url(), format!("{kind:?} {store}"));
     let updated = "SELECT count(*) FROM items WHERE updates > 0";
     let stale = spawn(&config, &url, &["run", NAME]);

@@ -225,11 +225,10 @@ async fn invoke_phase_expecting(
 
 const SQL_BACKFILL: &str = "[[backfill]]\nname = \"users_display_name\"\ntable = \"users\"\nkey = \"id\"\npending = \"display_name IS NULL\"\nset = \"display_name = full_name\"\n";
 
-#[tokio::test]
-async fn pre_traffic_passes_when_both_versions_fit_and_backfills_are_done() {
-    let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
+/// A deployment from v1 to v2, which requires the backfill `users_display_name` complete.
+async fn requiring_the_backfill(w: &World) -> String {
     let (id, _) = stamped_deployment(
-        &w,
+        w,
         &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
         &[
             ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
@@ -237,6 +236,13 @@ async fn pre_traffic_passes_when_both_versions_fit_and_backfills_are_done() {
         ],
     )
     .await;
+    id
+}
+
+#[tokio::test]
+async fn pre_traffic_passes_when_both_versions_fit_and_backfills_are_done() {
+    let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
+    let id = requiring_the_backfill(&w).await;
     invoke_expecting(&w, &id, "Succeeded").await;
     w.db.drop_database().await;
 }
@@ -292,15 +298,7 @@ async fn a_locked_table_fails_the_hook_by_its_deadline_and_leaves_no_query_behin
     let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
     w.db.execute("INSERT INTO users (id, full_name, email) VALUES (1, 'Ada', 'ada@example.com')")
         .await;
-    let (id, _) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[
-            ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
-            ("SHIFTGUARD_REQUIRED_BACKFILLS", "users_display_name"),
-        ],
-    )
-    .await;
+    let id = requiring_the_backfill(&w).await;
     let mut migration = sqlx::PgConnection::connect(&w.db.url())
         .await
         .expect("connect");
@@ -603,15 +601,7 @@ fn throttle_first_report(request: &Request, earlier: &[Request]) -> Option<Respo
 #[tokio::test]
 async fn every_dependency_failing_reports_failed_once_before_the_deadline() {
     let w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
-    let (id, _) = stamped_deployment(
-        &w,
-        &[("SHIFTGUARD_SCHEMA_REVISION", CREATE_USERS)],
-        &[
-            ("SHIFTGUARD_SCHEMA_REVISION", ADD_DISPLAY_NAME),
-            ("SHIFTGUARD_REQUIRED_BACKFILLS", "users_display_name"),
-        ],
-    )
-    .await;
+    let id = requiring_the_backfill(&w).await;
     // Accepts connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let silent_at = silent.local_addr().expect("addr");
