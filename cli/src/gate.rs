@@ -241,8 +241,7 @@ impl<'a> Loaded<'a> {
         (&self.args.function, &self.args.alias)
     }
 
-    /// One session per decision (read-only on SQLite; each check runs in a read-only
-    /// transaction).
+    /// One read-only session per decision (each check also runs in a read-only transaction).
     pub fn database(&self) -> SqlDatabase<'_> {
         let settings = ConnectSettings {
             timeout: Duration::from_secs(self.args.connect_timeout),

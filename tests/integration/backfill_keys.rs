@@ -832,6 +832,22 @@ async fn stale_runner(kind: Kind, store: &str) {
         ROWS as i64,
         "{label}: every row updated once"
     );
+    // A reset starts over: the next pass covers every row again (nothing of the fence's
+    // progress from before carries over).
+    let reset = backfill(&config, &url, &["reset", NAME]);
+    assert_eq!(reset.code, 0, "{label}: {}", reset.stderr);
+    let again = backfill(&config, &url, &["run", NAME]);
+    assert!(
+        again.stderr.contains("swept: the pass is finished"),
+        "{label}: {}",
+        again.stderr
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM items WHERE updates = 2")
+            .await,
+        ROWS as i64,
+        "{label}: every row updated again after the reset"
+    );
     db.drop_database().await;
 }
 

@@ -178,7 +178,6 @@ async fn world(database_at: &str, backfills: &str) -> World {
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
         settings: TrafficSettings::default(),
-        deadline_margin: Duration::from_secs(3),
     };
     let name = format!("users-api-{}", crate::support::unique_suffix());
     World {

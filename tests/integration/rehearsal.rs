@@ -85,7 +85,6 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
             },
             ..TrafficSettings::default()
         },
-        deadline_margin: Duration::from_secs(3),
     });
     let release_of = |n: u32| format!("{}-{n}", r.name);
     let shift = (r.name.as_str(), v1.as_str(), v2.as_str());

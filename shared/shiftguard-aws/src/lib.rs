@@ -28,9 +28,10 @@ use std::time::Duration;
 
 /// `config` with every call bounded: a whole operation, retries included, ends within `within`,
 /// and each attempt (and connecting) within a third of it, so a hung endpoint costs at most one
-/// attempt's share and the SDK's retries still fit.
+/// attempt's share and the SDK's retries still fit; but an attempt is allowed a second at least
+/// (up to `within`), or a short margin would time every call out.
 pub fn bounded(config: &aws_config::SdkConfig, within: Duration) -> aws_config::SdkConfig {
-    let attempt = within / 3;
+    let attempt = (within / 3).max(Duration::from_secs(1)).min(within);
     config
         .to_builder()
         .timeout_config(

@@ -24,7 +24,7 @@ use crate::config::HookConfig;
 
 pub use shiftguard_core::release::DecisionPoint;
 
-/// What a hook needs, built once per cold start.
+/// What a hook needs, built by the first invocation that can build it (see `Setup`).
 #[derive(Clone, Debug)]
 pub struct Deps {
     pub graph: RevisionGraph,
@@ -35,7 +35,6 @@ pub struct Deps {
     pub lambda: LambdaAdapter,
     pub cloudwatch: CloudWatchAdapter,
     pub settings: TrafficSettings,
-    pub deadline_margin: Duration,
 }
 
 impl Deps {
@@ -60,7 +59,6 @@ impl Deps {
             lambda: LambdaAdapter::new(aws),
             cloudwatch: CloudWatchAdapter::new(aws),
             settings: config.settings.clone(),
-            deadline_margin: config.deadline_margin,
         })
     }
 

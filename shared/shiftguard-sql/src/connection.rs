@@ -177,12 +177,16 @@ impl Connection {
             Ok(match url.dialect() {
                 Dialect::Postgres => {
                     // Named, so that an operator sees shiftguard's sessions in pg_stat_activity.
-                    let mut options = PgConnectOptions::from_str(&url.driver_url)?
+                    let options = PgConnectOptions::from_str(&url.driver_url)?
                         .application_name(APPLICATION_NAME);
+                    let mut connection = options.connect().await?;
+                    // A statement, not a startup parameter: poolers (PgBouncer) refuse those.
                     if settings.read_only {
-                        options = options.options([("default_transaction_read_only", "on")]);
+                        sqlx::query("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                            .execute(&mut connection)
+                            .await?;
                     }
-                    Connection::Postgres(options.connect().await?)
+                    Connection::Postgres(connection)
                 }
                 Dialect::MySql => {
                     let options = MySqlConnectOptions::from_str(&url.driver_url)?;

@@ -23,19 +23,21 @@ pub(super) struct Committed {
 }
 
 /// What a batch's transaction answers to besides its own SQL.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Guards {
     /// The lease's epoch, checked in the fence (an external store).
     pub epoch: Option<i64>,
     /// MySQL/MariaDB: the session's id. MySQL's `max_execution_time` bounds SELECT only and the
     /// session's limits cannot follow the run's deadline, so a watchdog kills the batch's
-    /// statement (`KILL QUERY`, from another session) when it outlasts the batch's budget.
+    /// statement (`KILL QUERY`, from another session) when the batch outlasts its budget.
     pub session_id: Option<u64>,
 }
 
-/// How long after its budget a MySQL batch's statement is killed: MariaDB's own
-/// `max_statement_time` stops it first when the budget is the configured timeout.
+/// How long after its budget (one statement's: the UPDATE is nearly all of a batch) a MySQL
+/// batch's statement is killed, and how long the watchdog then waits for the batch to end
+/// before it kills again; after three kills the session is given up.
 const WATCHDOG_SLACK: Duration = Duration::from_millis(250);
+const WATCHDOG_KILLS: u32 = 3;
 
 /// What one batch attempt did.
 #[derive(Debug)]
@@ -94,12 +96,21 @@ impl Runner<'_> {
             Some(session_id) => {
                 let budget = Duration::from_millis(statement_ms) + WATCHDOG_SLACK;
                 tokio::pin!(body);
-                tokio::select! {
-                    result = &mut body => result,
-                    () = tokio::time::sleep(budget) => {
-                        self.kill_query(session_id).await;
-                        body.await
+                let mut wait = budget;
+                let mut kills = 0;
+                loop {
+                    if let Ok(result) = tokio::time::timeout(wait, &mut body).await {
+                        break result;
                     }
+                    if kills == WATCHDOG_KILLS {
+                        // The server does not stop it: leave this session to the re-attach.
+                        break Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the batch's statement outlasted its budget and would not be killed",
+                        )));
+                    }
+                    self.kill_query(session_id).await;
+                    (kills, wait) = (kills + 1, WATCHDOG_SLACK * 4);
                 }
             }
         };
@@ -128,7 +139,9 @@ impl Runner<'_> {
                 })
             }
             Err(error) => {
-                let _ = connection.raw("ROLLBACK").await;
+                // Bounded: after a statement the watchdog could not kill, the session may still
+                // be busy with it (the re-attach replaces the session then).
+                let _ = tokio::time::timeout(WATCHDOG_SLACK * 4, connection.raw("ROLLBACK")).await;
                 Err(error)
             }
         }

@@ -1,15 +1,16 @@
 //! The fence: with an external checkpoint store (DynamoDB), a runner whose lease expired while
 //! it was stalled (a long GC pause, a frozen Lambda, a clock ahead) cannot commit a batch next
-//! to the runner that took the lease over. Each lease taken has an epoch (the checkpoint's
-//! version when it was taken); the backfilled database keeps, per backfill, the newest epoch
-//! and the progress of the last batch committed under it, in `shiftguard_fence`. Every batch's
-//! transaction ends by writing its progress there *on the condition that its epoch is still
-//! the newest*; a stale runner's write matches no row and its batch is rolled back. A runner
-//! that takes the lease raises the epoch first (waiting for a batch in flight to commit or roll
-//! back) and then resumes from whichever is further, the external checkpoint or the fence: a
-//! batch committed whose external write was lost is not done twice. So progress is exactly
-//! once with either store, whatever the `pending` guard. (The SQL store needs no fence: its
-//! checkpoint is written inside the batch's transaction, on the condition of its version.)
+//! to the runner that took the lease over. The backfilled database keeps, per backfill, in
+//! `shiftguard_fence`: an epoch, raised by one by every runner that takes the lease, and the
+//! progress of the last batch committed, for the checkpoint's life it belongs to (its
+//! `generation`: the checkpoint's creation time, new after a reset). Every batch's transaction
+//! ends by writing its progress there *on the condition that its epoch is still the newest*; a
+//! stale runner's write matches no row and its batch is rolled back. A runner that takes the
+//! lease raises the epoch first (waiting, up to its lock timeout, for a batch in flight to commit
+//! or roll back) and then resumes from whichever is further, the external checkpoint or the
+//! fence: a batch committed whose external write was lost is not done twice. So progress is
+//! exactly once with either store, whatever the `pending` guard. (The SQL store needs no fence:
+//! its checkpoint is written inside the batch's transaction, on the condition of its version.)
 
 use shiftguard_core::backfill::{Checkpoint, Key};
 
@@ -24,47 +25,63 @@ pub const FENCE_TABLE: &str = "shiftguard_fence";
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS shiftguard_fence (\
      name VARCHAR(200) NOT NULL PRIMARY KEY, \
      epoch BIGINT NOT NULL, \
+     generation BIGINT NOT NULL, \
      version BIGINT NOT NULL DEFAULT 0, \
      cursor_key TEXT NULL, \
      batches BIGINT NOT NULL DEFAULT 0, \
      rows_updated BIGINT NOT NULL DEFAULT 0)";
 
-/// Raises the stored epoch to `epoch` (never lowers it).
-fn claim_sql(dialect: Dialect) -> &'static str {
+/// `$n` on PostgreSQL, `?` elsewhere: the fence's few statements in both spellings.
+fn placeholders(dialect: Dialect, sql: &str) -> String {
     match dialect {
         Dialect::Postgres => {
-            "INSERT INTO shiftguard_fence (name, epoch) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET epoch = GREATEST(shiftguard_fence.epoch, EXCLUDED.epoch)"
+            let mut n = 0;
+            sql.split('?')
+                .enumerate()
+                .map(|(i, part)| {
+                    if i == 0 {
+                        part.to_owned()
+                    } else {
+                        n += 1;
+                        format!("${n}{part}")
+                    }
+                })
+                .collect()
+        }
+        _ => sql.to_owned(),
+    }
+}
+
+/// The row, if there is none yet.
+fn ensure_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => {
+            "INSERT INTO shiftguard_fence (name, epoch, generation) VALUES ($1, 0, $2) ON CONFLICT (name) DO NOTHING"
         }
         Dialect::MySql => {
-            "INSERT INTO shiftguard_fence (name, epoch) VALUES (?, ?) ON DUPLICATE KEY UPDATE epoch = GREATEST(epoch, VALUES(epoch))"
+            "INSERT IGNORE INTO shiftguard_fence (name, epoch, generation) VALUES (?, 0, ?)"
         }
         Dialect::Sqlite => {
-            "INSERT INTO shiftguard_fence (name, epoch) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET epoch = max(epoch, excluded.epoch)"
+            "INSERT OR IGNORE INTO shiftguard_fence (name, epoch, generation) VALUES (?, 0, ?)"
         }
     }
 }
 
-/// A batch's progress, written only under the newest epoch. `version` changes with every batch,
-/// so a match always changes the row (MySQL counts changed rows, not matched ones).
-fn advance_sql(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => {
-            "UPDATE shiftguard_fence SET version = $1, cursor_key = $2, batches = $3, rows_updated = $4 WHERE name = $5 AND epoch = $6"
-        }
-        _ => {
-            "UPDATE shiftguard_fence SET version = ?, cursor_key = ?, batches = ?, rows_updated = ? WHERE name = ? AND epoch = ?"
-        }
-    }
-}
+/// The epoch raised by one; the progress forgotten when it belongs to another life of the
+/// checkpoint. (`generation` is set last: MySQL reads columns set earlier in a SET as set.)
+const RAISE: &str = "UPDATE shiftguard_fence SET epoch = epoch + 1, \
+     cursor_key = CASE WHEN generation = ? THEN cursor_key ELSE NULL END, \
+     batches = CASE WHEN generation = ? THEN batches ELSE 0 END, \
+     rows_updated = CASE WHEN generation = ? THEN rows_updated ELSE 0 END, \
+     generation = ? WHERE name = ?";
 
-fn select_sql(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => {
-            "SELECT epoch, cursor_key, batches, rows_updated FROM shiftguard_fence WHERE name = $1"
-        }
-        _ => "SELECT epoch, cursor_key, batches, rows_updated FROM shiftguard_fence WHERE name = ?",
-    }
-}
+const SELECT: &str =
+    "SELECT epoch, cursor_key, batches, rows_updated FROM shiftguard_fence WHERE name = ?";
+
+/// A batch's progress, written only under the newest epoch. `version` changes with every
+/// batch, so a match always changes the row (MySQL counts changed rows, not matched ones).
+const ADVANCE: &str = "UPDATE shiftguard_fence SET version = ?, cursor_key = ?, batches = ?, \
+     rows_updated = ? WHERE name = ? AND epoch = ?";
 
 /// What the fence holds for a backfill.
 #[derive(Debug, PartialEq)]
@@ -86,39 +103,61 @@ fn caught_up(checkpoint: &mut Checkpoint, fenced: &Fenced) {
 }
 
 impl Runner<'_> {
-    /// Raises the fence to `epoch` and catches `checkpoint` up with it; `false` when a newer
-    /// epoch is there already (another runner took the lease since).
+    /// Raises the fence's epoch for this runner, which has just taken the lease, and catches
+    /// `checkpoint` up with the fence; the epoch, or `None` when a batch of a runner whose lease
+    /// expired is still in flight past the lock timeout (try again later).
     pub(super) async fn claim_fence(
         &self,
         connection: &mut Connection,
-        epoch: i64,
         checkpoint: &mut Checkpoint,
-    ) -> Result<bool, BackfillError> {
+    ) -> Result<Option<i64>, BackfillError> {
         let failed =
             |e: sqlx::Error| self.store_error(format!("{FENCE_TABLE}: {}", self.sql_error(&e)));
+        let dialect = connection.dialect();
         let name = Bind::Text(Some(self.config.name.clone()));
+        let generation = Bind::Int(Some(checkpoint.started_at));
         connection.raw(CREATE).await.map_err(failed)?;
-        let claimed = connection
-            .execute(
-                claim_sql(connection.dialect()),
-                &[name.clone(), Bind::Int(Some(epoch))],
-            )
-            .await;
-        match claimed {
-            Ok(_) => {}
-            // The row is locked by a stale runner's batch in flight: not this runner's turn.
-            Err(e) if classify(&e) != ErrorClass::Permanent => return Ok(false),
-            Err(e) => return Err(failed(e)),
-        }
-        let row = connection
-            .fetch_row(
-                select_sql(connection.dialect()),
-                &[name],
-                &[Kind::Int, Kind::Text, Kind::Int, Kind::Int],
-            )
+        connection
+            .execute(ensure_sql(dialect), &[name.clone(), generation.clone()])
             .await
-            .map_err(failed)?
-            .ok_or_else(|| self.store_error(format!("{FENCE_TABLE}: the row vanished")))?;
+            .map_err(failed)?;
+        connection.raw("BEGIN").await.map_err(failed)?;
+        let raise = [
+            generation.clone(),
+            generation.clone(),
+            generation.clone(),
+            generation,
+            name.clone(),
+        ];
+        let raised = match connection
+            .execute(&placeholders(dialect, RAISE), &raise)
+            .await
+        {
+            Ok(_) => {
+                connection
+                    .fetch_row(
+                        &placeholders(dialect, SELECT),
+                        &[name],
+                        &[Kind::Int, Kind::Text, Kind::Int, Kind::Int],
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let row = match raised {
+            Ok(row) => {
+                connection.raw("COMMIT").await.map_err(failed)?;
+                row.ok_or_else(|| self.store_error(format!("{FENCE_TABLE}: the row vanished")))?
+            }
+            Err(e) => {
+                let _ = connection.raw("ROLLBACK").await;
+                // The row is locked by a stale runner's batch in flight: not this one's turn.
+                if classify(&e) == ErrorClass::Timeout {
+                    return Ok(None);
+                }
+                return Err(failed(e));
+            }
+        };
         let cursor = match row[1].text() {
             Some(text) => Some(Key::parse(text).map_err(|e| {
                 self.store_error(format!(
@@ -128,16 +167,13 @@ impl Runner<'_> {
             None => None,
         };
         let fenced = Fenced {
-            epoch: row[0].int().unwrap_or(i64::MAX),
+            epoch: row[0].int().unwrap_or(0),
             cursor,
             batches: row[2].int().unwrap_or(0),
             rows_updated: row[3].int().unwrap_or(0),
         };
-        if fenced.epoch != epoch {
-            return Ok(false);
-        }
         caught_up(checkpoint, &fenced);
-        Ok(true)
+        Ok(Some(fenced.epoch))
     }
 
     /// Inside a batch's transaction: its progress, if `epoch` is still the newest.
@@ -155,20 +191,19 @@ impl Runner<'_> {
             Bind::Text(Some(self.config.name.clone())),
             Bind::Int(Some(epoch)),
         ];
-        let changed = connection
-            .execute(advance_sql(connection.dialect()), &binds)
-            .await?;
-        Ok(changed == 1)
+        let sql = placeholders(connection.dialect(), ADVANCE);
+        Ok(connection.execute(&sql, &binds).await? == 1)
     }
 
-    /// Forgets the backfill's fence (a reset starts over); a missing table is nothing to forget.
+    /// Forgets the backfill's fence (a reset starts over; the generation would tell anyway);
+    /// a missing table is nothing to forget.
     pub(super) async fn forget_fence(&self, connection: &mut Connection) {
-        let sql = match connection.dialect() {
-            Dialect::Postgres => "DELETE FROM shiftguard_fence WHERE name = $1",
-            _ => "DELETE FROM shiftguard_fence WHERE name = ?",
-        };
+        let sql = placeholders(
+            connection.dialect(),
+            "DELETE FROM shiftguard_fence WHERE name = ?",
+        );
         let _ = connection
-            .execute(sql, &[Bind::Text(Some(self.config.name.clone()))])
+            .execute(&sql, &[Bind::Text(Some(self.config.name.clone()))])
             .await;
     }
 }
@@ -176,6 +211,18 @@ impl Runner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgresql_numbers_its_placeholders() {
+        assert_eq!(
+            placeholders(
+                Dialect::Postgres,
+                "UPDATE f SET a = ? WHERE b = ? AND c = ?"
+            ),
+            "UPDATE f SET a = $1 WHERE b = $2 AND c = $3"
+        );
+        assert_eq!(placeholders(Dialect::MySql, "a = ?"), "a = ?");
+    }
 
     #[test]
     fn a_fence_further_than_the_checkpoint_is_caught_up_with() {

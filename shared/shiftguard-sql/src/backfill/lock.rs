@@ -30,7 +30,7 @@ pub(super) enum Held {
     /// An in-memory SQLite database: nothing to exclude.
     Memory,
     /// A lease in an external store: released by clearing it (or by its expiry). Its epoch
-    /// (the checkpoint's version when it was taken) fences out runners whose lease expired.
+    /// (raised in the fence when the lease was taken) fences out runners whose lease expired.
     Lease { epoch: i64 },
 }
 
@@ -139,18 +139,19 @@ impl Runner<'_> {
             .load_checkpoint(&mut connection)
             .await?
             .ok_or_else(|| self.store_error("the checkpoint vanished"))?;
-        if let Held::Lease { epoch } = held
-            && !self
-                .claim_fence(&mut connection, epoch, &mut checkpoint)
-                .await?
-        {
-            // A newer lease was taken meanwhile, or a stale runner's batch is still in flight.
-            if let Some(free) = released(&checkpoint, &self.owner) {
-                let _ = self.save(&mut connection, &free).await;
-            }
-            let holder = self.current_holder(&mut connection).await;
-            connection.close().await;
-            return Ok(Err(Outcome::Busy { holder }));
+        let mut held = held;
+        if let Held::Lease { epoch } = &mut held {
+            let Some(claimed) = self.claim_fence(&mut connection, &mut checkpoint).await? else {
+                // A stale runner's batch is still in flight: give the lease back, try later.
+                if let Some(free) = released(&checkpoint, &self.owner) {
+                    let _ = self.save(&mut connection, &free).await;
+                }
+                connection.close().await;
+                return Ok(Err(Outcome::Busy {
+                    holder: Some("a runner whose lease expired, its last batch in flight".into()),
+                }));
+            };
+            *epoch = claimed;
         }
         if let Some(cursor) = checkpoint
             .cursor
@@ -296,9 +297,8 @@ impl Runner<'_> {
             .write(&checkpoint)
             .await
             .map_err(|e| self.store_error(e))?;
-        Ok(taken.then_some(Held::Lease {
-            epoch: checkpoint.version as i64,
-        }))
+        // The epoch comes from the fence, once the checkpoint is loaded.
+        Ok(taken.then_some(Held::Lease { epoch: 0 }))
     }
 
     /// External store: renews the lease while the run waits, a third of the TTL at a time.

@@ -225,8 +225,11 @@ impl Runner<'_> {
 
     /// After a dropped connection: a new session, lock and checkpoint (the key plan stays).
     async fn reattach(&self, attached: &mut Attached) -> ControlFlow<Outcome> {
-        // Let go of a file lock before taking it again.
-        attached.held = Held::Memory;
+        // Let go of a file lock before taking it again (a session lock went with its session;
+        // a lease keeps its epoch, so batches stay fenced while re-attaching fails).
+        if matches!(attached.held, Held::File { .. }) {
+            attached.held = Held::Memory;
+        }
         match self.attach().await {
             Ok(Ok(fresh)) => {
                 attached.connection = fresh.connection;

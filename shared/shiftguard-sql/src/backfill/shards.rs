@@ -242,7 +242,8 @@ impl<'a> Runner<'a> {
             .iter()
             .filter_map(|r| Some((r[0].text()?.to_owned(), r[1].text()?.to_owned())))
             .collect();
-        // A histogram needs more buckets than shards to split them evenly.
+        // Fewer than two bounds a shard (a histogram of very few distinct values) cannot be
+        // split evenly: exact offsets instead.
         if bounds.len() <= n as usize * 2 {
             return Ok(None);
         }

@@ -34,7 +34,7 @@ impl Runner<'_> {
             return work.await.map(Some);
         }
         let configs: Vec<BackfillConfig> = (1..=cap).map(|j| slot_config(self.config, j)).collect();
-        for j in (0..cap).map(|j| (j + first) % cap) {
+        for j in (0..cap).map(|j| (first % cap + j) % cap) {
             let slot = self.shard_runner(&configs[j as usize], KeyRange::default());
             let mut connection = slot.connect().await?;
             let Some(held) = slot.try_lock(&mut connection).await? else {

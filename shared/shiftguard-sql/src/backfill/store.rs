@@ -125,7 +125,8 @@ impl Runner<'_> {
             (Checkpoints::External(_), Some(epoch)) => {
                 self.advance_fence(connection, epoch, next).await
             }
-            (Checkpoints::External(_), None) => Ok(true),
+            // No epoch (the lease was lost on a re-attach): the batch cannot be shown current.
+            (Checkpoints::External(_), None) => Ok(false),
         }
     }
 
