@@ -128,12 +128,28 @@ impl Runner<'_> {
     /// `Err(Outcome::Busy)` when another runner holds it.
     pub(super) async fn attach(&self) -> Result<Result<Attached, Outcome>, BackfillError> {
         let mut connection = self.connect().await?;
-        let Inspected { statements, extent } = self.inspect(&mut connection).await?;
+        let inspected = self.inspect(&mut connection).await?;
         let Some(held) = self.try_lock(&mut connection).await? else {
             let holder = self.current_holder(&mut connection).await;
             connection.close().await;
             return Ok(Err(Outcome::Busy { holder }));
         };
+        let attached = self.attach_held(connection, inspected, held).await;
+        // A lease taken but not used is given back, not left to expire.
+        if let (Err(_) | Ok(Err(_)), Checkpoints::External(store)) = (&attached, &self.checkpoints)
+        {
+            self.give_up_lease(*store).await;
+        }
+        attached
+    }
+
+    /// The rest of [`Runner::attach`], once the backfill is held.
+    async fn attach_held(
+        &self,
+        mut connection: Connection,
+        Inspected { statements, extent }: Inspected,
+        held: Held,
+    ) -> Result<Result<Attached, Outcome>, BackfillError> {
         self.prepare_store(&mut connection).await?;
         let mut checkpoint = self
             .load_checkpoint(&mut connection)
@@ -142,10 +158,7 @@ impl Runner<'_> {
         let mut held = held;
         if let Held::Lease { epoch } = &mut held {
             let Some(claimed) = self.claim_fence(&mut connection, &mut checkpoint).await? else {
-                // A stale runner's batch is still in flight: give the lease back, try later.
-                if let Some(free) = released(&checkpoint, &self.owner) {
-                    let _ = self.save(&mut connection, &free).await;
-                }
+                // A stale runner's batch is still in flight: try later (the lease is given back).
                 connection.close().await;
                 return Ok(Err(Outcome::Busy {
                     holder: Some("a runner whose lease expired, its last batch in flight".into()),
@@ -273,8 +286,20 @@ impl Runner<'_> {
             .await;
     }
 
+    /// Clears this runner's lease in an external store (best effort: it expires anyway).
+    pub(super) async fn give_up_lease(&self, store: &dyn CheckpointStore) {
+        if let Ok(Some(checkpoint)) = store.load(&self.config.name).await
+            && let Some(free) = released(&checkpoint, &self.owner)
+        {
+            let _ = store.write(&free).await;
+        }
+    }
+
     /// External store: takes the lease unless another runner holds an unexpired one.
-    async fn take_lease(&self, store: &dyn CheckpointStore) -> Result<Option<Held>, BackfillError> {
+    pub(super) async fn take_lease(
+        &self,
+        store: &dyn CheckpointStore,
+    ) -> Result<Option<Held>, BackfillError> {
         let now = now_ms();
         store
             .create(&Checkpoint::new(&self.config.name, now))

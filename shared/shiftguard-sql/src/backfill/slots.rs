@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use shiftguard_core::backfill::{BackfillConfig, CheckpointStore, KeyRange};
 
-use super::lock::{Held, released, renewed};
+use super::lock::renewed;
 use super::{BackfillError, Checkpoints, Runner, now_ms};
 
 /// Slot `j`'s definition: the backfill's, under the slot's name.
@@ -36,22 +36,24 @@ impl Runner<'_> {
         let configs: Vec<BackfillConfig> = (1..=cap).map(|j| slot_config(self.config, j)).collect();
         for j in (0..cap).map(|j| (first % cap + j) % cap) {
             let slot = self.shard_runner(&configs[j as usize], KeyRange::default());
+            // A lease needs no database session; a lock is one.
+            if let Checkpoints::External(store) = &slot.checkpoints {
+                if slot.take_lease(*store).await?.is_none() {
+                    continue;
+                }
+                let result = tokio::select! {
+                    result = work => result,
+                    never = slot.keep_lease(*store) => match never {},
+                };
+                slot.give_up_lease(*store).await;
+                return result.map(Some);
+            }
             let mut connection = slot.connect().await?;
             let Some(held) = slot.try_lock(&mut connection).await? else {
                 connection.close().await;
                 continue;
             };
-            let result = match (&held, &slot.checkpoints) {
-                (Held::Lease { .. }, Checkpoints::External(store)) => {
-                    let result = tokio::select! {
-                        result = work => result,
-                        never = slot.keep_lease(*store) => match never {},
-                    };
-                    slot.give_up_lease(*store).await;
-                    result
-                }
-                _ => work.await,
-            };
+            let result = work.await;
             slot.unlock(&mut connection, held).await;
             connection.close().await;
             return result.map(Some);
@@ -70,15 +72,6 @@ impl Runner<'_> {
             {
                 let _ = store.write(&renewed(&checkpoint, now_ms(), ttl)).await;
             }
-        }
-    }
-
-    /// Clears this runner's lease (best effort: it expires anyway).
-    async fn give_up_lease(&self, store: &dyn CheckpointStore) {
-        if let Ok(Some(checkpoint)) = store.load(&self.config.name).await
-            && let Some(free) = released(&checkpoint, &self.owner)
-        {
-            let _ = store.write(&free).await;
         }
     }
 }
