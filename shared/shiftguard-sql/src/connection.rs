@@ -216,17 +216,20 @@ impl Connection {
 
     /// Limits every statement of the session from now on to `limit`, lock waits included, on
     /// the server: a statement still running then is cancelled by the database itself, even when
-    /// its client has gone. (SQLite, in process, has its busy timeout.) Prepared statements, one
-    /// SET each: `raw` futures are not `Send` for every lifetime, and the decisions' are.
+    /// its client has gone. (SQLite, in process, has its busy timeout.) Prepared statements:
+    /// `raw` futures are not `Send` for every lifetime, and the decisions' are.
     pub async fn limit_statements(&mut self, limit: Duration) -> Result<(), sqlx::Error> {
         let ms = limit.as_millis().max(1);
         let seconds = ms.div_ceil(1000);
         match self.dialect() {
             Dialect::Postgres => {
-                self.execute(&format!("SET statement_timeout = '{ms}ms'"), &[])
-                    .await?;
-                self.execute(&format!("SET lock_timeout = '{ms}ms'"), &[])
-                    .await?;
+                // Both in one round trip: every read of a decision pays it.
+                let limit = Bind::Text(Some(format!("{ms}ms")));
+                self.execute(
+                    "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $1, false)",
+                    &[limit],
+                )
+                .await?;
             }
             // MariaDB's max_statement_time (seconds) bounds every statement; MySQL's
             // max_execution_time (ms) bounds SELECT, which is all a read-only session runs.
