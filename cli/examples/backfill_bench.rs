@@ -15,7 +15,8 @@
 //! ```
 //! Arguments: database URL, rows (default 1,000,000), rows for (c) (default 100,000: the loop is
 //! slow; its rate is what counts). It creates and drops the table `shiftguard_bench_users` and the
-//! checkpoint table `shiftguard_bench_checkpoints`.
+//! checkpoint table `shiftguard_bench_checkpoints`. With `SHIFTGUARD_BENCH_TRACE` set, (d) prints
+//! every event but batches with its time (where a sharded run spends what is not batches).
 
 use std::time::{Duration, Instant};
 
@@ -248,16 +249,21 @@ async fn measure(db: &mut PgConnection, url: &str, rows: i64, key: KeyType) -> M
         range: KeyRange::default(),
     };
     let mut sharded_batches: Vec<f64> = Vec::new();
+    let trace = std::env::var_os("SHIFTGUARD_BENCH_TRACE").is_some();
     let started = Instant::now();
     let run = runner
         .run_parallel(
             SHARDS,
             0,
             Instant::now() + Duration::from_secs(3600),
-            &mut |event| {
-                if let Event::Batch { report, .. } = event {
-                    sharded_batches.push(report.batch_ms);
-                }
+            &mut |event| match event {
+                Event::Batch { report, .. } => sharded_batches.push(report.batch_ms),
+                other if trace => eprintln!(
+                    "  (d) {:>7.0} ms  {}",
+                    started.elapsed().as_secs_f64() * 1e3,
+                    format!("{other:?}").chars().take(160).collect::<String>()
+                ),
+                _ => {}
             },
         )
         .await

@@ -84,7 +84,7 @@ impl SqlCheckpoints {
              key_range TEXT NULL)",
             self.table
         );
-        connection.raw(&ddl).await?;
+        connection.create_table(&ddl, &self.table).await?;
         self.upgrade(connection).await
     }
 

@@ -269,6 +269,22 @@ impl Connection {
         on_each!(self, c => sqlx::raw_sql(sql).execute(c).await.map(|_| ()))
     }
 
+    /// Runs `CREATE TABLE IF NOT EXISTS …` for `table`. Runners creating it at the same instant
+    /// can collide even so (PostgreSQL: a unique violation on the catalogue's type names); a
+    /// failure after which the table exists is the other runner's success.
+    pub async fn create_table(&mut self, ddl: &str, table: &str) -> Result<(), sqlx::Error> {
+        match self.raw(ddl).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let probe = format!("SELECT 1 FROM {table} WHERE 1 = 0");
+                match self.execute(&probe, &[]).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(error),
+                }
+            }
+        }
+    }
+
     /// Runs one prepared statement; returns the rows it affected.
     pub async fn execute(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
         on_each!(self, c => bind_all(sqlx::query(sql), binds).execute(c).await.map(|r| r.rows_affected()))

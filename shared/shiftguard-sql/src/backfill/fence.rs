@@ -116,7 +116,10 @@ impl Runner<'_> {
         let dialect = connection.dialect();
         let name = Bind::Text(Some(self.config.name.clone()));
         let generation = Bind::Int(Some(checkpoint.started_at));
-        connection.raw(CREATE).await.map_err(failed)?;
+        connection
+            .create_table(CREATE, FENCE_TABLE)
+            .await
+            .map_err(failed)?;
         connection
             .execute(ensure_sql(dialect), &[name.clone(), generation.clone()])
             .await

@@ -329,8 +329,7 @@ impl Runner<'_> {
         connection: &mut Connection,
         statements: &Statements,
     ) -> Result<Option<Key>, BackfillError> {
-        let binds = statements.binds(&statements.first_pending, None, None, 0);
-        fetch_key(connection, statements, &statements.first_pending, &binds)
+        first_pending(connection, statements)
             .await
             .map_err(|e| self.target_error(self.sql_error(&e)))
     }
@@ -367,9 +366,26 @@ pub async fn first_pending_key(
         .map_err(redacted)?
         .map_err(failed)?;
     let statements = Statements::new(plan, config, &KeyRange::default());
-    fetch_key(connection, &statements, &statements.first_pending, &[])
+    first_pending(connection, &statements)
         .await
         .map_err(redacted)
+}
+
+/// The smallest pending key within the statements' range: first whether any row is pending at
+/// all (the common answer after a pass is none), then, only if so, the smallest.
+async fn first_pending(
+    connection: &mut Connection,
+    statements: &Statements,
+) -> Result<Option<Key>, sqlx::Error> {
+    let binds = statements.binds(&statements.any_pending, None, None, 0);
+    if fetch_key(connection, statements, &statements.any_pending, &binds)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let binds = statements.binds(&statements.first_pending, None, None, 0);
+    fetch_key(connection, statements, &statements.first_pending, &binds).await
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! backfill's own lock, from the key's distribution (the keys at even row offsets on its index,
 //! so each shard holds about as many rows however the keys spread) and kept in the shards'
 //! checkpoints. The backfill's own checkpoint starts `swept`: once every shard is complete, it
-//! verifies the whole table and sweeps whatever old writers left behind the shards' cursors.
+//! verifies the whole table and sweeps whatever old writers left behind the shards' cursors
+//! (a shard once complete is not verified again: that whole-table verification covers it).
 //! Correctness never rests on the plan: a gap or an overlap between ranges (a plan changed
 //! mid-way) only costs work, because that final verification reads the whole table.
 
@@ -17,7 +18,9 @@ use shiftguard_core::backfill::{
 
 use super::inspect::{Inspected, fetch_key, rows_query};
 use super::statements::Statements;
-use super::{BackfillError, Checkpoints, DEADLINE_SLACK, Event, Outcome, RunSummary, Runner};
+use super::{
+    BackfillError, Checkpoints, DEADLINE_SLACK, Event, Outcome, RunSummary, Runner, now_ms,
+};
 use crate::connection::{Bind, Connection, Kind};
 
 /// How often a runner looks for another's plan while that one plans.
@@ -363,15 +366,25 @@ impl<'a> Runner<'a> {
         // verifies: the second verifies what the first swept. While old writers insert, every
         // shard always has more to do; each run's work stays bounded all the same. A round in
         // which every shard left was another runner's waits for them (until the deadline), so
-        // that someone verifies the whole table when the last shard is done.
+        // that someone verifies the whole table when the last shard is done. A shard already
+        // complete is not verified again: the whole-table verification reads its range too.
         let mut rounds = 0;
+        let started_ms = now_ms();
         while rounds < 2 {
             let (mut complete, mut worked) = (0, false);
             for i in (0..n).map(|i| (i + first as usize) % n) {
+                let shard = self.shard_runner(&configs[i], ranges[i].clone());
+                // Read just before: another runner may have verified it a moment ago.
+                let mut connection = self.connect().await?;
+                let stored = shard.load_checkpoint(&mut connection).await;
+                connection.close().await;
+                if stored?.is_some_and(|c| c.status == Status::Complete) {
+                    complete += 1;
+                    continue;
+                }
                 if Instant::now() + DEADLINE_SLACK * 2 > deadline {
                     return Ok(summary(Outcome::Deadline, totals));
                 }
-                let shard = self.shard_runner(&configs[i], ranges[i].clone());
                 let run = shard.run(deadline, observe).await?;
                 add(&mut totals, &run.report);
                 match run.outcome {
@@ -387,9 +400,24 @@ impl<'a> Runner<'a> {
             if complete == n {
                 let mut connection = self.connect().await?;
                 let ready = self.verify_next(&mut connection).await;
+                let own = match ready {
+                    Ok(()) => self.load_checkpoint(&mut connection).await,
+                    Err(error) => Err(error),
+                };
                 connection.close().await;
-                ready?;
-                let own = self.run(deadline, observe).await?;
+                let own = match own? {
+                    // Another runner verified the whole table since this run began: this one
+                    // need not read it again.
+                    Some(own) if own.status == Status::Complete && own.updated_at >= started_ms => {
+                        RunSummary {
+                            outcome: Outcome::Complete,
+                            checkpoint: Some(own),
+                            report: BatchReport::default(),
+                            elapsed: Duration::ZERO,
+                        }
+                    }
+                    _ => self.run(deadline, observe).await?,
+                };
                 add(&mut totals, &own.report);
                 if let Outcome::Busy { .. } = own.outcome {
                     // Another runner verifies right now: look again when it is done.

@@ -147,6 +147,10 @@ pub(super) struct Statements {
     update_after: Statement,
     /// The smallest key still pending (no row when none).
     pub first_pending: Statement,
+    /// Any key still pending, in no order: where nothing is pending, a scan of the table in
+    /// its own order (after a pass, often many times faster than walking the key's index
+    /// past every row version the pass left).
+    pub any_pending: Statement,
     /// The largest key before a given one (where a new pass starts).
     pub before: Statement,
     /// The key at a row offset (bound as the size) on the key's index: shard boundaries.
@@ -203,6 +207,13 @@ impl Statements {
             pending.join(" AND ")
         ));
         let mut w = Writer::new(&plan);
+        let mut pending = vec![format!("({})", config.pending)];
+        pending.extend(w.within(range));
+        let any_pending = w.finish(format!(
+            "SELECT {read} FROM {table} WHERE {} LIMIT 1",
+            pending.join(" AND ")
+        ));
+        let mut w = Writer::new(&plan);
         let offset = w.size();
         let nth = w.finish(format!(
             "SELECT {read} FROM {table} ORDER BY {keys} LIMIT 1 OFFSET {offset}"
@@ -214,6 +225,7 @@ impl Statements {
             update_first: update(false),
             update_after: update(true),
             first_pending,
+            any_pending,
             before,
             plan,
             range: range.clone(),
@@ -342,6 +354,10 @@ mod tests {
             "SELECT CAST(id AS BIGINT) FROM users WHERE (display_name IS NULL) ORDER BY id LIMIT 1"
         );
         assert_eq!(
+            postgres.any_pending.sql,
+            "SELECT CAST(id AS BIGINT) FROM users WHERE (display_name IS NULL) LIMIT 1"
+        );
+        assert_eq!(
             postgres.before.sql,
             "SELECT CAST(id AS BIGINT) FROM users WHERE id < $1 ORDER BY id DESC LIMIT 1"
         );
@@ -425,6 +441,12 @@ mod tests {
             statements.first_pending.sql.contains(
                 "WHERE (display_name IS NULL) AND id > $1 AND id <= $2 ORDER BY id LIMIT 1"
             )
+        );
+        assert!(
+            statements
+                .any_pending
+                .sql
+                .ends_with("WHERE (display_name IS NULL) AND id > $1 AND id <= $2 LIMIT 1")
         );
         assert!(
             statements
