@@ -287,6 +287,33 @@ async fn pre_traffic_fails_while_a_required_backfill_has_pending_rows() {
     w.db.drop_database().await;
 }
 
+/// An observe-only gate (`[gates] observe`) that fails leaves the hook Succeeded, and the
+/// decision names it failed-observed.
+#[tokio::test]
+async fn an_observed_gate_that_fails_leaves_the_hook_succeeded() {
+    let config = format!("{SQL_BACKFILL}[gates]\nobserve = [\"backfill:*\"]\n");
+    let w = world(ADD_DISPLAY_NAME, &config).await;
+    w.db.execute("INSERT INTO users (id, full_name, email) VALUES (1, 'Ada', 'ada@example.com')")
+        .await;
+    let id = requiring_the_backfill(&w).await;
+    let reported = handle(
+        DecisionPoint::PreTraffic,
+        event(&id, "exec-observed"),
+        Instant::now() + Duration::from_secs(20),
+        Arc::clone(&w.deps),
+    )
+    .await
+    .expect("hook handled");
+    let puts = w.endpoint.puts();
+    assert_eq!(puts.len(), 1, "exactly one report: {puts:?}");
+    assert_eq!(puts[0]["status"], "Succeeded", "{reported:?}");
+    assert_eq!(
+        reported.observed,
+        "backfill:users_display_name: failed-observed: backfill users_display_name is not complete: rows are pending from key 1"
+    );
+    w.db.drop_database().await;
+}
+
 /// A migration holds the backfilled table locked: the pending-rows probe waits behind it. The
 /// database itself stops the probe before the deadline (the gate session's statements are
 /// limited to the time left), the hook reports Failed with that reason, and nothing of the

@@ -128,6 +128,9 @@ impl ProjectConfig {
                 "gates.cutover_health_minutes must be between 0 and {MAX_WINDOW_MINUTES} (30 days)"
             )));
         }
+        if let Some(problem) = self.gates.observe.problem() {
+            return Err(ConfigError::Syntax(format!("gates.observe: {problem}")));
+        }
         if !(1..=MAX_WINDOW_MINUTES).contains(&self.gates.observation_minutes) {
             return Err(ConfigError::Syntax(format!(
                 "gates.observation_minutes must be between 1 and {MAX_WINDOW_MINUTES} (30 days)"

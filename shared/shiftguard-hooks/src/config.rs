@@ -7,7 +7,7 @@ use std::time::Duration;
 use shiftguard_aws::Environment;
 use shiftguard_aws::secrets::DatabaseSource;
 use shiftguard_core::release::decide::{Smoke, TrafficSettings};
-use shiftguard_core::release::gate::{HealthBudget, InconclusivePolicy};
+use shiftguard_core::release::gate::{GateSelection, HealthBudget, InconclusivePolicy};
 
 /// The hook's settings.
 #[derive(Clone, Debug)]
@@ -32,7 +32,9 @@ pub struct HookConfig {
     /// `SHIFTGUARD_MIN_INVOCATIONS` (50), `SHIFTGUARD_INCONCLUSIVE` (`fail` or `pass`, default
     /// fail), `SHIFTGUARD_METRICS_WINDOW_SECONDS` (300); and the pre-traffic smoke test,
     /// optional: `SHIFTGUARD_SMOKE_PAYLOAD` (an event to invoke the target version with) and
-    /// `SHIFTGUARD_SMOKE_EXPECT` (text its response must contain; default: any).
+    /// `SHIFTGUARD_SMOKE_EXPECT` (text its response must contain; default: any); and
+    /// `SHIFTGUARD_OBSERVE_GATES`, gates evaluated and recorded but not deciding (comma-separated
+    /// names or prefixes ending in `*`, added to `[gates] observe`).
     pub settings: TrafficSettings,
 }
 
@@ -86,6 +88,9 @@ impl HookConfig {
             env.number("SHIFTGUARD_METRICS_WINDOW_SECONDS", 60.0..=THIRTY_DAYS_S)?
                 .map_or(300, |n| n as u64),
         );
+        let observe =
+            GateSelection::parse_list(&env.get("SHIFTGUARD_OBSERVE_GATES").unwrap_or_default())
+                .map_err(|problem| format!("SHIFTGUARD_OBSERVE_GATES: {problem}"))?;
         let smoke = env.get("SHIFTGUARD_SMOKE_PAYLOAD").map(|payload| Smoke {
             payload,
             expect: env.raw("SHIFTGUARD_SMOKE_EXPECT").unwrap_or_default(),
@@ -103,6 +108,7 @@ impl HookConfig {
                 metrics_window,
                 compare_with_current: true,
                 smoke,
+                observe,
             },
         })
     }
@@ -134,8 +140,11 @@ mod tests {
             ("SHIFTGUARD_INCONCLUSIVE", "pass"),
             ("SHIFTGUARD_MIN_INVOCATIONS", "10"),
             ("SHIFTGUARD_SMOKE_PAYLOAD", "{\"ping\": 1}"),
+            ("SHIFTGUARD_OBSERVE_GATES", "health:p99, check:*"),
         ])
         .expect("valid");
+        assert!(config.settings.observe.matches("check:lag"));
+        assert!(!config.settings.observe.matches("health:p95"));
         assert_eq!(
             config.settings.smoke,
             Some(Smoke {
@@ -161,6 +170,10 @@ mod tests {
             (
                 ("SHIFTGUARD_INCONCLUSIVE", "maybe"),
                 "SHIFTGUARD_INCONCLUSIVE is `maybe`",
+            ),
+            (
+                ("SHIFTGUARD_OBSERVE_GATES", "health:p99,health p95"),
+                "SHIFTGUARD_OBSERVE_GATES: `health p95` is not a gate name",
             ),
         ];
         for ((name, value), expected) in cases {

@@ -111,6 +111,9 @@ pub struct Reported {
     pub status: HookStatus,
     /// Why, when Failed.
     pub reason: Option<String>,
+    /// The observe-only gates that did not pass, one line (empty when none): recorded, not
+    /// deciding.
+    pub observed: String,
 }
 
 /// The decision at `point` for a deployment, as the hooks make it.
@@ -161,14 +164,25 @@ where
     let outcome = match decided {
         Ok(record) => {
             log_record(&record);
-            if record.decision.passed() {
+            let observed = record.decision.observed_failures();
+            if !observed.is_empty() {
+                tracing::warn!(
+                    deployment_id,
+                    observed = observed.as_str(),
+                    "observe-only gates did not pass (not deciding)"
+                );
+            }
+            let mut reported = if record.decision.passed() {
                 Reported {
                     status: HookStatus::Succeeded,
                     reason: None,
+                    observed: String::new(),
                 }
             } else {
                 failed(record.decision.failures())
-            }
+            };
+            reported.observed = observed;
+            reported
         }
         Err(error) => failed(error.failed_reason()),
     };
@@ -186,6 +200,7 @@ fn failed(reason: String) -> Reported {
     Reported {
         status: HookStatus::Failed,
         reason: Some(reason),
+        observed: String::new(),
     }
 }
 

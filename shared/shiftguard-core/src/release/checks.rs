@@ -22,7 +22,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::release::gate::{GateResult, GateVerdict, VersionMetrics};
+use crate::release::gate::{GateResult, GateSelection, GateVerdict, VersionMetrics};
 
 /// The two approvals that follow a traffic shift (DESIGN.md steps 5 and 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -121,6 +121,10 @@ pub struct GatesConfig {
     /// (default 15; 0: not at all).
     #[serde(default = "default_cutover_health_minutes")]
     pub cutover_health_minutes: u64,
+    /// Gates evaluated, recorded and published but not deciding (observe-only, to roll a new
+    /// gate out safely): names or prefixes ending in `*`, e.g. `["health:p99", "check:*"]`.
+    #[serde(default)]
+    pub observe: GateSelection,
 }
 
 impl Default for GatesConfig {
@@ -132,6 +136,7 @@ impl Default for GatesConfig {
             shared_functions: Vec::new(),
             database_tag: None,
             cutover_health_minutes: default_cutover_health_minutes(),
+            observe: GateSelection::default(),
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::release::approval::{self, Shift};
 use crate::release::appspec::LambdaTarget;
 use crate::release::checks::{DATABASE_TAG, GateKind};
 use crate::release::gate::{
-    self, BackfillNow, Decision, GateResult, GateVerdict, HealthBudget, VersionMetrics,
-    VersionStamp, schema_gate, smoke_gate,
+    self, BackfillNow, Decision, GateResult, GateSelection, GateVerdict, HealthBudget,
+    VersionMetrics, VersionStamp, schema_gate, smoke_gate,
 };
 use crate::release::ports::{
     Deployments, FunctionVersions, HealthSignals, LiveEvidence, Ports, SharedDatabase,
@@ -47,6 +47,8 @@ pub struct TrafficSettings {
     pub compare_with_current: bool,
     /// Pre-traffic: invoke the target version with a payload first.
     pub smoke: Option<Smoke>,
+    /// Gates observed only, besides `[gates] observe` (the hooks' `SHIFTGUARD_OBSERVE_GATES`).
+    pub observe: GateSelection,
 }
 
 impl Default for TrafficSettings {
@@ -56,6 +58,7 @@ impl Default for TrafficSettings {
             metrics_window: Duration::from_secs(300),
             compare_with_current: true,
             smoke: None,
+            observe: GateSelection::default(),
         }
     }
 }
@@ -133,13 +136,16 @@ impl TrafficFacts {
         )
     }
 
+    /// The record, with the gates `[gates] observe` and the settings name marked observe-only.
     fn record(
         self,
-        point: DecisionPoint,
-        deployment_id: &str,
+        (point, deployment_id): (DecisionPoint, &str),
+        (release, settings): (Release<'_>, &TrafficSettings),
         database: &str,
-        decision: Decision,
+        mut decision: Decision,
     ) -> Evaluation {
+        gate::observe(&mut decision.gates, &release.config.gates.observe);
+        gate::observe(&mut decision.gates, &settings.observe);
         Evaluation {
             phase: Some(point),
             deployment_id: deployment_id.to_owned(),
@@ -238,8 +244,8 @@ where
             .push(smoke_gate(version, &outcome, &smoke.expect));
     }
     Ok(facts.record(
-        DecisionPoint::PreTraffic,
-        deployment_id,
+        (DecisionPoint::PreTraffic, deployment_id),
+        (release, settings),
         ports.database.target(),
         decision,
     ))
@@ -268,8 +274,8 @@ where
         &settings.budget,
     );
     let record = facts.record(
-        DecisionPoint::BetweenSteps,
-        deployment_id,
+        (DecisionPoint::BetweenSteps, deployment_id),
+        (release, settings),
         ports.database.target(),
         decision,
     );
@@ -301,8 +307,8 @@ where
         &settings.budget,
     );
     let record = facts.record(
-        DecisionPoint::PostTraffic,
-        deployment_id,
+        (DecisionPoint::PostTraffic, deployment_id),
+        (release, settings),
         ports.database.target(),
         decision,
     );
@@ -340,7 +346,8 @@ pub struct Monitored {
 /// The gate monitor: the between-steps decision for every active deployment of each
 /// `application/deployment group`, as `GateFailing` values per group, per group and gate
 /// (dimension `Gate`), and per application (the maximum over its groups). A deployment that
-/// cannot be evaluated, or a group whose deployments cannot be listed, counts as failing.
+/// cannot be evaluated, or a group whose deployments cannot be listed, counts as failing. An
+/// observe-only gate is published under its `Gate` like any other, but does not fail the group.
 pub async fn monitor<C, F, H, L, D>(
     ports: Ports<'_, C, F, H, L, D>,
     release: Release<'_>,
@@ -572,7 +579,7 @@ where
         }),
     };
     let shift = shift_of(function, alias, routing);
-    let decision = approval::cutover(
+    let mut decision = approval::cutover(
         release.graph,
         &state,
         &shift,
@@ -580,6 +587,7 @@ where
         (&backfills, &db.backfills),
         checks,
     );
+    gate::observe(&mut decision.gates, &config.gates.observe);
     Ok(ApprovalRecord {
         gate: GateKind::Cutover,
         result: decision.overall(),
@@ -676,7 +684,7 @@ where
             .filter(|a| !(a.function == function && a.alias == alias))
             .cloned(),
     );
-    let decision = approval::contract(
+    let mut decision = approval::contract(
         graph,
         &after,
         &live,
@@ -684,6 +692,7 @@ where
         (&backfills, &db.backfills),
         checks,
     );
+    gate::observe(&mut decision.gates, &config.gates.observe);
     Ok(ApprovalRecord {
         gate: GateKind::Contract,
         result: decision.overall(),

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backfill::Key;
 
@@ -34,6 +34,10 @@ pub struct GateResult {
     /// The threshold it was held against, e.g. `<= 0`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<String>,
+    /// Observe only (`[gates] observe`, `SHIFTGUARD_OBSERVE_GATES`): evaluated, recorded and
+    /// published, but its verdict does not decide.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub observed: bool,
 }
 
 impl GateResult {
@@ -43,6 +47,7 @@ impl GateResult {
             verdict,
             value: None,
             threshold: None,
+            observed: false,
         }
     }
 
@@ -57,15 +62,26 @@ impl GateResult {
     pub fn passed(&self) -> bool {
         self.verdict == GateVerdict::Pass
     }
+
+    /// Whether its verdict decides (it is not observe-only).
+    pub fn decides(&self) -> bool {
+        !self.observed
+    }
 }
 
 impl fmt::Display for GateResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.verdict {
-            GateVerdict::Pass => write!(f, "{}: pass", self.gate)?,
-            GateVerdict::Fail(reason) => write!(f, "{}: FAIL: {reason}", self.gate)?,
-            GateVerdict::Inconclusive(reason) => {
-                write!(f, "{}: inconclusive: {reason}", self.gate)?
+        let gate = &self.gate;
+        match (&self.verdict, self.observed) {
+            (GateVerdict::Pass, false) => write!(f, "{gate}: pass")?,
+            (GateVerdict::Pass, true) => write!(f, "{gate}: pass (observed)")?,
+            (GateVerdict::Fail(reason), false) => write!(f, "{gate}: FAIL: {reason}")?,
+            (GateVerdict::Fail(reason), true) => write!(f, "{gate}: failed-observed: {reason}")?,
+            (GateVerdict::Inconclusive(reason), false) => {
+                write!(f, "{gate}: inconclusive: {reason}")?
+            }
+            (GateVerdict::Inconclusive(reason), true) => {
+                write!(f, "{gate}: inconclusive-observed: {reason}")?
             }
         }
         match (&self.value, &self.threshold) {
@@ -165,6 +181,71 @@ pub fn backfill_gates(required: &[String], now: &[BackfillNow]) -> Vec<GateResul
         .collect()
 }
 
+/// Gates chosen by name, for observe-only: `health:p99` exactly, or `health:*` every gate
+/// whose name starts with `health:` (a `*` only at the end; `*` alone: every gate).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct GateSelection(Vec<String>);
+
+impl GateSelection {
+    /// A selection of `patterns`; the error names the first that is not a gate name.
+    pub fn new(patterns: Vec<String>) -> Result<Self, String> {
+        let selection = GateSelection(patterns);
+        match selection.problem() {
+            Some(problem) => Err(problem),
+            None => Ok(selection),
+        }
+    }
+
+    /// A comma-separated list, e.g. `health:p99,backfill:*`.
+    pub fn parse_list(list: &str) -> Result<Self, String> {
+        GateSelection::new(
+            list.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// What makes it unusable: a pattern that is empty, holds other than gate-name characters
+    /// (letters, digits, `:`, `_`, `-`, `.`), or a `*` anywhere but at the end.
+    pub fn problem(&self) -> Option<String> {
+        self.0.iter().find_map(|pattern| {
+            let name = pattern.strip_suffix('*').unwrap_or(pattern);
+            let valid = name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-' | '.'));
+            (pattern.is_empty() || !valid).then(|| {
+                format!(
+                    "`{pattern}` is not a gate name (e.g. `health:p99`) or a prefix ending in `*` (e.g. `health:*`)"
+                )
+            })
+        })
+    }
+
+    /// Whether `gate` is selected.
+    pub fn matches(&self, gate: &str) -> bool {
+        self.0
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => gate.starts_with(prefix),
+                None => gate == pattern,
+            })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Marks the gates `selection` names observe-only.
+pub fn observe(gates: &mut [GateResult], selection: &GateSelection) {
+    for gate in gates.iter_mut().filter(|g| selection.matches(&g.gate)) {
+        gate.observed = true;
+    }
+}
+
 /// The gates of one evaluation, in order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Decision {
@@ -174,19 +255,23 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// Passes when every gate passes; an inconclusive gate passes only under that policy.
+    /// Passes when every gate that decides passes; an inconclusive gate passes only under that
+    /// policy. Observe-only gates never decide.
     pub fn passed(&self) -> bool {
-        self.gates.iter().all(|g| match g.verdict {
-            GateVerdict::Pass => true,
-            GateVerdict::Inconclusive(_) => self.inconclusive_passes,
-            GateVerdict::Fail(_) => false,
-        })
+        self.gates
+            .iter()
+            .filter(|g| g.decides())
+            .all(|g| match g.verdict {
+                GateVerdict::Pass => true,
+                GateVerdict::Inconclusive(_) => self.inconclusive_passes,
+                GateVerdict::Fail(_) => false,
+            })
     }
 
     /// The decision as one verdict: fail when any gate fails, else inconclusive when any gate
     /// is (and the policy does not let it pass), else pass.
     pub fn overall(&self) -> Overall {
-        let failed = |g: &&GateResult| matches!(g.verdict, GateVerdict::Fail(_));
+        let failed = |g: &&GateResult| g.decides() && matches!(g.verdict, GateVerdict::Fail(_));
         if self.gates.iter().any(|g| failed(&g)) {
             Overall::Fail
         } else if self.passed() {
@@ -196,12 +281,23 @@ impl Decision {
         }
     }
 
-    /// The gates that did not pass, one line.
+    /// The gates that decide and did not pass, one line.
     pub fn failures(&self) -> String {
         let failing: Vec<String> = self
             .gates
             .iter()
-            .filter(|g| g.verdict != GateVerdict::Pass)
+            .filter(|g| g.decides() && g.verdict != GateVerdict::Pass)
+            .map(ToString::to_string)
+            .collect();
+        failing.join("; ")
+    }
+
+    /// The observe-only gates that did not pass, one line.
+    pub fn observed_failures(&self) -> String {
+        let failing: Vec<String> = self
+            .gates
+            .iter()
+            .filter(|g| g.observed && g.verdict != GateVerdict::Pass)
             .map(ToString::to_string)
             .collect();
         failing.join("; ")
@@ -679,6 +775,58 @@ mod tests {
             gates.iter().all(|g| g.verdict == GateVerdict::Pass),
             "{gates:?}"
         );
+    }
+
+    #[test]
+    fn an_observed_gate_is_recorded_but_does_not_decide() {
+        let selection = GateSelection::parse_list(" health:p99 , backfill:* ").expect("valid");
+        let mut gates = vec![
+            GateResult::new("health:p99", GateVerdict::Fail("slow".into())),
+            GateResult::new("backfill:fill", GateVerdict::Inconclusive("unknown".into())),
+            GateResult::new("health:errors", GateVerdict::Pass),
+        ];
+        observe(&mut gates, &selection);
+        let decision = Decision {
+            gates,
+            inconclusive_passes: false,
+        };
+        assert!(decision.passed());
+        assert_eq!(decision.overall(), Overall::Pass);
+        assert_eq!(decision.failures(), "");
+        assert_eq!(
+            decision.observed_failures(),
+            "health:p99: failed-observed: slow; backfill:fill: inconclusive-observed: unknown"
+        );
+        assert_eq!(
+            decision.gates[0].to_string(),
+            "health:p99: failed-observed: slow"
+        );
+        assert_eq!(
+            decision.gates[1].to_string(),
+            "backfill:fill: inconclusive-observed: unknown"
+        );
+        let record = serde_json::to_value(&decision.gates).expect("json");
+        assert_eq!(record[0]["verdict"], "fail");
+        assert_eq!(record[0]["observed"], true);
+        assert!(record[2].get("observed").is_none(), "{record}");
+        // The same failure, not observed, decides.
+        let mut blocking = decision.clone();
+        blocking.gates[0].observed = false;
+        assert_eq!(blocking.overall(), Overall::Fail);
+        assert_eq!(blocking.failures(), "health:p99: FAIL: slow");
+        // `*` alone selects every gate; a `*` inside or a stray character is refused.
+        assert!(
+            GateSelection::parse_list("*")
+                .expect("valid")
+                .matches("schema:target")
+        );
+        for bad in ["health:*99", "health p99", "schema:$"] {
+            let error = GateSelection::parse_list(bad).expect_err(bad);
+            assert!(
+                error.starts_with(&format!("`{bad}` is not a gate name")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

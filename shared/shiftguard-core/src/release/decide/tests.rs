@@ -477,6 +477,74 @@ fn the_monitor_counts_what_it_cannot_decide_as_failing() {
 }
 
 #[test]
+fn observed_gates_are_recorded_and_published_but_do_not_decide() {
+    let graph = graph();
+    let config = ProjectConfig::parse(&format!(
+        "{CONFIG}observe = [\"backfill:*\", \"traffic:*\"]\n"
+    ))
+    .expect("config");
+    let release = Release {
+        graph: &graph,
+        config: &config,
+    };
+    let pending = InMemory {
+        pending: Some(Key::int(7)),
+        ..InMemory::new()
+    };
+    // `[gates] observe` observes the pending backfill, the settings a failing smoke test: both
+    // recorded as failed, neither deciding.
+    let settings = TrafficSettings {
+        smoke: Some(Smoke {
+            payload: "ping".to_owned(),
+            expect: "pong".to_owned(),
+        }),
+        observe: GateSelection::parse_list("smoke").expect("valid"),
+        ..TrafficSettings::default()
+    };
+    let record = run(pre_traffic(pending.ports(), release, &settings, "d-1")).expect("decided");
+    assert!(record.decision.passed(), "{}", record.decision.failures());
+    assert_eq!(
+        failed_gates(&record.decision.gates),
+        ["backfill:fill", "smoke"]
+    );
+    assert!(
+        record
+            .decision
+            .gates
+            .iter()
+            .all(|g| g.observed != g.passed())
+    );
+    // The cutover mid-shift: its traffic and backfill gates observed, the rollback gate decides.
+    let cut = run(cutover(pending.ports(), release, ("app", "live"), None)).expect("decided");
+    assert_eq!(cut.result, Overall::Fail);
+    let deciding: Vec<&str> = cut
+        .gates
+        .iter()
+        .filter(|g| g.decides() && !g.passed())
+        .map(|g| g.gate.as_str())
+        .collect();
+    assert_eq!(deciding, ["rollback:app"]);
+    // The monitor publishes 1 for the observed gate, 0 for the group and the application.
+    let groups = [("app".to_owned(), "group".to_owned())];
+    let monitored = run(monitor(pending.ports(), release, &settings, &groups));
+    assert_eq!(monitored.reports[0].gate_failing, 0.0);
+    let gate = monitored
+        .points
+        .iter()
+        .find(|p| p.dimensions.iter().any(|(_, v)| v == "backfill:fill"));
+    assert_eq!(gate.map(|p| p.value), Some(1.0));
+    assert!(
+        monitored
+            .points
+            .iter()
+            .filter(|p| p.dimensions.len() == 1)
+            .all(|p| p.value == 0.0),
+        "{:?}",
+        monitored.points
+    );
+}
+
+#[test]
 fn cutover_and_contract_pass_and_block_on_the_facts() {
     let (graph, config) = (graph(), config());
     let release = Release {
