@@ -108,6 +108,22 @@ pub async fn handle(
     })
 }
 
+/// The tag of this version's database sessions, shiftguard's convention for the per-version
+/// database gates: `v<version>:<function>` from the Lambda's own environment
+/// (`AWS_LAMBDA_FUNCTION_VERSION`, `AWS_LAMBDA_FUNCTION_NAME`), at most 63 bytes (PostgreSQL
+/// keeps no more of `application_name`), cut at the function's end. `None` outside Lambda.
+pub fn session_tag(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let function = lookup("AWS_LAMBDA_FUNCTION_NAME")?;
+    let version = lookup("AWS_LAMBDA_FUNCTION_VERSION")?;
+    let mut tag = format!("v{version}:{function}");
+    let mut end = tag.len().min(63);
+    while !tag.is_char_boundary(end) {
+        end -= 1;
+    }
+    tag.truncate(end);
+    Some(tag)
+}
+
 /// The database URL: `DATABASE_URL`, or the secret `DATABASE_SECRET_ARN` names (a URL, or the
 /// JSON that RDS keeps: username, password, host, port, dbname).
 pub async fn database_url(

@@ -8,6 +8,7 @@ use shiftguard_aws::Environment;
 use shiftguard_aws::secrets::DatabaseSource;
 use shiftguard_core::release::decide::{Smoke, TrafficSettings};
 use shiftguard_core::release::gate::{GateSelection, HealthBudget, InconclusivePolicy};
+use shiftguard_core::release::load::LoadBudget;
 
 /// The hook's settings.
 #[derive(Clone, Debug)]
@@ -34,7 +35,10 @@ pub struct HookConfig {
     /// optional: `SHIFTGUARD_SMOKE_PAYLOAD` (an event to invoke the target version with) and
     /// `SHIFTGUARD_SMOKE_EXPECT` (text its response must contain; default: any); and
     /// `SHIFTGUARD_OBSERVE_GATES`, gates evaluated and recorded but not deciding (comma-separated
-    /// names or prefixes ending in `*`, added to `[gates] observe`).
+    /// names or prefixes ending in `*`, added to `[gates] observe`); and the per-version
+    /// database gates, off unless `SHIFTGUARD_DATABASE_SAMPLE_SECONDS` is set (1 – 60):
+    /// `SHIFTGUARD_MAX_DATABASE_TIME_RATIO` (2), `SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO` (4),
+    /// `SHIFTGUARD_MIN_DATABASE_CALLS` (50).
     pub settings: TrafficSettings,
 }
 
@@ -91,6 +95,23 @@ impl HookConfig {
         let observe =
             GateSelection::parse_list(&env.get("SHIFTGUARD_OBSERVE_GATES").unwrap_or_default())
                 .map_err(|problem| format!("SHIFTGUARD_OBSERVE_GATES: {problem}"))?;
+        let load_defaults = LoadBudget::default();
+        let load = LoadBudget {
+            sample: Duration::from_secs(
+                env.number("SHIFTGUARD_DATABASE_SAMPLE_SECONDS", 1.0..=60.0)?
+                    .map_or(0, |n| n as u64),
+            ),
+            max_time_ratio: env
+                .number("SHIFTGUARD_MAX_DATABASE_TIME_RATIO", 1.0..=1_000.0)?
+                .unwrap_or(load_defaults.max_time_ratio),
+            max_blocks_ratio: env
+                .number("SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO", 1.0..=1_000.0)?
+                .unwrap_or(load_defaults.max_blocks_ratio),
+            min_calls: env
+                .number("SHIFTGUARD_MIN_DATABASE_CALLS", 0.0..=1e12)?
+                .map_or(load_defaults.min_calls, |n| n as u64),
+            ..load_defaults
+        };
         let smoke = env.get("SHIFTGUARD_SMOKE_PAYLOAD").map(|payload| Smoke {
             payload,
             expect: env.raw("SHIFTGUARD_SMOKE_EXPECT").unwrap_or_default(),
@@ -109,6 +130,7 @@ impl HookConfig {
                 compare_with_current: true,
                 smoke,
                 observe,
+                load,
             },
         })
     }
@@ -216,6 +238,28 @@ mod tests {
                 "2592000",
                 "59",
                 "2592001",
+            ),
+            ("SHIFTGUARD_DATABASE_SAMPLE_SECONDS", "1", "60", "0", "61"),
+            (
+                "SHIFTGUARD_MAX_DATABASE_TIME_RATIO",
+                "1",
+                "1000",
+                "0.5",
+                "1001",
+            ),
+            (
+                "SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO",
+                "1",
+                "1000",
+                "0.5",
+                "1001",
+            ),
+            (
+                "SHIFTGUARD_MIN_DATABASE_CALLS",
+                "0",
+                "1000000000000",
+                "",
+                "1000000000001",
             ),
         ];
         for (name, low, high, under, over) in cases {

@@ -312,7 +312,7 @@ pub async fn monitor(
             tracing::warn!(group = group.as_str(), errors = ?report.errors, "gate monitor could not decide: failing closed");
         }
     }
-    let points: Vec<MetricPoint> = monitored
+    let mut points: Vec<MetricPoint> = monitored
         .points
         .into_iter()
         .map(|point| MetricPoint {
@@ -321,6 +321,14 @@ pub async fn monitor(
             value: point.value,
         })
         .collect();
+    points.extend(monitored.load.into_iter().map(|point| MetricPoint {
+        name: point.metric,
+        dimensions: vec![
+            ("FunctionName", point.function),
+            ("ExecutedVersion", point.version),
+        ],
+        value: point.value,
+    }));
     deps.cloudwatch
         .publish(MONITOR_NAMESPACE, &points)
         .await

@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod checkpoint;
 pub mod connection;
 pub mod error;
+pub mod load;
 pub mod measure;
 pub mod rehearsal;
 pub mod shared_database;

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use shiftguard_core::backfill::{BackfillConfig, Key};
 use shiftguard_core::release::DecisionError;
 use shiftguard_core::release::checks::CheckConfig;
+use shiftguard_core::release::load::DatabaseLoad;
 use shiftguard_core::release::ports::SharedDatabase;
 
 use crate::alembic_version::read_heads;
 use crate::backfill::first_pending_key;
 use crate::connection::{ConnectSettings, Connection};
 use crate::error::SqlError;
+use crate::load::sample_load;
 use crate::measure::measure;
 use crate::url::DatabaseUrl;
 
@@ -135,6 +137,25 @@ impl SharedDatabase for SqlDatabase<'_> {
         let first = first_pending_key(&mut connection, self.url, backfill).await;
         self.give_back(connection, &first);
         first.map_err(database_error)
+    }
+
+    async fn database_load(
+        &self,
+        versions: &[(String, String)],
+        sample: Duration,
+    ) -> Result<Vec<DatabaseLoad>, DecisionError> {
+        // Half the time left at most: the decision has more to do after the sample.
+        let sample = self.left()?.map_or(sample, |left| sample.min(left / 2));
+        let mut connection = self.open().await?;
+        let load = sample_load(&mut connection, versions, sample).await;
+        self.give_back(connection, &load);
+        load.map_err(|reason| {
+            DecisionError::Database(format!(
+                "{}: {}",
+                self.url.target(),
+                self.url.redact(&reason)
+            ))
+        })
     }
 
     async fn measure(&self, check: &CheckConfig) -> Result<Option<f64>, DecisionError> {

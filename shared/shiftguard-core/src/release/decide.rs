@@ -19,12 +19,13 @@ use crate::release::gate::{
     self, BackfillNow, Decision, GateResult, GateSelection, GateVerdict, HealthBudget,
     VersionMetrics, VersionStamp, schema_gate, smoke_gate,
 };
+use crate::release::load::{DatabaseLoad, LoadBudget, load_gates, session_tag};
 use crate::release::ports::{
     Deployments, FunctionVersions, HealthSignals, LiveEvidence, Ports, SharedDatabase,
 };
 use crate::release::record::{
-    ApprovalRecord, DecisionPoint, Evaluation, FunctionLive, GatePoint, GroupReport, Routing,
-    VersionNow, VersionsNow,
+    ApprovalRecord, DecisionPoint, Evaluation, FunctionLive, GatePoint, GroupReport, LoadPoint,
+    Routing, VersionNow, VersionsNow,
 };
 use crate::schema::compat::{DatabaseState, check_build};
 use crate::schema::graph::RevisionGraph;
@@ -49,6 +50,9 @@ pub struct TrafficSettings {
     pub smoke: Option<Smoke>,
     /// Gates observed only, besides `[gates] observe` (the hooks' `SHIFTGUARD_OBSERVE_GATES`).
     pub observe: GateSelection,
+    /// Between steps and after traffic: what each version costs the database (off unless a
+    /// sample time is set).
+    pub load: LoadBudget,
 }
 
 impl Default for TrafficSettings {
@@ -59,6 +63,7 @@ impl Default for TrafficSettings {
             compare_with_current: true,
             smoke: None,
             observe: GateSelection::default(),
+            load: LoadBudget::default(),
         }
     }
 }
@@ -161,13 +166,15 @@ impl TrafficFacts {
     }
 }
 
-/// The target's and the current version's traffic in the window, and the alias's configured
-/// weight for the target against the share it really served.
+/// The target's and the current version's traffic in the window, the alias's configured
+/// weight for the target against the share it really served, and, when sampled, what each
+/// costs the database (target first).
 struct Traffic {
     new: VersionMetrics,
     old: VersionMetrics,
     configured_weight: f64,
     observed_weight: Option<f64>,
+    load: Vec<DatabaseLoad>,
 }
 
 impl Traffic {
@@ -179,6 +186,7 @@ impl Traffic {
     where
         F: FunctionVersions,
         H: HealthSignals,
+        D: SharedDatabase,
     {
         let (function, alias, window) = (&target.function, &target.alias, settings.metrics_window);
         let new = ports
@@ -197,12 +205,31 @@ impl Traffic {
             .map_or(1.0, |(_, w)| *w);
         let total = new.invocations + old.invocations;
         let observed_weight = (total > 0.0).then(|| new.invocations / total);
+        let load = if settings.load.enabled() {
+            let tagged = [&target.target_version, &target.current_version]
+                .map(|version| (version.clone(), session_tag(function, version)));
+            ports
+                .database
+                .database_load(&tagged, settings.load.sample)
+                .await?
+        } else {
+            Vec::new()
+        };
         Ok(Traffic {
             new,
             old,
             configured_weight,
             observed_weight,
+            load,
         })
+    }
+
+    /// The per-version database gates, when the load was sampled.
+    fn load_gates(&self, settings: &TrafficSettings) -> Vec<GateResult> {
+        match self.load.as_slice() {
+            [target, current] => load_gates(target, current, &settings.load),
+            _ => Vec::new(),
+        }
     }
 
     /// The current version, when the settings compare against it.
@@ -214,6 +241,7 @@ impl Traffic {
         record.configured_weight = Some(self.configured_weight);
         record.observed_weight = self.observed_weight;
         record.metrics = vec![self.new, self.old];
+        record.database_load = self.load;
         record
     }
 }
@@ -267,12 +295,13 @@ where
 {
     let facts = TrafficFacts::read(ports, release, deployment_id, true).await?;
     let traffic = Traffic::read(ports, settings, &facts.target).await?;
-    let decision = gate::between_steps(
+    let mut decision = gate::between_steps(
         facts.pre_traffic(release.graph),
         &traffic.new,
         traffic.baseline(settings),
         &settings.budget,
     );
+    decision.gates.extend(traffic.load_gates(settings));
     let record = facts.record(
         (DecisionPoint::BetweenSteps, deployment_id),
         (release, settings),
@@ -298,7 +327,7 @@ where
 {
     let facts = TrafficFacts::read(ports, release, deployment_id, false).await?;
     let traffic = Traffic::read(ports, settings, &facts.target).await?;
-    let decision = gate::post_traffic(
+    let mut decision = gate::post_traffic(
         release.graph,
         &facts.state,
         &facts.next,
@@ -306,6 +335,7 @@ where
         traffic.baseline(settings),
         &settings.budget,
     );
+    decision.gates.extend(traffic.load_gates(settings));
     let record = facts.record(
         (DecisionPoint::PostTraffic, deployment_id),
         (release, settings),
@@ -341,6 +371,8 @@ where
 pub struct Monitored {
     pub reports: Vec<GroupReport>,
     pub points: Vec<GatePoint>,
+    /// What each version costs the database, where sampled.
+    pub load: Vec<LoadPoint>,
 }
 
 /// The gate monitor: the between-steps decision for every active deployment of each
@@ -386,7 +418,28 @@ where
         dimensions: vec![("Application", (*application).to_owned())],
         value: *failing,
     }));
-    Monitored { reports, points }
+    let load = reports
+        .iter()
+        .flat_map(|report| &report.evaluations)
+        .filter_map(|evaluation| Some((evaluation.target.as_ref()?, &evaluation.database_load)))
+        .flat_map(|(target, loads)| {
+            loads.iter().flat_map(move |load| {
+                load.metrics()
+                    .into_iter()
+                    .map(move |(metric, value)| LoadPoint {
+                        function: target.function.clone(),
+                        version: load.version.clone(),
+                        metric,
+                        value,
+                    })
+            })
+        })
+        .collect();
+    Monitored {
+        reports,
+        points,
+        load,
+    }
 }
 
 async fn monitor_group<C, F, H, L, D>(

@@ -14,6 +14,7 @@ use crate::release::DecisionError;
 use crate::release::appspec::LambdaTarget;
 use crate::release::checks::CheckConfig;
 use crate::release::gate::{SmokeOutcome, VersionMetrics, VersionStamp};
+use crate::release::load::DatabaseLoad;
 use crate::release::record::{FunctionLive, Routing};
 
 /// Where a deployment's versions come from: CodeDeploy and the deployment's AppSpec.
@@ -109,6 +110,21 @@ pub trait SharedDatabase: Sync {
         &self,
         backfill: &BackfillConfig,
     ) -> impl Future<Output = Result<Option<Key>, DecisionError>> + Send;
+
+    /// What each `(version, session tag)` costs the database, sampled over `sample`
+    /// (PostgreSQL with `pg_stat_statements`). An adapter that cannot sample says so as an
+    /// error: a gate asked for and not measured is not passed.
+    fn database_load(
+        &self,
+        versions: &[(String, String)],
+        sample: Duration,
+    ) -> impl Future<Output = Result<Vec<DatabaseLoad>, DecisionError>> + Send {
+        let _ = (versions, sample);
+        std::future::ready(Err(DecisionError::Database(format!(
+            "{}: per-version database load cannot be sampled here",
+            self.target()
+        ))))
+    }
 
     /// A check's query, in a read-only transaction within the check's statement timeout.
     /// Not `Send`: only the approvals read checks, and they run on the caller's task (sqlx's

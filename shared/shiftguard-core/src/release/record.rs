@@ -9,6 +9,7 @@ use crate::release::checks::GateKind;
 use crate::release::gate::{
     BackfillNow, Decision, GateResult, Overall, VersionMetrics, VersionStamp,
 };
+use crate::release::load::DatabaseLoad;
 
 /// Where in a deployment a traffic decision is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -68,6 +69,10 @@ pub struct Evaluation {
     /// served (they drift apart at low traffic).
     pub configured_weight: Option<f64>,
     pub observed_weight: Option<f64>,
+    /// Between steps and after traffic, when sampled: what the target and the current version
+    /// cost the database.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub database_load: Vec<DatabaseLoad>,
     pub decision: Decision,
 }
 
@@ -110,6 +115,16 @@ pub struct GroupReport {
 pub struct GatePoint {
     pub dimensions: Vec<(&'static str, String)>,
     /// 1 failing (or undecided), 0 passing.
+    pub value: f64,
+}
+
+/// One per-version database value the gate monitor publishes, under the dimensions Lambda's
+/// own metrics use (`FunctionName`, `ExecutedVersion`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadPoint {
+    pub function: String,
+    pub version: String,
+    pub metric: &'static str,
     pub value: f64,
 }
 

@@ -12,6 +12,7 @@ use crate::config::ProjectConfig;
 use crate::release::approval::LiveVersion;
 use crate::release::checks::CheckConfig;
 use crate::release::gate::{Overall, SmokeOutcome};
+use crate::release::load::{DatabaseLoad, LoadBudget};
 use crate::schema::revision::{Phase, Revision};
 
 /// Runs a future whose ports answer at once (the fakes never wait).
@@ -262,6 +263,29 @@ impl SharedDatabase for InMemory {
 
     fn measure(&self, _: &CheckConfig) -> impl Future<Output = Result<Option<f64>, DecisionError>> {
         self.answer("measure", DecisionError::Database, Some(0.0))
+    }
+
+    /// Version 2 scans (10 ms and 400 blocks a call), version 1 does not; each with its tag.
+    fn database_load(
+        &self,
+        versions: &[(String, String)],
+        _: Duration,
+    ) -> impl Future<Output = Result<Vec<DatabaseLoad>, DecisionError>> + Send {
+        let loads = versions
+            .iter()
+            .map(|(version, tag)| {
+                let scans = version == "2";
+                DatabaseLoad {
+                    version: version.clone(),
+                    tag: tag.clone(),
+                    calls: 100.0,
+                    exec_ms: if scans { 1_000.0 } else { 10.0 },
+                    blocks: if scans { 40_000.0 } else { 300.0 },
+                    ..DatabaseLoad::default()
+                }
+            })
+            .collect();
+        self.answer("load", DecisionError::Database, loads)
     }
 }
 
@@ -541,6 +565,75 @@ fn observed_gates_are_recorded_and_published_but_do_not_decide() {
             .all(|p| p.value == 0.0),
         "{:?}",
         monitored.points
+    );
+}
+
+#[test]
+fn the_database_gates_judge_the_target_between_steps_and_after_traffic() {
+    let (graph, config) = (graph(), config());
+    let release = Release {
+        graph: &graph,
+        config: &config,
+    };
+    let settings = TrafficSettings {
+        load: LoadBudget {
+            sample: Duration::from_secs(5),
+            ..LoadBudget::default()
+        },
+        ..TrafficSettings::default()
+    };
+    let world = InMemory::new();
+    for point in [DecisionPoint::BetweenSteps, DecisionPoint::PostTraffic] {
+        let record = run(traffic_decision(
+            point,
+            world.ports(),
+            release,
+            &settings,
+            "d-1",
+        ))
+        .expect("decided");
+        assert_eq!(
+            failed_gates(&record.decision.gates),
+            ["database:time-per-call", "database:blocks-per-call"],
+            "{point:?}"
+        );
+        let tags: Vec<&str> = record
+            .database_load
+            .iter()
+            .map(|l| l.tag.as_str())
+            .collect();
+        assert_eq!(tags, ["v2:app", "v1:app"]);
+    }
+    // Not before traffic, and not at all unless a sample time is set.
+    let record = run(pre_traffic(world.ports(), release, &settings, "d-1")).expect("decided");
+    assert!(record.database_load.is_empty());
+    let plain = run(between_steps(
+        world.ports(),
+        release,
+        &TrafficSettings::default(),
+        "d-1",
+    ))
+    .expect("decided");
+    assert!(plain.database_load.is_empty() && plain.decision.passed());
+    // The monitor publishes each version's values under FunctionName and ExecutedVersion.
+    let groups = [("app".to_owned(), "group".to_owned())];
+    let monitored = run(monitor(world.ports(), release, &settings, &groups));
+    assert_eq!(monitored.reports[0].gate_failing, 1.0);
+    let time = |version: &str| {
+        monitored
+            .load
+            .iter()
+            .find(|p| p.metric == "DatabaseTimePerCall" && p.version == version)
+            .map(|p| (p.function.as_str(), p.value))
+    };
+    assert_eq!(time("2"), Some(("app", 10.0)));
+    assert_eq!(time("1"), Some(("app", 0.1)));
+    // A sample that cannot be taken fails the decision (fail closed).
+    let failing = InMemory::failing("load");
+    let error = run(between_steps(failing.ports(), release, &settings, "d-1"));
+    assert!(
+        matches!(error, Err(DecisionError::Database(_))),
+        "{error:?}"
     );
 }
 

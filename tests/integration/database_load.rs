@@ -1,0 +1,199 @@
+//! The database's view of a canary, on real PostgreSQL with `pg_stat_statements`: two app
+//! versions, their sessions tagged as the sample app tags them, run query loads against one
+//! database; the sampler attributes the statements to the versions and the gate judges the
+//! target against the current version.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use shiftguard_core::release::gate::GateVerdict;
+use shiftguard_core::release::load::{DatabaseLoad, LoadBudget, load_gates, session_tag};
+use shiftguard_core::release::ports::SharedDatabase;
+use shiftguard_sql::{ConnectSettings, DatabaseUrl, SqlDatabase};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+use crate::support::{Kind, TestDatabase};
+
+const FUNCTION: &str = "users-api";
+
+/// A query by the primary key (an index lookup) and one by an unindexed column (a scan).
+const BY_ID: &str = "SELECT email FROM users WHERE id = $1";
+const BY_EMAIL: &str = "SELECT id FROM users WHERE email = $1";
+
+/// Version `version` running `query` in a loop on its own tagged session until `stop`, with
+/// `pause` between calls.
+fn version_load(
+    url: &str,
+    version: &str,
+    query: &'static str,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    let lookup = |name: &str| match name {
+        "AWS_LAMBDA_FUNCTION_NAME" => Some(FUNCTION.to_owned()),
+        "AWS_LAMBDA_FUNCTION_VERSION" => Some(version.to_owned()),
+        _ => None,
+    };
+    // The sample app's tag is shiftguard's convention.
+    let tag = sample_app::session_tag(lookup).expect("inside Lambda");
+    assert_eq!(tag, session_tag(FUNCTION, version));
+    let options: PgConnectOptions = url.parse().expect("url");
+    let options = options.application_name(&tag);
+    tokio::spawn(async move {
+        let mut connection = options.connect().await.expect("connect");
+        let mut calls = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let n = (calls % 50_000 + 1) as i64;
+            if query == BY_ID {
+                sqlx::query(query).bind(n).execute(&mut connection).await
+            } else {
+                sqlx::query(query)
+                    .bind(format!("user{n}@example.com"))
+                    .execute(&mut connection)
+                    .await
+            }
+            .expect("query");
+            calls += 1;
+            tokio::time::sleep(pause).await;
+        }
+        connection.close().await.expect("close");
+        calls
+    })
+}
+
+/// Samples `target` (version 2) and `current` (version 1) while they run their loads.
+async fn sampled(
+    db: &TestDatabase,
+    target: (&'static str, Duration),
+    current: (&'static str, Duration),
+) -> Vec<DatabaseLoad> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = db.url();
+    let loads = [
+        version_load(&url, "2", target.0, target.1, Arc::clone(&stop)),
+        version_load(&url, "1", current.0, current.1, Arc::clone(&stop)),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let parsed = DatabaseUrl::parse(&url).expect("url");
+    let database = SqlDatabase::new(&parsed, "alembic_version", ConnectSettings::default());
+    let versions = ["2", "1"].map(|v| (v.to_owned(), session_tag(FUNCTION, v)));
+    let sampled = database
+        .database_load(&versions, Duration::from_secs(2))
+        .await
+        .expect("sampled");
+    database.close().await;
+    stop.store(true, Ordering::Relaxed);
+    for load in loads {
+        assert!(load.await.expect("load") > 0);
+    }
+    sampled
+}
+
+fn verdicts(target: &DatabaseLoad, current: &DatabaseLoad) -> Vec<(String, String)> {
+    let budget = LoadBudget {
+        sample: Duration::from_secs(2),
+        ..LoadBudget::default()
+    };
+    load_gates(target, current, &budget)
+        .into_iter()
+        .map(|g| {
+            let verdict = match &g.verdict {
+                GateVerdict::Pass => "pass".to_owned(),
+                GateVerdict::Fail(reason) => format!("fail: {reason}"),
+                GateVerdict::Inconclusive(reason) => format!("inconclusive: {reason}"),
+            };
+            (g.gate, verdict)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_database_gate_fails_the_version_that_scans_and_passes_alike_ones() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await;
+    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT NOT NULL)")
+        .await;
+    db.execute(
+        "INSERT INTO users SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 50000) g",
+    )
+    .await;
+    db.execute("ANALYZE users").await;
+    let busy = Duration::from_millis(2);
+
+    // Version 2 looks users up by email, which has no index: a scan per call.
+    let scan = sampled(&db, (BY_EMAIL, busy), (BY_ID, busy)).await;
+    let (target, current) = (&scan[0], &scan[1]);
+    assert_eq!(
+        (target.version.as_str(), current.version.as_str()),
+        ("2", "1")
+    );
+    assert!(target.calls >= 50.0 && current.calls >= 50.0, "{scan:?}");
+    assert_eq!((target.sessions, current.sessions), (1, 1), "{scan:?}");
+    assert!(target.samples >= 10, "{scan:?}");
+    let judged = verdicts(target, current);
+    eprintln!("scan: {judged:?}");
+    assert_eq!(judged.len(), 2, "{judged:?}");
+    for (gate, verdict) in &judged {
+        assert!(
+            verdict.starts_with("fail: version 2's"),
+            "{gate}: {verdict}"
+        );
+    }
+    assert!(
+        judged[1].1.contains("blocks per call"),
+        "the scan shows in blocks: {judged:?}"
+    );
+
+    // Both by id: alike, both gates pass.
+    let alike = sampled(&db, (BY_ID, busy), (BY_ID, busy)).await;
+    let judged = verdicts(&alike[0], &alike[1]);
+    assert!(
+        judged.iter().all(|(_, v)| v == "pass"),
+        "{judged:?} {alike:?}"
+    );
+
+    // Version 2 barely called in the sample: inconclusive, not a verdict.
+    let thin = sampled(&db, (BY_EMAIL, Duration::from_millis(500)), (BY_ID, busy)).await;
+    let judged = verdicts(&thin[0], &thin[1]);
+    assert_eq!(judged.len(), 1, "{judged:?}");
+    assert_eq!(judged[0].0, "database:sample");
+    assert!(
+        judged[0].1.starts_with("inconclusive: ")
+            && judged[0].1.contains("of version 2's statements"),
+        "{judged:?}"
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn sampling_fails_closed_without_pg_stat_statements_or_on_another_dialect() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    let url = DatabaseUrl::parse(&db.url()).expect("url");
+    let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
+    let versions = [("2".to_owned(), session_tag(FUNCTION, "2"))];
+    let error = database
+        .database_load(&versions, Duration::from_millis(200))
+        .await
+        .expect_err("no extension in this database");
+    assert!(
+        error.to_string().contains("cannot read pg_stat_statements"),
+        "{error}"
+    );
+    db.drop_database().await;
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    let url = DatabaseUrl::parse(&db.url()).expect("url");
+    let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
+    let error = database
+        .database_load(&versions, Duration::from_millis(200))
+        .await
+        .expect_err("MariaDB is not sampled yet");
+    assert!(
+        error.to_string().contains("sampled on PostgreSQL only"),
+        "{error}"
+    );
+    database.close().await;
+    db.drop_database().await;
+}
