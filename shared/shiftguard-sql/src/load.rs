@@ -20,8 +20,10 @@ use crate::connection::{Bind, Cell, Connection, Kind};
 /// How often the sessions are sampled.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
+/// The statements' counters, without their text: `pg_stat_statements(false)` does not read the
+/// file of query texts (the view does, for every row).
 const STATEMENTS: &str = "SELECT queryid, calls, total_exec_time, \
-     shared_blks_hit + shared_blks_read, rows FROM pg_stat_statements \
+     shared_blks_hit + shared_blks_read, rows FROM pg_stat_statements(false) \
      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 const STATEMENTS_SHAPE: [Kind; 5] = [Kind::Int, Kind::Int, Kind::Float, Kind::Int, Kind::Int];
