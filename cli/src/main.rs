@@ -4,6 +4,7 @@
 mod backfill;
 mod check;
 mod gate;
+mod hold;
 mod lab;
 mod lint;
 mod manifest;
@@ -52,6 +53,8 @@ enum Command {
     Backfill(backfill::Args),
     Gate(gate::Args),
     Status(status::Args),
+    Hold(hold::HoldArgs),
+    Release(hold::ReleaseArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,8 @@ fn main() -> ExitCode {
         Command::Backfill(args) => backfill::run(args),
         Command::Gate(args) => gate::run(args),
         Command::Status(args) => status::run(args),
+        Command::Hold(args) => hold::hold(args),
+        Command::Release(args) => hold::release(args),
     };
     match result {
         Ok(Outcome::Safe) => ExitCode::SUCCESS,

@@ -6,10 +6,12 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde::Serialize;
+use shiftguard_aws::DynamoHolds;
 use shiftguard_core::backfill::{Key, pace};
 use shiftguard_core::release::ApprovalRecord;
 use shiftguard_core::release::decide;
 use shiftguard_core::release::gate::{GateVerdict, Overall};
+use shiftguard_core::release::hold::Hold;
 use shiftguard_sql::backfill::{StatusReport, now_ms};
 
 use crate::Outcome;
@@ -36,6 +38,9 @@ pub struct Args {
     /// Refresh every SECONDS (default 10) until interrupted.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "10")]
     watch: Option<u64>,
+    /// The DynamoDB table of operators' holds (`shiftguard hold`): shows them.
+    #[arg(long, env = "SHIFTGUARD_HOLDS_TABLE", value_name = "TABLE")]
+    holds_table: Option<String>,
 }
 
 /// The status record (`--json`).
@@ -51,6 +56,9 @@ struct Status {
     backfills: Vec<BackfillRow>,
     cutover: GateRow,
     contract: GateRow,
+    /// Operators' holds, when a holds table is given: who, since when, why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holds: Option<Vec<Hold>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,8 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .build()?;
     runtime.block_on(async {
         let loaded = Loaded::read(&args.rollout).await?;
+        let holds = match &args.holds_table {
+            Some(table) => Some(DynamoHolds::new(&aws_config::load_from_env().await, table)),
+            None => None,
+        };
         loop {
-            let status = match (read(&loaded, args.revision.as_deref()).await, args.watch) {
+            let read = read(&loaded, args.revision.as_deref(), holds.as_ref()).await;
+            let status = match (read, args.watch) {
                 (Ok(status), _) => status,
                 (Err(error), None) => return Err(error),
                 // Watching: one failed read (a network blip) is shown, and the next may work.
@@ -124,7 +137,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     })
 }
 
-async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Status> {
+async fn read(
+    loaded: &Loaded<'_>,
+    revision: Option<&str>,
+    holds: Option<&DynamoHolds>,
+) -> anyhow::Result<Status> {
     let args = loaded.args;
     let database = loaded.database();
     let read = decide::versions_now(loaded.ports(&database), loaded.release(), loaded.app()).await;
@@ -192,6 +209,10 @@ async fn read(loaded: &Loaded<'_>, revision: Option<&str>) -> anyhow::Result<Sta
         backfills,
         cutover,
         contract,
+        holds: match holds {
+            Some(holds) => Some(holds.list().await?),
+            None => None,
+        },
     })
 }
 
@@ -281,6 +302,15 @@ fn print_status(status: &Status) {
                     .as_ref()
                     .map_or("no".to_owned(), |k| format!("yes (from key {k})")),
             );
+        }
+    }
+    if let Some(holds) = &status.holds {
+        println!();
+        if holds.is_empty() {
+            println!("holds: none");
+        }
+        for hold in holds {
+            println!("HOLD: {}", hold.describe());
         }
     }
     for (name, row) in [("cutover", &status.cutover), ("contract", &status.contract)] {

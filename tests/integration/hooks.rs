@@ -20,7 +20,7 @@ use shiftguard_sql::{ConnectSettings, DatabaseUrl};
 use crate::endpoint::{LocalEndpoint, Request, Response};
 use crate::support::example::*;
 use crate::support::{
-    Kind, TestDatabase, alembic, aws_endpoint, example_project, publish_versions, sdk_config,
+    Kind, TestDatabase, alembic, aws_endpoint, example_project, json, publish_versions, sdk_config,
 };
 
 const PUT_TARGET: &str = "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus";
@@ -994,6 +994,115 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
         reports[0].errors[0].starts_with("ListDeployments"),
         "{reports:?}"
     );
+    w.db.drop_database().await;
+}
+
+/// `shiftguard hold` / `release` against the emulator's DynamoDB.
+fn hold_cli(args: &[&str]) -> crate::support::Run {
+    std::process::Command::new(env!("CARGO_BIN_EXE_shiftguard"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", aws_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("SHIFTGUARD_HOLDS_TABLE")
+        .output()
+        .expect("run shiftguard")
+        .into()
+}
+
+/// An operator holds the deployment group: the pre-traffic hook reports Failed with who, when
+/// and why, the monitor publishes the group's `hold` gate as 1 (the alarm's input); released,
+/// both pass. `shiftguard hold --list` and `status`-like JSON show it meanwhile.
+#[tokio::test]
+async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
+    let mut w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
+    let table = crate::support::keyed_dynamodb_table("holds", "group").await;
+    Arc::get_mut(&mut w.deps).expect("sole owner").codedeploy = w
+        .deps
+        .codedeploy
+        .clone()
+        .with_holds(shiftguard_aws::DynamoHolds::new(&w.moto, &table));
+    let (id, v) = v1_to_v2(&w).await;
+    // The alias, so that the monitor can evaluate the deployment between steps.
+    traffic(&w, &v[0], &v[1], &[(&v[1], 5.0, 0.0)]).await;
+    let group = format!("{}/{}-group", w.name, w.name);
+
+    // Bad input writes nothing.
+    let bad = hold_cli(&["hold", "no-slash", "--reason", "x", "--table", &table]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(
+        bad.stderr.contains("`no-slash` is not a deployment group"),
+        "{bad:?}"
+    );
+    let held = hold_cli(&[
+        "hold",
+        &group,
+        "--reason",
+        "replica lag is climbing",
+        "--by",
+        "alice",
+        "--table",
+        &table,
+        "--json",
+    ]);
+    assert_eq!(held.code, 0, "{held:?}");
+    assert_eq!(json(&held)["hold"]["by"], "alice");
+    let list = hold_cli(&["hold", "--list", "--table", &table]);
+    assert!(
+        list.stdout
+            .contains(&format!("{group} held by alice since "))
+            && list.stdout.contains(": replica lag is climbing"),
+        "{list:?}"
+    );
+
+    let reason = invoke_expecting(&w, &id, "Failed").await;
+    assert!(
+        reason.starts_with(&format!("hold: FAIL: {group} held by alice since "))
+            && reason.contains("`shiftguard release"),
+        "{reason}"
+    );
+    let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups, deadline)
+        .await
+        .expect("monitor");
+    assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
+    assert_eq!(
+        gate_failing(&w, &group, Some("hold")).await,
+        [1.0],
+        "{reports:?}"
+    );
+
+    let released = hold_cli(&["release", &group, "--table", &table]);
+    assert_eq!(released.code, 0, "{released:?}");
+    assert!(
+        released
+            .stdout
+            .starts_with(&format!("released: {group} held by alice")),
+        "{released:?}"
+    );
+    let again = hold_cli(&["release", &group, "--table", &table]);
+    assert_eq!(again.stdout.trim(), format!("{group} was not held"));
+    let reported = handle(
+        DecisionPoint::PreTraffic,
+        event(&id, "exec-after-release"),
+        Instant::now() + Duration::from_secs(20),
+        Arc::clone(&w.deps),
+    )
+    .await
+    .expect("hook handled");
+    assert_eq!(reported.status, HookStatus::Succeeded, "{reported:?}");
+    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups, deadline)
+        .await
+        .expect("monitor");
+    let hold = reports[0].evaluations[0]
+        .decision
+        .gates
+        .iter()
+        .find(|g| g.gate == "hold")
+        .expect("the hold gate");
+    assert!(hold.passed(), "{reports:?}");
     w.db.drop_database().await;
 }
 

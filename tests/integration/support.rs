@@ -232,10 +232,15 @@ pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
 
 /// Creates a DynamoDB checkpoint table (partition key `name`) with a unique name.
 pub async fn dynamodb_table() -> String {
+    keyed_dynamodb_table("checkpoints", "name").await
+}
+
+/// Creates a DynamoDB table `<unique>-<what>` whose partition key is the string `key`.
+pub async fn keyed_dynamodb_table(what: &str, key: &str) -> String {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
-    let name = format!("{}-checkpoints", unique_name());
+    let name = format!("{}-{what}", unique_name());
     dynamodb()
         .await
         .create_table()
@@ -243,14 +248,14 @@ pub async fn dynamodb_table() -> String {
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("name")
+                .attribute_name(key)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .expect("attribute"),
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("name")
+                .attribute_name(key)
                 .key_type(KeyType::Hash)
                 .build()
                 .expect("key"),

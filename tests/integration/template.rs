@@ -146,6 +146,28 @@ fn the_template_wires_hooks_alarms_schedules_and_the_checkpoint_table() {
         .collect();
     assert_eq!(dimensions, ["FunctionName", "Resource", "ExecutedVersion"]);
 
+    // The pre-traffic hook and the monitor read the operators' holds, keyed by group.
+    for function in ["PreTrafficHook", "GateMonitor"] {
+        let properties = &t["Resources"][function]["Properties"];
+        assert_eq!(
+            reference(&properties["Environment"]["Variables"]["SHIFTGUARD_HOLDS_TABLE"]),
+            Some("HoldsTable"),
+            "{function}"
+        );
+        let statements = properties["Policies"][0]["Statement"]
+            .as_array()
+            .expect("statements");
+        assert!(
+            statements.iter().any(|s| s["Action"] == "dynamodb:GetItem"
+                && s["Resource"]["Fn::GetAtt"][0] == "HoldsTable"),
+            "{function} may read the holds"
+        );
+    }
+    assert_eq!(
+        t["Resources"]["HoldsTable"]["Properties"]["KeySchema"][0]["AttributeName"],
+        "group"
+    );
+
     // Every function is a workspace binary built by cargo-lambda; hooks and the monitor read
     // the release's manifest from the layer.
     let workspace_binaries = [

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use shiftguard_core::release::approval::{LiveVersion, Shift};
 use shiftguard_core::release::appspec::LambdaTarget;
 use shiftguard_core::release::gate::{SmokeOutcome, VersionMetrics, VersionStamp};
+use shiftguard_core::release::hold::Hold;
 use shiftguard_core::release::ports::{Deployments, FunctionVersions, HealthSignals, LiveEvidence};
 use shiftguard_core::release::{DecisionError, FunctionLive, Routing};
 use shiftguard_sql::Connection;
@@ -101,6 +102,15 @@ impl Deployments for LabCloud<'_> {
 
     async fn active_deployments(&self, _: &str, _: &str) -> Result<Vec<String>, DecisionError> {
         Ok(Vec::new())
+    }
+
+    /// The lab's operator never holds a release.
+    async fn group_hold(&self, _: &str, _: &str) -> Result<Option<Hold>, DecisionError> {
+        Ok(None)
+    }
+
+    async fn deployment_hold(&self, _: &str) -> Result<Option<Hold>, DecisionError> {
+        Ok(None)
     }
 }
 

@@ -4,9 +4,11 @@ use aws_sdk_codedeploy::Client;
 use aws_sdk_codedeploy::types::{DeploymentStatus, LifecycleEventStatus};
 use shiftguard_core::release::DecisionError;
 use shiftguard_core::release::appspec::{LambdaTarget, parse_appspec};
+use shiftguard_core::release::hold::Hold;
 use shiftguard_core::release::ports::Deployments;
 
 use crate::error::AwsError;
+use crate::holds::DynamoHolds;
 
 /// A hook's outcome, as CodeDeploy takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,16 +17,26 @@ pub enum HookStatus {
     Failed,
 }
 
-/// CodeDeploy calls on behalf of a hook.
+/// CodeDeploy calls on behalf of a hook, and the operators' holds when a table keeps them.
 #[derive(Clone, Debug)]
 pub struct CodeDeployAdapter {
     client: Client,
+    holds: Option<DynamoHolds>,
 }
 
 impl CodeDeployAdapter {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         CodeDeployAdapter {
             client: Client::new(config),
+            holds: None,
+        }
+    }
+
+    /// The same adapter, reading holds from `holds`.
+    pub fn with_holds(self, holds: DynamoHolds) -> Self {
+        CodeDeployAdapter {
+            holds: Some(holds),
+            ..self
         }
     }
 
@@ -96,13 +108,14 @@ impl CodeDeployAdapter {
     }
 }
 
-impl Deployments for CodeDeployAdapter {
-    /// The Lambda function, alias and versions a deployment moves, from its AppSpec content
-    /// (`appSpecContent`, or a legacy `string` revision).
-    async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, DecisionError> {
+impl CodeDeployAdapter {
+    async fn deployment(
+        &self,
+        deployment_id: &str,
+    ) -> Result<aws_sdk_codedeploy::operation::get_deployment::GetDeploymentOutput, DecisionError>
+    {
         let doing = format!("GetDeployment {deployment_id}");
-        let output = self
-            .client
+        self.client
             .get_deployment()
             .deployment_id(deployment_id)
             .send()
@@ -117,7 +130,16 @@ impl Deployments for CodeDeployAdapter {
                 } else {
                     DecisionError::Deployment(message)
                 }
-            })?;
+            })
+    }
+}
+
+impl Deployments for CodeDeployAdapter {
+    /// The Lambda function, alias and versions a deployment moves, from its AppSpec content
+    /// (`appSpecContent`, or a legacy `string` revision).
+    async fn lambda_target(&self, deployment_id: &str) -> Result<LambdaTarget, DecisionError> {
+        let doing = format!("GetDeployment {deployment_id}");
+        let output = self.deployment(deployment_id).await?;
         let revision = output
             .deployment_info()
             .and_then(|info| info.revision())
@@ -142,5 +164,37 @@ impl Deployments for CodeDeployAdapter {
         CodeDeployAdapter::active_deployments(self, application, group)
             .await
             .map_err(|e| DecisionError::Deployment(e.message))
+    }
+
+    async fn group_hold(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<Option<Hold>, DecisionError> {
+        let Some(holds) = &self.holds else {
+            return Ok(None);
+        };
+        holds
+            .get(&format!("{application}/{group}"))
+            .await
+            .map_err(|e| DecisionError::Deployment(e.message))
+    }
+
+    /// The deployment's group from `GetDeployment`, then its hold (no call without a table).
+    async fn deployment_hold(&self, deployment_id: &str) -> Result<Option<Hold>, DecisionError> {
+        if self.holds.is_none() {
+            return Ok(None);
+        }
+        let output = self.deployment(deployment_id).await?;
+        let info = output.deployment_info();
+        let (Some(application), Some(group)) = (
+            info.and_then(|i| i.application_name()),
+            info.and_then(|i| i.deployment_group_name()),
+        ) else {
+            return Err(DecisionError::Deployment(format!(
+                "GetDeployment {deployment_id}: no application or deployment group"
+            )));
+        };
+        self.group_hold(application, group).await
     }
 }

@@ -12,6 +12,7 @@ pub mod codedeploy;
 pub mod dynamodb;
 pub mod environment;
 pub mod error;
+pub mod holds;
 pub mod lambda;
 pub mod live;
 pub mod secrets;
@@ -21,6 +22,7 @@ pub use codedeploy::{CodeDeployAdapter, HookStatus};
 pub use dynamodb::DynamoCheckpoints;
 pub use environment::Environment;
 pub use error::AwsError;
+pub use holds::DynamoHolds;
 pub use lambda::{LambdaAdapter, deadline_instant, init_json_logging};
 pub use live::LiveOnAws;
 

@@ -17,6 +17,7 @@ use shiftguard_core::release::appspec::LambdaTarget;
 use shiftguard_core::release::checks::CheckConfig;
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};
 use shiftguard_core::release::gate::{SmokeOutcome, VersionStamp};
+use shiftguard_core::release::hold::Hold;
 use shiftguard_core::release::ports::{Deployments, FunctionVersions, SharedDatabase};
 use shiftguard_core::release::{DecisionError, Ports, Routing};
 use shiftguard_core::schema::scan::load_migrations;
@@ -37,6 +38,14 @@ impl Deployments for Stamps {
 
     async fn active_deployments(&self, _: &str, _: &str) -> Result<Vec<String>, DecisionError> {
         Ok(Vec::new())
+    }
+
+    async fn group_hold(&self, _: &str, _: &str) -> Result<Option<Hold>, DecisionError> {
+        Ok(None)
+    }
+
+    async fn deployment_hold(&self, _: &str) -> Result<Option<Hold>, DecisionError> {
+        Ok(None)
     }
 }
 

@@ -23,6 +23,9 @@ pub struct HookConfig {
     pub database: DatabaseSource,
     /// `SHIFTGUARD_VERSION_TABLE` (default `alembic_version`).
     pub version_table: String,
+    /// `SHIFTGUARD_HOLDS_TABLE`: the DynamoDB table of operators' holds (`shiftguard hold`);
+    /// unset, nothing is ever held.
+    pub holds_table: Option<String>,
     /// `SHIFTGUARD_DEADLINE_MARGIN_MS` (default 3000): report Failed this long before the
     /// invocation's deadline rather than be killed without reporting.
     pub deadline_margin: Duration,
@@ -123,6 +126,7 @@ impl HookConfig {
             version_table: env
                 .get("SHIFTGUARD_VERSION_TABLE")
                 .unwrap_or_else(|| "alembic_version".to_owned()),
+            holds_table: env.get("SHIFTGUARD_HOLDS_TABLE"),
             deadline_margin: deadline_margin(&lookup)?,
             settings: TrafficSettings {
                 budget,

@@ -55,7 +55,11 @@ impl Deps {
             project,
             url,
             version_table: config.version_table.clone(),
-            codedeploy: reporting_client(aws, config.deadline_margin),
+            codedeploy: match &config.holds_table {
+                Some(table) => reporting_client(aws, config.deadline_margin)
+                    .with_holds(shiftguard_aws::DynamoHolds::new(aws, table)),
+                None => reporting_client(aws, config.deadline_margin),
+            },
             lambda: LambdaAdapter::new(aws),
             cloudwatch: CloudWatchAdapter::new(aws),
             settings: config.settings.clone(),

@@ -19,6 +19,7 @@ use crate::release::gate::{
     self, BackfillNow, Decision, GateResult, GateSelection, GateVerdict, HealthBudget,
     VersionMetrics, VersionStamp, schema_gate, smoke_gate,
 };
+use crate::release::hold::hold_gate;
 use crate::release::load::{DatabaseLoad, LoadBudget, load_gates, session_tag};
 use crate::release::ports::{
     Deployments, FunctionVersions, HealthSignals, LiveEvidence, Ports, SharedDatabase,
@@ -260,7 +261,9 @@ where
     D: SharedDatabase,
 {
     let facts = TrafficFacts::read(ports, release, deployment_id, true).await?;
+    let hold = ports.deployments.deployment_hold(deployment_id).await?;
     let mut decision = facts.pre_traffic(release.graph);
+    decision.gates.push(hold_gate(hold.as_ref()));
     if let Some(smoke) = &settings.smoke {
         let (function, version) = (&facts.target.function, &facts.target.target_version);
         let outcome = ports
@@ -464,6 +467,20 @@ where
         evaluations: Vec::new(),
         errors: Vec::new(),
     };
+    // The operator's hold: the group's gate, published once with or without a deployment, and
+    // recorded with each deployment's decision.
+    let hold = match ports.deployments.group_hold(application, group).await {
+        Ok(hold) => {
+            let mut gate = hold_gate(hold.as_ref());
+            gate.observed = release.config.gates.observe.matches(&gate.gate)
+                || settings.observe.matches(&gate.gate);
+            Some(gate)
+        }
+        Err(error) => {
+            report.errors.push(format!("hold: {error}"));
+            None
+        }
+    };
     match ports
         .deployments
         .active_deployments(application, group)
@@ -471,9 +488,21 @@ where
     {
         Err(error) => report.errors.push(error.to_string()),
         Ok(ids) => {
+            if let Some(hold) = &hold {
+                points.push(GatePoint {
+                    dimensions: vec![
+                        ("DeploymentGroup", name.clone()),
+                        ("Gate", hold.gate.clone()),
+                    ],
+                    value: failing_value(hold, false),
+                });
+                if !hold.passed() && hold.decides() {
+                    report.gate_failing = 1.0;
+                }
+            }
             for id in ids {
                 match between_steps(ports, release, settings, &id).await {
-                    Ok(evaluation) => {
+                    Ok(mut evaluation) => {
                         let decision = &evaluation.decision;
                         points.extend(decision.gates.iter().map(|gate| GatePoint {
                             dimensions: vec![
@@ -485,6 +514,8 @@ where
                         if !decision.passed() {
                             report.gate_failing = 1.0;
                         }
+                        // In the record too (published once above, for the group).
+                        evaluation.decision.gates.extend(hold.clone());
                         report.evaluations.push(evaluation);
                     }
                     Err(error) => report

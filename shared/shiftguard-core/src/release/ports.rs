@@ -14,10 +14,12 @@ use crate::release::DecisionError;
 use crate::release::appspec::LambdaTarget;
 use crate::release::checks::CheckConfig;
 use crate::release::gate::{SmokeOutcome, VersionMetrics, VersionStamp};
+use crate::release::hold::Hold;
 use crate::release::load::DatabaseLoad;
 use crate::release::record::{FunctionLive, Routing};
 
-/// Where a deployment's versions come from: CodeDeploy and the deployment's AppSpec.
+/// Where a deployment's versions come from (CodeDeploy and the deployment's AppSpec), and
+/// whether an operator holds its group.
 pub trait Deployments: Sync {
     /// The function, alias, current and target version a deployment moves.
     fn lambda_target(
@@ -31,6 +33,19 @@ pub trait Deployments: Sync {
         application: &str,
         group: &str,
     ) -> impl Future<Output = Result<Vec<String>, DecisionError>> + Send;
+
+    /// The operator's hold on `application/group`, if any (`None` too where no holds are kept).
+    fn group_hold(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send;
+
+    /// The hold on the deployment group `deployment_id` belongs to, if any.
+    fn deployment_hold(
+        &self,
+        deployment_id: &str,
+    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send;
 }
 
 /// A function's published versions (each with its schema stamp) and its aliases' routing.

@@ -12,6 +12,7 @@ use crate::config::ProjectConfig;
 use crate::release::approval::LiveVersion;
 use crate::release::checks::CheckConfig;
 use crate::release::gate::{Overall, SmokeOutcome};
+use crate::release::hold::Hold;
 use crate::release::load::{DatabaseLoad, LoadBudget};
 use crate::schema::revision::{Phase, Revision};
 
@@ -68,6 +69,8 @@ struct InMemory {
     pending: Option<Key>,
     routing: Routing,
     invoked_recently: Vec<&'static str>,
+    hold: Option<Hold>,
+    active: Vec<&'static str>,
 }
 
 impl InMemory {
@@ -81,6 +84,8 @@ impl InMemory {
                 additional: vec![("2".to_owned(), 0.1)],
             },
             invoked_recently: Vec::new(),
+            hold: None,
+            active: vec!["d-1"],
         }
     }
 
@@ -150,7 +155,27 @@ impl Deployments for InMemory {
         _: &str,
         _: &str,
     ) -> impl Future<Output = Result<Vec<String>, DecisionError>> + Send {
-        self.answer("active", DecisionError::Deployment, vec!["d-1".to_owned()])
+        let active = self.active.iter().map(|id| (*id).to_owned()).collect();
+        self.answer("active", DecisionError::Deployment, active)
+    }
+
+    fn group_hold(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send {
+        let hold = self
+            .hold
+            .clone()
+            .filter(|h| h.group == format!("{application}/{group}"));
+        self.answer("hold", DecisionError::Deployment, hold)
+    }
+
+    fn deployment_hold(
+        &self,
+        _: &str,
+    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send {
+        self.answer("hold", DecisionError::Deployment, self.hold.clone())
     }
 }
 
@@ -634,6 +659,72 @@ fn the_database_gates_judge_the_target_between_steps_and_after_traffic() {
     assert!(
         matches!(error, Err(DecisionError::Database(_))),
         "{error:?}"
+    );
+}
+
+#[test]
+fn an_operators_hold_fails_the_pre_traffic_decision_and_the_monitor() {
+    let (graph, config) = (graph(), config());
+    let release = Release {
+        graph: &graph,
+        config: &config,
+    };
+    let settings = TrafficSettings::default();
+    let held = InMemory {
+        hold: Some(Hold {
+            group: "app/group".to_owned(),
+            by: "alice".to_owned(),
+            reason: "lag".to_owned(),
+            since_ms: 0,
+        }),
+        ..InMemory::new()
+    };
+    let record = run(pre_traffic(held.ports(), release, &settings, "d-1")).expect("decided");
+    assert_eq!(failed_gates(&record.decision.gates), ["hold"]);
+    let groups = [("app".to_owned(), "group".to_owned())];
+    let hold_point = |monitored: &Monitored| {
+        monitored
+            .points
+            .iter()
+            .filter(|p| p.dimensions.iter().any(|(_, v)| v == "hold"))
+            .map(|p| p.value)
+            .collect::<Vec<_>>()
+    };
+    // With a deployment under way, and with none: the group fails, its hold gate is published.
+    for active in [vec!["d-1"], Vec::new()] {
+        let world = InMemory {
+            active,
+            hold: held.hold.clone(),
+            ..InMemory::new()
+        };
+        let monitored = run(monitor(world.ports(), release, &settings, &groups));
+        assert_eq!(monitored.reports[0].gate_failing, 1.0);
+        assert_eq!(hold_point(&monitored), [1.0]);
+    }
+    // Released: passing, and published as 0; unreadable: failing closed.
+    let released = InMemory {
+        active: Vec::new(),
+        ..InMemory::new()
+    };
+    let monitored = run(monitor(released.ports(), release, &settings, &groups));
+    assert_eq!(monitored.reports[0].gate_failing, 0.0);
+    assert_eq!(hold_point(&monitored), [0.0]);
+    let unreadable = run(monitor(
+        InMemory::failing("hold").ports(),
+        release,
+        &settings,
+        &groups,
+    ));
+    assert_eq!(unreadable.reports[0].gate_failing, 1.0);
+    assert!(unreadable.reports[0].errors[0].starts_with("hold: "));
+    assert!(
+        run(pre_traffic(
+            InMemory::failing("hold").ports(),
+            release,
+            &settings,
+            "d-1"
+        ))
+        .is_err()
     );
 }
 
