@@ -997,6 +997,121 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     w.db.drop_database().await;
 }
 
+/// The monitor end to end with the per-version database gates: two versions of the function,
+/// their sessions tagged, run loads on the real database (version 2 scans); the monitor samples
+/// `pg_stat_statements`, fails `database:time-per-call` and `database:blocks-per-call`, and
+/// publishes each version's values in CloudWatch under `FunctionName` and `ExecutedVersion`.
+#[tokio::test]
+async fn the_monitor_judges_and_publishes_what_each_version_costs_the_database() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::database_load::{BY_ID, BY_NAME, version_load};
+    let mut w = world(ADD_DISPLAY_NAME, "").await;
+    w.db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await;
+    w.db.execute(
+        "INSERT INTO users (id, full_name, email) SELECT g, 'User ' || g, 'user' || g || '@example.com' FROM generate_series(1, 50000) g",
+    )
+    .await;
+    w.db.execute("ANALYZE users").await;
+    let settings = &mut Arc::get_mut(&mut w.deps).expect("sole owner").settings;
+    settings.budget.inconclusive = InconclusivePolicy::Pass;
+    settings.load = shiftguard_core::release::load::LoadBudget {
+        sample: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let (_, v) = v1_to_v2(&w).await;
+    traffic(&w, &v[0], &v[1], &[(&v[1], 5.0, 0.0)]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Duration::from_millis(2);
+    let loads = [
+        version_load(
+            &w.db.url(),
+            &w.name,
+            &v[1],
+            BY_NAME,
+            busy,
+            Arc::clone(&stop),
+        ),
+        version_load(&w.db.url(), &w.name, &v[0], BY_ID, busy, Arc::clone(&stop)),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let group = format!("{}/{}-group", w.name, w.name);
+    let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
+    let reports = shiftguard_hooks::monitor(
+        Arc::clone(&w.deps),
+        &groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .expect("monitor");
+    stop.store(true, Ordering::Relaxed);
+    for load in loads {
+        load.await.expect("load");
+    }
+    assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
+    let evaluation = &reports[0].evaluations[0];
+    let versions: Vec<&str> = evaluation
+        .database_load
+        .iter()
+        .map(|l| l.version.as_str())
+        .collect();
+    assert_eq!(versions, [v[1].as_str(), v[0].as_str()]);
+    for gate in ["database:time-per-call", "database:blocks-per-call"] {
+        assert_eq!(gate_failing(&w, &group, Some(gate)).await, [1.0], "{gate}");
+    }
+    // Lambda's own dimensions: each version's time per call, the scan's far above.
+    let time = |version: &str| {
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(&w.moto);
+        let (function, version) = (w.name.clone(), version.to_owned());
+        async move {
+            use aws_sdk_cloudwatch::primitives::DateTime;
+            use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+            let metric = Metric::builder()
+                .namespace("Shiftguard")
+                .metric_name("DatabaseTimePerCall")
+                .dimensions(
+                    Dimension::builder()
+                        .name("FunctionName")
+                        .value(function)
+                        .build(),
+                )
+                .dimensions(
+                    Dimension::builder()
+                        .name("ExecutedVersion")
+                        .value(version)
+                        .build(),
+                )
+                .build();
+            let now = std::time::SystemTime::now();
+            let output = cloudwatch
+                .get_metric_data()
+                .start_time(DateTime::from(now - Duration::from_secs(300)))
+                .end_time(DateTime::from(now + Duration::from_secs(60)))
+                .metric_data_queries(
+                    MetricDataQuery::builder()
+                        .id("time")
+                        .metric_stat(
+                            MetricStat::builder()
+                                .metric(metric)
+                                .period(360)
+                                .stat("Maximum")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("get metric data");
+            output.metric_data_results()[0].values().to_vec()
+        }
+    };
+    let (scan, lookup) = (time(&v[1]).await, time(&v[0]).await);
+    assert_eq!((scan.len(), lookup.len()), (1, 1), "{scan:?} {lookup:?}");
+    assert!(scan[0] > 10.0 * lookup[0], "{scan:?} {lookup:?}");
+    w.db.drop_database().await;
+}
+
 /// `shiftguard hold` / `release` against the emulator's DynamoDB.
 fn hold_cli(args: &[&str]) -> crate::support::Run {
     std::process::Command::new(env!("CARGO_BIN_EXE_shiftguard"))
