@@ -21,6 +21,8 @@ pub struct MetricPoint {
     pub name: &'static str,
     pub dimensions: Vec<(&'static str, String)>,
     pub value: f64,
+    /// CloudWatch's unit name: `Count`, `Milliseconds`, `None`, …
+    pub unit: &'static str,
 }
 
 /// CloudWatch reads on behalf of the gates.
@@ -181,7 +183,7 @@ impl CloudWatchAdapter {
         Ok(values)
     }
 
-    /// Publishes `points` in `namespace`, as counts, in calls of at most 1,000 data points
+    /// Publishes `points` in `namespace`, each in its unit, in calls of at most 1,000 data points
     /// (the API's limit).
     pub async fn publish(&self, namespace: &str, points: &[MetricPoint]) -> Result<(), AwsError> {
         for chunk in points.chunks(1_000) {
@@ -197,7 +199,7 @@ impl CloudWatchAdapter {
                         .metric_name(point.name)
                         .set_dimensions(Some(dimensions))
                         .value(point.value)
-                        .unit(StandardUnit::Count)
+                        .unit(StandardUnit::from(point.unit))
                         .build()
                 })
                 .collect();

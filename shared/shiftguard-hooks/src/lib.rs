@@ -323,6 +323,7 @@ pub async fn monitor(
             name: "GateFailing",
             dimensions: point.dimensions,
             value: point.value,
+            unit: "Count",
         })
         .collect();
     points.extend(monitored.load.into_iter().map(|point| MetricPoint {
@@ -332,6 +333,7 @@ pub async fn monitor(
             ("ExecutedVersion", point.version),
         ],
         value: point.value,
+        unit: point.unit,
     }));
     deps.cloudwatch
         .publish(MONITOR_NAMESPACE, &points)
@@ -539,6 +541,7 @@ fn setup_failing(groups: &[(String, String)]) -> Vec<MetricPoint> {
             name: "GateFailing",
             dimensions: vec![("DeploymentGroup", format!("{application}/{group}"))],
             value: 1.0,
+            unit: "Count",
         })
         .collect();
     let mut applications: Vec<&str> = groups.iter().map(|(a, _)| a.as_str()).collect();
@@ -548,6 +551,7 @@ fn setup_failing(groups: &[(String, String)]) -> Vec<MetricPoint> {
         name: "GateFailing",
         dimensions: vec![("Application", application.to_owned())],
         value: 1.0,
+        unit: "Count",
     }));
     points
 }

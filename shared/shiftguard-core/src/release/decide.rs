@@ -429,10 +429,11 @@ where
             loads.iter().flat_map(move |load| {
                 load.metrics()
                     .into_iter()
-                    .map(move |(metric, value)| LoadPoint {
+                    .map(move |(metric, unit, value)| LoadPoint {
                         function: target.function.clone(),
                         version: load.version.clone(),
                         metric,
+                        unit,
                         value,
                     })
             })

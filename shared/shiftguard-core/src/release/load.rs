@@ -68,15 +68,22 @@ impl DatabaseLoad {
         (self.calls > 0.0).then(|| self.blocks / self.calls)
     }
 
-    /// The values the gate monitor publishes, by metric name (per-call values only with calls).
-    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+    /// The values the gate monitor publishes: metric name, CloudWatch unit, value (per-call
+    /// values only with calls).
+    pub fn metrics(&self) -> Vec<(&'static str, &'static str, f64)> {
         let mut metrics = vec![
-            ("DatabaseCalls", self.calls),
-            ("DatabaseLockWaitShare", self.lock_wait_share()),
-            ("DatabaseSessions", self.sessions as f64),
+            ("DatabaseCalls", "Count", self.calls),
+            ("DatabaseLockWaitShare", "None", self.lock_wait_share()),
+            ("DatabaseSessions", "Count", self.sessions as f64),
         ];
-        metrics.extend(self.ms_per_call().map(|v| ("DatabaseTimePerCall", v)));
-        metrics.extend(self.blocks_per_call().map(|v| ("DatabaseBlocksPerCall", v)));
+        metrics.extend(
+            self.ms_per_call()
+                .map(|v| ("DatabaseTimePerCall", "Milliseconds", v)),
+        );
+        metrics.extend(
+            self.blocks_per_call()
+                .map(|v| ("DatabaseBlocksPerCall", "Count", v)),
+        );
         metrics
     }
 

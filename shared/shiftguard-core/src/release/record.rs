@@ -125,6 +125,8 @@ pub struct LoadPoint {
     pub function: String,
     pub version: String,
     pub metric: &'static str,
+    /// CloudWatch's unit name.
+    pub unit: &'static str,
     pub value: f64,
 }
 
