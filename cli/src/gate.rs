@@ -306,6 +306,7 @@ pub fn print_record(record: &ApprovalRecord) {
         let names: Vec<&str> = record
             .gates
             .iter()
+            .filter(|g| g.decides())
             .filter(|g| match g.verdict {
                 GateVerdict::Pass => false,
                 GateVerdict::Fail(_) => !inconclusive,
@@ -338,14 +339,17 @@ pub fn print_record(record: &ApprovalRecord) {
     }
 }
 
-/// One line per gate: verdict, name, value and threshold when measured, and the reason.
+/// One line per gate: verdict (`(obs)` for an observe-only gate that did not pass), name, value
+/// and threshold when measured, and the reason.
 pub fn print_gates(gates: &[GateResult]) {
     let width = gates.iter().map(|g| g.gate.len()).max().unwrap_or(0);
     for gate in gates {
-        let (verdict, reason) = match &gate.verdict {
-            GateVerdict::Pass => ("pass", ""),
-            GateVerdict::Fail(reason) => ("FAIL", reason.as_str()),
-            GateVerdict::Inconclusive(reason) => ("inconclusive", reason.as_str()),
+        let (verdict, reason) = match (&gate.verdict, gate.observed) {
+            (GateVerdict::Pass, _) => ("pass", ""),
+            (GateVerdict::Fail(reason), false) => ("FAIL", reason.as_str()),
+            (GateVerdict::Fail(reason), true) => ("FAIL (obs)", reason.as_str()),
+            (GateVerdict::Inconclusive(reason), false) => ("inconclusive", reason.as_str()),
+            (GateVerdict::Inconclusive(reason), true) => ("incon. (obs)", reason.as_str()),
         };
         let measured = match (&gate.value, &gate.threshold) {
             (Some(value), Some(threshold)) => format!("value {value} (threshold {threshold})  "),

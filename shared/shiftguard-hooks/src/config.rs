@@ -38,8 +38,8 @@ pub struct HookConfig {
     /// optional: `SHIFTGUARD_SMOKE_PAYLOAD` (an event to invoke the target version with) and
     /// `SHIFTGUARD_SMOKE_EXPECT` (text its response must contain; default: any); and
     /// `SHIFTGUARD_OBSERVE_GATES`, gates evaluated and recorded but not deciding (comma-separated
-    /// names or prefixes ending in `*`, added to `[gates] observe`); and the per-version
-    /// database gates, off unless `SHIFTGUARD_DATABASE_SAMPLE_SECONDS` is set (1 – 60):
+    /// names or prefixes ending in `*`, added to `[gates] observe`); and the monitor's
+    /// per-version database gates, off unless `SHIFTGUARD_DATABASE_SAMPLE_SECONDS` is set (1 – 60):
     /// `SHIFTGUARD_MAX_DATABASE_TIME_RATIO` (2), `SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO` (4),
     /// `SHIFTGUARD_MIN_DATABASE_CALLS` (50).
     pub settings: TrafficSettings,
@@ -111,7 +111,7 @@ impl HookConfig {
                 .number("SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO", 1.0..=1_000.0)?
                 .unwrap_or(load_defaults.max_blocks_ratio),
             min_calls: env
-                .number("SHIFTGUARD_MIN_DATABASE_CALLS", 0.0..=1e12)?
+                .number("SHIFTGUARD_MIN_DATABASE_CALLS", 1.0..=1e12)?
                 .map_or(load_defaults.min_calls, |n| n as u64),
             ..load_defaults
         };
@@ -260,9 +260,9 @@ mod tests {
             ),
             (
                 "SHIFTGUARD_MIN_DATABASE_CALLS",
-                "0",
+                "1",
                 "1000000000000",
-                "",
+                "0",
                 "1000000000001",
             ),
         ];

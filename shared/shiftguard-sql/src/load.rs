@@ -1,16 +1,20 @@
-//! What each app version costs the shared database, sampled on PostgreSQL: the statement
-//! statistics of `pg_stat_statements` before and after the sample, and `pg_stat_activity` every
-//! [`INTERVAL`] in between. Each version's sessions carry its tag in `application_name`
-//! ([`shiftguard_core::release::load::session_tag`]); a session's `query_id` names the statement
-//! it runs or last ran, so the statements seen in a tag's sessions are the version's, and their
-//! deltas its calls, time, blocks and rows. A statement both versions run counts for both.
+//! What each app version costs the shared database, sampled on PostgreSQL (14 or later): the
+//! statement statistics of `pg_stat_statements` before and after the sample, and
+//! `pg_stat_activity` every [`INTERVAL`] in between. Each version's sessions carry its tag in
+//! `application_name` ([`shiftguard_core::release::load::session_tag`]); a session's `query_id`
+//! names the statement it runs or last ran. A statement's deltas are shared among the tags in
+//! proportion to the samples in which each tag's sessions showed it, so a statement both
+//! versions run counts for each by its share (at a 10% canary mostly for the current version),
+//! and a statement only one runs counts wholly for it.
 //!
 //! Needs `pg_stat_statements` loaded (`shared_preload_libraries`) and created in the database,
-//! and a role that may read other roles' statistics (`pg_read_all_stats`, part of `pg_monitor`).
-//! Costs two reads of `pg_stat_statements` (one row per distinct statement of the database) and
-//! one small read of `pg_stat_activity` per interval.
+//! `compute_query_id` not `off`, and a role that may read other roles' statistics
+//! (`pg_read_all_stats`, part of `pg_monitor`): without it PostgreSQL hides their statements and
+//! sessions, which the sampler reports as an error rather than as no load. Costs two reads of
+//! `pg_stat_statements` (one row per distinct statement of the database) and one small read of
+//! `pg_stat_activity` per interval.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use shiftguard_core::release::load::DatabaseLoad;
@@ -20,11 +24,15 @@ use crate::connection::{Bind, Cell, Connection, Kind};
 /// How often the sessions are sampled.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
-/// The statements' counters, without their text: `pg_stat_statements(false)` does not read the
-/// file of query texts (the view does, for every row).
-const STATEMENTS: &str = "SELECT queryid, calls, total_exec_time, \
-     shared_blks_hit + shared_blks_read, rows FROM pg_stat_statements(false) \
-     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())";
+/// The statements' counters, without their text (`pg_stat_statements(false)` does not read the
+/// file of query texts, as the view does for every row), summed per `queryid`: a statement has
+/// a row per role and per nesting level. A role that may not read other roles' statistics sees
+/// their `queryid` as NULL.
+const STATEMENTS: &str = "SELECT queryid, CAST(sum(calls) AS BIGINT), sum(total_exec_time), \
+     CAST(sum(shared_blks_hit + shared_blks_read) AS BIGINT), CAST(sum(rows) AS BIGINT) \
+     FROM pg_stat_statements(false) \
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     GROUP BY queryid";
 
 const STATEMENTS_SHAPE: [Kind; 5] = [Kind::Int, Kind::Int, Kind::Float, Kind::Int, Kind::Int];
 
@@ -37,29 +45,37 @@ struct Counters {
     rows: f64,
 }
 
-async fn statements(connection: &mut Connection) -> Result<HashMap<i64, Counters>, sqlx::Error> {
+/// Every statement's counters; an error when some are hidden from this role.
+async fn statements(connection: &mut Connection) -> Result<HashMap<i64, Counters>, String> {
     let rows = connection
         .fetch_rows(STATEMENTS, &[], &STATEMENTS_SHAPE)
-        .await?;
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read pg_stat_statements (loaded by shared_preload_libraries and created in this database with CREATE EXTENSION pg_stat_statements?): {e}"
+            )
+        })?;
     let number = |cell: &Cell| cell.int().map_or(0.0, |n| n as f64);
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            Some((
-                row[0].int()?,
-                Counters {
-                    calls: number(&row[1]),
-                    exec_ms: row[2].float().unwrap_or(0.0),
-                    blocks: number(&row[3]),
-                    rows: number(&row[4]),
-                },
-            ))
-        })
-        .collect())
+    let mut statements = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let Some(query) = row[0].int() else {
+            return Err(HIDDEN.to_owned());
+        };
+        let counters = Counters {
+            calls: number(&row[1]),
+            exec_ms: row[2].float().unwrap_or(0.0),
+            blocks: number(&row[3]),
+            rows: number(&row[4]),
+        };
+        statements.insert(query, counters);
+    }
+    Ok(statements)
 }
 
+const HIDDEN: &str = "other roles' statements and sessions are hidden from this role: GRANT pg_read_all_stats (or pg_monitor) to it";
+
 /// The load of each `(version, tag)` over `sample`, in the order given. PostgreSQL only: the
-/// error says what is missing (the dialect, the extension, the privilege).
+/// error says what is missing (the dialect, the extension, the setting, the privilege).
 pub async fn sample_load(
     connection: &mut Connection,
     versions: &[(String, String)],
@@ -71,20 +87,23 @@ pub async fn sample_load(
                 .to_owned(),
         );
     }
-    let missing = |e: sqlx::Error| {
-        format!(
-            "cannot read pg_stat_statements (loaded by shared_preload_libraries and created in this database with CREATE EXTENSION pg_stat_statements?): {e}"
-        )
-    };
-    let before = statements(connection).await.map_err(missing)?;
+    let setting = connection
+        .fetch_strings("SELECT current_setting('compute_query_id')")
+        .await
+        .map_err(|e| format!("cannot read compute_query_id (PostgreSQL 14 or later?): {e}"))?;
+    if setting.first().map(String::as_str) == Some("off") {
+        return Err("compute_query_id is off: sessions name no statement".to_owned());
+    }
+    let before = statements(connection).await?;
     let tags: Vec<Bind> = versions
         .iter()
         .map(|(_, tag)| Bind::Text(Some(tag.clone())))
         .collect();
     let placeholders: Vec<String> = (1..=tags.len()).map(|i| format!("${i}")).collect();
+    // `state` is NULL for a session whose details this role may not see.
     let activity = format!(
         "SELECT application_name, query_id, \
-         CASE WHEN state = 'active' THEN CAST(1 AS BIGINT) ELSE 0 END, \
+         CASE WHEN state IS NULL THEN NULL WHEN state = 'active' THEN CAST(1 AS BIGINT) ELSE 0 END, \
          CASE WHEN wait_event_type = 'Lock' THEN CAST(1 AS BIGINT) ELSE 0 END \
          FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name IN ({})",
@@ -99,7 +118,8 @@ pub async fn sample_load(
             ..DatabaseLoad::default()
         })
         .collect();
-    let mut seen: Vec<HashSet<i64>> = vec![HashSet::new(); versions.len()];
+    // Per tag, in how many samples its sessions showed each statement.
+    let mut seen: Vec<HashMap<i64, u64>> = vec![HashMap::new(); versions.len()];
     let end = Instant::now() + sample;
     loop {
         let rows = connection
@@ -114,13 +134,16 @@ pub async fn sample_load(
             else {
                 continue;
             };
+            let Some(active) = row[2].int() else {
+                return Err(HIDDEN.to_owned());
+            };
             let load = &mut loads[i];
             load.session_samples += 1;
-            load.active_samples += row[2].int().unwrap_or(0) as u64;
+            load.active_samples += active as u64;
             load.lock_wait_samples += row[3].int().unwrap_or(0) as u64;
             at_once[i] += 1;
             if let Some(query) = row[1].int().filter(|q| *q != 0) {
-                seen[i].insert(query);
+                *seen[i].entry(query).or_default() += 1;
             }
         }
         for (load, n) in loads.iter_mut().zip(at_once) {
@@ -132,9 +155,13 @@ pub async fn sample_load(
         }
         tokio::time::sleep(INTERVAL).await;
     }
-    let after = statements(connection).await.map_err(missing)?;
+    let after = statements(connection).await?;
+    let mut shown: HashMap<i64, u64> = HashMap::new();
+    for (query, n) in seen.iter().flatten() {
+        *shown.entry(*query).or_default() += n;
+    }
     for (load, queries) in loads.iter_mut().zip(&seen) {
-        for query in queries {
+        for (query, n) in queries {
             let (Some(now), then) = (after.get(query), before.get(query).copied()) else {
                 continue;
             };
@@ -145,10 +172,11 @@ pub async fn sample_load(
             } else {
                 then
             };
-            load.calls += now.calls - then.calls;
-            load.exec_ms += now.exec_ms - then.exec_ms;
-            load.blocks += now.blocks - then.blocks;
-            load.rows += now.rows - then.rows;
+            let share = *n as f64 / shown[query] as f64;
+            load.calls += (now.calls - then.calls) * share;
+            load.exec_ms += (now.exec_ms - then.exec_ms) * share;
+            load.blocks += (now.blocks - then.blocks) * share;
+            load.rows += (now.rows - then.rows) * share;
         }
     }
     Ok(loads)

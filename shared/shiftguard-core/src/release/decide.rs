@@ -51,8 +51,7 @@ pub struct TrafficSettings {
     pub smoke: Option<Smoke>,
     /// Gates observed only, besides `[gates] observe` (the hooks' `SHIFTGUARD_OBSERVE_GATES`).
     pub observe: GateSelection,
-    /// Between steps and after traffic: what each version costs the database (off unless a
-    /// sample time is set).
+    /// Between steps: what each version costs the database (off unless a sample time is set).
     pub load: LoadBudget,
 }
 
@@ -169,20 +168,22 @@ impl TrafficFacts {
 
 /// The target's and the current version's traffic in the window, the alias's configured
 /// weight for the target against the share it really served, and, when sampled, what each
-/// costs the database (target first).
+/// costs the database (target first) or why it could not be sampled.
 struct Traffic {
     new: VersionMetrics,
     old: VersionMetrics,
     configured_weight: f64,
     observed_weight: Option<f64>,
-    load: Vec<DatabaseLoad>,
+    load: Result<Vec<DatabaseLoad>, DecisionError>,
 }
 
 impl Traffic {
+    /// `with_load`: sample the database too (between steps, while both versions serve).
     async fn read<C, F, H, L, D>(
         ports: Ports<'_, C, F, H, L, D>,
         settings: &TrafficSettings,
         target: &LambdaTarget,
+        with_load: bool,
     ) -> Result<Self, DecisionError>
     where
         F: FunctionVersions,
@@ -206,15 +207,15 @@ impl Traffic {
             .map_or(1.0, |(_, w)| *w);
         let total = new.invocations + old.invocations;
         let observed_weight = (total > 0.0).then(|| new.invocations / total);
-        let load = if settings.load.enabled() {
+        let load = if with_load && settings.load.enabled() {
             let tagged = [&target.target_version, &target.current_version]
                 .map(|version| (version.clone(), session_tag(function, version)));
             ports
                 .database
                 .database_load(&tagged, settings.load.sample)
-                .await?
+                .await
         } else {
-            Vec::new()
+            Ok(Vec::new())
         };
         Ok(Traffic {
             new,
@@ -225,11 +226,19 @@ impl Traffic {
         })
     }
 
-    /// The per-version database gates, when the load was sampled.
+    /// The per-version database gates, when the load was sampled; a sample that could not be
+    /// taken is a failing `database:sample` with the reason (so that observing the gates covers
+    /// a missing extension or privilege too).
     fn load_gates(&self, settings: &TrafficSettings) -> Vec<GateResult> {
-        match self.load.as_slice() {
-            [target, current] => load_gates(target, current, &settings.load),
-            _ => Vec::new(),
+        match self.load.as_deref() {
+            Ok([target, current]) => load_gates(target, current, &settings.load),
+            Ok(_) => Vec::new(),
+            Err(error) => vec![GateResult::new(
+                "database:sample",
+                GateVerdict::Fail(format!(
+                    "cannot sample the versions' database load: {error}"
+                )),
+            )],
         }
     }
 
@@ -242,7 +251,7 @@ impl Traffic {
         record.configured_weight = Some(self.configured_weight);
         record.observed_weight = self.observed_weight;
         record.metrics = vec![self.new, self.old];
-        record.database_load = self.load;
+        record.database_load = self.load.unwrap_or_default();
         record
     }
 }
@@ -297,7 +306,7 @@ where
     D: SharedDatabase,
 {
     let facts = TrafficFacts::read(ports, release, deployment_id, true).await?;
-    let traffic = Traffic::read(ports, settings, &facts.target).await?;
+    let traffic = Traffic::read(ports, settings, &facts.target, true).await?;
     let mut decision = gate::between_steps(
         facts.pre_traffic(release.graph),
         &traffic.new,
@@ -329,8 +338,9 @@ where
     D: SharedDatabase,
 {
     let facts = TrafficFacts::read(ports, release, deployment_id, false).await?;
-    let traffic = Traffic::read(ports, settings, &facts.target).await?;
-    let mut decision = gate::post_traffic(
+    // No database gates here: after traffic the current version serves nothing to compare with.
+    let traffic = Traffic::read(ports, settings, &facts.target, false).await?;
+    let decision = gate::post_traffic(
         release.graph,
         &facts.state,
         &facts.next,
@@ -338,7 +348,6 @@ where
         traffic.baseline(settings),
         &settings.budget,
     );
-    decision.gates.extend(traffic.load_gates(settings));
     let record = facts.record(
         (DecisionPoint::PostTraffic, deployment_id),
         (release, settings),
@@ -472,9 +481,10 @@ where
     // recorded with each deployment's decision.
     let hold = match ports.deployments.group_hold(application, group).await {
         Ok(hold) => {
-            let mut gate = hold_gate(hold.as_ref());
-            gate.observed = release.config.gates.observe.matches(&gate.gate)
-                || settings.observe.matches(&gate.gate);
+            let mut gate = [hold_gate(hold.as_ref())];
+            gate::observe(&mut gate, &release.config.gates.observe);
+            gate::observe(&mut gate, &settings.observe);
+            let [gate] = gate;
             Some(gate)
         }
         Err(error) => {

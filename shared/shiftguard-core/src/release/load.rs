@@ -1,11 +1,11 @@
 //! The database's view of a canary: what each version costs the shared database. Canary judges
 //! look at a version's own errors and latency; an expand/contract release hurts where both
 //! versions meet, in the database (the new version's query on the new column misses an index,
-//! scans, holds locks). Each version's sessions carry a tag ([`session_tag`]); a sampler
-//! attributes the database's statement statistics to the tags (PostgreSQL: `pg_stat_statements`
-//! deltas of the statements each tag's sessions ran, and `pg_stat_activity` samples of their
-//! state) and [`load_gates`] judges the target against the current version, as the health gates
-//! judge errors and latency.
+//! scans, holds locks). Each version's sessions carry a tag ([`session_tag`]); between canary
+//! steps, while both versions serve, a sampler attributes the database's statement statistics
+//! to the tags (PostgreSQL: `pg_stat_statements` deltas of the statements each tag's sessions
+//! ran, and `pg_stat_activity` samples of their state) and [`load_gates`] judges the target
+//! against the current version, as the health gates judge errors and latency.
 
 use std::time::Duration;
 
@@ -41,7 +41,8 @@ pub struct DatabaseLoad {
     /// The sessions' tag.
     pub tag: String,
     /// Calls, execution time, shared blocks (hit + read) and rows of the statements the
-    /// version's sessions ran during the sample (a statement both versions ran counts for both).
+    /// version's sessions ran during the sample (a statement both versions ran counts for each
+    /// by its share of the samples that showed it).
     pub calls: f64,
     pub exec_ms: f64,
     pub blocks: f64,

@@ -69,8 +69,7 @@ pub struct Evaluation {
     /// served (they drift apart at low traffic).
     pub configured_weight: Option<f64>,
     pub observed_weight: Option<f64>,
-    /// Between steps and after traffic, when sampled: what the target and the current version
-    /// cost the database.
+    /// Between steps, when sampled: what the target and the current version cost the database.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub database_load: Vec<DatabaseLoad>,
     pub decision: Decision,

@@ -371,14 +371,19 @@ impl<'a> Runner<'a> {
         let mut rounds = 0;
         let started_ms = now_ms();
         while rounds < 2 {
+            // Here too: a round of complete shards waiting on another's verification runs no
+            // shard, whose own check would stop it.
+            if Instant::now() + DEADLINE_SLACK * 2 > deadline {
+                return Ok(summary(Outcome::Deadline, totals));
+            }
             let (mut complete, mut worked) = (0, false);
+            // One session for the round's reads of the shards' checkpoints, each read just
+            // before its shard: another runner may have verified it a moment ago.
+            let mut reads = self.connect().await?;
             for i in (0..n).map(|i| (i + first as usize) % n) {
                 let shard = self.shard_runner(&configs[i], ranges[i].clone());
-                // Read just before: another runner may have verified it a moment ago.
-                let mut connection = self.connect().await?;
-                let stored = shard.load_checkpoint(&mut connection).await;
-                connection.close().await;
-                if stored?.is_some_and(|c| c.status == Status::Complete) {
+                let stored = shard.load_checkpoint(&mut reads).await?;
+                if stored.is_some_and(|c| c.status == Status::Complete) {
                     complete += 1;
                     continue;
                 }
@@ -397,6 +402,7 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
+            reads.close().await;
             if complete == n {
                 let mut connection = self.connect().await?;
                 let ready = self.verify_next(&mut connection).await;
