@@ -23,13 +23,13 @@ const FUNCTION: &str = "users-api";
 pub(crate) const BY_ID: &str = "SELECT full_name FROM users WHERE id = $1";
 pub(crate) const BY_NAME: &str = "SELECT id FROM users WHERE full_name = $1";
 
-/// Version `version` of `function` running `query` in a loop on its own tagged session until
-/// `stop`, with `pause` between calls; returns the calls made.
+/// Version `version` of `function` running `queries` in turn, in a loop on its own tagged
+/// session until `stop`, with `pause` between calls; returns the calls made.
 pub(crate) fn version_load(
     url: &str,
     function: &str,
     version: &str,
-    query: &'static str,
+    queries: &'static [&'static str],
     pause: Duration,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<u64> {
@@ -48,6 +48,7 @@ pub(crate) fn version_load(
         let mut calls = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let n = (calls % 50_000 + 1) as i64;
+            let query = queries[calls as usize % queries.len()];
             if query == BY_ID {
                 sqlx::query(query).bind(n).execute(&mut connection).await
             } else {
@@ -68,8 +69,8 @@ pub(crate) fn version_load(
 /// Samples `target` (version 2) and `current` (version 1) while they run their loads.
 async fn sampled(
     db: &TestDatabase,
-    target: (&'static str, Duration),
-    current: (&'static str, Duration),
+    target: (&'static [&'static str], Duration),
+    current: (&'static [&'static str], Duration),
 ) -> Vec<DatabaseLoad> {
     let stop = Arc::new(AtomicBool::new(false));
     let url = db.url();
@@ -124,7 +125,7 @@ async fn the_database_gate_fails_the_version_that_scans_and_passes_alike_ones() 
     let busy = Duration::from_millis(2);
 
     // Version 2 looks users up by name, which has no index: a scan per call.
-    let scan = sampled(&db, (BY_NAME, busy), (BY_ID, busy)).await;
+    let scan = sampled(&db, (&[BY_NAME], busy), (&[BY_ID], busy)).await;
     let (target, current) = (&scan[0], &scan[1]);
     assert_eq!(
         (target.version.as_str(), current.version.as_str()),
@@ -148,15 +149,37 @@ async fn the_database_gate_fails_the_version_that_scans_and_passes_alike_ones() 
     );
 
     // Both by id: alike, both gates pass.
-    let alike = sampled(&db, (BY_ID, busy), (BY_ID, busy)).await;
+    let alike = sampled(&db, (&[BY_ID], busy), (&[BY_ID], busy)).await;
     let judged = verdicts(&alike[0], &alike[1]);
     assert!(
         judged.iter().all(|(_, v)| v == "pass"),
         "{judged:?} {alike:?}"
     );
 
+    // Version 2 runs the lookup both run, and every fourth call the scan: the shared statement
+    // counts for each version by its share of the samples, and the scan still shows in version
+    // 2's blocks per call (its time per call may stay under the 1 ms floor on a cached table).
+    let mixed = sampled(
+        &db,
+        (&[BY_ID, BY_ID, BY_ID, BY_NAME], busy),
+        (&[BY_ID], busy),
+    )
+    .await;
+    let judged = verdicts(&mixed[0], &mixed[1]);
+    assert!(
+        judged[1].0 == "database:blocks-per-call" && judged[1].1.starts_with("fail: version 2's"),
+        "{judged:?} {mixed:?}"
+    );
+    let per_call = |load: &DatabaseLoad| load.ms_per_call().expect("calls");
+    assert!(per_call(&mixed[0]) > 5.0 * per_call(&mixed[1]), "{mixed:?}");
+
     // Version 2 barely called in the sample: inconclusive, not a verdict.
-    let thin = sampled(&db, (BY_NAME, Duration::from_millis(500)), (BY_ID, busy)).await;
+    let thin = sampled(
+        &db,
+        (&[BY_NAME], Duration::from_millis(500)),
+        (&[BY_ID], busy),
+    )
+    .await;
     let judged = verdicts(&thin[0], &thin[1]);
     assert_eq!(judged.len(), 1, "{judged:?}");
     assert_eq!(judged[0].0, "database:sample");
@@ -165,6 +188,50 @@ async fn the_database_gate_fails_the_version_that_scans_and_passes_alike_ones() 
             && judged[0].1.contains("of version 2's statements"),
         "{judged:?}"
     );
+    db.drop_database().await;
+}
+
+/// A gate role without `pg_read_all_stats` sees other roles' statements and sessions without
+/// their details: an error naming the grant, not a sample of no load.
+#[tokio::test]
+async fn statistics_hidden_from_the_role_are_an_error_not_no_load() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await;
+    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, full_name TEXT NOT NULL)")
+        .await;
+    db.execute("INSERT INTO users SELECT g, 'User ' || g FROM generate_series(1, 100) g")
+        .await;
+    let role = format!("sg_viewer_{}", std::process::id());
+    db.execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+    db.execute(&format!("CREATE ROLE {role} LOGIN")).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = version_load(
+        &db.url(),
+        FUNCTION,
+        "2",
+        &[BY_ID],
+        Duration::from_millis(5),
+        Arc::clone(&stop),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = db.url().replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.url(), "the test database's URL names its user");
+    let url = DatabaseUrl::parse(&url).expect("url");
+    let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
+    let versions = [("2".to_owned(), session_tag(FUNCTION, "2"))];
+    let error = database
+        .database_load(&versions, Duration::from_millis(300))
+        .await
+        .expect_err("hidden from the role");
+    database.close().await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    assert!(
+        error.to_string().contains("GRANT pg_read_all_stats"),
+        "{error}"
+    );
+    db.execute(&format!("DROP ROLE IF EXISTS {role}")).await;
     db.drop_database().await;
 }
 

@@ -1029,11 +1029,18 @@ async fn the_monitor_judges_and_publishes_what_each_version_costs_the_database()
             &w.db.url(),
             &w.name,
             &v[1],
-            BY_NAME,
+            &[BY_NAME],
             busy,
             Arc::clone(&stop),
         ),
-        version_load(&w.db.url(), &w.name, &v[0], BY_ID, busy, Arc::clone(&stop)),
+        version_load(
+            &w.db.url(),
+            &w.name,
+            &v[0],
+            &[BY_ID],
+            busy,
+            Arc::clone(&stop),
+        ),
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
     let group = format!("{}/{}-group", w.name, w.name);
