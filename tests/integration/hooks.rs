@@ -891,11 +891,15 @@ async fn application_gate_failing(w: &World, application: &str) -> Vec<f64> {
 }
 
 async fn gate_failing_by(w: &World, dimensions: &[(&str, &str)]) -> Vec<f64> {
+    published(w, "GateFailing", dimensions).await
+}
+
+/// The values of `Shiftguard/<name>` published with `dimensions` in the last minutes (each
+/// period's maximum).
+async fn published(w: &World, name: &str, dimensions: &[(&str, &str)]) -> Vec<f64> {
     use aws_sdk_cloudwatch::primitives::DateTime;
     use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
-    let mut metric = Metric::builder()
-        .namespace("Shiftguard")
-        .metric_name("GateFailing");
+    let mut metric = Metric::builder().namespace("Shiftguard").metric_name(name);
     for (name, value) in dimensions {
         metric = metric.dimensions(Dimension::builder().name(*name).value(*value).build());
     }
@@ -1068,52 +1072,15 @@ async fn the_monitor_judges_and_publishes_what_each_version_costs_the_database()
         assert_eq!(gate_failing(&w, &group, Some(gate)).await, [1.0], "{gate}");
     }
     // Lambda's own dimensions: each version's time per call, the scan's far above.
-    let time = |version: &str| {
-        let cloudwatch = aws_sdk_cloudwatch::Client::new(&w.moto);
-        let (function, version) = (w.name.clone(), version.to_owned());
-        async move {
-            use aws_sdk_cloudwatch::primitives::DateTime;
-            use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
-            let metric = Metric::builder()
-                .namespace("Shiftguard")
-                .metric_name("DatabaseTimePerCall")
-                .dimensions(
-                    Dimension::builder()
-                        .name("FunctionName")
-                        .value(function)
-                        .build(),
-                )
-                .dimensions(
-                    Dimension::builder()
-                        .name("ExecutedVersion")
-                        .value(version)
-                        .build(),
-                )
-                .build();
-            let now = std::time::SystemTime::now();
-            let output = cloudwatch
-                .get_metric_data()
-                .start_time(DateTime::from(now - Duration::from_secs(300)))
-                .end_time(DateTime::from(now + Duration::from_secs(60)))
-                .metric_data_queries(
-                    MetricDataQuery::builder()
-                        .id("time")
-                        .metric_stat(
-                            MetricStat::builder()
-                                .metric(metric)
-                                .period(360)
-                                .stat("Maximum")
-                                .build(),
-                        )
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("get metric data");
-            output.metric_data_results()[0].values().to_vec()
-        }
-    };
-    let (scan, lookup) = (time(&v[1]).await, time(&v[0]).await);
+    let mut times = Vec::new();
+    for version in [&v[1], &v[0]] {
+        let dimensions = [
+            ("FunctionName", w.name.as_str()),
+            ("ExecutedVersion", version.as_str()),
+        ];
+        times.push(published(&w, "DatabaseTimePerCall", &dimensions).await);
+    }
+    let [scan, lookup] = [&times[0], &times[1]];
     assert_eq!((scan.len(), lookup.len()), (1, 1), "{scan:?} {lookup:?}");
     assert!(scan[0] > 10.0 * lookup[0], "{scan:?} {lookup:?}");
     w.db.drop_database().await;

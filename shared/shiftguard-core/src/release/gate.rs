@@ -21,6 +21,17 @@ pub enum GateVerdict {
     Inconclusive(String),
 }
 
+impl GateVerdict {
+    /// The verdict in one word: `pass`, `fail` or `inconclusive`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GateVerdict::Pass => "pass",
+            GateVerdict::Fail(_) => "fail",
+            GateVerdict::Inconclusive(_) => "inconclusive",
+        }
+    }
+}
+
 /// One evaluated gate: which, about what, and the answer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GateResult {
@@ -747,14 +758,7 @@ mod tests {
             let gates = health_gates(target, Some(&old), &budget);
             let actual: Vec<(&str, &str)> = gates
                 .iter()
-                .map(|g| {
-                    let verdict = match g.verdict {
-                        GateVerdict::Pass => "pass",
-                        GateVerdict::Fail(_) => "fail",
-                        GateVerdict::Inconclusive(_) => "inconclusive",
-                    };
-                    (g.gate.as_str(), verdict)
-                })
+                .map(|g| (g.gate.as_str(), g.verdict.name()))
                 .collect();
             assert_eq!(&actual, expected, "{target:?}");
         }

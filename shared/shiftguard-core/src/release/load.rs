@@ -221,14 +221,7 @@ mod tests {
     fn verdicts(gates: &[GateResult]) -> Vec<(&str, &str)> {
         gates
             .iter()
-            .map(|g| {
-                let verdict = match g.verdict {
-                    GateVerdict::Pass => "pass",
-                    GateVerdict::Fail(_) => "fail",
-                    GateVerdict::Inconclusive(_) => "inconclusive",
-                };
-                (g.gate.as_str(), verdict)
-            })
+            .map(|g| (g.gate.as_str(), g.verdict.name()))
             .collect()
     }
 
