@@ -88,7 +88,7 @@ async fn main() {
              FROM pg_stat_statements WHERE dbid = \
              (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND (query LIKE 'SELECT application_name, query_id%' \
-             OR query LIKE 'SELECT queryid, calls%') ORDER BY 1",
+             OR query LIKE 'SELECT queryid, %') ORDER BY 1",
         )
         .fetch_all(pg)
         .await
