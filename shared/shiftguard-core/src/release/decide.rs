@@ -232,7 +232,15 @@ impl Traffic {
     fn load_gates(&self, settings: &TrafficSettings) -> Vec<GateResult> {
         match self.load.as_deref() {
             Ok([target, current]) => load_gates(target, current, &settings.load),
-            Ok(_) => Vec::new(),
+            // Not sampled (not asked for, or not at this point).
+            Ok([]) => Vec::new(),
+            Ok(other) => vec![GateResult::new(
+                "database:sample",
+                GateVerdict::Fail(format!(
+                    "the sampler answered for {} versions, not the target and the current",
+                    other.len()
+                )),
+            )],
             Err(error) => vec![GateResult::new(
                 "database:sample",
                 GateVerdict::Fail(format!(

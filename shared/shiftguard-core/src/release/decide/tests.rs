@@ -296,7 +296,7 @@ impl SharedDatabase for InMemory {
         versions: &[(String, String)],
         _: Duration,
     ) -> impl Future<Output = Result<Vec<DatabaseLoad>, DecisionError>> + Send {
-        let loads = versions
+        let mut loads: Vec<DatabaseLoad> = versions
             .iter()
             .map(|(version, tag)| {
                 let scans = version == "2";
@@ -310,6 +310,9 @@ impl SharedDatabase for InMemory {
                 }
             })
             .collect();
+        if self.failing.contains(&"load-short") {
+            loads.truncate(1);
+        }
         self.answer("load", DecisionError::Database, loads)
     }
 }
@@ -674,6 +677,10 @@ fn the_database_gates_judge_the_target_between_steps() {
         "{}",
         record.decision.failures()
     );
+    // An adapter answering for the wrong versions is no pass either.
+    let short = InMemory::failing("load-short");
+    let record = run(between_steps(short.ports(), release, &settings, "d-1")).expect("decided");
+    assert_eq!(failed_gates(&record.decision.gates), ["database:sample"]);
     let observing = TrafficSettings {
         observe: GateSelection::parse_list("database:*").expect("valid"),
         ..settings.clone()
