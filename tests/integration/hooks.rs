@@ -878,6 +878,20 @@ async fn post_traffic_fails_closed_when_cloudwatch_cannot_answer() {
     w.db.drop_database().await;
 }
 
+/// One run of the gate monitor over `groups`, with a minute to go.
+async fn monitor_once(
+    w: &World,
+    groups: &[(String, String)],
+) -> Vec<shiftguard_core::release::GroupReport> {
+    shiftguard_hooks::monitor(
+        Arc::clone(&w.deps),
+        groups,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .expect("monitor")
+}
+
 /// The `Shiftguard/GateFailing` values the monitor published for `group` (and `gate`, if given).
 async fn gate_failing(w: &World, group: &str, gate: Option<&str>) -> Vec<f64> {
     let mut dimensions = vec![("DeploymentGroup", group)];
@@ -944,13 +958,7 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     traffic(&w, &v[0], &v[1], &[(&v[1], 5.0, 0.0)]).await;
     let group = format!("{}/{}-group", w.name, w.name);
     let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
-    let reports = shiftguard_hooks::monitor(
-        Arc::clone(&w.deps),
-        &groups,
-        Instant::now() + Duration::from_secs(60),
-    )
-    .await
-    .expect("monitor");
+    let reports = monitor_once(&w, &groups).await;
     assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
     assert_eq!(gate_failing(&w, &group, None).await, [1.0]);
     assert_eq!(application_gate_failing(&w, &w.name).await, [1.0]);
@@ -972,13 +980,7 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
         Some(&w.db.sqlalchemy_url()),
         &["upgrade", ADD_DISPLAY_NAME],
     );
-    let reports = shiftguard_hooks::monitor(
-        Arc::clone(&w.deps),
-        &groups,
-        Instant::now() + Duration::from_secs(60),
-    )
-    .await
-    .expect("monitor");
+    let reports = monitor_once(&w, &groups).await;
     assert_eq!(reports[0].gate_failing, 0.0, "{reports:?}");
     assert!(reports[0].evaluations[0].decision.passed());
 
@@ -986,13 +988,7 @@ async fn the_gate_monitor_publishes_gate_failing_for_alarms_between_steps() {
     let mut w = w;
     Arc::get_mut(&mut w.deps).expect("sole owner").codedeploy =
         CodeDeployAdapter::new(&sdk_config("http://127.0.0.1:1").await);
-    let reports = shiftguard_hooks::monitor(
-        Arc::clone(&w.deps),
-        &groups,
-        Instant::now() + Duration::from_secs(60),
-    )
-    .await
-    .expect("monitor");
+    let reports = monitor_once(&w, &groups).await;
     assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
     assert!(
         reports[0].errors[0].starts_with("ListDeployments"),
@@ -1049,13 +1045,7 @@ async fn the_monitor_judges_and_publishes_what_each_version_costs_the_database()
     tokio::time::sleep(Duration::from_millis(300)).await;
     let group = format!("{}/{}-group", w.name, w.name);
     let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
-    let reports = shiftguard_hooks::monitor(
-        Arc::clone(&w.deps),
-        &groups,
-        Instant::now() + Duration::from_secs(60),
-    )
-    .await
-    .expect("monitor");
+    let reports = monitor_once(&w, &groups).await;
     stop.store(true, Ordering::Relaxed);
     for load in loads {
         load.await.expect("load");
@@ -1152,10 +1142,7 @@ async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
         "{reason}"
     );
     let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups, deadline)
-        .await
-        .expect("monitor");
+    let reports = monitor_once(&w, &groups).await;
     assert_eq!(reports[0].gate_failing, 1.0, "{reports:?}");
     assert_eq!(
         gate_failing(&w, &group, Some("hold")).await,
@@ -1182,9 +1169,7 @@ async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
     .await
     .expect("hook handled");
     assert_eq!(reported.status, HookStatus::Succeeded, "{reported:?}");
-    let reports = shiftguard_hooks::monitor(Arc::clone(&w.deps), &groups, deadline)
-        .await
-        .expect("monitor");
+    let reports = monitor_once(&w, &groups).await;
     let hold = reports[0].evaluations[0]
         .decision
         .gates

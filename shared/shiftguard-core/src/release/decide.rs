@@ -149,8 +149,7 @@ impl TrafficFacts {
         database: &str,
         mut decision: Decision,
     ) -> Evaluation {
-        gate::observe(&mut decision.gates, &release.config.gates.observe);
-        gate::observe(&mut decision.gates, &settings.observe);
+        mark_observed(&mut decision.gates, release, settings);
         Evaluation {
             phase: Some(point),
             deployment_id: deployment_id.to_owned(),
@@ -489,10 +488,8 @@ where
     // recorded with each deployment's decision.
     let hold = match ports.deployments.group_hold(application, group).await {
         Ok(hold) => {
-            let mut gate = [hold_gate(hold.as_ref())];
-            gate::observe(&mut gate, &release.config.gates.observe);
-            gate::observe(&mut gate, &settings.observe);
-            let [gate] = gate;
+            let mut gate = hold_gate(hold.as_ref());
+            mark_observed(std::slice::from_mut(&mut gate), release, settings);
             Some(gate)
         }
         Err(error) => {
@@ -548,6 +545,12 @@ where
         report.gate_failing = 1.0;
     }
     report
+}
+
+/// Marks the gates `[gates] observe` and the settings name observe-only.
+fn mark_observed(gates: &mut [GateResult], release: Release<'_>, settings: &TrafficSettings) {
+    gate::observe(gates, &release.config.gates.observe);
+    gate::observe(gates, &settings.observe);
 }
 
 /// 0 for a passing gate (or an inconclusive one the policy lets pass), else 1.
