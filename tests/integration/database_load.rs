@@ -1,17 +1,21 @@
-//! The database's view of a canary, on real PostgreSQL with `pg_stat_statements`: two app
-//! versions, their sessions tagged as the sample app tags them, run query loads against one
-//! database; the sampler attributes the statements to the versions and the gate judges the
-//! target against the current version.
+//! The database's view of a canary, on real PostgreSQL with `pg_stat_statements` and real
+//! MariaDB with `performance_schema`: two app versions, their sessions tagged as the sample app
+//! tags them (PostgreSQL's `application_name`; MariaDB's `@shiftguard_tag`), run query loads
+//! against one database; the sampler attributes the statements to the versions and the gate
+//! judges the target against the current version.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shiftguard_core::release::gate::GateVerdict;
-use shiftguard_core::release::load::{DatabaseLoad, LoadBudget, load_gates, session_tag};
+use shiftguard_core::release::load::{
+    DatabaseLoad, LoadBudget, LoadSource, load_gates, session_tag,
+};
 use shiftguard_core::release::ports::SharedDatabase;
 use shiftguard_sql::{ConnectSettings, DatabaseUrl, SqlDatabase};
-use sqlx::postgres::PgConnectOptions;
+use sqlx::mysql::MySqlConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::support::{Kind, TestDatabase};
@@ -19,9 +23,74 @@ use crate::support::{Kind, TestDatabase};
 const FUNCTION: &str = "users-api";
 
 /// A query by the primary key (an index lookup) and one by an unindexed column (a scan), on
-/// a `users (id, full_name)` table like the example's.
+/// a `users (id, full_name)` table like the example's (PostgreSQL's placeholders; MariaDB's are
+/// `?`).
 pub(crate) const BY_ID: &str = "SELECT full_name FROM users WHERE id = $1";
 pub(crate) const BY_NAME: &str = "SELECT id FROM users WHERE full_name = $1";
+
+/// A version's session, tagged: PostgreSQL's `application_name` at connect; on MariaDB the
+/// user variable `@shiftguard_tag` right after (sqlx sends no connection attributes).
+enum Session {
+    Postgres(PgConnection),
+    MariaDb(MySqlConnection),
+}
+
+impl Session {
+    async fn open(url: &str, tag: &str) -> Session {
+        if url.starts_with("mysql") {
+            let mut connection = MySqlConnection::connect(url).await.expect("connect");
+            sqlx::query("SET @shiftguard_tag = ?")
+                .bind(tag)
+                .execute(&mut connection)
+                .await
+                .expect("tag");
+            return Session::MariaDb(connection);
+        }
+        let options: PgConnectOptions = url.parse().expect("url");
+        let connection = options
+            .application_name(tag)
+            .connect()
+            .await
+            .expect("connect");
+        Session::Postgres(connection)
+    }
+
+    /// Runs `query` (by id or by name) for user `n`.
+    async fn call(&mut self, query: &str, n: i64) {
+        let by_id = query == BY_ID;
+        let name = format!("User {n}");
+        match self {
+            Session::Postgres(c) => {
+                let query = sqlx::query(query);
+                let query = if by_id {
+                    query.bind(n)
+                } else {
+                    query.bind(name)
+                };
+                query.execute(c).await.map(drop)
+            }
+            Session::MariaDb(c) => {
+                let sql = query.replace("$1", "?");
+                let query = sqlx::query(&sql);
+                let query = if by_id {
+                    query.bind(n)
+                } else {
+                    query.bind(name)
+                };
+                query.execute(c).await.map(drop)
+            }
+        }
+        .expect("query");
+    }
+
+    async fn close(self) {
+        match self {
+            Session::Postgres(c) => c.close().await,
+            Session::MariaDb(c) => c.close().await,
+        }
+        .expect("close");
+    }
+}
 
 /// Version `version` of `function` running `queries` in turn, in a loop on its own tagged
 /// session until `stop`, with `pause` between calls; returns the calls made.
@@ -41,27 +110,19 @@ pub(crate) fn version_load(
     // The sample app's tag is shiftguard's convention.
     let tag = sample_app::session_tag(lookup).expect("inside Lambda");
     assert_eq!(tag, session_tag(function, version));
-    let options: PgConnectOptions = url.parse().expect("url");
-    let options = options.application_name(&tag);
+    let url = url.to_owned();
     tokio::spawn(async move {
-        let mut connection = options.connect().await.expect("connect");
+        let mut session = Session::open(&url, &tag).await;
         let mut calls = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let n = (calls % 50_000 + 1) as i64;
-            let query = queries[calls as usize % queries.len()];
-            if query == BY_ID {
-                sqlx::query(query).bind(n).execute(&mut connection).await
-            } else {
-                sqlx::query(query)
-                    .bind(format!("User {n}"))
-                    .execute(&mut connection)
-                    .await
-            }
-            .expect("query");
+            session
+                .call(queries[calls as usize % queries.len()], n)
+                .await;
             calls += 1;
             tokio::time::sleep(pause).await;
         }
-        connection.close().await.expect("close");
+        session.close().await;
         calls
     })
 }
@@ -250,17 +311,93 @@ async fn sampling_fails_closed_without_pg_stat_statements_or_on_another_dialect(
         "{error}"
     );
     db.drop_database().await;
-    let db = TestDatabase::create(Kind::MariaDb).await;
+    let db = TestDatabase::create(Kind::Sqlite).await;
     let url = DatabaseUrl::parse(&db.url()).expect("url");
     let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
     let error = database
         .database_load(&versions, Duration::from_millis(200))
         .await
-        .expect_err("MariaDB is not sampled yet");
+        .expect_err("SQLite keeps no statement statistics");
+    assert!(error.to_string().contains("not SQLite"), "{error}");
+    database.close().await;
+    db.drop_database().await;
+}
+
+/// MariaDB counts each session's statements itself (`performance_schema`): the versions' loads
+/// are exact, and the scan shows in rows examined per call.
+#[tokio::test]
+async fn on_mariadb_the_gate_fails_the_version_that_scans_by_its_rows_examined() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, full_name VARCHAR(64) NOT NULL)")
+        .await;
+    db.execute("INSERT INTO users SELECT seq, CONCAT('User ', seq) FROM seq_1_to_50000")
+        .await;
+    let busy = Duration::from_millis(2);
+
+    let scan = sampled(&db, (&[BY_NAME], busy), (&[BY_ID], busy)).await;
+    let (target, current) = (&scan[0], &scan[1]);
+    assert_eq!(target.source, LoadSource::PerformanceSchema);
+    assert!(target.calls >= 50.0 && current.calls >= 50.0, "{scan:?}");
+    assert_eq!((target.sessions, current.sessions), (1, 1), "{scan:?}");
+    // Exact, per session: every scan reads the whole table, every lookup at most one row.
+    assert_eq!(target.rows_examined, target.calls * 50_000.0, "{scan:?}");
+    assert!(current.rows_examined <= current.calls, "{scan:?}");
+    let judged = verdicts(target, current);
+    eprintln!("mariadb scan: {judged:?}");
+    assert_eq!(judged[1].0, "database:rows-examined-per-call", "{judged:?}");
     assert!(
-        error.to_string().contains("sampled on PostgreSQL only"),
+        judged[1]
+            .1
+            .starts_with("fail: version 2's rows examined per call is 50000.00 rows"),
+        "{judged:?}"
+    );
+
+    let alike = sampled(&db, (&[BY_ID], busy), (&[BY_ID], busy)).await;
+    let judged = verdicts(&alike[0], &alike[1]);
+    assert!(
+        judged.len() == 2 && judged.iter().all(|(_, v)| v == "pass"),
+        "{judged:?} {alike:?}"
+    );
+
+    let thin = sampled(
+        &db,
+        (&[BY_NAME], Duration::from_millis(500)),
+        (&[BY_ID], busy),
+    )
+    .await;
+    let judged = verdicts(&thin[0], &thin[1]);
+    assert_eq!(judged[0].0, "database:sample", "{judged:?}");
+    assert!(judged[0].1.starts_with("inconclusive: "), "{judged:?}");
+    db.drop_database().await;
+}
+
+/// A MariaDB user that may not read `performance_schema`: an error naming the grant.
+#[tokio::test]
+async fn on_mariadb_a_user_without_performance_schema_gets_an_error_naming_the_grant() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    let user = format!("sg_viewer_{}", std::process::id());
+    db.execute(&format!("DROP USER IF EXISTS '{user}'@'%'"))
+        .await;
+    db.execute(&format!("CREATE USER '{user}'@'%'")).await;
+    db.execute(&format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", db.name))
+        .await;
+    let url = db.url().replacen("root@", &format!("{user}@"), 1);
+    assert_ne!(url, db.url(), "the test database's URL names its user");
+    let url = DatabaseUrl::parse(&url).expect("url");
+    let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
+    let versions = [("2".to_owned(), session_tag(FUNCTION, "2"))];
+    let error = database
+        .database_load(&versions, Duration::from_millis(200))
+        .await
+        .expect_err("performance_schema is not readable");
+    database.close().await;
+    assert!(
+        error
+            .to_string()
+            .contains("GRANT SELECT ON performance_schema.* and PROCESS"),
         "{error}"
     );
-    database.close().await;
+    db.execute(&format!("DROP USER IF EXISTS '{user}'@'%'"))
+        .await;
     db.drop_database().await;
 }

@@ -309,7 +309,7 @@ fn mysql_admin_url() -> String {
 /// A fresh, empty database; dropped (or deleted) by [`TestDatabase::drop_database`].
 pub struct TestDatabase {
     pub kind: Kind,
-    name: String,
+    pub name: String,
     /// For SQLite: the directory holding the file.
     dir: Option<tempfile::TempDir>,
 }

@@ -40,7 +40,8 @@ pub struct HookConfig {
     /// `SHIFTGUARD_OBSERVE_GATES`, gates evaluated and recorded but not deciding (comma-separated
     /// names or prefixes ending in `*`, added to `[gates] observe`); and the monitor's
     /// per-version database gates, off unless `SHIFTGUARD_DATABASE_SAMPLE_SECONDS` is set (1 – 60):
-    /// `SHIFTGUARD_MAX_DATABASE_TIME_RATIO` (2), `SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO` (4),
+    /// `SHIFTGUARD_MAX_DATABASE_TIME_RATIO` (2), `SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO` (4,
+    /// PostgreSQL), `SHIFTGUARD_MAX_DATABASE_ROWS_EXAMINED_RATIO` (4, MySQL/MariaDB),
     /// `SHIFTGUARD_MIN_DATABASE_CALLS` (50).
     pub settings: TrafficSettings,
 }
@@ -110,6 +111,9 @@ impl HookConfig {
             max_blocks_ratio: env
                 .number("SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO", 1.0..=1_000.0)?
                 .unwrap_or(load_defaults.max_blocks_ratio),
+            max_rows_examined_ratio: env
+                .number("SHIFTGUARD_MAX_DATABASE_ROWS_EXAMINED_RATIO", 1.0..=1_000.0)?
+                .unwrap_or(load_defaults.max_rows_examined_ratio),
             min_calls: env
                 .number("SHIFTGUARD_MIN_DATABASE_CALLS", 1.0..=1e12)?
                 .map_or(load_defaults.min_calls, |n| n as u64),
@@ -253,6 +257,13 @@ mod tests {
             ),
             (
                 "SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO",
+                "1",
+                "1000",
+                "0.5",
+                "1001",
+            ),
+            (
+                "SHIFTGUARD_MAX_DATABASE_ROWS_EXAMINED_RATIO",
                 "1",
                 "1000",
                 "0.5",

@@ -1,131 +1,122 @@
-//! What each app version costs the shared database, sampled on PostgreSQL (14 or later): the
-//! statement statistics of `pg_stat_statements` before and after the sample, and
-//! `pg_stat_activity` every [`INTERVAL`] in between. Each version's sessions carry its tag in
-//! `application_name` ([`shiftguard_core::release::load::session_tag`]); a session's `query_id`
-//! names the statement it runs or last ran. A statement's deltas are shared among the tags in
-//! proportion to the samples in which each tag's sessions showed it, so a statement both
-//! versions run counts for each by its share (at a 10% canary mostly for the current version),
-//! and a statement only one runs counts wholly for it.
-//!
-//! Needs `pg_stat_statements` loaded (`shared_preload_libraries`) and created in the database,
-//! `compute_query_id` not `off`, and a role that may read other roles' statistics
-//! (`pg_read_all_stats`, part of `pg_monitor`): without it PostgreSQL hides their statements and
-//! sessions, which the sampler reports as an error rather than as no load. Costs two reads of
-//! `pg_stat_statements` (one row per distinct statement of the database) and one small read of
-//! `pg_stat_activity` per interval.
+//! What each app version costs the shared database, sampled while both versions serve. Each
+//! version's sessions carry its tag ([`shiftguard_core::release::load::session_tag`]); the
+//! sampler reads the server's statement counters before and after the sample and the tagged
+//! sessions' state every [`INTERVAL`] in between. PostgreSQL: [`postgres`]; MySQL/MariaDB:
+//! [`mysql`].
+
+mod mysql;
+mod postgres;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use shiftguard_core::release::load::DatabaseLoad;
+use shiftguard_core::release::load::{DatabaseLoad, LoadSource};
 
-use crate::connection::{Bind, Cell, Connection, Kind};
+use crate::connection::{Bind, Connection, Kind};
 
 /// How often the sessions are sampled.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
-/// The statements' counters, without their text (`pg_stat_statements(false)` does not read the
-/// file of query texts, as the view does for every row), summed per `queryid`: a statement has
-/// a row per role and per nesting level. A role that may not read other roles' statistics sees
-/// their `queryid` as NULL.
-const STATEMENTS: &str = "SELECT queryid, CAST(sum(calls) AS BIGINT), sum(total_exec_time), \
-     CAST(sum(shared_blks_hit + shared_blks_read) AS BIGINT), CAST(sum(rows) AS BIGINT) \
-     FROM pg_stat_statements(false) \
-     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     GROUP BY queryid";
-
-const STATEMENTS_SHAPE: [Kind; 5] = [Kind::Int, Kind::Int, Kind::Float, Kind::Int, Kind::Int];
-
-/// One statement's counters: calls, execution ms, shared blocks, rows.
-#[derive(Clone, Copy, Debug, Default)]
-struct Counters {
-    calls: f64,
-    exec_ms: f64,
-    blocks: f64,
-    rows: f64,
-}
-
-/// Every statement's counters; an error when some are hidden from this role.
-async fn statements(connection: &mut Connection) -> Result<HashMap<i64, Counters>, String> {
-    let rows = connection
-        .fetch_rows(STATEMENTS, &[], &STATEMENTS_SHAPE)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot read pg_stat_statements (loaded by shared_preload_libraries and created in this database with CREATE EXTENSION pg_stat_statements?): {e}"
-            )
-        })?;
-    let number = |cell: &Cell| cell.int().map_or(0.0, |n| n as f64);
-    let mut statements = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let Some(query) = row[0].int() else {
-            return Err(HIDDEN.to_owned());
-        };
-        let counters = Counters {
-            calls: number(&row[1]),
-            exec_ms: row[2].float().unwrap_or(0.0),
-            blocks: number(&row[3]),
-            rows: number(&row[4]),
-        };
-        statements.insert(query, counters);
-    }
-    Ok(statements)
-}
-
-const HIDDEN: &str = "other roles' statements and sessions are hidden from this role: GRANT pg_read_all_stats (or pg_monitor) to it";
-
-/// The load of each `(version, tag)` over `sample`, in the order given. PostgreSQL only: the
-/// error says what is missing (the dialect, the extension, the setting, the privilege).
+/// The load of each `(version, tag)` over `sample`, in the order given. The error says what is
+/// missing (the dialect, the extension or setting, the privilege).
 pub async fn sample_load(
     connection: &mut Connection,
     versions: &[(String, String)],
     sample: Duration,
 ) -> Result<Vec<DatabaseLoad>, String> {
-    if !matches!(connection, Connection::Postgres(_)) {
-        return Err(
-            "per-version database load is sampled on PostgreSQL only (pg_stat_statements)"
+    match connection {
+        Connection::Postgres(_) => postgres::sample(connection, versions, sample).await,
+        Connection::MySql(_) => mysql::sample(connection, versions, sample).await,
+        Connection::Sqlite(_) => Err(
+            "per-version database load is sampled on PostgreSQL (pg_stat_statements) and MySQL/MariaDB (performance_schema), not SQLite"
                 .to_owned(),
-        );
+        ),
     }
-    let setting = connection
-        .fetch_strings("SELECT current_setting('compute_query_id')")
-        .await
-        .map_err(|e| format!("cannot read compute_query_id (PostgreSQL 14 or later?): {e}"))?;
-    if setting.first().map(String::as_str) == Some("off") {
-        return Err("compute_query_id is off: sessions name no statement".to_owned());
+}
+
+/// A statement's or a session's counters: calls, execution ms, shared blocks (PostgreSQL), rows
+/// examined (MySQL/MariaDB), rows returned.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    calls: f64,
+    exec_ms: f64,
+    blocks: f64,
+    rows_examined: f64,
+    rows: f64,
+}
+
+impl Counters {
+    /// What was counted since `then` (nothing before: all of it). A reset in between
+    /// (`pg_stat_statements_reset`, `TRUNCATE` of a summary table) shows as fewer calls: count
+    /// from 0.
+    fn since(self, then: Option<&Counters>) -> Counters {
+        match then {
+            Some(then) if then.calls <= self.calls => Counters {
+                calls: self.calls - then.calls,
+                exec_ms: self.exec_ms - then.exec_ms,
+                blocks: self.blocks - then.blocks,
+                rows_examined: self.rows_examined - then.rows_examined,
+                rows: self.rows - then.rows,
+            },
+            _ => self,
+        }
     }
-    let before = statements(connection).await?;
-    let tags: Vec<Bind> = versions
-        .iter()
-        .map(|(_, tag)| Bind::Text(Some(tag.clone())))
-        .collect();
-    let placeholders: Vec<String> = (1..=tags.len()).map(|i| format!("${i}")).collect();
-    // `state` is NULL for a session whose details this role may not see.
-    let activity = format!(
-        "SELECT application_name, query_id, \
-         CASE WHEN state IS NULL THEN NULL WHEN state = 'active' THEN CAST(1 AS BIGINT) ELSE 0 END, \
-         CASE WHEN wait_event_type = 'Lock' THEN CAST(1 AS BIGINT) ELSE 0 END \
-         FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name IN ({})",
-        placeholders.join(", ")
-    );
-    let shape = [Kind::Text, Kind::Int, Kind::Int, Kind::Int];
-    let mut loads: Vec<DatabaseLoad> = versions
+
+    /// Adds `share` of these counters to `load`.
+    fn add_share(self, load: &mut DatabaseLoad, share: f64) {
+        load.calls += self.calls * share;
+        load.exec_ms += self.exec_ms * share;
+        load.blocks += self.blocks * share;
+        load.rows_examined += self.rows_examined * share;
+        load.rows += self.rows * share;
+    }
+}
+
+/// An empty load per `(version, tag)`.
+fn loads(versions: &[(String, String)], source: LoadSource) -> Vec<DatabaseLoad> {
+    versions
         .iter()
         .map(|(version, tag)| DatabaseLoad {
             version: version.clone(),
             tag: tag.clone(),
+            source,
             ..DatabaseLoad::default()
         })
+        .collect()
+}
+
+/// `n` bind placeholders in the connection's dialect, comma-separated.
+fn placeholders(connection: &Connection, n: usize) -> String {
+    let one = |i: usize| match connection {
+        Connection::Postgres(_) => format!("${i}"),
+        _ => "?".to_owned(),
+    };
+    (1..=n).map(one).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs `activity` every [`INTERVAL`] until `sample` ends, binding the loads' tags; its rows are
+/// one per tagged session: tag, the statement it runs or last ran (NULL when unknown), whether it
+/// runs one (1/0; NULL when hidden from this role), whether it waits for a lock (1/0). Adds the
+/// sessions to `loads`; returns, per load, in how many samples its sessions showed each
+/// statement. `Err(None)`: a session's state was hidden.
+async fn watch_sessions(
+    connection: &mut Connection,
+    activity: &str,
+    loads: &mut [DatabaseLoad],
+    sample: Duration,
+) -> Result<Vec<HashMap<i64, u64>>, Option<String>> {
+    let tags: Vec<Bind> = loads
+        .iter()
+        .map(|load| Bind::Text(Some(load.tag.clone())))
         .collect();
-    // Per tag, in how many samples its sessions showed each statement.
-    let mut seen: Vec<HashMap<i64, u64>> = vec![HashMap::new(); versions.len()];
+    let shape = [Kind::Text, Kind::Int, Kind::Int, Kind::Int];
+    let mut seen: Vec<HashMap<i64, u64>> = vec![HashMap::new(); loads.len()];
     let end = Instant::now() + sample;
     loop {
         let rows = connection
-            .fetch_rows(&activity, &tags, &shape)
+            .fetch_rows(activity, &tags, &shape)
             .await
-            .map_err(|e| format!("cannot read pg_stat_activity: {e}"))?;
+            .map_err(|e| Some(format!("cannot read the sessions' activity: {e}")))?;
         let mut at_once = vec![0u64; loads.len()];
         for row in &rows {
             let Some(i) = loads
@@ -134,9 +125,7 @@ pub async fn sample_load(
             else {
                 continue;
             };
-            let Some(active) = row[2].int() else {
-                return Err(HIDDEN.to_owned());
-            };
+            let active = row[2].int().ok_or(None)?;
             let load = &mut loads[i];
             load.session_samples += 1;
             load.active_samples += active as u64;
@@ -155,29 +144,5 @@ pub async fn sample_load(
         }
         tokio::time::sleep(INTERVAL).await;
     }
-    let after = statements(connection).await?;
-    let mut shown: HashMap<i64, u64> = HashMap::new();
-    for (query, n) in seen.iter().flatten() {
-        *shown.entry(*query).or_default() += n;
-    }
-    for (load, queries) in loads.iter_mut().zip(&seen) {
-        for (query, n) in queries {
-            let (Some(now), then) = (after.get(query), before.get(query).copied()) else {
-                continue;
-            };
-            let then = then.unwrap_or_default();
-            // A reset in between (pg_stat_statements_reset) shows as fewer calls: count from 0.
-            let then = if now.calls < then.calls {
-                Counters::default()
-            } else {
-                then
-            };
-            let share = *n as f64 / shown[query] as f64;
-            load.calls += (now.calls - then.calls) * share;
-            load.exec_ms += (now.exec_ms - then.exec_ms) * share;
-            load.blocks += (now.blocks - then.blocks) * share;
-            load.rows += (now.rows - then.rows) * share;
-        }
-    }
-    Ok(loads)
+    Ok(seen)
 }

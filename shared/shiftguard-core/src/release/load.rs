@@ -4,8 +4,9 @@
 //! scans, holds locks). Each version's sessions carry a tag ([`session_tag`]); between canary
 //! steps, while both versions serve, a sampler attributes the database's statement statistics
 //! to the tags (PostgreSQL: `pg_stat_statements` deltas of the statements each tag's sessions
-//! ran, and `pg_stat_activity` samples of their state) and [`load_gates`] judges the target
-//! against the current version, as the health gates judge errors and latency.
+//! ran, and `pg_stat_activity` samples of their state; MySQL/MariaDB: `performance_schema`'s
+//! statement counters of each tagged thread) and [`load_gates`] judges the target against the
+//! current version, as the health gates judge errors and latency.
 
 use std::time::Duration;
 
@@ -34,18 +35,32 @@ pub fn session_tag(function: &str, version: &str) -> String {
     tag
 }
 
+/// Where a sample's counters come from, which decides what a call's work is measured in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadSource {
+    /// PostgreSQL: statements' shared blocks (hit + read).
+    #[default]
+    PgStatStatements,
+    /// MySQL/MariaDB: statements' rows examined (there are no shared-block counters).
+    PerformanceSchema,
+}
+
 /// What one version's sessions cost the database over a sample.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DatabaseLoad {
     pub version: String,
     /// The sessions' tag.
     pub tag: String,
-    /// Calls, execution time, shared blocks (hit + read) and rows of the statements the
-    /// version's sessions ran during the sample (a statement both versions ran counts for each
-    /// by its share of the samples that showed it).
+    pub source: LoadSource,
+    /// Calls, execution time, shared blocks (hit + read; PostgreSQL), rows examined
+    /// (MySQL/MariaDB) and rows returned of the statements the version's sessions ran during the
+    /// sample. PostgreSQL: a statement both versions ran counts for each by its share of the
+    /// samples that showed it; MySQL/MariaDB counts per session, exactly.
     pub calls: f64,
     pub exec_ms: f64,
     pub blocks: f64,
+    pub rows_examined: f64,
     pub rows: f64,
     /// Activity samples taken, and of the version's sessions across them: seen, running a
     /// statement, and waiting for a lock.
@@ -69,8 +84,13 @@ impl DatabaseLoad {
         (self.calls > 0.0).then(|| self.blocks / self.calls)
     }
 
+    /// Rows examined per call (none without calls): MySQL/MariaDB's sign of a scan.
+    pub fn rows_examined_per_call(&self) -> Option<f64> {
+        (self.calls > 0.0).then(|| self.rows_examined / self.calls)
+    }
+
     /// The values the gate monitor publishes: metric name, CloudWatch unit, value (per-call
-    /// values only with calls).
+    /// values only with calls; blocks from PostgreSQL, rows examined from MySQL/MariaDB).
     pub fn metrics(&self) -> Vec<(&'static str, &'static str, f64)> {
         let mut metrics = vec![
             ("DatabaseCalls", "Count", self.calls),
@@ -81,10 +101,14 @@ impl DatabaseLoad {
             self.ms_per_call()
                 .map(|v| ("DatabaseTimePerCall", "Milliseconds", v)),
         );
-        metrics.extend(
-            self.blocks_per_call()
+        metrics.extend(match self.source {
+            LoadSource::PgStatStatements => self
+                .blocks_per_call()
                 .map(|v| ("DatabaseBlocksPerCall", "Count", v)),
-        );
+            LoadSource::PerformanceSchema => self
+                .rows_examined_per_call()
+                .map(|v| ("DatabaseRowsExaminedPerCall", "Count", v)),
+        });
         metrics
     }
 
@@ -107,12 +131,16 @@ pub struct LoadBudget {
     pub max_time_ratio: f64,
     /// The target's blocks per call above this multiple of the current version's fails.
     pub max_blocks_ratio: f64,
+    /// The target's rows examined per call above this multiple of the current version's fails.
+    pub max_rows_examined_ratio: f64,
     /// Fewer calls of either version in the sample is inconclusive.
     pub min_calls: u64,
     /// Below this time per call the target passes whatever the ratio (noise, not harm).
     pub min_ms_per_call: f64,
     /// Below this many blocks per call the target passes whatever the ratio.
     pub min_blocks_per_call: f64,
+    /// Below this many rows examined per call the target passes whatever the ratio.
+    pub min_rows_examined_per_call: f64,
 }
 
 impl Default for LoadBudget {
@@ -121,9 +149,11 @@ impl Default for LoadBudget {
             sample: Duration::ZERO,
             max_time_ratio: 2.0,
             max_blocks_ratio: 4.0,
+            max_rows_examined_ratio: 4.0,
             min_calls: 50,
             min_ms_per_call: 1.0,
             min_blocks_per_call: 16.0,
+            min_rows_examined_per_call: 100.0,
         }
     }
 }
@@ -136,8 +166,9 @@ impl LoadBudget {
 }
 
 /// The per-version database gates of `target` against `current`: `database:sample`
-/// (inconclusive below the minimum calls of either), else `database:time-per-call` and
-/// `database:blocks-per-call`.
+/// (inconclusive below the minimum calls of either), else `database:time-per-call` and, by
+/// what the sampler counts, `database:blocks-per-call` (PostgreSQL) or
+/// `database:rows-examined-per-call` (MySQL/MariaDB).
 pub fn load_gates(
     target: &DatabaseLoad,
     current: &DatabaseLoad,
@@ -157,6 +188,26 @@ pub fn load_gates(
         )];
     }
     let (new, old) = (&target.version, &current.version);
+    let work = match target.source {
+        LoadSource::PgStatStatements => (
+            "database:blocks-per-call",
+            "blocks per call",
+            "blocks",
+            target.blocks_per_call(),
+            current.blocks_per_call(),
+            budget.max_blocks_ratio,
+            budget.min_blocks_per_call,
+        ),
+        LoadSource::PerformanceSchema => (
+            "database:rows-examined-per-call",
+            "rows examined per call",
+            "rows",
+            target.rows_examined_per_call(),
+            current.rows_examined_per_call(),
+            budget.max_rows_examined_ratio,
+            budget.min_rows_examined_per_call,
+        ),
+    };
     let mut gates = Vec::new();
     for (gate, what, unit, value, base, ratio, floor) in [
         (
@@ -168,15 +219,7 @@ pub fn load_gates(
             budget.max_time_ratio,
             budget.min_ms_per_call,
         ),
-        (
-            "database:blocks-per-call",
-            "blocks per call",
-            "blocks",
-            target.blocks_per_call(),
-            current.blocks_per_call(),
-            budget.max_blocks_ratio,
-            budget.min_blocks_per_call,
-        ),
+        work,
     ] {
         // With `min_calls` 0 a version may have no calls: nothing measured passes.
         let (value, base) = (value.unwrap_or(0.0), base.unwrap_or(0.0));
@@ -289,6 +332,46 @@ mod tests {
             thin[0].to_string(),
             "database:sample: inconclusive: 3 calls of version 1's statements in the 10 s sample, fewer than the 50 needed to judge"
         );
+    }
+
+    #[test]
+    fn mysql_loads_are_judged_by_rows_examined() {
+        let budget = LoadBudget {
+            sample: Duration::from_secs(10),
+            ..LoadBudget::default()
+        };
+        let mysql = |version: &str, exec_ms: f64, rows_examined: f64| DatabaseLoad {
+            source: LoadSource::PerformanceSchema,
+            rows_examined,
+            ..load(version, 1_000.0, exec_ms, 0.0)
+        };
+        let old = mysql("1", 300.0, 1_000.0);
+        // A scan of 50,000 rows a call, still fast on a cached table: the rows give it away.
+        let scan = load_gates(&mysql("2", 600.0, 50_000_000.0), &old, &budget);
+        assert_eq!(
+            verdicts(&scan),
+            [
+                ("database:time-per-call", "pass"),
+                ("database:rows-examined-per-call", "fail")
+            ]
+        );
+        assert!(
+            scan[1].to_string().contains(
+                "version 2's rows examined per call is 50000.00 rows, 50000.0 x version 1's 1.00 rows"
+            ),
+            "{}",
+            scan[1]
+        );
+        // Few rows a call stays under the floor whatever the ratio.
+        let few = load_gates(&mysql("2", 300.0, 90_000.0), &old, &budget);
+        assert_eq!(few[1].verdict, GateVerdict::Pass);
+        let names: Vec<&str> = mysql("2", 1.0, 1.0)
+            .metrics()
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect();
+        assert!(names.contains(&"DatabaseRowsExaminedPerCall"), "{names:?}");
+        assert!(!names.contains(&"DatabaseBlocksPerCall"), "{names:?}");
     }
 
     #[test]

@@ -1,0 +1,146 @@
+//! MySQL/MariaDB: `performance_schema` counts every thread's statements by kind
+//! (`events_statements_summary_by_thread_by_event_name`: calls, time, rows examined and sent), so
+//! each tagged session's counters before and after the sample give each version's load exactly,
+//! with no sharing estimate; `performance_schema.threads` and InnoDB's transactions, read every
+//! [`super::INTERVAL`], give its sessions' state. A session carries its tag in the user variable
+//! `@shiftguard_tag` (`SET @shiftguard_tag = 'v2:orders-api'` after connecting: drivers such as
+//! sqlx send no connection attributes) or in the connection attribute `program_name`.
+//!
+//! Needs `performance_schema = ON` in the server's configuration (read at start), its
+//! `global_instrumentation` and `thread_instrumentation` consumers (on by default), and a user
+//! with `SELECT` on `performance_schema` and `PROCESS` (InnoDB's transactions). A session that
+//! disconnects during the sample takes its counters with it (both versions alike).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use shiftguard_core::release::load::{DatabaseLoad, LoadSource};
+
+use super::{Counters, placeholders, watch_sessions};
+use crate::connection::{Bind, Connection, Kind};
+
+/// Every thread with its tag (NULL for an untagged one), as a derived table.
+const TAGGED: &str = "(SELECT t.THREAD_ID, t.PROCESSLIST_ID, t.PROCESSLIST_COMMAND, \
+     t.PROCESSLIST_STATE, COALESCE(CAST(v.VARIABLE_VALUE AS CHAR), a.ATTR_VALUE) AS tag \
+     FROM performance_schema.threads t \
+     LEFT JOIN performance_schema.user_variables_by_thread v \
+     ON v.THREAD_ID = t.THREAD_ID AND v.VARIABLE_NAME = 'shiftguard_tag' \
+     LEFT JOIN performance_schema.session_connect_attrs a \
+     ON a.PROCESSLIST_ID = t.PROCESSLIST_ID AND a.ATTR_NAME = 'program_name') tagged";
+
+/// The sampler's checks: what must be on for the counters to count.
+async fn check(connection: &mut Connection) -> Result<(), String> {
+    let on = connection
+        .fetch_strings("SELECT IF(@@performance_schema, 'on', 'off')")
+        .await
+        .map_err(|e| format!("cannot read @@performance_schema: {e}"))?;
+    if on.first().map(String::as_str) != Some("on") {
+        return Err(
+            "performance_schema is off: set performance_schema = ON in the server's configuration (read at start)"
+                .to_owned(),
+        );
+    }
+    let off = connection
+        .fetch_strings(
+            "SELECT NAME FROM performance_schema.setup_consumers \
+             WHERE NAME IN ('global_instrumentation', 'thread_instrumentation') AND ENABLED <> 'YES'",
+        )
+        .await
+        .map_err(|e| {
+            format!("cannot read performance_schema (GRANT SELECT ON performance_schema.* and PROCESS to this user): {e}")
+        })?;
+    if !off.is_empty() {
+        return Err(format!(
+            "performance_schema's consumer {} is off: UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME = '{}'",
+            off[0], off[0]
+        ));
+    }
+    Ok(())
+}
+
+/// Each tagged session's statement counters, by thread: (tag, counters).
+async fn sessions(
+    connection: &mut Connection,
+    counters: &str,
+    tags: &[Bind],
+) -> Result<HashMap<i64, (String, Counters)>, String> {
+    let shape = [
+        Kind::Int,
+        Kind::Text,
+        Kind::Int,
+        Kind::Float,
+        Kind::Int,
+        Kind::Int,
+    ];
+    let rows = connection
+        .fetch_rows(counters, tags, &shape)
+        .await
+        .map_err(|e| format!("cannot read performance_schema's statement counters: {e}"))?;
+    let number = |n: Option<i64>| n.map_or(0.0, |n| n as f64);
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let counters = Counters {
+                calls: number(row[2].int()),
+                exec_ms: row[3].float().unwrap_or(0.0),
+                rows_examined: number(row[4].int()),
+                rows: number(row[5].int()),
+                ..Counters::default()
+            };
+            Some((row[0].int()?, (row[1].text()?.to_owned(), counters)))
+        })
+        .collect())
+}
+
+/// The load of each `(version, tag)` over `sample`, in the order given.
+pub(super) async fn sample(
+    connection: &mut Connection,
+    versions: &[(String, String)],
+    sample: Duration,
+) -> Result<Vec<DatabaseLoad>, String> {
+    check(connection).await?;
+    let tags: Vec<Bind> = versions
+        .iter()
+        .map(|(_, tag)| Bind::Text(Some(tag.clone())))
+        .collect();
+    let wanted = placeholders(connection, versions.len());
+    // Statements sent as text count as `statement/sql/*`; a prepared statement's execution
+    // (sqlx prepares every query) as `statement/com/Execute`, with its time and rows; preparing
+    // it, pings and the like are not calls.
+    let counters = format!(
+        "SELECT CAST(s.THREAD_ID AS SIGNED), tagged.tag, CAST(SUM(s.COUNT_STAR) AS SIGNED), \
+         SUM(s.SUM_TIMER_WAIT) / 1e9, CAST(SUM(s.SUM_ROWS_EXAMINED) AS SIGNED), \
+         CAST(SUM(s.SUM_ROWS_SENT) AS SIGNED) \
+         FROM {TAGGED} \
+         JOIN performance_schema.events_statements_summary_by_thread_by_event_name s \
+         ON s.THREAD_ID = tagged.THREAD_ID \
+         WHERE tagged.tag IN ({wanted}) AND s.COUNT_STAR > 0 \
+         AND (s.EVENT_NAME LIKE 'statement/sql/%' OR s.EVENT_NAME = 'statement/com/Execute') \
+         GROUP BY s.THREAD_ID, tagged.tag"
+    );
+    // A thread waits for a lock when InnoDB says so (a row lock) or its state does (metadata
+    // and table locks).
+    let activity = format!(
+        "SELECT tagged.tag, CAST(NULL AS SIGNED), \
+         CASE WHEN tagged.PROCESSLIST_COMMAND IN ('Query', 'Execute') THEN 1 ELSE 0 END, \
+         CASE WHEN tagged.PROCESSLIST_STATE LIKE 'Waiting for%lock' OR EXISTS \
+         (SELECT 1 FROM information_schema.INNODB_TRX x \
+         WHERE x.trx_mysql_thread_id = tagged.PROCESSLIST_ID AND x.trx_state = 'LOCK WAIT') \
+         THEN 1 ELSE 0 END \
+         FROM {TAGGED} WHERE tagged.tag IN ({wanted})"
+    );
+    let before = sessions(connection, &counters, &tags).await?;
+    let mut loads = super::loads(versions, LoadSource::PerformanceSchema);
+    watch_sessions(connection, &activity, &mut loads, sample)
+        .await
+        .map_err(|e| e.unwrap_or_default())?;
+    let after = sessions(connection, &counters, &tags).await?;
+    for (thread, (tag, now)) in &after {
+        let Some(load) = loads.iter_mut().find(|load| &load.tag == tag) else {
+            continue;
+        };
+        let then = before.get(thread).map(|(_, counters)| counters);
+        now.since(then).add_share(load, 1.0);
+    }
+    Ok(loads)
+}
