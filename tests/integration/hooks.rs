@@ -177,6 +177,7 @@ async fn world(database_at: &str, backfills: &str) -> World {
         codedeploy: reporting_client(&sdk_config(endpoint.url()).await, Duration::from_secs(3)),
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
+        notifier: None,
         settings: TrafficSettings::default(),
     };
     let name = format!("users-api-{}", crate::support::unique_suffix());
@@ -1091,17 +1092,26 @@ fn hold_cli(args: &[&str]) -> crate::support::Run {
 }
 
 /// An operator holds the deployment group: the pre-traffic hook reports Failed with who, when
-/// and why, the monitor publishes the group's `hold` gate as 1 (the alarm's input); released,
-/// both pass. `shiftguard hold --list` and `status`-like JSON show it meanwhile.
+/// and why, the monitor publishes the group's `hold` gate as 1 (the alarm's input) and tells
+/// the change of verdict to an SNS topic and an EventBridge bus, once; released, both pass and
+/// the monitor tells that too. `shiftguard hold --list` and `status`-like JSON show it meanwhile.
 #[tokio::test]
 async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
     let mut w = world(ADD_DISPLAY_NAME, SQL_BACKFILL).await;
     let table = crate::support::keyed_dynamodb_table("holds", "group").await;
-    Arc::get_mut(&mut w.deps).expect("sole owner").codedeploy = w
-        .deps
+    let sink = crate::support::NoticeSink::create().await;
+    let targets = shiftguard_aws::NotifyTargets {
+        topic_arn: Some(sink.topic_arn.clone()),
+        event_bus: Some(sink.event_bus.clone()),
+    };
+    let deps = Arc::get_mut(&mut w.deps).expect("sole owner");
+    deps.codedeploy = deps
         .codedeploy
         .clone()
         .with_holds(shiftguard_aws::DynamoHolds::new(&w.moto, &table));
+    deps.notifier = shiftguard_aws::Notifier::new(&w.moto, &targets);
+    // The test's trickle of traffic is too thin to judge: let that pass, so the hold decides.
+    deps.settings.budget.inconclusive = InconclusivePolicy::Pass;
     let (id, v) = v1_to_v2(&w).await;
     // The alias, so that the monitor can evaluate the deployment between steps.
     traffic(&w, &v[0], &v[1], &[(&v[1], 5.0, 0.0)]).await;
@@ -1149,6 +1159,36 @@ async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
         [1.0],
         "{reports:?}"
     );
+    // The verdict changed: told once to the topic and the bus, the hold's reason in both.
+    let (messages, events) = sink.take().await;
+    assert_eq!(
+        (messages.len(), events.len()),
+        (1, 1),
+        "{messages:?} {events:?}"
+    );
+    assert_eq!(
+        messages[0]["Subject"],
+        format!("shiftguard: {group}: gate verdict changed").as_str()
+    );
+    let message = messages[0]["Message"].as_str().expect("a message");
+    assert!(
+        message.starts_with(&format!(
+            "The gates of {group} now fail (failing: hold): its alarm stops the canary"
+        )) && message.contains("\nhold: FAIL: ")
+            && message.contains(": replica lag is climbing"),
+        "{message}"
+    );
+    assert_eq!(events[0]["source"], "shiftguard");
+    assert_eq!(events[0]["detail-type"], "Gate Verdict Changed");
+    assert_eq!(events[0]["detail"]["about"], group.as_str());
+    assert_eq!(events[0]["detail"]["record"]["hold"]["gate"], "hold");
+    // Still held: the same verdict is not told again.
+    monitor_once(&w, &groups).await;
+    let (messages, events) = sink.take().await;
+    assert!(
+        messages.is_empty() && events.is_empty(),
+        "{messages:?} {events:?}"
+    );
 
     let released = hold_cli(&["release", &group, "--table", &table]);
     assert_eq!(released.code, 0, "{released:?}");
@@ -1177,6 +1217,18 @@ async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
         .find(|g| g.gate == "hold")
         .expect("the hold gate");
     assert!(hold.passed(), "{reports:?}");
+    let (messages, events) = sink.take().await;
+    assert_eq!(
+        (messages.len(), events.len()),
+        (1, 1),
+        "{messages:?} {events:?}"
+    );
+    assert!(
+        messages[0]["Message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("The gates of {group} pass again"))),
+        "{messages:?}"
+    );
     w.db.drop_database().await;
 }
 

@@ -78,6 +78,7 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
         codedeploy: CodeDeployAdapter::new(&sdk_config(endpoint.url()).await),
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
+        notifier: None,
         settings: TrafficSettings {
             budget: HealthBudget {
                 inconclusive: InconclusivePolicy::Fail,

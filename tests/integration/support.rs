@@ -219,15 +219,7 @@ pub fn with_aws_emulator(command: &mut Command) -> &mut Command {
 
 /// A DynamoDB client for setting up the emulator (the code under test configures its own).
 pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&config)
+    aws_sdk_dynamodb::Client::new(&emulator_config().await)
 }
 
 /// Creates a DynamoDB checkpoint table (partition key `name`) with a unique name.
@@ -274,6 +266,168 @@ pub async fn keyed_dynamodb_table(what: &str, key: &str) -> String {
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
 /// A suffix unique within this test run (process id and a counter).
+/// The emulator's configuration, as tests set up resources with it.
+async fn emulator_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// Where notices land in the emulator: an SNS topic and an EventBridge bus of their own, each
+/// delivering to an SQS queue the test reads, as an email or chat subscriber and an event rule
+/// would.
+pub struct NoticeSink {
+    pub topic_arn: String,
+    pub event_bus: String,
+    sqs: aws_sdk_sqs::Client,
+    topic_queue: String,
+    bus_queue: String,
+}
+
+impl NoticeSink {
+    pub async fn create() -> NoticeSink {
+        let config = emulator_config().await;
+        let (sns, sqs) = (
+            aws_sdk_sns::Client::new(&config),
+            aws_sdk_sqs::Client::new(&config),
+        );
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let name = unique_suffix();
+        let queue = |what: &'static str| {
+            let sqs = sqs.clone();
+            let name = format!("notices-{name}-{what}");
+            async move {
+                let url = sqs
+                    .create_queue()
+                    .queue_name(&name)
+                    .send()
+                    .await
+                    .expect("queue")
+                    .queue_url
+                    .expect("queue url");
+                let arn = sqs
+                    .get_queue_attributes()
+                    .queue_url(&url)
+                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .send()
+                    .await
+                    .expect("queue attributes")
+                    .attributes
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                            .cloned()
+                    })
+                    .expect("queue arn");
+                (url, arn)
+            }
+        };
+        let (topic_queue, topic_queue_arn) = queue("sns").await;
+        let (bus_queue, bus_queue_arn) = queue("events").await;
+        let topic_arn = sns
+            .create_topic()
+            .name(format!("notices-{name}"))
+            .send()
+            .await
+            .expect("topic")
+            .topic_arn
+            .expect("topic arn");
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(topic_queue_arn)
+            .send()
+            .await
+            .expect("subscribe");
+        let event_bus = format!("notices-{name}");
+        events
+            .create_event_bus()
+            .name(&event_bus)
+            .send()
+            .await
+            .expect("bus");
+        events
+            .put_rule()
+            .name("shiftguard")
+            .event_bus_name(&event_bus)
+            .event_pattern(r#"{"source": ["shiftguard"]}"#)
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule("shiftguard")
+            .event_bus_name(&event_bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(bus_queue_arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("targets");
+        NoticeSink {
+            topic_arn,
+            event_bus,
+            sqs,
+            topic_queue,
+            bus_queue,
+        }
+    }
+
+    /// The environment that sends a function's notices here.
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("SHIFTGUARD_NOTIFY_TOPIC_ARN", self.topic_arn.clone()),
+            ("SHIFTGUARD_NOTIFY_EVENT_BUS", self.event_bus.clone()),
+        ]
+    }
+
+    /// The SNS messages (their JSON envelopes: `Subject`, `Message`) and the EventBridge events
+    /// delivered since the last call.
+    pub async fn take(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        (
+            self.drain(&self.topic_queue).await,
+            self.drain(&self.bus_queue).await,
+        )
+    }
+
+    async fn drain(&self, queue: &str) -> Vec<serde_json::Value> {
+        let mut bodies = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for message in messages {
+                let body = message.body.as_deref().expect("a body");
+                bodies.push(serde_json::from_str(body).expect("a JSON body"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(message.receipt_handle.expect("receipt"))
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
 pub fn unique_suffix() -> String {
     unique_name().trim_start_matches("sg_").replace('_', "-")
 }

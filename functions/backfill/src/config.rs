@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shiftguard_aws::Environment;
 use shiftguard_aws::secrets::DatabaseSource;
+use shiftguard_aws::{Environment, NotifyTargets};
 use shiftguard_core::backfill::CheckpointStoreKind;
 
 /// The function's settings.
@@ -22,12 +22,15 @@ pub struct FunctionConfig {
     /// `SHIFTGUARD_DEADLINE_MARGIN_MS` (default 5000): stop this long before the invocation's
     /// deadline, leaving time to commit, release the lease and report.
     pub deadline_margin: Duration,
+    /// `SHIFTGUARD_NOTIFY_TOPIC_ARN` and `SHIFTGUARD_NOTIFY_EVENT_BUS`: where a completion, a
+    /// failure or a stall is told (SNS, EventBridge); unset, nowhere.
+    pub notify: NotifyTargets,
 }
 
 impl FunctionConfig {
     /// Reads the settings; the error names the variable at fault.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let env = Environment::new(lookup);
+        let env = Environment::new(&lookup);
         let checkpoint_store = match env.get("SHIFTGUARD_CHECKPOINT").as_deref() {
             None => None,
             Some("sql") => Some(CheckpointStoreKind::Sql),
@@ -39,6 +42,7 @@ impl FunctionConfig {
             }
         };
         Ok(FunctionConfig {
+            notify: NotifyTargets::from_lookup(&lookup)?,
             config_path: env.task_file("SHIFTGUARD_CONFIG", "shiftguard.toml"),
             database: env.database()?,
             checkpoint_store,

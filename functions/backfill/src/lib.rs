@@ -8,14 +8,16 @@
 pub mod config;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use shiftguard_aws::DynamoCheckpoints;
+use shiftguard_aws::{DynamoCheckpoints, Notifier};
 use shiftguard_core::backfill::CheckpointStoreKind;
 use shiftguard_core::backfill::{Key, KeyRange, Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
+use shiftguard_core::release::notify::{BackfillNews, backfill_notice};
 use shiftguard_sql::DatabaseUrl;
 use shiftguard_sql::backfill::{Checkpoints, Event, LagSource, Outcome, Runner, now_ms};
 use shiftguard_sql::checkpoint::SqlCheckpoints;
@@ -56,6 +58,11 @@ pub struct Deps {
     /// Replica URLs, by backfill, from the variables their `replica_url_env` names.
     pub replicas: HashMap<String, DatabaseUrl>,
     pub deadline_margin: Duration,
+    /// Where completions, failures and stalls are told; none configured, nowhere.
+    pub notifier: Option<Notifier>,
+    /// What was told of each backfill since it last moved (per warm function: a cold start
+    /// may tell a failure or a stall once more).
+    pub told: Mutex<HashMap<String, &'static str>>,
 }
 
 impl Deps {
@@ -96,6 +103,8 @@ impl Deps {
             dynamodb,
             replicas,
             deadline_margin: config.deadline_margin,
+            notifier: Notifier::new(aws, &config.notify),
+            told: Mutex::default(),
         })
     }
 }
@@ -162,7 +171,18 @@ pub async fn handle(
             continue;
         }
         let name = backfill.name.as_str();
-        let mut observe = |event: &Event| log_event(name, event);
+        let mut held_by = None;
+        let mut observe = |event: &Event| {
+            if let Event::Held(reading) = event {
+                held_by = Some(format!(
+                    "{} {} above {}",
+                    reading.signal.name(),
+                    reading.value,
+                    reading.limit
+                ));
+            }
+            log_event(name, event)
+        };
         // A backfill with shards: concurrent invocations start at different shards, each
         // taking the free ones in turn.
         let first = event.first.unwrap_or((now_ms() % 1_000) as u32);
@@ -206,6 +226,9 @@ pub async fn handle(
                 records.push(record("error", None, Some(error.to_string())));
             }
         }
+        if let Some(last) = records.last() {
+            tell(deps, last, held_by).await;
+        }
     }
     let failed: Vec<String> = records
         .iter()
@@ -215,6 +238,57 @@ pub async fn handle(
         Ok(records)
     } else {
         anyhow::bail!("{}", failed.join("; "))
+    }
+}
+
+/// What of a run is worth telling: a completion, a failure, a stall (a run to its deadline that
+/// updated nothing while a health signal held it).
+pub fn news(record: &RunRecord, held_by: Option<String>) -> Option<BackfillNews> {
+    match record.outcome.as_str() {
+        "complete" => Some(BackfillNews::Completed {
+            rows_updated: record.rows_updated,
+        }),
+        "error" => Some(BackfillNews::Failed {
+            error: record.error.clone().unwrap_or_default(),
+        }),
+        "deadline" if record.rows_updated == 0 => held_by.map(|held_by| BackfillNews::Stalled {
+            held_by,
+            seconds: record.seconds,
+        }),
+        _ => None,
+    }
+}
+
+/// Tells the run's news, once per kind until the backfill moves again. A notice that cannot be
+/// sent is logged: telling is not running.
+async fn tell(deps: &Deps, record: &RunRecord, held_by: Option<String>) {
+    let Some(notifier) = &deps.notifier else {
+        return;
+    };
+    let news = news(record, held_by);
+    let fresh = {
+        let mut told = deps
+            .told
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if record.rows_updated > 0 {
+            told.remove(&record.backfill);
+        }
+        news.as_ref().is_some_and(|news| {
+            told.insert(record.backfill.clone(), news.kind()) != Some(news.kind())
+        })
+    };
+    let (Some(news), true) = (news, fresh) else {
+        return;
+    };
+    let json = serde_json::to_value(record).unwrap_or_default();
+    let notice = backfill_notice(&record.backfill, &news, json);
+    if let Err(error) = notifier.send(&notice).await {
+        tracing::error!(
+            backfill = record.backfill.as_str(),
+            error = error.message,
+            "not notified"
+        );
     }
 }
 

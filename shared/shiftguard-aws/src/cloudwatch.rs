@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
-    Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StandardUnit, StatusCode,
+    Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, ScanBy, StandardUnit, StatusCode,
 };
 use shiftguard_core::release::DecisionError;
 use shiftguard_core::release::gate::VersionMetrics;
@@ -123,6 +123,22 @@ impl CloudWatchAdapter {
         Ok(versions.iter().cloned().zip(counts).collect())
     }
 
+    /// The maximum of `name` in `namespace` with exactly `dimensions` in the latest minute that
+    /// has a value, looking back `within`; none when there is none.
+    pub async fn latest_maximum(
+        &self,
+        namespace: &str,
+        name: &str,
+        dimensions: &[(&str, String)],
+        within: Duration,
+    ) -> Result<Option<f64>, AwsError> {
+        let (start, end, _) = bounds(within)?;
+        let query = metric_query("latest", namespace, name, "Maximum", 60, dimensions);
+        let doing = format!("GetMetricData {namespace} {name}");
+        let values = self.fetch(&doing, vec![query], start, end).await?;
+        Ok(values.get("latest").and_then(|v| v.first().copied()))
+    }
+
     /// Runs `queries` (at most 500 per call, the API's limit, following `NextToken`) and returns
     /// each query's values by id. A query that comes back incomplete, or not at all, is an
     /// error: counting it as zero would let a gate pass on data it never saw.
@@ -143,6 +159,8 @@ impl CloudWatchAdapter {
                     .start_time(DateTime::from(start))
                     .end_time(DateTime::from(end))
                     .set_metric_data_queries(Some(chunk.to_vec()))
+                    // Newest first: `latest_maximum` takes the first value.
+                    .scan_by(ScanBy::TimestampDescending)
                     .set_next_token(token.take())
                     .send()
                     .await
@@ -243,6 +261,18 @@ fn lambda_query(
     period: i32,
     dimensions: &[(&str, String)],
 ) -> MetricDataQuery {
+    metric_query(id, "AWS/Lambda", metric, stat, period, dimensions)
+}
+
+/// One statistic of a metric over one period, by these dimensions.
+fn metric_query(
+    id: &str,
+    namespace: &str,
+    metric: &str,
+    stat: &str,
+    period: i32,
+    dimensions: &[(&str, String)],
+) -> MetricDataQuery {
     let dimensions = dimensions
         .iter()
         .map(|(name, value)| Dimension::builder().name(*name).value(value).build())
@@ -253,7 +283,7 @@ fn lambda_query(
             MetricStat::builder()
                 .metric(
                     Metric::builder()
-                        .namespace("AWS/Lambda")
+                        .namespace(namespace)
                         .metric_name(metric)
                         .set_dimensions(Some(dimensions))
                         .build(),

@@ -15,6 +15,7 @@ pub mod error;
 pub mod holds;
 pub mod lambda;
 pub mod live;
+pub mod notify;
 pub mod secrets;
 
 pub use cloudwatch::{CloudWatchAdapter, MetricPoint};
@@ -25,6 +26,7 @@ pub use error::AwsError;
 pub use holds::DynamoHolds;
 pub use lambda::{LambdaAdapter, deadline_instant, init_json_logging};
 pub use live::LiveOnAws;
+pub use notify::{Notifier, NotifyTargets};
 
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shiftguard_aws::Environment;
 use shiftguard_aws::secrets::DatabaseSource;
+use shiftguard_aws::{Environment, NotifyTargets};
 use shiftguard_core::release::decide::{Smoke, TrafficSettings};
 use shiftguard_core::release::gate::{GateSelection, HealthBudget, InconclusivePolicy};
 use shiftguard_core::release::load::LoadBudget;
@@ -26,6 +26,9 @@ pub struct HookConfig {
     /// `SHIFTGUARD_HOLDS_TABLE`: the DynamoDB table of operators' holds (`shiftguard hold`);
     /// unset, nothing is ever held.
     pub holds_table: Option<String>,
+    /// `SHIFTGUARD_NOTIFY_TOPIC_ARN` and `SHIFTGUARD_NOTIFY_EVENT_BUS`: where the monitor tells
+    /// of a verdict that changed (SNS, EventBridge); unset, nowhere.
+    pub notify: NotifyTargets,
     /// `SHIFTGUARD_DEADLINE_MARGIN_MS` (default 3000): report Failed this long before the
     /// invocation's deadline rather than be killed without reporting.
     pub deadline_margin: Duration,
@@ -131,6 +134,7 @@ impl HookConfig {
                 .get("SHIFTGUARD_VERSION_TABLE")
                 .unwrap_or_else(|| "alembic_version".to_owned()),
             holds_table: env.get("SHIFTGUARD_HOLDS_TABLE"),
+            notify: NotifyTargets::from_lookup(&lookup)?,
             deadline_margin: deadline_margin(&lookup)?,
             settings: TrafficSettings {
                 budget,

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shiftguard_aws::{
-    CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter, MetricPoint,
+    CloudWatchAdapter, CodeDeployAdapter, HookStatus, LambdaAdapter, MetricPoint, Notifier,
 };
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};
+use shiftguard_core::release::notify;
 use shiftguard_core::release::{DecisionError, Evaluation, GroupReport, Ports};
 use shiftguard_core::{Manifest, RevisionGraph};
 use shiftguard_sql::{ConnectSettings, DatabaseUrl, SqlDatabase};
@@ -34,6 +35,8 @@ pub struct Deps {
     pub codedeploy: CodeDeployAdapter,
     pub lambda: LambdaAdapter,
     pub cloudwatch: CloudWatchAdapter,
+    /// Where the monitor tells of a verdict that changed; none configured, nowhere.
+    pub notifier: Option<Notifier>,
     pub settings: TrafficSettings,
 }
 
@@ -62,6 +65,7 @@ impl Deps {
             },
             lambda: LambdaAdapter::new(aws),
             cloudwatch: CloudWatchAdapter::new(aws),
+            notifier: Notifier::new(aws, &config.notify),
             settings: config.settings.clone(),
         })
     }
@@ -285,7 +289,8 @@ pub const MONITOR_NAMESPACE: &str = "Shiftguard";
 
 /// The gate monitor: `decide::monitor` over every `application/deployment group`, its
 /// `GateFailing` values published in the `Shiftguard` namespace for the alarms CodeDeploy
-/// watches between canary steps.
+/// watches between canary steps; a group whose verdict changed since the last value published
+/// (read back before publishing) is told to the notifier, when there is one.
 pub async fn monitor(
     deps: Arc<Deps>,
     groups: &[(String, String)],
@@ -335,11 +340,61 @@ pub async fn monitor(
         value: point.value,
         unit: point.unit,
     }));
+    let previous = match &deps.notifier {
+        Some(_) => previous_verdicts(&deps.cloudwatch, &monitored.reports).await,
+        None => Vec::new(),
+    };
     deps.cloudwatch
         .publish(MONITOR_NAMESPACE, &points)
         .await
         .map_err(|e| DecisionError::Metrics(e.message))?;
+    if let Some(notifier) = &deps.notifier {
+        for (report, previous) in monitored.reports.iter().zip(previous) {
+            let Some(notice) = notify::verdict_change(report, previous) else {
+                continue;
+            };
+            match notifier.send(&notice).await {
+                Ok(()) => tracing::info!(group = notice.about.as_str(), "{}", notice.sentence),
+                // Telling is not deciding: the metrics are out, the alarm acts on them.
+                Err(error) => tracing::error!(
+                    group = notice.about.as_str(),
+                    error = error.message,
+                    "verdict change not notified"
+                ),
+            }
+        }
+    }
     Ok(monitored.reports)
+}
+
+/// How far back the monitor looks for a group's last `GateFailing` (it runs every minute).
+const PREVIOUS_VERDICT_WITHIN: Duration = Duration::from_secs(15 * 60);
+
+/// Each group's last published `GateFailing`, none when there is none or it cannot be read (a
+/// failing verdict is then told again: better twice than never).
+async fn previous_verdicts(
+    cloudwatch: &CloudWatchAdapter,
+    reports: &[GroupReport],
+) -> Vec<Option<f64>> {
+    let mut previous = Vec::with_capacity(reports.len());
+    for report in reports {
+        let group = format!("{}/{}", report.application, report.deployment_group);
+        let dimensions = [("DeploymentGroup", group)];
+        let value = cloudwatch
+            .latest_maximum(
+                MONITOR_NAMESPACE,
+                "GateFailing",
+                &dimensions,
+                PREVIOUS_VERDICT_WITHIN,
+            )
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = error.message, "previous verdict unknown");
+                None
+            });
+        previous.push(value);
+    }
+    previous
 }
 
 /// `SHIFTGUARD_DEPLOYMENT_GROUPS`: `application/group` pairs, comma-separated.

@@ -481,6 +481,7 @@ where
         application: application.to_owned(),
         deployment_group: group.to_owned(),
         gate_failing: 0.0,
+        hold: None,
         evaluations: Vec::new(),
         errors: Vec::new(),
     };
@@ -544,6 +545,7 @@ where
     if !report.errors.is_empty() {
         report.gate_failing = 1.0;
     }
+    report.hold = hold;
     report
 }
 

@@ -1,7 +1,8 @@
 //! Release gates: the decisions that stand before every traffic step, the cutover and the
 //! contract, and the one place that gathers their facts.
 //!
-//! * [`gate`], [`approval`], [`checks`], [`load`] and [`hold`] are pure: verdicts from facts.
+//! * [`gate`], [`approval`], [`checks`], [`load`] and [`hold`] are pure: verdicts from facts;
+//!   [`notify`] turns a change of verdict into words.
 //! * [`ports`] names every fact a decision needs as a small trait; the AWS and SQL adapters
 //!   implement them for production, the lab implements them in-process, tests with fakes.
 //! * [`decide`] is the one orchestration per decision (pre-traffic, post-traffic, between
@@ -20,6 +21,7 @@ pub mod error;
 pub mod gate;
 pub mod hold;
 pub mod load;
+pub mod notify;
 pub mod ports;
 pub mod record;
 

@@ -105,6 +105,8 @@ pub struct GroupReport {
     pub deployment_group: String,
     /// 1 when any active deployment fails a gate or cannot be evaluated, else 0.
     pub gate_failing: f64,
+    /// The operator's hold gate, when it could be read (with or without a deployment).
+    pub hold: Option<GateResult>,
     pub evaluations: Vec<Evaluation>,
     pub errors: Vec<String>,
 }
