@@ -1,5 +1,6 @@
 //! The backfill Lambda's handler against real PostgreSQL and the AWS emulator: the database URL
-//! from Secrets Manager, checkpoints in DynamoDB, the invocation deadline honoured.
+//! from Secrets Manager, checkpoints in DynamoDB, the invocation deadline honoured, completions,
+//! failures and stalls told to SNS and EventBridge once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use backfill::config::FunctionConfig;
 use backfill::{BackfillEvent, Deps, handle};
 
-use crate::support::{Kind, TestDatabase, aws_endpoint, dynamodb_table};
+use crate::support::{Kind, NoticeSink, TestDatabase, aws_endpoint, dynamodb_table};
 
 async fn aws() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -78,11 +79,15 @@ async fn secret_url_dynamodb_checkpoints_and_the_deadline() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = config_file(dir.path(), "");
+    let sink = NoticeSink::create().await;
+    let [topic, bus] = sink.env();
     let config = function_config(&[
         ("DATABASE_SECRET_ARN", &arn),
         ("SHIFTGUARD_CONFIG", &config_path),
         ("SHIFTGUARD_CHECKPOINT", "dynamodb"),
         ("SHIFTGUARD_CHECKPOINT_TABLE", &table),
+        (topic.0, &topic.1),
+        (bus.0, &bus.1),
     ]);
     let deps = Deps::build(&config, &aws, |_| None).await.expect("deps");
 
@@ -129,6 +134,21 @@ async fn secret_url_dynamodb_checkpoints_and_the_deadline() {
             .await,
         0
     );
+    // Told once, when it completed (the runs before moved: nothing to tell).
+    let (messages, events) = sink.take().await;
+    assert_eq!(
+        (messages.len(), events.len()),
+        (1, 1),
+        "{messages:?} {events:?}"
+    );
+    assert_eq!(
+        messages[0]["Message"]
+            .as_str()
+            .and_then(|m| m.lines().next()),
+        Some("Backfill users_display_name is complete: verified, no row is left to update.")
+    );
+    assert_eq!(events[0]["detail-type"], "Backfill Completed");
+    assert_eq!(events[0]["detail"]["record"]["outcome"], "complete");
 
     // Scheduled without a name: a complete backfill is skipped.
     let records = handle(
@@ -140,6 +160,11 @@ async fn secret_url_dynamodb_checkpoints_and_the_deadline() {
     .await
     .expect("scheduled invocation");
     assert_eq!(records[0].outcome, "skipped");
+    let (messages, events) = sink.take().await;
+    assert!(
+        messages.is_empty() && events.is_empty(),
+        "{messages:?} {events:?}"
+    );
 
     let error = handle(
         BackfillEvent {
@@ -169,7 +194,14 @@ async fn a_failing_backfill_fails_the_invocation_with_its_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = config_file(dir.path(), "");
     let url = db.url();
-    let config = function_config(&[("DATABASE_URL", &url), ("SHIFTGUARD_CONFIG", &config_path)]);
+    let sink = NoticeSink::create().await;
+    let [topic, bus] = sink.env();
+    let config = function_config(&[
+        ("DATABASE_URL", &url),
+        ("SHIFTGUARD_CONFIG", &config_path),
+        (topic.0, &topic.1),
+        (bus.0, &bus.1),
+    ]);
     let deps = Deps::build(&config, &aws().await, |_| None)
         .await
         .expect("deps");
@@ -181,6 +213,33 @@ async fn a_failing_backfill_fails_the_invocation_with_its_error() {
     )
     .await
     .expect_err("constraint violation");
+    let (messages, events) = sink.take().await;
+    assert_eq!(
+        (messages.len(), events.len()),
+        (1, 1),
+        "{messages:?} {events:?}"
+    );
+    let message = messages[0]["Message"].as_str().expect("a message");
+    assert!(
+        message.starts_with("Backfill users_display_name failed in its scheduled run.\n\nerror: ")
+            && message.contains("short_names"),
+        "{message}"
+    );
+    assert_eq!(events[0]["detail-type"], "Backfill Failed");
+    // Still failed on the next schedule: an error again, but not news.
+    handle(
+        BackfillEvent::default(),
+        Instant::now() + Duration::from_secs(30),
+        &deps,
+        "lambda:r2",
+    )
+    .await
+    .expect_err("still failed");
+    let (messages, events) = sink.take().await;
+    assert!(
+        messages.is_empty() && events.is_empty(),
+        "{messages:?} {events:?}"
+    );
     assert!(
         error
             .to_string()
@@ -194,5 +253,61 @@ async fn a_failing_backfill_fails_the_invocation_with_its_error() {
         .expect("checkpoint")
         .2;
     assert_eq!(status, "failed");
+    db.drop_database().await;
+}
+
+/// A throttle that holds the backfill for a whole run: told as a stall, once.
+#[tokio::test]
+async fn a_backfill_held_for_a_whole_run_is_told_as_stalled_once() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    users(&db, 100).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = config_file(dir.path(), "");
+    // The [[backfill]] table is the file's last: these keys are its own.
+    let mut config = std::fs::read_to_string(&config_path).expect("config");
+    config.push_str("throttle_query = \"SELECT 100\"\nthrottle_max = 1\n");
+    std::fs::write(&config_path, config).expect("write config");
+    let url = db.url();
+    let sink = NoticeSink::create().await;
+    let [topic, bus] = sink.env();
+    let config = function_config(&[
+        ("DATABASE_URL", &url),
+        ("SHIFTGUARD_CONFIG", &config_path),
+        (topic.0, &topic.1),
+        (bus.0, &bus.1),
+    ]);
+    let deps = Deps::build(&config, &aws().await, |_| None)
+        .await
+        .expect("deps");
+    for (run, told) in [("lambda:r1", 1), ("lambda:r2", 0)] {
+        let records = handle(
+            BackfillEvent::default(),
+            Instant::now() + Duration::from_millis(1_500),
+            &deps,
+            run,
+        )
+        .await
+        .expect("held, not failed");
+        assert_eq!(
+            (records[0].outcome.as_str(), records[0].rows_updated),
+            ("deadline", 0),
+            "{records:?}"
+        );
+        let (messages, events) = sink.take().await;
+        assert_eq!(
+            (messages.len(), events.len()),
+            (told, told),
+            "{run}: {messages:?}"
+        );
+        if told == 1 {
+            let message = messages[0]["Message"].as_str().expect("a message");
+            assert!(
+                message.starts_with("Backfill users_display_name made no progress in a ")
+                    && message.ends_with("held by: throttle_query 100 above 1"),
+                "{message}"
+            );
+            assert_eq!(events[0]["detail-type"], "Backfill Stalled");
+        }
+    }
     db.drop_database().await;
 }
