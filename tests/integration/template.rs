@@ -168,6 +168,44 @@ fn the_template_wires_hooks_alarms_schedules_and_the_checkpoint_table() {
         "group"
     );
 
+    // Notifications, optional: the topic exists with `Notifications` on; the monitor and the
+    // backfill are told it and the default bus then, and may publish to both.
+    assert_eq!(t["Parameters"]["Notifications"]["Default"], "off");
+    assert_eq!(t["Resources"]["NotificationTopic"]["Condition"], "Notify");
+    for function in ["GateMonitor", "Backfill"] {
+        let properties = &t["Resources"][function]["Properties"];
+        let variables = &properties["Environment"]["Variables"];
+        assert_eq!(
+            variables["SHIFTGUARD_NOTIFY_TOPIC_ARN"]["Fn::If"],
+            serde_json::json!(["Notify", {"Ref": "NotificationTopic"}, ""]),
+            "{function}"
+        );
+        assert_eq!(
+            variables["SHIFTGUARD_NOTIFY_EVENT_BUS"]["Fn::If"],
+            serde_json::json!(["Notify", "default", ""]),
+            "{function}"
+        );
+        let statements = properties["Policies"][0]["Statement"]
+            .as_array()
+            .expect("statements");
+        for (action, resource) in [
+            ("sns:Publish", ":${AWS::StackName}-notices"),
+            ("events:PutEvents", ":event-bus/default"),
+        ] {
+            assert!(
+                statements.iter().any(|s| s["Action"] == action
+                    && s["Resource"]["Fn::Sub"]
+                        .as_str()
+                        .is_some_and(|r| r.ends_with(resource))),
+                "{function} may {action}"
+            );
+        }
+    }
+    assert_eq!(
+        t["Resources"]["NotificationTopic"]["Properties"]["TopicName"]["Fn::Sub"],
+        "${AWS::StackName}-notices"
+    );
+
     // Every function is a workspace binary built by cargo-lambda; hooks and the monitor read
     // the release's manifest from the layer.
     let workspace_binaries = [
