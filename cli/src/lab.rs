@@ -22,6 +22,7 @@ use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::checks::{CheckConfig, GateKind};
 use shiftguard_core::release::decide::{self, Release, TrafficSettings};
 use shiftguard_core::release::gate::{self, GateResult, GateVerdict, HealthBudget, VersionStamp};
+use shiftguard_core::release::load::session_tag;
 use shiftguard_core::release::{DecisionError, Ports};
 use shiftguard_core::schema::scan::revision_from_source;
 use shiftguard_core::{DatabaseState, RevisionGraph, check_build};
@@ -43,7 +44,10 @@ use crate::Outcome;
     shiftguard lab --rows 20000 --report lab.html\n\n  \
     # On a scratch PostgreSQL database (its tables users, audit_log, alembic_version and\n  \
     # shiftguard_backfill are dropped and created):\n  \
-    shiftguard lab --database-url postgres://app@127.0.0.1/scratch --json\n\n\
+    shiftguard lab --database-url postgres://app@127.0.0.1/scratch --json\n\n  \
+    # The variant whose v2 finds users by an unindexed column: the database's view stops\n  \
+    # the canary at 10% (PostgreSQL with pg_stat_statements, or MariaDB with performance_schema):\n  \
+    shiftguard lab --variant missing-index --database-url postgres://app@127.0.0.1/scratch\n\n\
     Exit codes: 0 every stage behaved as the doctrine says, 1 one did not (named), 2 could not run.")]
 pub struct Args {
     /// Database to rehearse on (its users, audit_log, alembic_version and shiftguard_backfill
@@ -60,7 +64,23 @@ pub struct Args {
     /// gate verdicts).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Another story: `missing-index`, v2 finds users by `display_name`, which the expand did
+    /// not index; the per-version database gates stop the canary at 10% while errors and
+    /// latency pass. Needs --database-url (PostgreSQL with pg_stat_statements, or MySQL/MariaDB
+    /// with performance_schema).
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    variant: Option<Variant>,
 }
+
+/// The lab's other stories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// v2 looks users up by an unindexed column.
+    MissingIndex,
+}
+
+/// How long the missing-index variant samples the versions' database load between steps.
+const DATABASE_SAMPLE: Duration = Duration::from_secs(3);
 
 /// The example project's revision files, compiled in: the lab needs no checkout and no Python.
 const REVISIONS: &[(&str, &str)] = &[
@@ -165,6 +185,7 @@ pub struct Record {
 
 struct Lab {
     quiet: bool,
+    variant: Option<Variant>,
     graph: RevisionGraph,
     url: DatabaseUrl,
     connection: Connection,
@@ -217,8 +238,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
     };
     let url = DatabaseUrl::parse(&raw_url).context("--database-url")?;
+    if args.variant.is_some() && url.dialect() == Dialect::Sqlite {
+        bail!(
+            "--variant missing-index needs --database-url of PostgreSQL (with pg_stat_statements) or MySQL/MariaDB (with performance_schema): SQLite keeps no statement statistics"
+        );
+    }
     let record = runtime.block_on(async {
-        let mut lab = Lab::new(url, database, args.rows, args.json).await?;
+        let mut lab = Lab::new(url, database, args.rows, args.json, args.variant).await?;
         lab.rehearse(args.rows).await?;
         anyhow::Ok(lab.finish())
     })?;
@@ -301,6 +327,7 @@ impl Lab {
         database: String,
         rows: u64,
         quiet: bool,
+        variant: Option<Variant>,
     ) -> anyhow::Result<Lab> {
         let settings = ConnectSettings {
             read_only: false,
@@ -347,6 +374,7 @@ impl Lab {
         config.gates.cutover_health_minutes = 0;
         Ok(Lab {
             quiet,
+            variant,
             graph: graph()?,
             url,
             connection,
@@ -357,7 +385,10 @@ impl Lab {
                 },
                 Version {
                     stamp: stamp("2", EXPAND[3], &[]),
-                    code: Code::DualWrite,
+                    code: match variant {
+                        Some(Variant::MissingIndex) => Code::DualWriteFindByName,
+                        None => Code::DualWrite,
+                    },
                 },
             ],
             alias: Alias {
@@ -554,7 +585,7 @@ impl Lab {
     async fn tick(&mut self) {
         self.traffic
             .send(
-                &mut self.connection,
+                std::slice::from_mut(&mut self.connection),
                 &self.versions,
                 &self.alias,
                 REQUESTS_PER_TICK,
@@ -608,7 +639,7 @@ impl Lab {
     ) -> Result<shiftguard_core::release::Evaluation, DecisionError> {
         let (cloud, database) = (self.cloud(), self.database());
         let ports = lab_ports(&cloud, &database);
-        let settings = Self::traffic_settings();
+        let settings = self.traffic_settings();
         let decided = if between_steps {
             decide::between_steps(ports, self.release(), &settings, target).await
         } else {
@@ -732,6 +763,10 @@ impl Lab {
             format!("contract {overall:?}, blocked by {blocked_by:?}"),
         );
 
+        if self.variant == Some(Variant::MissingIndex) {
+            return self.canary_stopped_by_the_database().await;
+        }
+
         // 4 and 5. Canary with the backfill running between the steps; a crash half-way.
         self.canary_and_backfill().await?;
 
@@ -816,9 +851,10 @@ impl Lab {
     }
 
     /// Absolute budgets only: sub-millisecond latencies of an embedded database, compared as
-    /// ratios with v1's on a few hundred samples, would fail on one disk flush.
-    fn traffic_settings() -> TrafficSettings {
-        TrafficSettings {
+    /// ratios with v1's on a few hundred samples, would fail on one disk flush. The
+    /// missing-index variant samples each version's database load between steps.
+    fn traffic_settings(&self) -> TrafficSettings {
+        let mut settings = TrafficSettings {
             budget: HealthBudget {
                 max_p95_ms: Some(250.0),
                 max_p99_ms: Some(500.0),
@@ -826,14 +862,22 @@ impl Lab {
             },
             compare_with_current: false,
             ..TrafficSettings::default()
+        };
+        if self.variant.is_some() {
+            settings.load.sample = DATABASE_SAMPLE;
         }
+        settings
     }
 
     /// The gates before a canary step: the pre-traffic gates, then (after the first step) v2's
     /// health against v1's over the window since the last step.
     async fn step(&mut self, weight: f64) -> anyhow::Result<bool> {
         let between_steps = self.alias.additional.is_some();
-        let evaluation = self.traffic_decision(between_steps, "2").await?;
+        let evaluation = if between_steps && self.variant.is_some() {
+            self.sampled_decision().await?
+        } else {
+            self.traffic_decision(between_steps, "2").await?
+        };
         let decision = &evaluation.decision;
         let overall = self.gates(
             &format!("gates before v2 -> {:.0}%", weight * 100.0),
@@ -856,6 +900,138 @@ impl Lab {
             self.reset_window();
         }
         Ok(pass)
+    }
+
+    /// The monitor's decision between steps while traffic flows, as it does in production
+    /// while the database is sampled: each version's requests on its own session, tagged as
+    /// the sample app tags them; the requests count in the window after.
+    async fn sampled_decision(
+        &mut self,
+    ) -> Result<shiftguard_core::release::Evaluation, anyhow::Error> {
+        let mut sessions = Vec::with_capacity(self.versions.len());
+        for version in &self.versions {
+            let settings = ConnectSettings {
+                read_only: false,
+                ..ConnectSettings::default()
+            };
+            let mut session = Connection::open(&self.url, settings).await?;
+            let tag = session_tag(FUNCTION, &version.stamp.version);
+            let set = match session.dialect() {
+                Dialect::MySql => format!("SET @shiftguard_tag = '{tag}'"),
+                _ => format!("SET application_name = '{tag}'"),
+            };
+            session
+                .raw(&set)
+                .await
+                .context("tagging a version's session")?;
+            sessions.push(session);
+        }
+        let mut counters = vec![Counters::default(); self.versions.len()];
+        let stop = std::cell::Cell::new(false);
+        let cloud = LabCloud {
+            versions: &self.versions,
+            unrouted: &self.unrouted,
+            alias: &self.alias,
+            window: &self.window,
+            last_invoked: &self.last_invoked,
+            tick: self.tick,
+        };
+        let database = SqlDatabase::new(&self.url, "alembic_version", ConnectSettings::default());
+        let settings = self.traffic_settings();
+        let release = Release {
+            graph: &self.graph,
+            config: &self.config,
+        };
+        let decide = async {
+            let decided =
+                decide::between_steps(lab_ports(&cloud, &database), release, &settings, "2").await;
+            stop.set(true);
+            decided
+        };
+        let traffic = async {
+            while !stop.get() {
+                let sessions = sessions.as_mut_slice();
+                self.traffic
+                    .send(sessions, &self.versions, &self.alias, 20, &mut counters)
+                    .await;
+            }
+        };
+        let (decided, ()) = tokio::join!(decide, traffic);
+        database.close().await;
+        for session in sessions {
+            session.close().await;
+        }
+        for (window, sampled) in self.window.iter_mut().zip(&counters) {
+            window.add(sampled);
+        }
+        Ok(decided?)
+    }
+
+    /// The missing-index variant's canary: v2 at 10% looks users up by `display_name`; before
+    /// the next step the database's view fails it, while its errors and latency pass.
+    async fn canary_stopped_by_the_database(&mut self) -> anyhow::Result<()> {
+        self.stage(
+            "canary 10% -> 50%: v2 finds users by display_name, which the expand did not index",
+            "the gates before 50% fail v2 on what it costs the database (statement time per call against v1's), while its errors and latency pass: the canary stops at 10%",
+        );
+        if self.connection.dialect() == Dialect::Postgres {
+            // Where the extension cannot be created, the sample says why (a failing gate).
+            let _ = self
+                .connection
+                .raw("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .await;
+        }
+        let passed = self.step(0.10).await?;
+        self.check(passed, "v2 at 10%".to_owned());
+        if !passed {
+            return Ok(());
+        }
+        let needed = 2 * self.traffic_settings().budget.min_invocations;
+        for _ in 0..500 {
+            if self.window[1].invocations >= needed {
+                break;
+            }
+            self.tick().await;
+        }
+        let moved = self.step(0.5).await?;
+        let decided: Vec<&GateEvent> = self
+            .record
+            .gates
+            .iter()
+            .rev()
+            .take_while(|g| g.decision.starts_with("gates before v2 -> 50%"))
+            .collect();
+        let (mut database, mut health) = (Vec::new(), Vec::new());
+        for gate in decided.into_iter().rev() {
+            if gate.gate.starts_with("database:") {
+                database.push((gate.gate.clone(), gate.verdict, gate.reason.clone()));
+            } else if gate.gate.starts_with("health:") {
+                health.push((gate.gate.clone(), gate.verdict));
+            }
+        }
+        // Time per call, or (on a table small enough to scan under the 1 ms floor) the work
+        // per call: blocks on PostgreSQL, rows examined on MySQL/MariaDB.
+        let costs: Vec<String> = database
+            .iter()
+            .filter(|(gate, verdict, _)| gate != "database:sample" && *verdict == "fail")
+            .map(|(gate, _, reason)| format!("{gate}: {}", reason.as_deref().unwrap_or_default()))
+            .collect();
+        self.check(
+            !moved && !costs.is_empty(),
+            format!(
+                "the canary stayed at 10%: {}",
+                if costs.is_empty() {
+                    format!("no database gate failed: {database:?}")
+                } else {
+                    costs.join("; ")
+                }
+            ),
+        );
+        self.check(
+            !health.is_empty() && health.iter().all(|(_, verdict)| *verdict == "pass"),
+            format!("errors and latency alone would have let v2 through: {health:?}"),
+        );
+        Ok(())
     }
 
     async fn canary_and_backfill(&mut self) -> anyhow::Result<()> {
@@ -902,7 +1078,7 @@ impl Lab {
             };
             if due && let Some(weight) = steps.next() {
                 // Bake: enough of v2's traffic since the last step to judge its health.
-                let needed = 2 * Self::traffic_settings().budget.min_invocations;
+                let needed = 2 * self.traffic_settings().budget.min_invocations;
                 for _ in 0..500 {
                     if self.window[1].invocations >= needed {
                         break;

@@ -140,3 +140,62 @@ async fn the_lab_runs_on_postgresql_and_mariadb() {
         database.drop_database().await;
     }
 }
+
+/// The missing-index variant, on the databases that keep statement statistics: v2 finds users
+/// by an unindexed column; at 10% its errors and latency pass, and the per-version database
+/// gates fail it with the numbers, so the canary stops there. SQLite is refused.
+#[tokio::test]
+async fn the_missing_index_variant_stops_the_canary_at_ten_percent() {
+    for kind in ALL_KINDS.into_iter().filter(|k| *k != Kind::Sqlite) {
+        let database = TestDatabase::create(kind).await;
+        if kind == Kind::Postgres {
+            database
+                .execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .await;
+        }
+        let url = database.url();
+        let args = ["lab", "--variant", "missing-index", "--rows", "20000"];
+        let run = shiftguard(&[&args[..], &["--json", "--database-url", &url]].concat());
+        assert_eq!(run.code, 0, "{kind:?}: {}{}", run.stdout, run.stderr);
+        let record = json(&run);
+        let stages = record["stages"].as_array().expect("stages");
+        assert_eq!(stages.len(), 4, "{kind:?}: the story ends at the stopped canary");
+        let notes = stages[3]["notes"].as_array().expect("notes");
+        let stopped = notes[1].as_str().expect("a note");
+        assert!(
+            stopped.starts_with("the canary stayed at 10%: database:")
+                && stopped.contains("x version 1's"),
+            "{kind:?}: {stopped}"
+        );
+        let before_50: Vec<(&str, &str)> = record["gates"]
+            .as_array()
+            .expect("gates")
+            .iter()
+            .filter(|g| g["decision"] == "gates before v2 -> 50%")
+            .map(|g| {
+                (
+                    g["gate"].as_str().expect("gate"),
+                    g["verdict"].as_str().expect("verdict"),
+                )
+            })
+            .collect();
+        for health in ["health:errors", "health:p95", "health:p99"] {
+            assert!(before_50.contains(&(health, "pass")), "{kind:?}: {before_50:?}");
+        }
+        let work = match kind {
+            Kind::Postgres => "database:blocks-per-call",
+            _ => "database:rows-examined-per-call",
+        };
+        assert!(before_50.contains(&(work, "fail")), "{kind:?}: {before_50:?}");
+        database.drop_database().await;
+    }
+    let refused = shiftguard(&["lab", "--variant", "missing-index"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("--variant missing-index needs --database-url of PostgreSQL"),
+        "{}",
+        refused.stderr
+    );
+}

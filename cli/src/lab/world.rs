@@ -33,6 +33,9 @@ pub enum Code {
     OldOnly,
     /// v2, flag off: writes both columns, reads `full_name`.
     DualWrite,
+    /// v2 of the missing-index variant: writes both columns, and finds users by
+    /// `display_name`, which the expand did not index (a scan per lookup).
+    DualWriteFindByName,
     /// v2, flag on (after the cutover): writes and reads `display_name` only.
     NewOnly,
 }
@@ -222,6 +225,13 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Adds `other`'s requests to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.invocations += other.invocations;
+        self.errors += other.errors;
+        self.latencies_ms.extend_from_slice(&other.latencies_ms);
+    }
+
     pub fn metrics(&self, version: &str) -> VersionMetrics {
         let mut sorted = self.latencies_ms.clone();
         sorted.sort_by(f64::total_cmp);
@@ -264,10 +274,11 @@ impl Traffic {
         (self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Sends `requests` requests; counts them per version in `counters`.
+    /// Sends `requests` requests, each version's on its own session of `sessions` (one per
+    /// version, tagged) or all on the one given; counts them per version in `counters`.
     pub async fn send(
         &mut self,
-        connection: &mut Connection,
+        sessions: &mut [Connection],
         versions: &[Version],
         alias: &Alias,
         requests: usize,
@@ -285,6 +296,11 @@ impl Traffic {
                 })
                 .unwrap_or(alias.primary);
             let write = self.uniform() < 0.3;
+            let connection = if sessions.len() == versions.len() {
+                &mut sessions[version]
+            } else {
+                &mut sessions[0]
+            };
             let started = Instant::now();
             let result = if write {
                 let id = self.next_id;
@@ -317,7 +333,7 @@ pub async fn write_user(connection: &mut Connection, code: Code, id: i64) -> Res
                 Bind::Text(Some(format!("User {id}"))),
             ],
         ),
-        Code::DualWrite => (
+        Code::DualWrite | Code::DualWriteFindByName => (
             "INSERT INTO users (id, email, full_name, display_name) VALUES (?, ?, ?, ?)",
             vec![
                 Bind::Int(Some(id)),
@@ -348,6 +364,16 @@ pub async fn read_user(connection: &mut Connection, code: Code, id: i64) -> Resu
     let column = match code {
         Code::OldOnly | Code::DualWrite => "full_name",
         Code::NewOnly => "display_name",
+        Code::DualWriteFindByName => {
+            // Finding no one (not backfilled yet) is an answer, not an error.
+            let sql = placeholders(connection, "SELECT id FROM users WHERE display_name = ?");
+            let name = Bind::Text(Some(format!("User {id}")));
+            return connection
+                .fetch_row(&sql, &[name], &[Kind::Int])
+                .await
+                .map(drop)
+                .map_err(|e| one_line(&e.to_string()));
+        }
     };
     let sql = placeholders(
         connection,
