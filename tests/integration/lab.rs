@@ -159,7 +159,11 @@ async fn the_missing_index_variant_stops_the_canary_at_ten_percent() {
         assert_eq!(run.code, 0, "{kind:?}: {}{}", run.stdout, run.stderr);
         let record = json(&run);
         let stages = record["stages"].as_array().expect("stages");
-        assert_eq!(stages.len(), 4, "{kind:?}: the story ends at the stopped canary");
+        assert_eq!(
+            stages.len(),
+            4,
+            "{kind:?}: the story ends at the stopped canary"
+        );
         let notes = stages[3]["notes"].as_array().expect("notes");
         let stopped = notes[1].as_str().expect("a note");
         assert!(
@@ -180,13 +184,19 @@ async fn the_missing_index_variant_stops_the_canary_at_ten_percent() {
             })
             .collect();
         for health in ["health:errors", "health:p95", "health:p99"] {
-            assert!(before_50.contains(&(health, "pass")), "{kind:?}: {before_50:?}");
+            assert!(
+                before_50.contains(&(health, "pass")),
+                "{kind:?}: {before_50:?}"
+            );
         }
         let work = match kind {
             Kind::Postgres => "database:blocks-per-call",
             _ => "database:rows-examined-per-call",
         };
-        assert!(before_50.contains(&(work, "fail")), "{kind:?}: {before_50:?}");
+        assert!(
+            before_50.contains(&(work, "fail")),
+            "{kind:?}: {before_50:?}"
+        );
         database.drop_database().await;
     }
     let refused = shiftguard(&["lab", "--variant", "missing-index"]);

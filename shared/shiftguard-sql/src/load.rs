@@ -35,7 +35,7 @@ pub async fn sample_load(
 }
 
 /// A statement's or a session's counters: calls, execution ms, shared blocks (PostgreSQL), rows
-/// examined (MySQL/MariaDB), rows returned.
+/// examined (MySQL/MariaDB), rows returned or affected.
 #[derive(Clone, Copy, Debug, Default)]
 struct Counters {
     calls: f64,

@@ -54,7 +54,7 @@ pub struct DatabaseLoad {
     pub tag: String,
     pub source: LoadSource,
     /// Calls, execution time, shared blocks (hit + read; PostgreSQL), rows examined
-    /// (MySQL/MariaDB) and rows returned of the statements the version's sessions ran during the
+    /// (MySQL/MariaDB) and rows returned or affected of the statements the version's sessions ran during the
     /// sample. PostgreSQL: a statement both versions ran counts for each by its share of the
     /// samples that showed it; MySQL/MariaDB counts per session, exactly.
     pub calls: f64,
@@ -100,6 +100,9 @@ impl DatabaseLoad {
         metrics.extend(
             self.ms_per_call()
                 .map(|v| ("DatabaseTimePerCall", "Milliseconds", v)),
+        );
+        metrics.extend(
+            (self.calls > 0.0).then(|| ("DatabaseRowsPerCall", "Count", self.rows / self.calls)),
         );
         metrics.extend(match self.source {
             LoadSource::PgStatStatements => self

@@ -1,8 +1,8 @@
 //! MySQL/MariaDB: `performance_schema` counts every thread's statements by kind
-//! (`events_statements_summary_by_thread_by_event_name`: calls, time, rows examined and sent), so
-//! each tagged session's counters before and after the sample give each version's load exactly,
-//! with no sharing estimate; `performance_schema.threads` and InnoDB's transactions, read every
-//! [`super::INTERVAL`], give its sessions' state. A session carries its tag in the user variable
+//! (`events_statements_summary_by_thread_by_event_name`: calls, time, rows examined, sent and
+//! affected), so each tagged session's counters before and after the sample give each version's
+//! load exactly, with no sharing estimate; `performance_schema.threads` and InnoDB's
+//! transactions, read every [`super::INTERVAL`], give its sessions' state. A session carries its tag in the user variable
 //! `@shiftguard_tag` (`SET @shiftguard_tag = 'v2:orders-api'` after connecting: drivers such as
 //! sqlx send no connection attributes) or in the connection attribute `program_name`.
 //!
@@ -110,7 +110,7 @@ pub(super) async fn sample(
     let counters = format!(
         "SELECT CAST(s.THREAD_ID AS SIGNED), tagged.tag, CAST(SUM(s.COUNT_STAR) AS SIGNED), \
          SUM(s.SUM_TIMER_WAIT) / 1e9, CAST(SUM(s.SUM_ROWS_EXAMINED) AS SIGNED), \
-         CAST(SUM(s.SUM_ROWS_SENT) AS SIGNED) \
+         CAST(SUM(s.SUM_ROWS_SENT + s.SUM_ROWS_AFFECTED) AS SIGNED) \
          FROM {TAGGED} \
          JOIN performance_schema.events_statements_summary_by_thread_by_event_name s \
          ON s.THREAD_ID = tagged.THREAD_ID \
@@ -123,11 +123,12 @@ pub(super) async fn sample(
     let activity = format!(
         "SELECT tagged.tag, CAST(NULL AS SIGNED), \
          CASE WHEN tagged.PROCESSLIST_COMMAND IN ('Query', 'Execute') THEN 1 ELSE 0 END, \
-         CASE WHEN tagged.PROCESSLIST_STATE LIKE 'Waiting for%lock' OR EXISTS \
-         (SELECT 1 FROM information_schema.INNODB_TRX x \
-         WHERE x.trx_mysql_thread_id = tagged.PROCESSLIST_ID AND x.trx_state = 'LOCK WAIT') \
-         THEN 1 ELSE 0 END \
-         FROM {TAGGED} WHERE tagged.tag IN ({wanted})"
+         CASE WHEN tagged.PROCESSLIST_STATE LIKE 'Waiting for%lock' \
+         OR waiting.id IS NOT NULL THEN 1 ELSE 0 END \
+         FROM {TAGGED} \
+         LEFT JOIN (SELECT trx_mysql_thread_id AS id FROM information_schema.INNODB_TRX \
+         WHERE trx_state = 'LOCK WAIT') waiting ON waiting.id = tagged.PROCESSLIST_ID \
+         WHERE tagged.tag IN ({wanted})"
     );
     let before = sessions(connection, &counters, &tags).await?;
     let mut loads = super::loads(versions, LoadSource::PerformanceSchema);
