@@ -8,17 +8,22 @@ use std::time::{Duration, Instant};
 use backfill::config::FunctionConfig;
 use backfill::{BackfillEvent, Deps, handle};
 
-use crate::support::{Kind, NoticeSink, TestDatabase, aws_endpoint, dynamodb_table};
+use crate::support::{Kind, NoticeSink, TestDatabase, dynamodb_table, emulator_config};
 
-async fn aws() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
+/// The function's dependencies on `db` with `config_path`, telling its news to a sink of its own.
+async fn telling_deps(db: &TestDatabase, config_path: &str) -> (Deps, NoticeSink) {
+    let (url, sink) = (db.url(), NoticeSink::create().await);
+    let [topic, bus] = sink.env();
+    let config = function_config(&[
+        ("DATABASE_URL", &url),
+        ("SHIFTGUARD_CONFIG", config_path),
+        (topic.0, &topic.1),
+        (bus.0, &bus.1),
+    ]);
+    let deps = Deps::build(&config, &emulator_config().await, |_| None)
         .await
+        .expect("deps");
+    (deps, sink)
 }
 
 async fn users(db: &TestDatabase, rows: u64) {
@@ -54,7 +59,7 @@ fn function_config(pairs: &[(&str, &str)]) -> FunctionConfig {
 async fn secret_url_dynamodb_checkpoints_and_the_deadline() {
     let db = TestDatabase::create(Kind::Postgres).await;
     users(&db, 4_000).await;
-    let aws = aws().await;
+    let aws = emulator_config().await;
     let table = dynamodb_table().await;
 
     // The database URL is in Secrets Manager, as RDS writes it.
@@ -193,18 +198,7 @@ async fn a_failing_backfill_fails_the_invocation_with_its_error() {
         .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = config_file(dir.path(), "");
-    let url = db.url();
-    let sink = NoticeSink::create().await;
-    let [topic, bus] = sink.env();
-    let config = function_config(&[
-        ("DATABASE_URL", &url),
-        ("SHIFTGUARD_CONFIG", &config_path),
-        (topic.0, &topic.1),
-        (bus.0, &bus.1),
-    ]);
-    let deps = Deps::build(&config, &aws().await, |_| None)
-        .await
-        .expect("deps");
+    let (deps, sink) = telling_deps(&db, &config_path).await;
     let error = handle(
         BackfillEvent::default(),
         Instant::now() + Duration::from_secs(30),
@@ -267,18 +261,7 @@ async fn a_backfill_held_for_a_whole_run_is_told_as_stalled_once() {
     let mut config = std::fs::read_to_string(&config_path).expect("config");
     config.push_str("throttle_query = \"SELECT 100\"\nthrottle_max = 1\n");
     std::fs::write(&config_path, config).expect("write config");
-    let url = db.url();
-    let sink = NoticeSink::create().await;
-    let [topic, bus] = sink.env();
-    let config = function_config(&[
-        ("DATABASE_URL", &url),
-        ("SHIFTGUARD_CONFIG", &config_path),
-        (topic.0, &topic.1),
-        (bus.0, &bus.1),
-    ]);
-    let deps = Deps::build(&config, &aws().await, |_| None)
-        .await
-        .expect("deps");
+    let (deps, sink) = telling_deps(&db, &config_path).await;
     for (run, told) in [("lambda:r1", 1), ("lambda:r2", 0)] {
         let records = handle(
             BackfillEvent::default(),

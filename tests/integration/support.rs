@@ -267,7 +267,7 @@ static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
 /// A suffix unique within this test run (process id and a counter).
 /// The emulator's configuration, as tests set up resources with it.
-async fn emulator_config() -> aws_config::SdkConfig {
+pub async fn emulator_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(aws_endpoint())
         .region(aws_config::Region::new("us-east-1"))
