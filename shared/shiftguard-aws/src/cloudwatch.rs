@@ -123,20 +123,33 @@ impl CloudWatchAdapter {
         Ok(versions.iter().cloned().zip(counts).collect())
     }
 
-    /// The maximum of `name` in `namespace` with exactly `dimensions` in the latest minute that
-    /// has a value, looking back `within`; none when there is none.
-    pub async fn latest_maximum(
+    /// For each of `series` (a set of dimensions), the maximum of `name` in `namespace` with
+    /// exactly those dimensions in the latest minute that has a value, looking back `within`;
+    /// none when there is none. One `GetMetricData` call per 500 series.
+    pub async fn latest_maximums(
         &self,
         namespace: &str,
         name: &str,
-        dimensions: &[(&str, String)],
+        series: &[Vec<(&str, String)>],
         within: Duration,
-    ) -> Result<Option<f64>, AwsError> {
+    ) -> Result<Vec<Option<f64>>, AwsError> {
         let (start, end, _) = bounds(within)?;
-        let query = metric_query("latest", namespace, name, "Maximum", 60, dimensions);
+        let queries = series
+            .iter()
+            .enumerate()
+            .map(|(i, dimensions)| {
+                metric_query(&format!("q{i}"), namespace, name, "Maximum", 60, dimensions)
+            })
+            .collect();
         let doing = format!("GetMetricData {namespace} {name}");
-        let values = self.fetch(&doing, vec![query], start, end).await?;
-        Ok(values.get("latest").and_then(|v| v.first().copied()))
+        let values = self.fetch(&doing, queries, start, end).await?;
+        Ok((0..series.len())
+            .map(|i| {
+                values
+                    .get(&format!("q{i}"))
+                    .and_then(|v| v.first().copied())
+            })
+            .collect())
     }
 
     /// Runs `queries` (at most 500 per call, the API's limit, following `NextToken`) and returns
@@ -159,7 +172,7 @@ impl CloudWatchAdapter {
                     .start_time(DateTime::from(start))
                     .end_time(DateTime::from(end))
                     .set_metric_data_queries(Some(chunk.to_vec()))
-                    // Newest first: `latest_maximum` takes the first value.
+                    // Newest first: `latest_maximums` takes the first value.
                     .scan_by(ScanBy::TimestampDescending)
                     .set_next_token(token.take())
                     .send()

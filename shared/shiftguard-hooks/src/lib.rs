@@ -376,25 +376,25 @@ async fn previous_verdicts(
     cloudwatch: &CloudWatchAdapter,
     reports: &[GroupReport],
 ) -> Vec<Option<f64>> {
-    let mut previous = Vec::with_capacity(reports.len());
-    for report in reports {
-        let group = format!("{}/{}", report.application, report.deployment_group);
-        let dimensions = [("DeploymentGroup", group)];
-        let value = cloudwatch
-            .latest_maximum(
-                MONITOR_NAMESPACE,
-                "GateFailing",
-                &dimensions,
-                PREVIOUS_VERDICT_WITHIN,
-            )
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(error = error.message, "previous verdict unknown");
-                None
-            });
-        previous.push(value);
-    }
-    previous
+    let series: Vec<Vec<(&str, String)>> = reports
+        .iter()
+        .map(|report| {
+            let group = format!("{}/{}", report.application, report.deployment_group);
+            vec![("DeploymentGroup", group)]
+        })
+        .collect();
+    cloudwatch
+        .latest_maximums(
+            MONITOR_NAMESPACE,
+            "GateFailing",
+            &series,
+            PREVIOUS_VERDICT_WITHIN,
+        )
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(error = error.message, "previous verdicts unknown");
+            vec![None; reports.len()]
+        })
 }
 
 /// `SHIFTGUARD_DEPLOYMENT_GROUPS`: `application/group` pairs, comma-separated.
