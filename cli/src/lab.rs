@@ -972,7 +972,7 @@ impl Lab {
     async fn canary_stopped_by_the_database(&mut self) -> anyhow::Result<()> {
         self.stage(
             "canary 10% -> 50%: v2 finds users by display_name, which the expand did not index",
-            "the gates before 50% fail v2 on what it costs the database (statement time per call against v1's), while its errors and latency pass: the canary stops at 10%",
+            "the gates before 50% fail v2 on what it costs the database (time or work per call against v1's), while its errors and latency pass: the canary stops at 10%",
         );
         if self.connection.dialect() == Dialect::Postgres {
             // Where the extension cannot be created, the sample says why (a failing gate).
@@ -1021,7 +1021,7 @@ impl Lab {
             format!(
                 "the canary stayed at 10%: {}",
                 if costs.is_empty() {
-                    format!("no database gate failed: {database:?}")
+                    format!("no database gate failed on cost: {database:?}")
                 } else {
                     costs.join("; ")
                 }

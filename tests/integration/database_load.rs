@@ -401,3 +401,39 @@ async fn on_mariadb_a_user_without_performance_schema_gets_an_error_naming_the_g
         .await;
     db.drop_database().await;
 }
+
+/// A tagged MariaDB session that is not instrumented would count no statements: an error, not
+/// a version that costs nothing.
+#[tokio::test]
+async fn on_mariadb_an_uninstrumented_session_is_an_error_not_no_load() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    let tag = session_tag(FUNCTION, "2");
+    let mut app = MySqlConnection::connect(&db.url()).await.expect("connect");
+    sqlx::query("SET @shiftguard_tag = ?")
+        .bind(&tag)
+        .execute(&mut app)
+        .await
+        .expect("tag");
+    sqlx::query(
+        "UPDATE performance_schema.threads SET INSTRUMENTED = 'NO' \
+         WHERE PROCESSLIST_ID = CONNECTION_ID()",
+    )
+    .execute(&mut app)
+    .await
+    .expect("instrumentation off");
+    let url = DatabaseUrl::parse(&db.url()).expect("url");
+    let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
+    let error = database
+        .database_load(&[("2".to_owned(), tag)], Duration::from_millis(300))
+        .await
+        .expect_err("not instrumented");
+    database.close().await;
+    app.close().await.expect("close");
+    assert!(
+        error
+            .to_string()
+            .contains("a tagged session is not instrumented"),
+        "{error}"
+    );
+    db.drop_database().await;
+}

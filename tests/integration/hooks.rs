@@ -178,6 +178,7 @@ async fn world(database_at: &str, backfills: &str) -> World {
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
         notifier: None,
+        verdicts: Default::default(),
         settings: TrafficSettings::default(),
     };
     let name = format!("users-api-{}", crate::support::unique_suffix());
@@ -1173,7 +1174,7 @@ async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
     let message = messages[0]["Message"].as_str().expect("a message");
     assert!(
         message.starts_with(&format!(
-            "The gates of {group} now fail (failing: hold): its alarm stops the canary"
+            "The gates of {group} now fail (failing: hold); GateFailing is 1"
         )) && message.contains("\nhold: FAIL: ")
             && message.contains(": replica lag is climbing"),
         "{message}"

@@ -79,6 +79,7 @@ async fn a_release_rehearsed_end_to_end_against_real_components() {
         lambda: LambdaAdapter::new(&moto),
         cloudwatch: CloudWatchAdapter::new(&moto),
         notifier: None,
+        verdicts: Default::default(),
         settings: TrafficSettings {
             budget: HealthBudget {
                 inconclusive: InconclusivePolicy::Fail,

@@ -265,7 +265,6 @@ pub async fn keyed_dynamodb_table(what: &str, key: &str) -> String {
 
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
-/// A suffix unique within this test run (process id and a counter).
 /// The emulator's configuration, as tests set up resources with it.
 pub async fn emulator_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -428,6 +427,7 @@ impl NoticeSink {
     }
 }
 
+/// A suffix unique within this test run (process id and a counter).
 pub fn unique_suffix() -> String {
     unique_name().trim_start_matches("sg_").replace('_', "-")
 }

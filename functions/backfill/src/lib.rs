@@ -227,7 +227,14 @@ pub async fn handle(
             }
         }
         if let Some(last) = records.last() {
-            tell(deps, last, held_by).await;
+            // Within half the margin past the run's deadline: the rest is the invocation's.
+            let until = deadline + deps.deadline_margin / 2;
+            if tokio::time::timeout_at(until.into(), tell(deps, last, held_by))
+                .await
+                .is_err()
+            {
+                tracing::error!(backfill = name, "not notified before the deadline");
+            }
         }
     }
     let failed: Vec<String> = records

@@ -82,10 +82,12 @@ impl Notifier {
         })
     }
 
-    /// Sends `notice` everywhere configured; tries each even when the other fails.
+    /// Sends `notice` everywhere configured, at once; tries each even when the other fails.
     pub async fn send(&self, notice: &Notice) -> Result<(), AwsError> {
-        let mut problems = Vec::new();
-        if let Some((client, topic)) = &self.sns {
+        let sns = async {
+            let Some((client, topic)) = &self.sns else {
+                return None;
+            };
             let mut message = notice.message();
             if message.len() > MAX_MESSAGE_BYTES {
                 let mut end = MAX_MESSAGE_BYTES;
@@ -94,19 +96,18 @@ impl Notifier {
                 }
                 message.truncate(end);
             }
-            if let Err(error) = client
+            let sent = client
                 .publish()
                 .topic_arn(topic)
                 .subject(notice.subject())
                 .message(message)
                 .send()
-                .await
-            {
-                problems
-                    .push(AwsError::from_sdk(&format!("SNS Publish to {topic}"), &error).message);
-            }
-        }
-        if let Some((client, bus)) = &self.events {
+                .await;
+            sent.err()
+                .map(|e| AwsError::from_sdk(&format!("SNS Publish to {topic}"), &e).message)
+        };
+        let events = async {
+            let (client, bus) = self.events.as_ref()?;
             let doing = format!("EventBridge PutEvents on {bus}");
             let entry = PutEventsRequestEntry::builder()
                 .source(EVENT_SOURCE)
@@ -115,18 +116,21 @@ impl Notifier {
                 .event_bus_name(bus)
                 .build();
             match client.put_events().entries(entry).send().await {
-                Err(error) => problems.push(AwsError::from_sdk(&doing, &error).message),
+                Err(error) => Some(AwsError::from_sdk(&doing, &error).message),
                 Ok(output) if output.failed_entry_count() > 0 => {
                     let why = output
                         .entries()
                         .iter()
                         .find_map(|e| e.error_message())
                         .unwrap_or("no reason given");
-                    problems.push(format!("{doing}: the event was refused: {why}"));
+                    Some(format!("{doing}: the event was refused: {why}"))
                 }
-                Ok(_) => {}
+                Ok(_) => None,
             }
-        }
+        };
+        // Both at once: a caller near its deadline waits for the slower, not for the sum.
+        let (sns, events) = tokio::join!(sns, events);
+        let problems: Vec<String> = sns.into_iter().chain(events).collect();
         if problems.is_empty() {
             Ok(())
         } else {

@@ -7,8 +7,9 @@
 
 pub mod config;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shiftguard_aws::{
@@ -37,6 +38,8 @@ pub struct Deps {
     pub cloudwatch: CloudWatchAdapter,
     /// Where the monitor tells of a verdict that changed; none configured, nowhere.
     pub notifier: Option<Notifier>,
+    /// The verdict (`GateFailing`) last told per group, while this function stays warm.
+    pub verdicts: Arc<Mutex<HashMap<String, f64>>>,
     pub settings: TrafficSettings,
 }
 
@@ -66,6 +69,7 @@ impl Deps {
             lambda: LambdaAdapter::new(aws),
             cloudwatch: CloudWatchAdapter::new(aws),
             notifier: Notifier::new(aws, &config.notify),
+            verdicts: Arc::default(),
             settings: config.settings.clone(),
         })
     }
@@ -341,7 +345,7 @@ pub async fn monitor(
         unit: point.unit,
     }));
     let previous = match &deps.notifier {
-        Some(_) => previous_verdicts(&deps.cloudwatch, &monitored.reports).await,
+        Some(_) => previous_verdicts(&deps, &monitored.reports, deadline).await,
         None => Vec::new(),
     };
     deps.cloudwatch
@@ -349,20 +353,7 @@ pub async fn monitor(
         .await
         .map_err(|e| DecisionError::Metrics(e.message))?;
     if let Some(notifier) = &deps.notifier {
-        for (report, previous) in monitored.reports.iter().zip(previous) {
-            let Some(notice) = notify::verdict_change(report, previous) else {
-                continue;
-            };
-            match notifier.send(&notice).await {
-                Ok(()) => tracing::info!(group = notice.about.as_str(), "{}", notice.sentence),
-                // Telling is not deciding: the metrics are out, the alarm acts on them.
-                Err(error) => tracing::error!(
-                    group = notice.about.as_str(),
-                    error = error.message,
-                    "verdict change not notified"
-                ),
-            }
-        }
+        tell_changes(&deps, notifier, &monitored.reports, previous, deadline).await;
     }
     Ok(monitored.reports)
 }
@@ -370,31 +361,92 @@ pub async fn monitor(
 /// How far back the monitor looks for a group's last `GateFailing` (it runs every minute).
 const PREVIOUS_VERDICT_WITHIN: Duration = Duration::from_secs(15 * 60);
 
-/// Each group's last published `GateFailing`, none when there is none or it cannot be read (a
-/// failing verdict is then told again: better twice than never).
+/// The longest the monitor waits for the previous verdicts: publishing must not wait on telling.
+const PREVIOUS_VERDICT_READ: Duration = Duration::from_secs(5);
+
+fn group_name(report: &GroupReport) -> String {
+    format!("{}/{}", report.application, report.deployment_group)
+}
+
+/// Each group's verdict last told (this warm function's memory) or, after a cold start, its
+/// last published `GateFailing`; none when neither is known (a failing verdict is then told
+/// again: better twice than never).
 async fn previous_verdicts(
-    cloudwatch: &CloudWatchAdapter,
+    deps: &Deps,
     reports: &[GroupReport],
+    deadline: Instant,
 ) -> Vec<Option<f64>> {
-    let series: Vec<Vec<(&str, String)>> = reports
-        .iter()
-        .map(|report| {
-            let group = format!("{}/{}", report.application, report.deployment_group);
-            vec![("DeploymentGroup", group)]
-        })
+    let mut previous: Vec<Option<f64>> = {
+        let told = deps.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+        reports
+            .iter()
+            .map(|report| told.get(&group_name(report)).copied())
+            .collect()
+    };
+    let unknown: Vec<usize> = (0..reports.len())
+        .filter(|&i| previous[i].is_none())
         .collect();
-    cloudwatch
-        .latest_maximums(
-            MONITOR_NAMESPACE,
-            "GateFailing",
-            &series,
-            PREVIOUS_VERDICT_WITHIN,
-        )
-        .await
-        .unwrap_or_else(|error| {
-            tracing::warn!(error = error.message, "previous verdicts unknown");
-            vec![None; reports.len()]
-        })
+    if unknown.is_empty() {
+        return previous;
+    }
+    let series: Vec<Vec<(&str, String)>> = unknown
+        .iter()
+        .map(|&i| vec![("DeploymentGroup", group_name(&reports[i]))])
+        .collect();
+    let read = deps.cloudwatch.latest_maximums(
+        MONITOR_NAMESPACE,
+        "GateFailing",
+        &series,
+        PREVIOUS_VERDICT_WITHIN,
+    );
+    let until = (Instant::now() + PREVIOUS_VERDICT_READ).min(deadline);
+    match tokio::time::timeout_at(until.into(), read).await {
+        Ok(Ok(values)) => {
+            for (i, value) in unknown.into_iter().zip(values) {
+                previous[i] = value;
+            }
+        }
+        Ok(Err(error)) => tracing::warn!(error = error.message, "previous verdicts unknown"),
+        Err(_) => tracing::warn!("previous verdicts unknown: CloudWatch did not answer in time"),
+    }
+    previous
+}
+
+/// Tells each group's verdict that changed, by `deadline`; remembers a verdict once told (or
+/// when there was nothing to tell), so a notice that could not be sent is tried again next run.
+async fn tell_changes(
+    deps: &Deps,
+    notifier: &Notifier,
+    reports: &[GroupReport],
+    previous: Vec<Option<f64>>,
+    deadline: Instant,
+) {
+    for (report, previous) in reports.iter().zip(previous) {
+        let told = match notify::verdict_change(report, previous) {
+            None => true,
+            // Telling is not deciding: the metrics are out, the alarm acts on them.
+            Some(notice) => {
+                match tokio::time::timeout_at(deadline.into(), notifier.send(&notice)).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(group = notice.about.as_str(), "{}", notice.sentence);
+                        true
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(error = error.message, "verdict change not notified");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::error!("verdict change not notified before the deadline");
+                        false
+                    }
+                }
+            }
+        };
+        if told {
+            let mut verdicts = deps.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+            verdicts.insert(group_name(report), report.gate_failing);
+        }
+    }
 }
 
 /// `SHIFTGUARD_DEPLOYMENT_GROUPS`: `application/group` pairs, comma-separated.

@@ -102,10 +102,12 @@ pub fn verdict_change(report: &GroupReport, previous: Option<f64>) -> Option<Not
             (true, true) => "failing".to_owned(),
         };
         format!(
-            "The gates of {about} now fail ({why}): its alarm stops the canary before the next traffic shift."
+            "The gates of {about} now fail ({why}); GateFailing is 1, and the alarm on it stops a deployment in progress (CodeDeploy rolls it back)."
         )
     } else {
-        format!("The gates of {about} pass again: the canary may shift further.")
+        format!(
+            "The gates of {about} pass again; GateFailing is 0 (a deployment stopped meanwhile does not resume by itself)."
+        )
     };
     Some(Notice {
         kind: "Gate Verdict Changed",
@@ -220,7 +222,7 @@ mod tests {
         let notice = verdict_change(&failing, None).expect("changed");
         assert_eq!(
             notice.sentence,
-            "The gates of orders/orders-api now fail (failing: hold): its alarm stops the canary before the next traffic shift."
+            "The gates of orders/orders-api now fail (failing: hold); GateFailing is 1, and the alarm on it stops a deployment in progress (CodeDeploy rolls it back)."
         );
         assert!(
             notice.summary[0].starts_with("hold: FAIL: orders/orders-api held by alice"),
@@ -240,7 +242,7 @@ mod tests {
         let back = verdict_change(&passing, Some(1.0)).expect("changed");
         assert_eq!(
             back.sentence,
-            "The gates of orders/orders-api pass again: the canary may shift further."
+            "The gates of orders/orders-api pass again; GateFailing is 0 (a deployment stopped meanwhile does not resume by itself)."
         );
         let undecided = report(true, None, vec!["CodeDeploy: throttled".to_owned()]);
         let notice = verdict_change(&undecided, Some(0.0)).expect("changed");

@@ -21,7 +21,7 @@ use crate::connection::{Bind, Connection, Kind};
 
 /// Every thread with its tag (NULL for an untagged one), as a derived table.
 const TAGGED: &str = "(SELECT t.THREAD_ID, t.PROCESSLIST_ID, t.PROCESSLIST_COMMAND, \
-     t.PROCESSLIST_STATE, COALESCE(CAST(v.VARIABLE_VALUE AS CHAR), a.ATTR_VALUE) AS tag \
+     t.PROCESSLIST_STATE, t.INSTRUMENTED, COALESCE(CAST(v.VARIABLE_VALUE AS CHAR), a.ATTR_VALUE) AS tag \
      FROM performance_schema.threads t \
      LEFT JOIN performance_schema.user_variables_by_thread v \
      ON v.THREAD_ID = t.THREAD_ID AND v.VARIABLE_NAME = 'shiftguard_tag' \
@@ -53,6 +53,21 @@ async fn check(connection: &mut Connection) -> Result<(), String> {
         return Err(format!(
             "performance_schema's consumer {} is off: UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME = '{}'",
             off[0], off[0]
+        ));
+    }
+    // An instrument off counts nothing: no load, which is not the same as a cheap version.
+    let untimed = connection
+        .fetch_strings(
+            "SELECT NAME FROM performance_schema.setup_instruments \
+             WHERE NAME IN ('statement/com/Execute', 'statement/sql/select', \
+             'statement/sql/insert', 'statement/sql/update', 'statement/sql/delete') \
+             AND (ENABLED <> 'YES' OR TIMED <> 'YES')",
+        )
+        .await
+        .map_err(|e| format!("cannot read performance_schema.setup_instruments: {e}"))?;
+    if let Some(name) = untimed.first() {
+        return Err(format!(
+            "performance_schema's instrument {name} is not enabled and timed: UPDATE performance_schema.setup_instruments SET ENABLED = 'YES', TIMED = 'YES' WHERE NAME = '{name}'"
         ));
     }
     Ok(())
@@ -106,7 +121,7 @@ pub(super) async fn sample(
     let wanted = placeholders(connection, versions.len());
     // Statements sent as text count as `statement/sql/*`; a prepared statement's execution
     // (sqlx prepares every query) as `statement/com/Execute`, with its time and rows; preparing
-    // it, pings and the like are not calls.
+    // it, pings and the like are not calls, nor the `SET`s a driver sends as it connects.
     let counters = format!(
         "SELECT CAST(s.THREAD_ID AS SIGNED), tagged.tag, CAST(SUM(s.COUNT_STAR) AS SIGNED), \
          SUM(s.SUM_TIMER_WAIT) / 1e9, CAST(SUM(s.SUM_ROWS_EXAMINED) AS SIGNED), \
@@ -115,14 +130,17 @@ pub(super) async fn sample(
          JOIN performance_schema.events_statements_summary_by_thread_by_event_name s \
          ON s.THREAD_ID = tagged.THREAD_ID \
          WHERE tagged.tag IN ({wanted}) AND s.COUNT_STAR > 0 \
-         AND (s.EVENT_NAME LIKE 'statement/sql/%' OR s.EVENT_NAME = 'statement/com/Execute') \
+         AND ((s.EVENT_NAME LIKE 'statement/sql/%' AND s.EVENT_NAME <> 'statement/sql/set_option') \
+         OR s.EVENT_NAME = 'statement/com/Execute') \
          GROUP BY s.THREAD_ID, tagged.tag"
     );
     // A thread waits for a lock when InnoDB says so (a row lock) or its state does (metadata
-    // and table locks).
+    // and table locks). An uninstrumented thread's "running" is NULL: its statements would not
+    // be counted.
     let activity = format!(
         "SELECT tagged.tag, CAST(NULL AS SIGNED), \
-         CASE WHEN tagged.PROCESSLIST_COMMAND IN ('Query', 'Execute') THEN 1 ELSE 0 END, \
+         CASE WHEN tagged.INSTRUMENTED <> 'YES' THEN NULL \
+         WHEN tagged.PROCESSLIST_COMMAND IN ('Query', 'Execute') THEN 1 ELSE 0 END, \
          CASE WHEN tagged.PROCESSLIST_STATE LIKE 'Waiting for%lock' \
          OR waiting.id IS NOT NULL THEN 1 ELSE 0 END \
          FROM {TAGGED} \
@@ -134,7 +152,11 @@ pub(super) async fn sample(
     let mut loads = super::loads(versions, LoadSource::PerformanceSchema);
     watch_sessions(connection, &activity, &mut loads, sample)
         .await
-        .map_err(|e| e.unwrap_or_default())?;
+        .map_err(|e| {
+            e.unwrap_or_else(|| {
+                "a tagged session is not instrumented (performance_schema.setup_actors): its statements are not counted".to_owned()
+            })
+        })?;
     let after = sessions(connection, &counters, &tags).await?;
     for (thread, (tag, now)) in &after {
         let Some(load) = loads.iter_mut().find(|load| &load.tag == tag) else {
