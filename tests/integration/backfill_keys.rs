@@ -851,6 +851,57 @@ async fn stale_runner(kind: Kind, store: &str) {
     db.drop_database().await;
 }
 
+/// A runner held by a health signal keeps renewing its lease while it waits; when the checkpoint
+/// changes meanwhile (an operator's pause here, as a runner taking the lease over would) the
+/// run ends as that change says, not as an error.
+#[tokio::test]
+async fn a_pause_while_the_runner_waits_ends_the_run_cleanly() {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    items_table(&db, Shape::Int).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("shiftguard.toml");
+    write_config(
+        &config,
+        "dynamodb",
+        "key = \"id\"\npending = \"display_name IS NULL\"\nthrottle_query = \"SELECT 100\"\nthrottle_max = 1\nstatement_timeout_ms = 500\nlease_ttl_ms = 1000",
+    )
+    .await;
+    let url = db.url();
+    let held = spawn(&config, &url, &["run", NAME, "--max-seconds", "20"]);
+    // Held from its first batch on: wait until its lease is stored, then pause.
+    let started = std::time::Instant::now();
+    loop {
+        let status = backfill(&config, &url, &["status", NAME, "--json"]);
+        if status.stdout.contains("\"lease_owner\"")
+            && !status.stdout.contains("\"lease_owner\": null")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no lease: {}{}",
+            status.stdout,
+            status.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let paused = backfill(&config, &url, &["pause", NAME]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    let held: crate::support::Run = held.wait_with_output().expect("runner").into();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the run went on to its time limit"
+    );
+    assert_eq!(held.code, 0, "{}", held.stderr);
+    assert!(
+        held.stderr
+            .contains("stopped: an operator changed it to paused"),
+        "{}",
+        held.stderr
+    );
+    db.drop_database().await;
+}
+
 #[tokio::test]
 async fn a_runner_frozen_past_its_lease_is_fenced_out() {
     stale_runner(Kind::Postgres, "dynamodb").await;

@@ -340,10 +340,10 @@ impl Runner<'_> {
         }
         let renewed = renewed(checkpoint, now, self.lease_ttl());
         if !self.save(connection, &renewed).await? {
-            return Err(self.target_error(format!(
-                "{}: the lease was lost while waiting",
-                self.checkpoints.describe()
-            )));
+            return Err(BackfillError::LeaseLost {
+                name: self.config.name.clone(),
+                holder: self.current_holder(connection).await,
+            });
         }
         *checkpoint = renewed;
         Ok(())

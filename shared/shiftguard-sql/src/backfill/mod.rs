@@ -73,6 +73,14 @@ pub enum BackfillError {
     /// A permanent error: the backfill is now marked failed with this error.
     #[error("backfill {name} failed: {error}")]
     Failed { name: String, error: String },
+    /// The checkpoint changed while the run waited (a pause, a hold, a retry): another runner
+    /// took the lease (`holder`), or an operator's command. The run ends as `Busy` or
+    /// `Interrupted`; callers of [`Runner::run`] never see this error.
+    #[error("backfill {name}: the lease was lost while waiting")]
+    LeaseLost {
+        name: String,
+        holder: Option<String>,
+    },
     /// Transient errors went on past the retry limit; the checkpoint is intact.
     #[error("backfill {name} gave up after {attempts} attempts: {error}")]
     RetriesExhausted {

@@ -58,14 +58,35 @@ impl Runner<'_> {
         // The pace counts from the first batch, not from the run's start: a slow start
         // (connecting, inspecting) must not buy a burst of rows under the rate cap.
         let mut pass = Pass::new(self.config, Instant::now(), deadline);
-        if let Some(outcome) = self.open_pass(attached, observe).await? {
-            return Ok((outcome, pass.totals));
-        }
-        loop {
-            if let ControlFlow::Break(outcome) = self.step(attached, &mut pass, observe).await? {
-                return Ok((outcome, pass.totals));
+        let ended = async {
+            if let Some(outcome) = self.open_pass(attached, observe).await? {
+                return Ok(outcome);
+            }
+            loop {
+                if let ControlFlow::Break(outcome) = self.step(attached, &mut pass, observe).await?
+                {
+                    return Ok(outcome);
+                }
             }
         }
+        .await;
+        let outcome = match ended {
+            // The lease went while the run waited: another runner's turn, as when a batch is
+            // fenced, or an operator's command.
+            Err(BackfillError::LeaseLost { holder, .. }) => {
+                if let Ok(Some(stored)) = self.load_checkpoint(&mut attached.connection).await {
+                    attached.checkpoint = stored;
+                }
+                match holder {
+                    Some(other) if other != self.owner => Outcome::Busy {
+                        holder: Some(other),
+                    },
+                    _ => Outcome::Interrupted,
+                }
+            }
+            other => other?,
+        };
+        Ok((outcome, pass.totals))
     }
 
     /// By the stored status: stay, verify (and end if complete), or go on; then announce the
