@@ -35,9 +35,14 @@ pub struct Args {
 enum BackfillCommand {
     Run(RunArgs),
     Status(StatusArgs),
+    /// Pause a backfill: a run in progress stops after its batch, later runs do nothing until
+    /// `resume`
     Pause(NameArgs),
+    /// Let a paused (or failed, once the cause is fixed) backfill run again
     Resume(NameArgs),
+    /// Cancel a backfill: no run works on it again (`reset` starts it over)
     Cancel(NameArgs),
+    /// Forget a backfill's checkpoint (and fence): the next run starts from the first key
     Reset(NameArgs),
 }
 
