@@ -390,11 +390,32 @@ impl NoticeSink {
 
     /// The SNS messages (their JSON envelopes: `Subject`, `Message`) and the EventBridge events
     /// delivered since the last call.
-    pub async fn take(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    async fn take(&self) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
         (
             self.drain(&self.topic_queue).await,
             self.drain(&self.bus_queue).await,
         )
+    }
+
+    /// The one SNS message and the one event delivered since the last call; fails on any other
+    /// count.
+    pub async fn take_one(&self) -> (serde_json::Value, serde_json::Value) {
+        let (mut messages, mut events) = self.take().await;
+        assert_eq!(
+            (messages.len(), events.len()),
+            (1, 1),
+            "{messages:?} {events:?}"
+        );
+        (messages.remove(0), events.remove(0))
+    }
+
+    /// Fails when anything was delivered since the last call.
+    pub async fn assert_quiet(&self) {
+        let (messages, events) = self.take().await;
+        assert!(
+            messages.is_empty() && events.is_empty(),
+            "{messages:?} {events:?}"
+        );
     }
 
     async fn drain(&self, queue: &str) -> Vec<serde_json::Value> {
