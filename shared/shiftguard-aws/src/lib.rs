@@ -5,7 +5,8 @@
 //! [`AwsError`]; no SDK type crosses into decision code. The adapters implement the release
 //! decisions' ports (`shiftguard_core::release::ports`): `CodeDeployAdapter` the deployments,
 //! `LambdaAdapter` the function versions, `CloudWatchAdapter` the health signals, `LiveOnAws`
-//! the live-version evidence; their errors become `DecisionError`s there.
+//! the live-version evidence; their errors become `DecisionError`s there. `Notifier` sends the
+//! notices core's `release::notify` words (SNS, EventBridge).
 
 pub mod cloudwatch;
 pub mod codedeploy;
