@@ -928,36 +928,27 @@ impl Lab {
         }
         let mut counters = vec![Counters::default(); self.versions.len()];
         let stop = std::cell::Cell::new(false);
-        let cloud = LabCloud {
-            versions: &self.versions,
-            unrouted: &self.unrouted,
-            alias: &self.alias,
-            window: &self.window,
-            last_invoked: &self.last_invoked,
-            tick: self.tick,
-        };
-        let database = SqlDatabase::new(&self.url, "alembic_version", ConnectSettings::default());
+        // The generator is the one piece the traffic changes; the decision reads the rest.
+        let mut generator = std::mem::replace(&mut self.traffic, Traffic::new(0));
+        let (cloud, database) = (self.cloud(), self.database());
         let settings = self.traffic_settings();
-        let release = Release {
-            graph: &self.graph,
-            config: &self.config,
-        };
         let decide = async {
-            let decided =
-                decide::between_steps(lab_ports(&cloud, &database), release, &settings, "2").await;
+            let ports = lab_ports(&cloud, &database);
+            let decided = decide::between_steps(ports, self.release(), &settings, "2").await;
             stop.set(true);
             decided
         };
         let traffic = async {
             while !stop.get() {
                 let sessions = sessions.as_mut_slice();
-                self.traffic
+                generator
                     .send(sessions, &self.versions, &self.alias, 20, &mut counters)
                     .await;
             }
         };
         let (decided, ()) = tokio::join!(decide, traffic);
         database.close().await;
+        self.traffic = generator;
         for session in sessions {
             session.close().await;
         }

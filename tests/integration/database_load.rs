@@ -173,6 +173,31 @@ fn verdicts(target: &DatabaseLoad, current: &DatabaseLoad) -> Vec<(String, Strin
         .collect()
 }
 
+/// A `users (id, full_name)` table of `rows` users named `User <id>`, analyzed; on PostgreSQL
+/// with `pg_stat_statements` created in the database.
+async fn users_table(db: &TestDatabase, rows: u64) {
+    let (fill, analyze) = match db.kind {
+        Kind::Postgres => {
+            db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .await;
+            (
+                format!(
+                    "INSERT INTO users SELECT g, 'User ' || g FROM generate_series(1, {rows}) g"
+                ),
+                "ANALYZE users",
+            )
+        }
+        _ => (
+            format!("INSERT INTO users SELECT seq, CONCAT('User ', seq) FROM seq_1_to_{rows}"),
+            "ANALYZE TABLE users",
+        ),
+    };
+    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, full_name VARCHAR(64) NOT NULL)")
+        .await;
+    db.execute(&fill).await;
+    db.execute(analyze).await;
+}
+
 /// The error of sampling version 2's load through `url` for `sample`: the sampler must refuse.
 async fn sampling_error(url: &str, sample: Duration) -> String {
     let url = DatabaseUrl::parse(url).expect("url");
@@ -189,13 +214,7 @@ async fn sampling_error(url: &str, sample: Duration) -> String {
 #[tokio::test]
 async fn the_database_gate_fails_the_version_that_scans_and_passes_alike_ones() {
     let db = TestDatabase::create(Kind::Postgres).await;
-    db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await;
-    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, full_name TEXT NOT NULL)")
-        .await;
-    db.execute("INSERT INTO users SELECT g, 'User ' || g FROM generate_series(1, 50000) g")
-        .await;
-    db.execute("ANALYZE users").await;
+    users_table(&db, 50_000).await;
     let busy = Duration::from_millis(2);
 
     // Version 2 looks users up by name, which has no index: a scan per call.
@@ -270,12 +289,7 @@ async fn the_database_gate_fails_the_version_that_scans_and_passes_alike_ones() 
 #[tokio::test]
 async fn statistics_hidden_from_the_role_are_an_error_not_no_load() {
     let db = TestDatabase::create(Kind::Postgres).await;
-    db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await;
-    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, full_name TEXT NOT NULL)")
-        .await;
-    db.execute("INSERT INTO users SELECT g, 'User ' || g FROM generate_series(1, 100) g")
-        .await;
+    users_table(&db, 100).await;
     let role = format!("sg_viewer_{}", std::process::id());
     db.execute(&format!("DROP ROLE IF EXISTS {role}")).await;
     db.execute(&format!("CREATE ROLE {role} LOGIN")).await;
@@ -317,10 +331,7 @@ async fn sampling_fails_closed_without_pg_stat_statements_or_on_another_dialect(
 #[tokio::test]
 async fn on_mariadb_the_gate_fails_the_version_that_scans_by_its_rows_examined() {
     let db = TestDatabase::create(Kind::MariaDb).await;
-    db.execute("CREATE TABLE users (id BIGINT PRIMARY KEY, full_name VARCHAR(64) NOT NULL)")
-        .await;
-    db.execute("INSERT INTO users SELECT seq, CONCAT('User ', seq) FROM seq_1_to_50000")
-        .await;
+    users_table(&db, 50_000).await;
     let busy = Duration::from_millis(2);
 
     let scan = sampled(&db, (&[BY_NAME], busy), (&[BY_ID], busy)).await;

@@ -250,7 +250,7 @@ pub async fn handle(
 
 /// What of a run is worth telling: a completion, a failure, a stall (a run to its deadline that
 /// updated nothing while a health signal held it).
-pub fn news(record: &RunRecord, held_by: Option<String>) -> Option<BackfillNews> {
+fn news(record: &RunRecord, held_by: Option<String>) -> Option<BackfillNews> {
     match record.outcome.as_str() {
         "complete" => Some(BackfillNews::Completed {
             rows_updated: record.rows_updated,
