@@ -451,8 +451,8 @@ async fn steer(args: NameArgs, command: Option<Command>) -> anyhow::Result<Outco
     )?;
     match command {
         Some(command) => {
-            let checkpoint = runner.command(command).await?;
-            println!("backfill {}: {}", args.name, checkpoint.status);
+            let status = runner.command(command).await?;
+            println!("backfill {}: {status}", args.name);
         }
         None => {
             let existed = runner.reset().await?;

@@ -6,6 +6,7 @@ mod backfill;
 mod backfill_keys;
 mod bad_input;
 mod check;
+mod data_safety;
 mod database_load;
 mod endpoint;
 mod gates;

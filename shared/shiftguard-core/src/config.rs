@@ -246,7 +246,7 @@ set     = "display_name = full_name"
             ),
             (
                 MINIMAL.replace("full_name\"", "full_name; DELETE FROM users\""),
-                "`set` must be one SQL expression",
+                "`set` holds a `;`: it must be one SQL expression",
             ),
             (
                 with("min_batch_size = 5000"),

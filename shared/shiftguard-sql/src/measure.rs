@@ -51,7 +51,8 @@ pub async fn measure(
 
     // The query as a CTE with one named column: a second column is an error, rows are counted,
     // and no second statement can follow.
-    let query = query.trim().trim_end_matches(';');
+    // (The query may end in a comment: the wrapper closes on a line of its own.)
+    let query = shiftguard_core::sql_text::without_final_semicolon(query);
     // The third column counts what the other dialects refuse by themselves: PostgreSQL lets a
     // CTE name fewer columns than the query has, and SQLite turns text into numbers silently.
     let (double, misfits) = match connection.dialect() {
@@ -66,7 +67,7 @@ pub async fn measure(
         ),
     };
     let sql = format!(
-        "WITH shiftguard_check(value) AS ({query}) SELECT count(*), CAST(max(value) AS {double}), {misfits} FROM shiftguard_check"
+        "WITH shiftguard_check(value) AS ({query}\n) SELECT count(*), CAST(max(value) AS {double}), {misfits} FROM shiftguard_check"
     );
     let measured =
         tokio::time::timeout(limit + Duration::from_secs(1), read(connection, &sql)).await;

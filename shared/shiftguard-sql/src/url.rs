@@ -34,6 +34,10 @@ pub struct DatabaseUrl {
     pub(crate) driver_url: String,
     dialect: Dialect,
     target: String,
+    /// The database's name on its server (`None` for SQLite and a URL that names none).
+    database: Option<String>,
+    /// The URL as given (with a `+driver` if it had one), for redaction.
+    given: String,
     /// The password as written in the URL and percent-decoded, for redaction.
     secrets: Vec<String>,
     sqlite_path: Option<PathBuf>,
@@ -51,7 +55,8 @@ impl fmt::Debug for DatabaseUrl {
 impl DatabaseUrl {
     /// Parses `postgres://`, `postgresql://`, `mysql://`, `mariadb://` and `sqlite:` URLs.
     pub fn parse(raw: &str) -> Result<Self, SqlError> {
-        let raw = raw.trim();
+        let given = raw.trim();
+        let raw = given;
         let written = raw.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
         // SQLAlchemy spells a driver into the scheme (`postgresql+psycopg`); the dialect is
         // what counts here.
@@ -61,7 +66,7 @@ impl DatabaseUrl {
         } else {
             format!("{scheme}{}", &raw[written.len()..])
         };
-        match scheme {
+        let parsed = match scheme {
             "sqlite" => Ok(Self::sqlite(raw)),
             "postgres" | "postgresql" | "mysql" | "mariadb" => Self::server(raw, scheme),
             _ => Err(SqlError::UnsupportedUrl {
@@ -71,7 +76,11 @@ impl DatabaseUrl {
                     scheme.to_owned()
                 },
             }),
-        }
+        };
+        parsed.map(|url| DatabaseUrl {
+            given: given.to_owned(),
+            ..url
+        })
     }
 
     fn sqlite(raw: &str) -> Self {
@@ -84,6 +93,8 @@ impl DatabaseUrl {
         DatabaseUrl {
             driver_url: raw.to_owned(),
             dialect: Dialect::Sqlite,
+            given: String::new(),
+            database: None,
             target: if in_memory {
                 "sqlite in-memory database".to_owned()
             } else {
@@ -117,19 +128,28 @@ impl DatabaseUrl {
             Dialect::Postgres => 5432,
             _ => 3306,
         });
-        let database = parsed.path().trim_start_matches('/');
-        let database = if database.is_empty() {
-            "(default)"
-        } else {
-            database
-        };
+        let named = parsed.path().trim_start_matches('/');
+        let database = if named.is_empty() { "(default)" } else { named };
+        // A password is `user:secret@` or a `password=` (or `sslpassword=`) query parameter;
+        // each is kept as written and percent-decoded.
+        let in_query = parsed
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                matches!(key, "password" | "sslpassword").then_some(value)
+            });
         let mut secrets = Vec::new();
-        if let Some(written) = parsed.password().filter(|p| !p.is_empty()) {
+        for written in parsed.password().into_iter().chain(in_query) {
+            if written.is_empty() {
+                continue;
+            }
             let decoded = url::form_urlencoded::parse(format!("p={written}").as_bytes())
                 .next()
                 .map(|(_, value)| value.into_owned());
             secrets.push(written.to_owned());
-            secrets.extend(decoded.filter(|d| d != written));
+            secrets.extend(decoded.filter(|d| d != written && !d.is_empty()));
         }
         let driver_url = match scheme {
             // sqlx's MySQL driver speaks to MariaDB as is; it only knows the mysql scheme name.
@@ -138,6 +158,8 @@ impl DatabaseUrl {
         };
         Ok(DatabaseUrl {
             driver_url,
+            given: String::new(),
+            database: (!named.is_empty()).then(|| named.to_owned()),
             dialect,
             target: format!("{dialect} database {database} on {host}:{port}"),
             secrets,
@@ -154,14 +176,24 @@ impl DatabaseUrl {
         &self.target
     }
 
+    /// The database's name on its server, as the URL gives it (`None` for SQLite, or when the
+    /// URL names none and the server chooses).
+    pub fn database_name(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
     /// The database file of a SQLite URL (`None` for in-memory and server databases).
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
         self.sqlite_path.as_deref()
     }
 
-    /// Removes this URL's password (and the raw URL) from a message that may quote them.
+    /// Removes this URL's password (and the raw URL, in the spelling given and the driver's)
+    /// from a message that may quote them.
     pub fn redact(&self, message: &str) -> String {
         let mut message = message.replace(&self.driver_url, &self.target);
+        if !self.given.is_empty() {
+            message = message.replace(&self.given, &self.target);
+        }
         for secret in &self.secrets {
             message = message.replace(secret.as_str(), "***");
         }
@@ -216,6 +248,15 @@ mod tests {
         assert_eq!(
             url.redact("bad option in postgres://app:s3cr%40t@db/users"),
             "bad option in postgres database users on db:5432"
+        );
+        // The password in the query string, percent-encoded, behind a driver's name.
+        let url = DatabaseUrl::parse(
+            "postgresql+psycopg://app@db/users?sslmode=require&password=s3cr%40t",
+        )
+        .expect("valid");
+        assert_eq!(
+            url.redact("as given postgresql+psycopg://app@db/users?sslmode=require&password=s3cr%40t; s3cr@t; s3cr%40t"),
+            "as given postgres database users on db:5432; ***; ***"
         );
     }
 

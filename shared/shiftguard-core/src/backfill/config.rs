@@ -8,6 +8,7 @@ use std::ops::RangeInclusive;
 
 use crate::names::{is_identifier, is_name, is_table_name};
 use crate::settings::all_within;
+use crate::sql_text;
 
 /// Where backfill checkpoints are kept.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -331,18 +332,11 @@ impl BackfillConfig {
             return Err(String::from("`set` is empty"));
         }
         for (field, fragment) in [("pending", &self.pending), ("set", &self.set)] {
-            if fragment.contains(';') || fragment.contains("--") || fragment.contains("/*") {
-                return Err(format!(
-                    "`{field}` must be one SQL expression: no `;` or comments"
-                ));
-            }
-            if !balanced(fragment) {
-                return Err(format!(
-                    "`{field}` has unbalanced parentheses or quotes: it must be one SQL expression"
-                ));
+            if let Some(problem) = sql_text::expression_problem(field, fragment) {
+                return Err(problem);
             }
         }
-        if has_top_level_word(&self.set, "WHERE") {
+        if sql_text::has_top_level_word(&self.set, "WHERE") {
             return Err(String::from(
                 "`set` must hold only assignments: the WHERE clause is `pending`",
             ));
@@ -366,70 +360,15 @@ impl BackfillConfig {
             ("replica_lag_query", &t.replica_lag_query),
             ("throttle_query", &t.throttle_query),
         ] {
-            if query.as_deref().is_some_and(|q| q.contains(';')) {
-                return Err(format!("{name} must be one statement"));
+            if let Some(problem) = query
+                .as_deref()
+                .and_then(|q| sql_text::query_problem(name, q))
+            {
+                return Err(problem);
             }
         }
         Ok(())
     }
-}
-
-/// The characters of a SQL fragment outside quoted text, each with the parenthesis depth it
-/// stands at (quoted text becomes one space). `None` when a quote is left open.
-fn unquoted(fragment: &str) -> Option<Vec<(char, i32)>> {
-    let mut out = Vec::with_capacity(fragment.len());
-    let mut depth = 0i32;
-    let mut quote: Option<char> = None;
-    for c in fragment.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => {
-                quote = None;
-                out.push((' ', depth));
-            }
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => {
-                out.push((c, depth));
-                depth += 1;
-            }
-            (None, ')') => {
-                depth -= 1;
-                out.push((c, depth));
-            }
-            (None, c) => out.push((c, depth)),
-        }
-    }
-    quote.is_none().then_some(out)
-}
-
-/// Whether parentheses nest properly and quotes close, so a fragment cannot close the
-/// parenthesis the engine wraps it in (`x) OR (1=1`).
-fn balanced(fragment: &str) -> bool {
-    let Some(chars) = unquoted(fragment) else {
-        return false;
-    };
-    let opened = chars.iter().filter(|&&(c, _)| c == '(').count();
-    let closed = chars.iter().filter(|&&(c, _)| c == ')').count();
-    opened == closed && chars.iter().all(|&(_, depth)| depth >= 0)
-}
-
-/// Whether `word` appears outside quotes and parentheses, as a whole word, in any case.
-fn has_top_level_word(fragment: &str, word: &str) -> bool {
-    let Some(chars) = unquoted(fragment) else {
-        return false;
-    };
-    let top: String = chars
-        .iter()
-        .map(|&(c, depth)| {
-            if depth == 0 && c != '(' && c != ')' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    top.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .any(|w| w.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
@@ -448,23 +387,6 @@ mod tests {
         tuning.max_concurrency = Some(9);
         assert_eq!(tuning.concurrency(), 4);
         assert_eq!(Tuning::default().concurrency(), 1);
-    }
-
-    #[test]
-    fn fragments_may_quote_what_they_like() {
-        assert!(balanced("name = 'a)b' AND (x IS NULL)"));
-        assert!(!balanced("name = 'open"));
-        assert!(!balanced("(a) OR b("));
-        assert!(!balanced("a) OR (b"));
-        assert!(!has_top_level_word(
-            "note = 'where' || where_clause",
-            "WHERE"
-        ));
-        assert!(has_top_level_word("a = b where c", "WHERE"));
-        assert!(!has_top_level_word(
-            "a = (SELECT x FROM t WHERE t.id = id)",
-            "WHERE"
-        ));
     }
 
     #[test]

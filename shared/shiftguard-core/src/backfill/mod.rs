@@ -98,12 +98,21 @@ pub enum Command {
 }
 
 impl Command {
+    /// The status the command sets where it applies.
+    pub fn sets(self) -> Status {
+        match self {
+            Command::Pause => Status::Paused,
+            Command::Resume => Status::Running,
+            Command::Cancel => Status::Cancelled,
+        }
+    }
+
     /// The status after the command, or why it does not apply.
     pub fn apply(self, status: Status) -> Result<Status, String> {
         match (self, status) {
-            (Command::Pause, Status::Running | Status::Swept) => Ok(Status::Paused),
-            (Command::Resume, Status::Paused | Status::Failed) => Ok(Status::Running),
-            (Command::Cancel, s) if s != Status::Cancelled => Ok(Status::Cancelled),
+            (Command::Pause, Status::Running | Status::Swept)
+            | (Command::Resume, Status::Paused | Status::Failed) => Ok(self.sets()),
+            (Command::Cancel, s) if s != Status::Cancelled => Ok(self.sets()),
             (command, status) => {
                 Err(format!("cannot {command:?} a backfill that is {status}").to_lowercase())
             }

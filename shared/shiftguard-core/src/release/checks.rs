@@ -183,6 +183,9 @@ impl CheckConfig {
                     "`query` must be one SELECT (or WITH … SELECT): checks only read".to_owned(),
                 );
             }
+            if let Some(problem) = crate::sql_text::query_problem("`query`", query) {
+                return Some(problem);
+            }
             if let Err(problem) = crate::settings::within(
                 "statement_timeout_ms",
                 self.statement_timeout_ms,

@@ -107,12 +107,17 @@ impl Runner<'_> {
         })
     }
 
-    /// Pauses, resumes or cancels (a backfill with shards: each shard too, where it applies);
-    /// returns the new checkpoint.
-    pub async fn command(&self, command: Command) -> Result<Checkpoint, BackfillError> {
-        let own = self.own_command(command).await?;
-        self.command_shards(command).await?;
-        Ok(own)
+    /// Pauses, resumes or cancels; returns the status it set. A backfill with shards: each
+    /// shard where it applies, and the backfill's own checkpoint where it applies (a failed
+    /// shard is resumed while the whole-table checkpoint is swept); refused only where it
+    /// applies nowhere.
+    pub async fn command(&self, command: Command) -> Result<Status, BackfillError> {
+        let shards_changed = self.command_shards(command).await?;
+        match self.own_command(command).await {
+            Ok(own) => Ok(own.status),
+            Err(BackfillError::Target { .. }) if shards_changed > 0 => Ok(command.sets()),
+            Err(error) => Err(error),
+        }
     }
 
     pub(super) async fn own_command(&self, command: Command) -> Result<Checkpoint, BackfillError> {

@@ -259,7 +259,7 @@ impl Runner<'_> {
     /// Validates the SQL fragments without writing: the update on no rows, rolled back.
     async fn check_fragments(&self, connection: &mut Connection) -> Result<(), BackfillError> {
         let dry_run = format!(
-            "UPDATE {} SET {} WHERE ({}) AND 1 = 0",
+            "UPDATE {} SET {}\nWHERE ({}\n) AND 1 = 0",
             self.config.table, self.config.set, self.config.pending
         );
         connection

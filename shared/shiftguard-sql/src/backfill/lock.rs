@@ -63,10 +63,13 @@ impl Attached {
 
 /// The advisory lock's name: at most 64 characters (MySQL's limit), unique per database, store
 /// and backfill (a long name keeps its start and gains a hash of the whole).
-fn lock_name(target: &str, store: &str, backfill: &str) -> String {
-    // MySQL's named locks are server-wide (PostgreSQL's advisory locks are per database): name
-    // the database too, so backfills of two databases on one server never collide.
-    let name = format!("shiftguard:{target}:{store}:{backfill}");
+///
+/// The lock lives in the database server itself, so its name holds no host: two runners that
+/// reach one database by different names (an endpoint and a tunnel, `localhost` and
+/// `127.0.0.1`) take the same lock. PostgreSQL's advisory locks are per database; MySQL's named
+/// locks are server-wide, so there `database` is the database's name.
+fn lock_name(database: &str, store: &str, backfill: &str) -> String {
+    let name = format!("shiftguard:{database}:{store}:{backfill}");
     if name.len() <= MAX_LOCK_NAME {
         return name;
     }
@@ -121,7 +124,11 @@ impl Runner<'_> {
             Checkpoints::Sql(table) => table.table().to_owned(),
             Checkpoints::External(store) => store.describe(),
         };
-        lock_name(self.url.target(), &store, &self.config.name)
+        let database = match self.url.dialect() {
+            Dialect::MySql => self.url.database_name().unwrap_or_default(),
+            Dialect::Postgres | Dialect::Sqlite => "",
+        };
+        lock_name(database, &store, &self.config.name)
     }
 
     /// Opens a connection, checks the target, takes the lock and loads the checkpoint.
@@ -256,7 +263,9 @@ impl Runner<'_> {
             // An in-memory database has one connection: nobody to exclude.
             return Ok(Some(Held::Memory));
         };
-        let path = lock_file(database, &self.config.name);
+        // The file by its one true name: a symlink or `..` must not make a second lock.
+        let database = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_owned());
+        let path = lock_file(&database, &self.config.name);
         let file = std::fs::File::options()
             .create(true)
             .truncate(false)
@@ -385,26 +394,37 @@ mod tests {
     }
 
     #[test]
-    fn the_runner_names_its_lock_by_database_store_and_backfill() {
-        let (url, config) = (url("mysql://root@127.0.0.1:3306/shop"), config());
-        let mut runner = sql_runner(&url, &config);
-        let expected = lock_name(
-            "mysql database shop on 127.0.0.1:3306",
-            "shiftguard_backfill",
-            "users_display_name",
+    fn the_runner_names_its_lock_by_database_store_and_backfill_never_by_host() {
+        let config = config();
+        let (shop, tunnel) = (
+            url("mysql://root@127.0.0.1:3306/shop"),
+            url("mariadb://root@localhost:13306/shop"),
         );
+        let mut runner = sql_runner(&shop, &config);
+        let expected = lock_name("shop", "shiftguard_backfill", "users_display_name");
         assert_eq!(runner.lock_name(), expected);
+        assert_eq!(sql_runner(&tunnel, &config).lock_name(), expected);
+        let other = url("mysql://root@127.0.0.1:3306/billing");
+        assert_ne!(sql_runner(&other, &config).lock_name(), expected);
         let store = NamedStore;
         runner.checkpoints = Checkpoints::External(&store);
         assert_eq!(
             runner.lock_name(),
             lock_name(
-                "mysql database shop on 127.0.0.1:3306",
+                "shop",
                 "dynamodb table shiftguard-checkpoints",
                 "users_display_name",
             )
         );
-        assert_ne!(runner.lock_name(), expected);
+        // PostgreSQL's advisory locks belong to one database already.
+        let (endpoint, local) = (
+            url("postgres://app@db.internal:5432/app"),
+            url("postgresql://app@127.0.0.1:6543/app"),
+        );
+        assert_eq!(
+            sql_runner(&endpoint, &config).lock_name(),
+            sql_runner(&local, &config).lock_name()
+        );
     }
 
     #[test]

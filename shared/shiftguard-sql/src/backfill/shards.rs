@@ -521,15 +521,17 @@ impl<'a> Runner<'a> {
     }
 
     /// An operator's command on every planned shard where it applies (pausing a complete
-    /// shard does not).
-    pub(super) async fn command_shards(&self, command: Command) -> Result<(), BackfillError> {
+    /// shard does not); how many shards it changed.
+    pub(super) async fn command_shards(&self, command: Command) -> Result<usize, BackfillError> {
+        let mut changed = 0;
         for (config, range) in self.planned_shards().await? {
             match self.shard_runner(&config, range).own_command(command).await {
-                Ok(_) | Err(BackfillError::Target { .. }) => {}
+                Ok(_) => changed += 1,
+                Err(BackfillError::Target { .. }) => {}
                 Err(error) => return Err(error),
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Deletes every planned shard's checkpoint (the next run plans anew).

@@ -188,7 +188,7 @@ impl Statements {
             };
             let to = w.compare(Compare::AtMost, true);
             w.finish(format!(
-                "UPDATE {table} SET {} WHERE {from}{to} AND ({})",
+                "UPDATE {table} SET {}\nWHERE {from}{to} AND ({}\n)",
                 config.set, config.pending
             ))
         };
@@ -200,14 +200,14 @@ impl Statements {
             below.join(" AND ")
         ));
         let mut w = Writer::new(&plan);
-        let mut pending = vec![format!("({})", config.pending)];
+        let mut pending = vec![format!("({}\n)", config.pending)];
         pending.extend(w.within(range));
         let first_pending = w.finish(format!(
             "SELECT {read} FROM {table} WHERE {} ORDER BY {keys} LIMIT 1",
             pending.join(" AND ")
         ));
         let mut w = Writer::new(&plan);
-        let mut pending = vec![format!("({})", config.pending)];
+        let mut pending = vec![format!("({}\n)", config.pending)];
         pending.extend(w.within(range));
         let any_pending = w.finish(format!(
             "SELECT {read} FROM {table} WHERE {} LIMIT 1",
@@ -337,11 +337,11 @@ mod tests {
         );
         assert_eq!(
             postgres.update(Some(&cursor)).sql,
-            "UPDATE users SET display_name = name WHERE id > $1 AND id <= $2 AND (display_name IS NULL)"
+            "UPDATE users SET display_name = name\nWHERE id > $1 AND id <= $2 AND (display_name IS NULL\n)"
         );
         assert_eq!(
             postgres.update(None).sql,
-            "UPDATE users SET display_name = name WHERE id <= $1 AND (display_name IS NULL)"
+            "UPDATE users SET display_name = name\nWHERE id <= $1 AND (display_name IS NULL\n)"
         );
         assert_eq!(
             postgres
@@ -351,11 +351,11 @@ mod tests {
         );
         assert_eq!(
             postgres.first_pending.sql,
-            "SELECT CAST(id AS BIGINT) FROM users WHERE (display_name IS NULL) ORDER BY id LIMIT 1"
+            "SELECT CAST(id AS BIGINT) FROM users WHERE (display_name IS NULL\n) ORDER BY id LIMIT 1"
         );
         assert_eq!(
             postgres.any_pending.sql,
-            "SELECT CAST(id AS BIGINT) FROM users WHERE (display_name IS NULL) LIMIT 1"
+            "SELECT CAST(id AS BIGINT) FROM users WHERE (display_name IS NULL\n) LIMIT 1"
         );
         assert_eq!(
             postgres.before.sql,
@@ -364,7 +364,7 @@ mod tests {
         let mysql = Statements::new(int_key(Dialect::MySql), &config, &KeyRange::default());
         assert_eq!(
             mysql.update(Some(&cursor)).sql,
-            "UPDATE users SET display_name = name WHERE id > ? AND id <= ? AND (display_name IS NULL)"
+            "UPDATE users SET display_name = name\nWHERE id > ? AND id <= ? AND (display_name IS NULL\n)"
         );
         assert!(
             mysql
@@ -437,16 +437,14 @@ mod tests {
                 Bind::Int(Some(10))
             ]
         );
-        assert!(
-            statements.first_pending.sql.contains(
-                "WHERE (display_name IS NULL) AND id > $1 AND id <= $2 ORDER BY id LIMIT 1"
-            )
-        );
+        assert!(statements.first_pending.sql.contains(
+            "WHERE (display_name IS NULL\n) AND id > $1 AND id <= $2 ORDER BY id LIMIT 1"
+        ));
         assert!(
             statements
                 .any_pending
                 .sql
-                .ends_with("WHERE (display_name IS NULL) AND id > $1 AND id <= $2 LIMIT 1")
+                .ends_with("WHERE (display_name IS NULL\n) AND id > $1 AND id <= $2 LIMIT 1")
         );
         assert!(
             statements
@@ -467,7 +465,7 @@ mod tests {
             statements
                 .update(Some(&Key::int(1)))
                 .sql
-                .ends_with("WHERE id > $1 AND id <= $2 AND (a IS NULL OR b IS NULL)"),
+                .ends_with("WHERE id > $1 AND id <= $2 AND (a IS NULL OR b IS NULL\n)"),
             "{}",
             statements.update(Some(&Key::int(1))).sql
         );

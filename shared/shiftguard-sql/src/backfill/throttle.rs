@@ -16,6 +16,7 @@ use super::{BackfillError, Event, LagSource, Runner};
 use crate::connection::{Bind, Cell, ConnectSettings, Connection, Kind};
 use crate::error::{ErrorClass, classify};
 use crate::url::{DatabaseUrl, Dialect};
+use shiftguard_core::sql_text::without_final_semicolon;
 
 /// How often to re-check the signals while held.
 const HOLD_POLL: Duration = Duration::from_millis(500);
@@ -23,6 +24,7 @@ const HOLD_POLL: Duration = Duration::from_millis(500);
 /// A number from `sql` (one row, one column) as a float in the dialect's spelling.
 fn number_query(dialect: Dialect, sql: &str) -> String {
     // The newline ends a trailing `--` comment before the closing parenthesis.
+    let sql = without_final_semicolon(sql);
     format!("SELECT {}", double(dialect, &format!("({sql}\n)")))
 }
 
@@ -44,7 +46,10 @@ fn lag_query(dialect: Dialect, source: &LagSource) -> Option<String> {
             dialect,
             "(SELECT COALESCE(EXTRACT(EPOCH FROM max(replay_lag)) * 1000, 0) FROM pg_stat_replication)",
         ),
-        LagSource::Query(sql) => double(dialect, &format!("({sql})")),
+        LagSource::Query(sql) => {
+            let sql = without_final_semicolon(sql);
+            double(dialect, &format!("({sql}\n)"))
+        }
         LagSource::None | LagSource::MySqlReplica(_) => return None,
     };
     Some(format!("SELECT {value}"))
@@ -282,11 +287,11 @@ mod tests {
         let query = LagSource::Query("SELECT ms FROM fake_lag".to_owned());
         assert_eq!(
             lag_query(Dialect::MySql, &query).as_deref(),
-            Some("SELECT CAST((SELECT ms FROM fake_lag) AS DOUBLE)")
+            Some("SELECT CAST((SELECT ms FROM fake_lag\n) AS DOUBLE)")
         );
         assert_eq!(
             lag_query(Dialect::Sqlite, &query).as_deref(),
-            Some("SELECT CAST((SELECT ms FROM fake_lag) AS REAL)")
+            Some("SELECT CAST((SELECT ms FROM fake_lag\n) AS REAL)")
         );
         let postgres = lag_query(Dialect::Postgres, &LagSource::PostgresReplication).unwrap();
         assert!(
