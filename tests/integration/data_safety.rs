@@ -369,3 +369,99 @@ async fn a_failed_shard_is_resumed_by_the_command_the_run_names() {
     );
     db.drop_database().await;
 }
+
+/// A reset is final even for a runner frozen before it: the fence row is never deleted (a reset
+/// raises its epoch), and a batch's fence write checks the epoch and the checkpoint's
+/// generation. Runner A (DynamoDB store, lease 2 s) is frozen with SIGSTOP; an operator resets
+/// the backfill with a new `set`; runner C works the new generation; A, thawed, must commit
+/// nothing. (The reset deleted the fence row, C got epoch 1 again, A's batch with the old `set`
+/// committed into the new generation, and the next runner adopted its cursor over rows still
+/// pending.)
+#[tokio::test]
+async fn a_reset_is_final_even_for_a_runner_frozen_before_it() {
+    use crate::backfill::spawn;
+    use crate::support::dynamodb_table;
+    let db = TestDatabase::create(Kind::Postgres).await;
+    half_pending(&db).await;
+    let table = dynamodb_table().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |set: &str| {
+        let path = config(
+            &dir,
+            "display_name IS NULL",
+            set,
+            "batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 500\nstatement_timeout_ms = 1000\nlease_ttl_ms = 2000",
+        );
+        let text = std::fs::read_to_string(&path).expect("config");
+        std::fs::write(
+            &path,
+            format!("[checkpoint]\nstore = \"dynamodb\"\ntable = \"{table}\"\n{text}"),
+        )
+        .expect("config");
+        path
+    };
+    let signal = |pid: u32, signal: &str| {
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal}");
+    };
+    let url = db.url();
+    let path = write("display_name = 'old', touched = touched + 1");
+    let a = spawn(&path, &url, &["run", "copy"]);
+    let started = std::time::Instant::now();
+    while db
+        .scalar("SELECT count(*) FROM users WHERE display_name = 'old'")
+        .await
+        < 300
+    {
+        assert!(started.elapsed().as_secs() < 30, "runner A never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    signal(a.id(), "-STOP");
+    // Past the lease and the clock-skew allowance (2 s each).
+    tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
+    let frozen_at = db
+        .scalar("SELECT coalesce(max(id), 0) FROM users WHERE display_name = 'old'")
+        .await;
+
+    let path = write("display_name = 'new', touched = touched + 1");
+    let reset = backfill(&path, &url, &["reset", "copy"]);
+    assert_eq!(reset.code, 0, "{}", reset.stderr);
+    let c = backfill(&path, &url, &["run", "copy", "--max-seconds", "1"]);
+    assert_eq!(c.code, 0, "{}", c.stderr);
+
+    signal(a.id(), "-CONT");
+    let a = a.wait_with_output().expect("runner A");
+    let a_stderr = String::from_utf8_lossy(&a.stderr);
+    assert_eq!(
+        db.scalar("SELECT coalesce(max(id), 0) FROM users WHERE display_name = 'old'")
+            .await,
+        frozen_at,
+        "runner A committed after the reset: {a_stderr}"
+    );
+    let mut complete = false;
+    for _ in 0..6 {
+        let run = backfill(&path, &url, &["run", "copy"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        if run.stderr.contains("complete: nothing is pending") {
+            complete = true;
+            break;
+        }
+    }
+    assert!(complete, "the new generation completes");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE display_name IS NULL")
+            .await,
+        0,
+        "nothing left pending"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE touched > 1")
+            .await,
+        0,
+        "no row updated twice"
+    );
+    db.drop_database().await;
+}

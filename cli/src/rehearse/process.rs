@@ -2,7 +2,7 @@
 //! command. Output goes to files (a chatty test can never block on a full pipe), and the wait
 //! polls, so the caller can sample locks meanwhile and stop a command at its time limit.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +13,10 @@ use anyhow::Context;
 /// How often a running program is polled (and locks are sampled).
 const POLL: Duration = Duration::from_millis(5);
 
+/// The most of each stream kept in memory: its end, where the error is (a test suite's 60 MB of
+/// output is read as its last 16 KiB).
+const TAIL_BYTES: u64 = 16 * 1024;
+
 /// What a finished program left.
 #[derive(Debug)]
 pub struct Finished {
@@ -20,7 +24,7 @@ pub struct Finished {
     pub code: Option<i32>,
     pub timed_out: bool,
     pub elapsed: Duration,
-    /// stdout then stderr.
+    /// The end of stdout, then the end of stderr (at most [`TAIL_BYTES`] of each).
     pub output: String,
 }
 
@@ -68,6 +72,8 @@ pub async fn run(
         .with_context(|| format!("cannot run {program}"))?;
     let (status, timed_out) = loop {
         if let Some(status) = child.try_wait()? {
+            // What it left running in the background goes with it (`sleep 77 &`).
+            kill_group(child.id());
             break (Some(status), false);
         }
         if started.elapsed() >= limit {
@@ -83,10 +89,7 @@ pub async fn run(
     let elapsed = started.elapsed();
     let mut output = String::new();
     for file in [&mut stdout, &mut stderr] {
-        file.rewind()?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        output.push_str(&String::from_utf8_lossy(&bytes));
+        output.push_str(&tail_of(file)?);
     }
     Ok(Finished {
         code: status.and_then(|s| s.code()),
@@ -96,12 +99,31 @@ pub async fn run(
     })
 }
 
-/// Kills the program's whole process group (a shell's children too), then reaps it.
-fn stop(child: &mut Child) {
+/// The last [`TAIL_BYTES`] of an output file, from the start of a line when it was cut.
+fn tail_of(file: &mut std::fs::File) -> std::io::Result<String> {
+    let length = file.seek(SeekFrom::End(0))?;
+    let start = length.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity((length - start) as usize);
+    file.take(TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(match (start > 0, text.find('\n')) {
+        (true, Some(first)) => text[first + 1..].to_owned(),
+        _ => text.into_owned(),
+    })
+}
+
+/// Kills a process group (a shell's children too); a group already gone is nothing to do.
+fn kill_group(leader: u32) {
     let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .args(["-KILL", "--", &format!("-{leader}")])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Kills the program's whole process group, then reaps it.
+fn stop(child: &mut Child) {
+    kill_group(child.id());
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -288,5 +310,40 @@ mod tests {
             !marker.exists(),
             "the shell's child outlived the time limit"
         );
+    }
+
+    #[tokio::test]
+    async fn a_command_leaves_nothing_running_and_its_output_is_read_as_a_bounded_tail() {
+        // A child the shell leaves behind when it exits is stopped with it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("late");
+        let mut detached = Command::new("sh");
+        detached.args([
+            "-c",
+            &format!("(sleep 1; touch {}) & exit 0", marker.display()),
+        ]);
+        let done = run(detached, Duration::from_secs(10), idle)
+            .await
+            .expect("ran");
+        assert!(done.succeeded());
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!marker.exists(), "a background child outlived its command");
+
+        // 20 MB of output: only its end is read, whole lines, the last one included.
+        let mut chatty = Command::new("sh");
+        chatty.args([
+            "-c",
+            "yes 'a line of a chatty test suite' | head -c 20000000; echo; echo 'the error at the end' >&2",
+        ]);
+        let done = run(chatty, Duration::from_secs(30), idle)
+            .await
+            .expect("ran");
+        assert!(
+            done.output.len() as u64 <= 2 * TAIL_BYTES,
+            "{}",
+            done.output.len()
+        );
+        assert_eq!(done.last_line(), "the error at the end");
+        assert!(done.output.starts_with("a line of a chatty test suite\n"));
     }
 }

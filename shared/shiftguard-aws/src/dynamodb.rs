@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use shiftguard_core::backfill::{
     Checkpoint, CheckpointStore, Key, KeyRange, Status, StoreError, StoreFuture,
 };
@@ -169,31 +169,36 @@ impl CheckpointStore for DynamoCheckpoints {
 
     fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Checkpoint>> {
         Box::pin(async move {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("name", AttributeValue::S(name.to_owned()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| self.error(e))?;
-            Ok(output.item().map(from_item))
+            let item = self.item(name).await?;
+            Ok(item.filter(|i| !is_tombstone(i)).as_ref().map(from_item))
         })
     }
 
+    /// A new checkpoint where there is none, or where a reset left a tombstone: then with the
+    /// version after the tombstone's, so versions keep rising across a reset.
     fn create<'a>(&'a self, checkpoint: &'a Checkpoint) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(to_item(checkpoint)))
-                .condition_expression("attribute_not_exists(#n)")
-                .expression_attribute_names("#n", "name")
-                .send()
-                .await;
-            match result {
+            let existing = self.item(&checkpoint.name).await?;
+            let request = self.client.put_item().table_name(&self.table);
+            let request = match existing.as_ref().filter(|i| is_tombstone(i)) {
+                Some(tombstone) => {
+                    let version = version_of(tombstone);
+                    let mut next = checkpoint.clone();
+                    next.version = next.version.max(version + 1);
+                    request
+                        .set_item(Some(to_item(&next)))
+                        .condition_expression("attribute_exists(#r) AND #v = :tombstone")
+                        .expression_attribute_names("#r", TOMBSTONE)
+                        .expression_attribute_names("#v", "version")
+                        .expression_attribute_values(":tombstone", number(version))
+                }
+                None if existing.is_some() => return Ok(()),
+                None => request
+                    .set_item(Some(to_item(checkpoint)))
+                    .condition_expression("attribute_not_exists(#n)")
+                    .expression_attribute_names("#n", "name"),
+            };
+            match request.send().await {
                 Ok(_) => Ok(()),
                 Err(error) if is_conditional_failure(&error) => Ok(()),
                 Err(error) => Err(self.error(error)),
@@ -209,8 +214,11 @@ impl CheckpointStore for DynamoCheckpoints {
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(to_item(checkpoint)))
-                .condition_expression("attribute_exists(#n) AND #v = :previous")
+                .condition_expression(
+                    "attribute_exists(#n) AND attribute_not_exists(#r) AND #v = :previous",
+                )
                 .expression_attribute_names("#n", "name")
+                .expression_attribute_names("#r", TOMBSTONE)
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":previous", number(previous))
                 .send()
@@ -223,19 +231,87 @@ impl CheckpointStore for DynamoCheckpoints {
         })
     }
 
+    /// Replaces the checkpoint with a tombstone of the next version (never deletes it): a
+    /// runner frozen before the reset holds an old version, and no later checkpoint may take
+    /// that version again and accept its write.
     fn delete<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let output = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key("name", AttributeValue::S(name.to_owned()))
-                .return_values(ReturnValue::AllOld)
-                .send()
-                .await
-                .map_err(|e| self.error(e))?;
-            Ok(output.attributes().is_some_and(|a| !a.is_empty()))
+            for _ in 0..TOMBSTONE_TRIES {
+                let Some(item) = self.item(name).await?.filter(|i| !is_tombstone(i)) else {
+                    return Ok(false);
+                };
+                let version = version_of(&item);
+                let tombstone = HashMap::from([
+                    ("name".to_owned(), AttributeValue::S(name.to_owned())),
+                    ("version".to_owned(), number(version + 1)),
+                    (TOMBSTONE.to_owned(), number(now_ms())),
+                ]);
+                let result = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(tombstone))
+                    .condition_expression("attribute_not_exists(#r) AND #v = :version")
+                    .expression_attribute_names("#r", TOMBSTONE)
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":version", number(version))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => return Ok(true),
+                    // A runner's batch wrote first: read again.
+                    Err(error) if is_conditional_failure(&error) => continue,
+                    Err(error) => return Err(self.error(error)),
+                }
+            }
+            Err(StoreError {
+                message: format!(
+                    "{}: the checkpoint of {name} kept changing; try again",
+                    self.describe()
+                ),
+                transient: true,
+            })
         })
+    }
+}
+
+/// The attribute that marks a reset checkpoint's tombstone (its value: when, in Unix ms).
+const TOMBSTONE: &str = "reset_at";
+const TOMBSTONE_TRIES: usize = 20;
+
+fn is_tombstone(item: &HashMap<String, AttributeValue>) -> bool {
+    item.contains_key(TOMBSTONE)
+}
+
+fn version_of(item: &HashMap<String, AttributeValue>) -> u64 {
+    item.get("version")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl DynamoCheckpoints {
+    /// The stored item of `name` (a checkpoint or a tombstone), read consistently.
+    async fn item(
+        &self,
+        name: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("name", AttributeValue::S(name.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(output.item)
     }
 }
 

@@ -356,6 +356,12 @@ impl BackfillConfig {
                 t.lease_ttl_ms, t.statement_timeout_ms
             ));
         }
+        if t.pause_ms >= t.lease_ttl_ms {
+            return Err(format!(
+                "pause_ms ({}) must be shorter than lease_ttl_ms ({}): a runner sleeping between batches would lose its lease",
+                t.pause_ms, t.lease_ttl_ms
+            ));
+        }
         for (name, query) in [
             ("replica_lag_query", &t.replica_lag_query),
             ("throttle_query", &t.throttle_query),
@@ -520,6 +526,13 @@ mod tests {
         assert_eq!(set.tuning.throttle_max, 3);
         assert!(set.tuning.hold_on_vacuum);
         assert_eq!(set.problem(), None);
+        let sleepy = parse("pause_ms = 30000");
+        assert_eq!(
+            sleepy.problem().as_deref(),
+            Some(
+                "pause_ms (30000) must be shorter than lease_ttl_ms (30000): a runner sleeping between batches would lose its lease"
+            )
+        );
         let two = parse("throttle_query = \"SELECT 1; SELECT 2\"");
         assert_eq!(
             two.problem().as_deref(),

@@ -166,7 +166,7 @@ impl Runner<'_> {
                 .await
                 .map_err(|e| self.store_error(self.sql_error(&e)))?,
             Checkpoints::External(store) => {
-                self.forget_fence(&mut connection).await;
+                self.retire_fence(&mut connection).await?;
                 store
                     .delete(&self.config.name)
                     .await

@@ -78,10 +78,17 @@ const RAISE: &str = "UPDATE shiftguard_fence SET epoch = epoch + 1, \
 const SELECT: &str =
     "SELECT epoch, cursor_key, batches, rows_updated FROM shiftguard_fence WHERE name = ?";
 
-/// A batch's progress, written only under the newest epoch. `version` changes with every
-/// batch, so a match always changes the row (MySQL counts changed rows, not matched ones).
+/// A batch's progress, written only under the newest epoch and for the checkpoint's life it
+/// belongs to. `version` changes with every batch, so a match always changes the row (MySQL
+/// counts changed rows, not matched ones).
 const ADVANCE: &str = "UPDATE shiftguard_fence SET version = ?, cursor_key = ?, batches = ?, \
-     rows_updated = ? WHERE name = ? AND epoch = ?";
+     rows_updated = ? WHERE name = ? AND epoch = ? AND generation = ?";
+
+/// A reset: the epoch raised (so no runner from before it can write again) and the progress
+/// forgotten. The row itself stays: deleted, it would start again at epoch 0 and hand a new
+/// runner the epoch a frozen one still holds.
+const RETIRE: &str = "UPDATE shiftguard_fence SET epoch = epoch + 1, generation = -1, \
+     cursor_key = NULL, batches = 0, rows_updated = 0 WHERE name = ?";
 
 /// What the fence holds for a backfill.
 #[derive(Debug, PartialEq)]
@@ -193,21 +200,30 @@ impl Runner<'_> {
             Bind::Int(Some(next.rows_updated as i64)),
             Bind::Text(Some(self.config.name.clone())),
             Bind::Int(Some(epoch)),
+            Bind::Int(Some(next.started_at)),
         ];
         let sql = placeholders(connection.dialect(), ADVANCE);
         Ok(connection.execute(&sql, &binds).await? == 1)
     }
 
-    /// Forgets the backfill's fence (a reset starts over; the generation would tell anyway);
-    /// a missing table is nothing to forget.
-    pub(super) async fn forget_fence(&self, connection: &mut Connection) {
-        let sql = placeholders(
-            connection.dialect(),
-            "DELETE FROM shiftguard_fence WHERE name = ?",
-        );
-        let _ = connection
+    /// A reset: raises the fence's epoch and forgets its progress, so that no runner from
+    /// before the reset, however long it was frozen, can commit a batch after it.
+    pub(super) async fn retire_fence(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<(), BackfillError> {
+        let failed =
+            |e: sqlx::Error| self.store_error(format!("{FENCE_TABLE}: {}", self.sql_error(&e)));
+        connection
+            .create_table(CREATE, FENCE_TABLE)
+            .await
+            .map_err(failed)?;
+        let sql = placeholders(connection.dialect(), RETIRE);
+        connection
             .execute(&sql, &[Bind::Text(Some(self.config.name.clone()))])
-            .await;
+            .await
+            .map_err(failed)?;
+        Ok(())
     }
 }
 
