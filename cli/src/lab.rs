@@ -189,6 +189,8 @@ struct Lab {
     graph: RevisionGraph,
     url: DatabaseUrl,
     connection: Connection,
+    /// The database user the versions connect as: the only one whose sessions are sampled.
+    database_user: String,
     versions: Vec<Version>,
     alias: Alias,
     traffic: Traffic,
@@ -333,7 +335,24 @@ impl Lab {
             read_only: false,
             ..ConnectSettings::default()
         };
-        let connection = Connection::open(&url, settings).await?;
+        let mut connection = Connection::open(&url, settings).await?;
+        let who = match url.dialect() {
+            Dialect::Postgres => "SELECT CAST(session_user AS TEXT)",
+            Dialect::MySql => "SELECT SUBSTRING_INDEX(USER(), '@', 1)",
+            Dialect::Sqlite => "SELECT 'sqlite'",
+        };
+        let database_user = connection
+            .fetch_strings(who)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the database user: {}",
+                    url.redact(&e.to_string())
+                )
+            })?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let backfill = BackfillConfig {
             name: BACKFILL.to_owned(),
             table: "users".to_owned(),
@@ -378,6 +397,7 @@ impl Lab {
             graph: graph()?,
             url,
             connection,
+            database_user,
             versions: vec![
                 Version {
                     stamp: stamp("1", BASE, &[]),
@@ -865,6 +885,7 @@ impl Lab {
         };
         if self.variant.is_some() {
             settings.load.sample = DATABASE_SAMPLE;
+            settings.load.roles = vec![self.database_user.clone()];
         }
         settings
     }

@@ -465,3 +465,136 @@ async fn a_reset_is_final_even_for_a_runner_frozen_before_it() {
     );
     db.drop_database().await;
 }
+
+/// The statuses of a backfill's checkpoint items in DynamoDB, by name (`reset` for a tombstone).
+async fn dynamo_items(table: &str) -> std::collections::BTreeMap<String, String> {
+    let output = crate::support::dynamodb()
+        .await
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan");
+    output
+        .items()
+        .iter()
+        .map(|item| {
+            let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+            let status = match item.contains_key("reset_at") {
+                true => "reset".to_owned(),
+                false => text("status").unwrap_or_default(),
+            };
+            (text("name").unwrap_or_default(), status)
+        })
+        .collect()
+}
+
+/// An operator's reset of a backfill with shards takes effect on every shard or on none: while
+/// a runner holds shard 3 nothing is reset (it deleted shards 1 and 2, then stopped at 3 with
+/// exit 2); once it is free, every shard is.
+#[tokio::test]
+async fn a_reset_of_shards_changes_every_shard_or_none() {
+    use crate::support::dynamodb_table;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let db = TestDatabase::create(Kind::Postgres).await;
+    half_pending(&db).await;
+    let table = dynamodb_table().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(
+        &dir,
+        "display_name IS NULL",
+        "display_name = full_name, touched = touched + 1",
+        "shards = 4\nbatch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 1000\nstatement_timeout_ms = 1000\nlease_ttl_ms = 3000",
+    );
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        format!("[checkpoint]\nstore = \"dynamodb\"\ntable = \"{table}\"\n{text}"),
+    )
+    .expect("config");
+    let url = db.url();
+    let run = backfill(&path, &url, &["run", "copy", "--max-seconds", "1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let planned = dynamo_items(&table).await;
+    assert_eq!(
+        planned.len(),
+        5,
+        "the backfill and its 4 shards: {planned:?}"
+    );
+
+    // A runner elsewhere holds shard 3 (its lease a minute long).
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        + 60_000;
+    crate::support::dynamodb()
+        .await
+        .update_item()
+        .table_name(&table)
+        .key("name", AttributeValue::S("copy.shard3".to_owned()))
+        .update_expression(
+            "SET lease_owner = :owner, lease_expires_at = :until, version = version + :one",
+        )
+        .expression_attribute_values(":owner", AttributeValue::S("elsewhere:42".to_owned()))
+        .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+        .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+        .send()
+        .await
+        .expect("hold shard 3");
+    let refused = backfill(&path, &url, &["reset", "copy"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("copy.shard3") && refused.stderr.contains("elsewhere:42"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(dynamo_items(&table).await, planned, "nothing was reset");
+    let status = backfill(&path, &url, &["status", "copy", "--json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let report = crate::support::json(&status);
+    let report = if report.is_array() {
+        report[0].clone()
+    } else {
+        report
+    };
+    assert_eq!(
+        report["shards"].as_array().map(Vec::len),
+        Some(4),
+        "{report}"
+    );
+
+    // Free again: every shard is reset, and the next runs start over and complete.
+    crate::support::dynamodb()
+        .await
+        .update_item()
+        .table_name(&table)
+        .key("name", AttributeValue::S("copy.shard3".to_owned()))
+        .update_expression("REMOVE lease_owner, lease_expires_at")
+        .send()
+        .await
+        .expect("free shard 3");
+    let reset = backfill(&path, &url, &["reset", "copy"]);
+    assert_eq!(reset.code, 0, "{}", reset.stderr);
+    assert!(
+        dynamo_items(&table).await.values().all(|s| s == "reset"),
+        "{:?}",
+        dynamo_items(&table).await
+    );
+    let mut complete = false;
+    for _ in 0..8 {
+        let run = backfill(&path, &url, &["run", "copy"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        if run.stderr.contains("complete: nothing is pending") {
+            complete = true;
+            break;
+        }
+    }
+    assert!(complete);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE display_name IS NULL")
+            .await,
+        0
+    );
+    db.drop_database().await;
+}

@@ -144,7 +144,7 @@ async fn sampled(
     let database = SqlDatabase::new(&parsed, "alembic_version", ConnectSettings::default());
     let versions = ["2", "1"].map(|v| (v.to_owned(), session_tag(FUNCTION, v)));
     let sampled = database
-        .database_load(&versions, Duration::from_secs(2))
+        .database_load(&versions, Duration::from_secs(2), &[db.user()])
         .await
         .expect("sampled");
     database.close().await;
@@ -198,13 +198,14 @@ async fn users_table(db: &TestDatabase, rows: u64) {
     db.execute(analyze).await;
 }
 
-/// The error of sampling version 2's load through `url` for `sample`: the sampler must refuse.
-async fn sampling_error(url: &str, sample: Duration) -> String {
+/// The error of sampling version 2's load (the app's role: `db`'s user) through `url` for
+/// `sample`: the sampler must refuse.
+async fn sampling_error(db: &TestDatabase, url: &str, sample: Duration) -> String {
     let url = DatabaseUrl::parse(url).expect("url");
     let database = SqlDatabase::new(&url, "alembic_version", ConnectSettings::default());
     let versions = [("2".to_owned(), session_tag(FUNCTION, "2"))];
     let error = database
-        .database_load(&versions, sample)
+        .database_load(&versions, sample, &[db.user()])
         .await
         .expect_err("the sample cannot be taken");
     database.close().await;
@@ -305,7 +306,7 @@ async fn statistics_hidden_from_the_role_are_an_error_not_no_load() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let url = db.url().replacen("postgres@", &format!("{role}@"), 1);
     assert_ne!(url, db.url(), "the test database's URL names its user");
-    let error = sampling_error(&url, Duration::from_millis(300)).await;
+    let error = sampling_error(&db, &url, Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     load.await.expect("load");
     assert!(error.contains("GRANT pg_read_all_stats"), "{error}");
@@ -317,11 +318,11 @@ async fn statistics_hidden_from_the_role_are_an_error_not_no_load() {
 async fn sampling_fails_closed_without_pg_stat_statements_or_on_another_dialect() {
     // No extension in this database.
     let db = TestDatabase::create(Kind::Postgres).await;
-    let error = sampling_error(&db.url(), Duration::from_millis(200)).await;
+    let error = sampling_error(&db, &db.url(), Duration::from_millis(200)).await;
     assert!(error.contains("cannot read pg_stat_statements"), "{error}");
     db.drop_database().await;
     let db = TestDatabase::create(Kind::Sqlite).await;
-    let error = sampling_error(&db.url(), Duration::from_millis(200)).await;
+    let error = sampling_error(&db, &db.url(), Duration::from_millis(200)).await;
     assert!(error.contains("not SQLite"), "{error}");
     db.drop_database().await;
 }
@@ -389,7 +390,7 @@ async fn on_mariadb_a_user_without_performance_schema_gets_an_error_naming_the_g
         .await;
     let url = db.url().replacen("root@", &format!("{user}@"), 1);
     assert_ne!(url, db.url(), "the test database's URL names its user");
-    let error = sampling_error(&url, Duration::from_millis(200)).await;
+    let error = sampling_error(&db, &url, Duration::from_millis(200)).await;
     assert!(
         error.contains("GRANT SELECT ON performance_schema.* and PROCESS"),
         "{error}"
@@ -417,11 +418,122 @@ async fn on_mariadb_an_uninstrumented_session_is_an_error_not_no_load() {
     .execute(&mut app)
     .await
     .expect("instrumentation off");
-    let error = sampling_error(&db.url(), Duration::from_millis(300)).await;
+    let error = sampling_error(&db, &db.url(), Duration::from_millis(300)).await;
     app.close().await.expect("close");
     assert!(
         error.contains("a tagged session is not instrumented"),
         "{error}"
     );
+    db.drop_database().await;
+}
+
+/// A tag is a label any session may carry: only the app's own database users count. Another
+/// user's session tagged as version 2, running cheap lookups (a `pgbench -f 'SELECT 1'` under
+/// that name once made both gates pass for a version that scanned), steers nothing.
+#[tokio::test]
+async fn another_users_session_carrying_a_versions_tag_steers_nothing() {
+    for kind in [Kind::Postgres, Kind::MariaDb] {
+        let db = TestDatabase::create(kind).await;
+        users_table(&db, 50_000).await;
+        let intruder = format!("sg_intruder_{}", std::process::id());
+        let url = match kind {
+            Kind::Postgres => {
+                db.execute(&format!("DROP ROLE IF EXISTS {intruder}")).await;
+                db.execute(&format!("CREATE ROLE {intruder} LOGIN")).await;
+                db.execute(&format!("GRANT SELECT ON users TO {intruder}"))
+                    .await;
+                db.url().replacen("postgres@", &format!("{intruder}@"), 1)
+            }
+            _ => {
+                db.execute(&format!("DROP USER IF EXISTS '{intruder}'@'%'"))
+                    .await;
+                db.execute(&format!("CREATE USER '{intruder}'@'%'")).await;
+                db.execute(&format!(
+                    "GRANT SELECT ON `{}`.* TO '{intruder}'@'%'",
+                    db.name
+                ))
+                .await;
+                db.url().replacen("root@", &format!("{intruder}@"), 1)
+            }
+        };
+        assert_ne!(url, db.url(), "the test database's URL names its user");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flood = version_load(
+            &url,
+            FUNCTION,
+            "2",
+            &[BY_ID],
+            Duration::from_millis(1),
+            Arc::clone(&stop),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let busy = Duration::from_millis(2);
+        let scan = sampled(&db, (&[BY_NAME], busy), (&[BY_ID], busy)).await;
+        stop.store(true, Ordering::Relaxed);
+        assert!(flood.await.expect("flood") > 0);
+        let (target, current) = (&scan[0], &scan[1]);
+        assert_eq!(
+            (target.sessions, current.sessions),
+            (1, 1),
+            "{kind:?}: {scan:?}"
+        );
+        let judged = verdicts(target, current);
+        assert!(
+            !judged.is_empty()
+                && judged
+                    .iter()
+                    .all(|(_, v)| v.starts_with("fail: version 2's")),
+            "{kind:?}: {judged:?} {scan:?}"
+        );
+        match kind {
+            Kind::Postgres => {
+                db.execute(&format!("DROP OWNED BY {intruder}")).await;
+                db.execute(&format!("DROP ROLE {intruder}")).await;
+            }
+            _ => {
+                db.execute(&format!("DROP USER IF EXISTS '{intruder}'@'%'"))
+                    .await
+            }
+        }
+        db.drop_database().await;
+    }
+}
+
+/// On MariaDB a session's counters are its whole life's: one tagged only after the sample began
+/// would bring everything it did before. Such a session is left out.
+#[tokio::test]
+async fn on_mariadb_a_session_tagged_during_the_sample_is_left_out() {
+    let db = TestDatabase::create(Kind::MariaDb).await;
+    users_table(&db, 50_000).await;
+    let url = db.url();
+    // An app session that scanned for a while untagged, then tags itself as version 1 while the
+    // sample runs.
+    let late = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let mut connection = MySqlConnection::connect(&url).await.expect("connect");
+            for n in 0..20 {
+                sqlx::query("SELECT id FROM users WHERE full_name = ?")
+                    .bind(format!("User {n}"))
+                    .execute(&mut connection)
+                    .await
+                    .expect("scan");
+            }
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+            sqlx::query("SET @shiftguard_tag = ?")
+                .bind(session_tag(FUNCTION, "1"))
+                .execute(&mut connection)
+                .await
+                .expect("tag");
+            tokio::time::sleep(Duration::from_millis(2_000)).await;
+            connection.close().await.expect("close");
+        }
+    });
+    let busy = Duration::from_millis(2);
+    let loads = sampled(&db, (&[BY_ID], busy), (&[BY_ID], busy)).await;
+    late.await.expect("late session");
+    let current = &loads[1];
+    assert_eq!(current.sessions, 1, "{loads:?}");
+    assert!(current.rows_examined <= current.calls, "{loads:?}");
     db.drop_database().await;
 }

@@ -1020,6 +1020,7 @@ async fn the_monitor_judges_and_publishes_what_each_version_costs_the_database()
     settings.budget.inconclusive = InconclusivePolicy::Pass;
     settings.load = shiftguard_core::release::load::LoadBudget {
         sample: Duration::from_secs(2),
+        roles: vec![w.db.user()],
         ..Default::default()
     };
     let (_, v) = v1_to_v2(&w).await;

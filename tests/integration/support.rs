@@ -519,6 +519,12 @@ impl TestDatabase {
         }
     }
 
+    /// The database user the URL connects as (what the per-version database gates trust).
+    pub fn user(&self) -> String {
+        let url = url::Url::parse(&self.url()).expect("url");
+        url.username().to_owned()
+    }
+
     /// The URL Alembic (SQLAlchemy) takes.
     pub fn sqlalchemy_url(&self) -> String {
         match self.kind {

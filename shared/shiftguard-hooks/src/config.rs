@@ -45,7 +45,8 @@ pub struct HookConfig {
     /// per-version database gates, off unless `SHIFTGUARD_DATABASE_SAMPLE_SECONDS` is set (1 – 60):
     /// `SHIFTGUARD_MAX_DATABASE_TIME_RATIO` (2), `SHIFTGUARD_MAX_DATABASE_BLOCKS_RATIO` (4,
     /// PostgreSQL), `SHIFTGUARD_MAX_DATABASE_ROWS_EXAMINED_RATIO` (4, MySQL/MariaDB),
-    /// `SHIFTGUARD_MIN_DATABASE_CALLS` (50).
+    /// `SHIFTGUARD_MIN_DATABASE_CALLS` (50), and `SHIFTGUARD_DATABASE_ROLES` (required with
+    /// them: the app's own database users, comma-separated; only their sessions count).
     pub settings: TrafficSettings,
 }
 
@@ -120,8 +121,22 @@ impl HookConfig {
             min_calls: env
                 .number("SHIFTGUARD_MIN_DATABASE_CALLS", 1.0..=1e12)?
                 .map_or(load_defaults.min_calls, |n| n as u64),
+            roles: env
+                .get("SHIFTGUARD_DATABASE_ROLES")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|role| !role.is_empty())
+                .map(str::to_owned)
+                .collect(),
             ..load_defaults
         };
+        if load.enabled() && load.roles.is_empty() {
+            return Err(
+                "SHIFTGUARD_DATABASE_ROLES must name the app's database users when SHIFTGUARD_DATABASE_SAMPLE_SECONDS is set: only their sessions are sampled (a tag alone is not trusted)"
+                    .to_owned(),
+            );
+        }
         let smoke = env.get("SHIFTGUARD_SMOKE_PAYLOAD").map(|payload| Smoke {
             payload,
             expect: env.raw("SHIFTGUARD_SMOKE_EXPECT").unwrap_or_default(),
@@ -220,6 +235,24 @@ mod tests {
             read(&[]).map(|_| ()),
             Err("set DATABASE_URL or DATABASE_SECRET_ARN".to_owned())
         );
+        // The database gates count only the app's own roles: sampling without them is refused.
+        let sampled = [
+            ("DATABASE_URL", "postgres://db/app"),
+            ("SHIFTGUARD_DATABASE_SAMPLE_SECONDS", "5"),
+        ];
+        assert!(
+            read(&sampled)
+                .map(|_| ())
+                .expect_err("roles required")
+                .starts_with("SHIFTGUARD_DATABASE_ROLES must name the app's database users")
+        );
+        let config = read(&[
+            sampled[0],
+            sampled[1],
+            ("SHIFTGUARD_DATABASE_ROLES", " users_api, users_worker ,"),
+        ])
+        .expect("valid");
+        assert_eq!(config.settings.load.roles, ["users_api", "users_worker"]);
     }
 
     #[test]
@@ -283,7 +316,11 @@ mod tests {
         ];
         for (name, low, high, under, over) in cases {
             for fits in [low, high] {
-                let read = read(&[("DATABASE_URL", "postgres://db/app"), (name, fits)]);
+                let read = read(&[
+                    ("DATABASE_URL", "postgres://db/app"),
+                    ("SHIFTGUARD_DATABASE_ROLES", "app"),
+                    (name, fits),
+                ]);
                 assert!(read.is_ok(), "{name} = {fits}: {:?}", read.err());
             }
             for misfit in [under, over].into_iter().filter(|v| !v.is_empty()) {

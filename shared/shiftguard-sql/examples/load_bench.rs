@@ -64,6 +64,11 @@ async fn main() {
         .expect("statement");
     }
     let parsed = DatabaseUrl::parse(&bench_url).expect("url");
+    // The app's sessions are the bench's own user's.
+    let roles = [url::Url::parse(&bench_url)
+        .expect("url")
+        .username()
+        .to_owned()];
     let mut connection = Connection::open(&parsed, ConnectSettings::default())
         .await
         .expect("open");
@@ -81,12 +86,12 @@ async fn main() {
     let mut snapshot_and_one_sample = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        sample_load(&mut connection, &versions, Duration::ZERO)
+        sample_load(&mut connection, &versions, &roles, Duration::ZERO)
             .await
             .expect("sample");
         snapshot_and_one_sample.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    sample_load(&mut connection, &versions, Duration::from_secs(5))
+    sample_load(&mut connection, &versions, &roles, Duration::from_secs(5))
         .await
         .expect("sample");
     // The database's own account of the sampler's statements: mean execution time of each.
@@ -175,6 +180,11 @@ async fn mysql(url: &str) {
         sessions.push(app);
     }
     let parsed = DatabaseUrl::parse(&bench_url).expect("url");
+    // The app's sessions are the bench's own user's.
+    let roles = [url::Url::parse(&bench_url)
+        .expect("url")
+        .username()
+        .to_owned()];
     let mut connection = Connection::open(&parsed, ConnectSettings::default())
         .await
         .expect("open");
@@ -204,14 +214,14 @@ async fn mysql(url: &str) {
     let before = server_ms().await;
     for _ in 0..20 {
         let started = Instant::now();
-        let loads = sample_load(&mut connection, &versions, Duration::ZERO)
+        let loads = sample_load(&mut connection, &versions, &roles, Duration::ZERO)
             .await
             .expect("sample");
         assert_eq!(loads[0].sessions, 25, "{loads:?}");
         snapshot_and_one_sample.push(started.elapsed().as_secs_f64() * 1e3);
     }
     let rounds = server_ms().await;
-    sample_load(&mut connection, &versions, Duration::from_secs(5))
+    sample_load(&mut connection, &versions, &roles, Duration::from_secs(5))
         .await
         .expect("sample");
     let run = server_ms().await;

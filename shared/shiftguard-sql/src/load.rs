@@ -17,16 +17,27 @@ use crate::connection::{Bind, Connection, Kind};
 /// How often the sessions are sampled.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
-/// The load of each `(version, tag)` over `sample`, in the order given. The error says what is
-/// missing (the dialect, the extension or setting, the privilege).
+/// The load of each `(version, tag)` over `sample`, in the order given, counting only sessions
+/// of the app's own database `roles` connected to this database and tagged when the sample
+/// began: a tag is a label any session may carry, so another role's session, or one tagged
+/// part-way, steers nothing. The error says what is missing (the roles, the dialect, the
+/// extension or setting, the privilege).
 pub async fn sample_load(
     connection: &mut Connection,
     versions: &[(String, String)],
+    roles: &[String],
     sample: Duration,
 ) -> Result<Vec<DatabaseLoad>, String> {
+    if roles.is_empty() {
+        return Err(
+            "no database roles to sample (SHIFTGUARD_DATABASE_ROLES): a session's tag alone is not trusted"
+                .to_owned(),
+        );
+    }
+    let scope = Scope::new(connection, versions, roles);
     match connection {
-        Connection::Postgres(_) => postgres::sample(connection, versions, sample).await,
-        Connection::MySql(_) => mysql::sample(connection, versions, sample).await,
+        Connection::Postgres(_) => postgres::sample(connection, versions, &scope, sample).await,
+        Connection::MySql(_) => mysql::sample(connection, versions, &scope, sample).await,
         Connection::Sqlite(_) => Err(
             "per-version database load is sampled on PostgreSQL (pg_stat_statements) and MySQL/MariaDB (performance_schema), not SQLite"
                 .to_owned(),
@@ -85,43 +96,88 @@ fn loads(versions: &[(String, String)], source: LoadSource) -> Vec<DatabaseLoad>
         .collect()
 }
 
-/// `n` bind placeholders in the connection's dialect, comma-separated.
-fn placeholders(connection: &Connection, n: usize) -> String {
+/// Which sessions count, as SQL and its binds: the versions' tags (placeholders `tags`) and
+/// the app's roles (placeholders `roles`), bound in that order as `binds`; and the roles alone
+/// (`only_roles`, bound as `role_binds`).
+struct Scope {
+    tags: String,
+    roles: String,
+    binds: Vec<Bind>,
+    only_roles: String,
+    role_binds: Vec<Bind>,
+}
+
+impl Scope {
+    fn new(connection: &Connection, versions: &[(String, String)], roles: &[String]) -> Scope {
+        let role_binds: Vec<Bind> = roles
+            .iter()
+            .map(|role| Bind::Text(Some(role.clone())))
+            .collect();
+        let binds: Vec<Bind> = versions
+            .iter()
+            .map(|(_, tag)| Bind::Text(Some(tag.clone())))
+            .chain(role_binds.iter().cloned())
+            .collect();
+        Scope {
+            tags: placeholders(connection, 1..=versions.len()),
+            roles: placeholders(
+                connection,
+                versions.len() + 1..=versions.len() + roles.len(),
+            ),
+            binds,
+            only_roles: placeholders(connection, 1..=roles.len()),
+            role_binds,
+        }
+    }
+}
+
+/// Bind placeholders number `n` in the connection's dialect, comma-separated.
+fn placeholders(connection: &Connection, n: std::ops::RangeInclusive<usize>) -> String {
     let one = |i: usize| match connection {
         Connection::Postgres(_) => format!("${i}"),
         _ => "?".to_owned(),
     };
-    (1..=n).map(one).collect::<Vec<_>>().join(", ")
+    n.map(one).collect::<Vec<_>>().join(", ")
 }
 
-/// Runs `activity` every [`INTERVAL`] until `sample` ends, binding the loads' tags; its rows are
-/// one per tagged session: tag, the statement it runs or last ran (NULL when unknown), whether it
-/// runs one (1/0; NULL when hidden from this role), whether it waits for a lock (1/0). Adds the
-/// sessions to `loads`; returns, per load, in how many samples its sessions showed each
-/// statement. `Err(None)`: a session's state was hidden.
+/// Runs `activity` every [`INTERVAL`] until `sample` ends, binding the scope; its rows are one
+/// per tagged session: tag, the statement it runs or last ran (NULL when unknown), whether it
+/// runs one (1/0; NULL when hidden from this role), whether it waits for a lock (1/0), the
+/// session's id. Only the sessions of the first read count (a session tagged later would bring
+/// what it did before). Adds the sessions to `loads`; returns, per load, in how many samples its
+/// sessions showed each statement, and the sessions of the first read with their tags.
+/// `Err(None)`: a session's state was hidden.
 async fn watch_sessions(
     connection: &mut Connection,
     activity: &str,
+    scope: &Scope,
     loads: &mut [DatabaseLoad],
     sample: Duration,
-) -> Result<Vec<HashMap<i64, u64>>, Option<String>> {
-    let tags: Vec<Bind> = loads
-        .iter()
-        .map(|load| Bind::Text(Some(load.tag.clone())))
-        .collect();
-    let shape = [Kind::Text, Kind::Int, Kind::Int, Kind::Int];
+) -> Result<(Vec<HashMap<i64, u64>>, HashMap<i64, String>), Option<String>> {
+    let shape = [Kind::Text, Kind::Int, Kind::Int, Kind::Int, Kind::Int];
     let mut seen: Vec<HashMap<i64, u64>> = vec![HashMap::new(); loads.len()];
+    let mut first: Option<HashMap<i64, String>> = None;
     let end = Instant::now() + sample;
     loop {
         let rows = connection
-            .fetch_rows(activity, &tags, &shape)
+            .fetch_rows(activity, &scope.binds, &shape)
             .await
             .map_err(|e| Some(format!("cannot read the sessions' activity: {e}")))?;
+        let first = first.get_or_insert_with(|| {
+            rows.iter()
+                .filter_map(|row| Some((row[4].int()?, row[0].text()?.to_owned())))
+                .collect()
+        });
         let mut at_once = vec![0u64; loads.len()];
         for row in &rows {
+            let tagged_at_first = row[4]
+                .int()
+                .and_then(|id| first.get(&id))
+                .is_some_and(|tag| Some(tag.as_str()) == row[0].text());
             let Some(i) = loads
                 .iter()
                 .position(|l| Some(l.tag.as_str()) == row[0].text())
+                .filter(|_| tagged_at_first)
             else {
                 continue;
             };
@@ -144,5 +200,5 @@ async fn watch_sessions(
         }
         tokio::time::sleep(INTERVAL).await;
     }
-    Ok(seen)
+    Ok((seen, first.unwrap_or_default()))
 }

@@ -143,11 +143,12 @@ impl SharedDatabase for SqlDatabase<'_> {
         &self,
         versions: &[(String, String)],
         sample: Duration,
+        roles: &[String],
     ) -> Result<Vec<DatabaseLoad>, DecisionError> {
         // Half the time left at most: the decision has more to do after the sample.
         let sample = self.left()?.map_or(sample, |left| sample.min(left / 2));
         let mut connection = self.open().await?;
-        let load = sample_load(&mut connection, versions, sample).await;
+        let load = sample_load(&mut connection, versions, roles, sample).await;
         self.give_back(connection, &load);
         load.map_err(|reason| {
             DecisionError::Database(format!(

@@ -211,7 +211,7 @@ impl Traffic {
                 .map(|version| (version.clone(), session_tag(function, version)));
             ports
                 .database
-                .database_load(&tagged, settings.load.sample)
+                .database_load(&tagged, settings.load.sample, &settings.load.roles)
                 .await
         } else {
             Ok(Vec::new())

@@ -130,6 +130,9 @@ impl DatabaseLoad {
 pub struct LoadBudget {
     /// How long to sample (zero: the gates are off).
     pub sample: Duration,
+    /// The app's own database roles: only their sessions count, whatever tag another role's
+    /// session carries (a tag is a label, not a credential). Required when the gates are on.
+    pub roles: Vec<String>,
     /// The target's time per call above this multiple of the current version's fails.
     pub max_time_ratio: f64,
     /// The target's blocks per call above this multiple of the current version's fails.
@@ -150,6 +153,7 @@ impl Default for LoadBudget {
     fn default() -> Self {
         LoadBudget {
             sample: Duration::ZERO,
+            roles: Vec::new(),
             max_time_ratio: 2.0,
             max_blocks_ratio: 4.0,
             max_rows_examined_ratio: 4.0,

@@ -127,14 +127,15 @@ pub trait SharedDatabase: Sync {
     ) -> impl Future<Output = Result<Option<Key>, DecisionError>> + Send;
 
     /// What each `(version, session tag)` costs the database, sampled over `sample`
-    /// (PostgreSQL with `pg_stat_statements`). An adapter that cannot sample says so as an
-    /// error: a gate asked for and not measured is not passed.
+    /// (PostgreSQL with `pg_stat_statements`), counting only sessions of `roles`. An adapter
+    /// that cannot sample says so as an error: a gate asked for and not measured is not passed.
     fn database_load(
         &self,
         versions: &[(String, String)],
         sample: Duration,
+        roles: &[String],
     ) -> impl Future<Output = Result<Vec<DatabaseLoad>, DecisionError>> + Send {
-        let _ = (versions, sample);
+        let _ = (versions, sample, roles);
         std::future::ready(Err(DecisionError::Database(format!(
             "{}: per-version database load cannot be sampled here",
             self.target()

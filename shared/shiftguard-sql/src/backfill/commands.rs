@@ -1,15 +1,17 @@
 //! What operators do to a backfill outside a run: read its checkpoint and status, pause, resume
 //! or cancel it, and reset it. These need the checkpoint store but not the run lock (a running
 //! backfill sees the change at its next batch, whose conditional write fails), except `reset`,
-//! which deletes the checkpoint and so must not race a runner. None of them creates the SQL
-//! checkpoint table.
+//! which deletes the checkpoint and so must not race a runner: it holds every checkpoint (the
+//! shards' too) before it changes any. None of them creates the SQL checkpoint table.
 
 use std::time::Duration;
 
 use shiftguard_core::backfill::{Checkpoint, Command, Status};
 
 use super::inspect::{Extent, Inspected};
+use super::lock::Held;
 use super::{BackfillError, Checkpoints, Runner, StatusReport, now_ms};
+use crate::connection::Connection;
 
 /// How often `command` re-reads and retries when a runner's batch wrote first.
 const COMMAND_TRIES: usize = 20;
@@ -139,27 +141,69 @@ impl Runner<'_> {
     }
 
     /// Deletes the checkpoint (a backfill with shards: every shard's too, and the next run plans
-    /// them anew) so the next run starts over; refuses while a runner holds it. Returns whether
-    /// there was a checkpoint.
+    /// them anew) so the next run starts over. All or nothing: every checkpoint is held first
+    /// (its lock or lease), and while a runner holds any of them nothing is changed. Returns
+    /// whether there was a checkpoint.
     pub async fn reset(&self) -> Result<bool, BackfillError> {
-        self.reset_shards().await?;
-        self.own_reset().await
+        let planned = self.planned_shards().await?;
+        let shards: Vec<Runner> = planned
+            .iter()
+            .map(|(config, range)| self.shard_runner(config, range.clone()))
+            .collect();
+        let mut held = Vec::new();
+        for runner in shards.iter().chain(std::iter::once(self)) {
+            match runner.hold_for_reset().await {
+                Ok(Some(hold)) => held.push((runner, hold)),
+                Ok(None) => {}
+                Err(error) => {
+                    for (runner, (connection, hold)) in held {
+                        runner.let_go(connection, hold).await;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        let mut existed = false;
+        for (runner, (connection, hold)) in held {
+            existed |= runner.reset_held(connection, hold).await?;
+        }
+        Ok(existed)
     }
 
-    pub(super) async fn own_reset(&self) -> Result<bool, BackfillError> {
+    /// This runner's checkpoint held for a reset: `None` when there is none; an error naming
+    /// the holder when a runner has it.
+    async fn hold_for_reset(&self) -> Result<Option<(Connection, Held)>, BackfillError> {
         let mut connection = self.connect().await?;
         if self.stored_checkpoint(&mut connection).await?.is_none() {
-            return Ok(false);
+            connection.close().await;
+            return Ok(None);
         }
         let Some(held) = self.try_lock(&mut connection).await? else {
             let holder = self
                 .current_holder(&mut connection)
                 .await
                 .unwrap_or_else(|| "another runner".to_owned());
+            connection.close().await;
             return Err(self.target_error(format!(
-                "is being run by {holder}: pause or cancel it first"
+                "is being run by {holder}: pause or cancel it first (nothing was reset)"
             )));
         };
+        Ok(Some((connection, held)))
+    }
+
+    /// Gives back what [`Runner::hold_for_reset`] took.
+    async fn let_go(&self, mut connection: Connection, held: Held) {
+        self.unlock(&mut connection, held).await;
+        connection.close().await;
+    }
+
+    /// Deletes the held checkpoint (an external store's fence raised first, so that no runner
+    /// from before the reset can commit again); whether there was one.
+    async fn reset_held(
+        &self,
+        mut connection: Connection,
+        held: Held,
+    ) -> Result<bool, BackfillError> {
         let deleted = match &self.checkpoints {
             Checkpoints::Sql(table) => table
                 .delete(&mut connection, &self.config.name)

@@ -281,7 +281,13 @@ impl Runner<'_> {
         }
     }
 
+    /// Lets go of what [`Runner::try_lock`] took: the session's lock, or the lease (cleared in
+    /// the store, so the next runner or an operator's reset need not wait for it to expire).
     pub(super) async fn unlock(&self, connection: &mut Connection, held: Held) {
+        if let (Held::Lease { .. }, Checkpoints::External(store)) = (&held, &self.checkpoints) {
+            self.give_up_lease(*store).await;
+            return;
+        }
         if !matches!(held, Held::Session) {
             return; // Dropping the file closes it, which releases the lock.
         }
@@ -311,7 +317,7 @@ impl Runner<'_> {
     ) -> Result<Option<Held>, BackfillError> {
         let now = now_ms();
         store
-            .create(&Checkpoint::new(&self.config.name, now))
+            .create(&self.fresh_checkpoint(now))
             .await
             .map_err(|e| self.store_error(e))?;
         let Some(mut checkpoint) = store

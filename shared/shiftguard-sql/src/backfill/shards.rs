@@ -456,6 +456,8 @@ impl<'a> Runner<'a> {
     }
 
     /// The shards planned so far, each with its range (none when the backfill has one shard).
+    /// A shard stored without a range (by an earlier version) is listed all the same, over the
+    /// whole key space, so that no operator's command passes it by.
     pub(super) async fn planned_shards(
         &self,
     ) -> Result<Vec<(BackfillConfig, KeyRange)>, BackfillError> {
@@ -469,7 +471,7 @@ impl<'a> Runner<'a> {
         Ok(configs
             .into_iter()
             .zip(stored)
-            .filter_map(|(config, c)| Some((config, c?.range?)))
+            .filter_map(|(config, c)| Some((config, c?.range.unwrap_or_default())))
             .collect())
     }
 
@@ -532,14 +534,6 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(changed)
-    }
-
-    /// Deletes every planned shard's checkpoint (the next run plans anew).
-    pub(super) async fn reset_shards(&self) -> Result<(), BackfillError> {
-        for (config, range) in self.planned_shards().await? {
-            self.shard_runner(&config, range).own_reset().await?;
-        }
-        Ok(())
     }
 }
 

@@ -29,16 +29,23 @@ fn noted(checkpoint: &Checkpoint, error: &str, now_ms: i64) -> Checkpoint {
 }
 
 impl Runner<'_> {
+    /// The checkpoint this runner starts from where there is none: a shard's carries its
+    /// range, wherever it is created, so that no shard is ever stored without one.
+    pub(super) fn fresh_checkpoint(&self, now_ms: i64) -> Checkpoint {
+        let mut fresh = Checkpoint::new(&self.config.name, now_ms);
+        if self.range != KeyRange::default() {
+            fresh.cursor = self.range.after.clone();
+            fresh.range = Some(self.range.clone());
+        }
+        fresh
+    }
+
     /// Creates the checkpoint store's table (SQL) and the checkpoint if they do not exist.
     pub(super) async fn prepare_store(
         &self,
         connection: &mut Connection,
     ) -> Result<(), BackfillError> {
-        let mut fresh = Checkpoint::new(&self.config.name, now_ms());
-        if self.range != KeyRange::default() {
-            fresh.cursor = self.range.after.clone();
-            fresh.range = Some(self.range.clone());
-        }
+        let fresh = self.fresh_checkpoint(now_ms());
         match &self.checkpoints {
             Checkpoints::Sql(table) => {
                 table

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use shiftguard_core::release::load::{DatabaseLoad, LoadSource};
 
-use super::{Counters, placeholders, watch_sessions};
+use super::{Counters, Scope, watch_sessions};
 use crate::connection::{Bind, Connection, Kind};
 
 /// Every thread with its tag (NULL for an untagged one), as a derived table.
 const TAGGED: &str = "(SELECT t.THREAD_ID, t.PROCESSLIST_ID, t.PROCESSLIST_COMMAND, \
-     t.PROCESSLIST_STATE, t.INSTRUMENTED, COALESCE(CAST(v.VARIABLE_VALUE AS CHAR), a.ATTR_VALUE) AS tag \
+     t.PROCESSLIST_STATE, t.INSTRUMENTED, t.PROCESSLIST_USER, t.PROCESSLIST_DB, COALESCE(CAST(v.VARIABLE_VALUE AS CHAR), a.ATTR_VALUE) AS tag \
      FROM performance_schema.threads t \
      LEFT JOIN performance_schema.user_variables_by_thread v \
      ON v.THREAD_ID = t.THREAD_ID AND v.VARIABLE_NAME = 'shiftguard_tag' \
@@ -111,28 +111,31 @@ async fn sessions(
 pub(super) async fn sample(
     connection: &mut Connection,
     versions: &[(String, String)],
+    scope: &Scope,
     sample: Duration,
 ) -> Result<Vec<DatabaseLoad>, String> {
     check(connection).await?;
-    let tags: Vec<Bind> = versions
-        .iter()
-        .map(|(_, tag)| Bind::Text(Some(tag.clone())))
-        .collect();
-    let wanted = placeholders(connection, versions.len());
+    // Only the app's users' sessions in this database count: any session may set the tag.
+    let wanted = format!(
+        "tagged.tag IN ({}) AND tagged.PROCESSLIST_USER IN ({}) AND tagged.PROCESSLIST_DB = DATABASE()",
+        scope.tags, scope.roles
+    );
     // Statements sent as text count as `statement/sql/*`; a prepared statement's execution
     // (sqlx prepares every query) as `statement/com/Execute`, with its time and rows; preparing
     // it, pings and the like are not calls, nor the `SET`s a driver sends as it connects.
+    // Every tagged session is listed, one that has counted nothing yet too (with zeros).
     let counters = format!(
-        "SELECT CAST(s.THREAD_ID AS SIGNED), tagged.tag, CAST(SUM(s.COUNT_STAR) AS SIGNED), \
-         SUM(s.SUM_TIMER_WAIT) / 1e9, CAST(SUM(s.SUM_ROWS_EXAMINED) AS SIGNED), \
-         CAST(SUM(s.SUM_ROWS_SENT + s.SUM_ROWS_AFFECTED) AS SIGNED) \
+        "SELECT CAST(tagged.THREAD_ID AS SIGNED), tagged.tag, \
+         CAST(COALESCE(SUM(s.COUNT_STAR), 0) AS SIGNED), COALESCE(SUM(s.SUM_TIMER_WAIT), 0) / 1e9, \
+         CAST(COALESCE(SUM(s.SUM_ROWS_EXAMINED), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(s.SUM_ROWS_SENT + s.SUM_ROWS_AFFECTED), 0) AS SIGNED) \
          FROM {TAGGED} \
-         JOIN performance_schema.events_statements_summary_by_thread_by_event_name s \
-         ON s.THREAD_ID = tagged.THREAD_ID \
-         WHERE tagged.tag IN ({wanted}) AND s.COUNT_STAR > 0 \
+         LEFT JOIN performance_schema.events_statements_summary_by_thread_by_event_name s \
+         ON s.THREAD_ID = tagged.THREAD_ID AND s.COUNT_STAR > 0 \
          AND ((s.EVENT_NAME LIKE 'statement/sql/%' AND s.EVENT_NAME <> 'statement/sql/set_option') \
          OR s.EVENT_NAME = 'statement/com/Execute') \
-         GROUP BY s.THREAD_ID, tagged.tag"
+         WHERE {wanted} \
+         GROUP BY tagged.THREAD_ID, tagged.tag"
     );
     // A thread waits for a lock when InnoDB says so (a row lock) or its state does (metadata
     // and table locks). An uninstrumented thread's "running" is NULL: its statements would not
@@ -142,28 +145,32 @@ pub(super) async fn sample(
          CASE WHEN tagged.INSTRUMENTED <> 'YES' THEN NULL \
          WHEN tagged.PROCESSLIST_COMMAND IN ('Query', 'Execute') THEN 1 ELSE 0 END, \
          CASE WHEN tagged.PROCESSLIST_STATE LIKE 'Waiting for%lock' \
-         OR waiting.id IS NOT NULL THEN 1 ELSE 0 END \
+         OR waiting.id IS NOT NULL THEN 1 ELSE 0 END, \
+         CAST(tagged.THREAD_ID AS SIGNED) \
          FROM {TAGGED} \
          LEFT JOIN (SELECT trx_mysql_thread_id AS id FROM information_schema.INNODB_TRX \
          WHERE trx_state = 'LOCK WAIT') waiting ON waiting.id = tagged.PROCESSLIST_ID \
-         WHERE tagged.tag IN ({wanted})"
+         WHERE {wanted}"
     );
-    let before = sessions(connection, &counters, &tags).await?;
+    let before = sessions(connection, &counters, &scope.binds).await?;
     let mut loads = super::loads(versions, LoadSource::PerformanceSchema);
-    watch_sessions(connection, &activity, &mut loads, sample)
+    watch_sessions(connection, &activity, scope, &mut loads, sample)
         .await
         .map_err(|e| {
             e.unwrap_or_else(|| {
                 "a tagged session is not instrumented (performance_schema.setup_actors): its statements are not counted".to_owned()
             })
         })?;
-    let after = sessions(connection, &counters, &tags).await?;
+    let after = sessions(connection, &counters, &scope.binds).await?;
     for (thread, (tag, now)) in &after {
+        // A session tagged after the first snapshot would bring its counters from before it.
+        let Some((_, then)) = before.get(thread).filter(|(first, _)| first == tag) else {
+            continue;
+        };
         let Some(load) = loads.iter_mut().find(|load| &load.tag == tag) else {
             continue;
         };
-        let then = before.get(thread).map(|(_, counters)| counters);
-        now.since(then).add_share(load, 1.0);
+        now.since(Some(then)).add_share(load, 1.0);
     }
     Ok(loads)
 }

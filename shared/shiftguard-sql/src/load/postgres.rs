@@ -18,25 +18,33 @@ use std::time::Duration;
 
 use shiftguard_core::release::load::{DatabaseLoad, LoadSource};
 
-use super::{Counters, placeholders, watch_sessions};
+use super::{Counters, Scope, watch_sessions};
 use crate::connection::{Cell, Connection, Kind};
 
-/// The statements' counters, without their text (`pg_stat_statements(false)` does not read the
-/// file of query texts, as the view does for every row), summed per `queryid`: a statement has
-/// a row per role and per nesting level. A role that may not read other roles' statistics sees
-/// their `queryid` as NULL.
-const STATEMENTS: &str = "SELECT queryid, CAST(sum(calls) AS BIGINT), sum(total_exec_time), \
-     CAST(sum(shared_blks_hit + shared_blks_read) AS BIGINT), CAST(sum(rows) AS BIGINT) \
-     FROM pg_stat_statements(false) \
-     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     GROUP BY queryid";
+/// The statements' counters of the app's roles (placeholders `roles`), without their text
+/// (`pg_stat_statements(false)` does not read the file of query texts, as the view does for
+/// every row), summed per `queryid`: a statement has a row per role and per nesting level. A
+/// role that may not read other roles' statistics sees their `queryid` as NULL.
+fn statements_sql(roles: &str) -> String {
+    format!(
+        "SELECT queryid, CAST(sum(calls) AS BIGINT), sum(total_exec_time), \
+         CAST(sum(shared_blks_hit + shared_blks_read) AS BIGINT), CAST(sum(rows) AS BIGINT) \
+         FROM pg_stat_statements(false) \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND userid IN (SELECT oid FROM pg_roles WHERE rolname IN ({roles})) \
+         GROUP BY queryid"
+    )
+}
 
 const STATEMENTS_SHAPE: [Kind; 5] = [Kind::Int, Kind::Int, Kind::Float, Kind::Int, Kind::Int];
 
-/// Every statement's counters; an error when some are hidden from this role.
-async fn statements(connection: &mut Connection) -> Result<HashMap<i64, Counters>, String> {
+/// Every statement's counters of the app's roles; an error when some are hidden from this role.
+async fn statements(
+    connection: &mut Connection,
+    scope: &Scope,
+) -> Result<HashMap<i64, Counters>, String> {
     let rows = connection
-        .fetch_rows(STATEMENTS, &[], &STATEMENTS_SHAPE)
+        .fetch_rows(&statements_sql(&scope.only_roles), &scope.role_binds, &STATEMENTS_SHAPE)
         .await
         .map_err(|e| {
             format!(
@@ -68,6 +76,7 @@ const HIDDEN: &str = "other roles' statements and sessions are hidden from this 
 pub(super) async fn sample(
     connection: &mut Connection,
     versions: &[(String, String)],
+    scope: &Scope,
     sample: Duration,
 ) -> Result<Vec<DatabaseLoad>, String> {
     let setting = connection
@@ -77,21 +86,23 @@ pub(super) async fn sample(
     if setting.first().map(String::as_str) == Some("off") {
         return Err("compute_query_id is off: sessions name no statement".to_owned());
     }
-    let before = statements(connection).await?;
-    // `state` is NULL for a session whose details this role may not see.
+    let before = statements(connection, scope).await?;
+    // `state` is NULL for a session whose details this role may not see. Only the app's roles'
+    // sessions in this database count: any session may set an application_name.
     let activity = format!(
         "SELECT application_name, query_id, \
          CASE WHEN state IS NULL THEN NULL WHEN state = 'active' THEN CAST(1 AS BIGINT) ELSE 0 END, \
-         CASE WHEN wait_event_type = 'Lock' THEN CAST(1 AS BIGINT) ELSE 0 END \
+         CASE WHEN wait_event_type = 'Lock' THEN CAST(1 AS BIGINT) ELSE 0 END, \
+         CAST(pid AS BIGINT) \
          FROM pg_stat_activity \
-         WHERE datname = current_database() AND application_name IN ({})",
-        placeholders(connection, versions.len())
+         WHERE datname = current_database() AND application_name IN ({}) AND usename IN ({})",
+        scope.tags, scope.roles
     );
     let mut loads = super::loads(versions, LoadSource::PgStatStatements);
-    let seen = watch_sessions(connection, &activity, &mut loads, sample)
+    let (seen, _) = watch_sessions(connection, &activity, scope, &mut loads, sample)
         .await
         .map_err(|e| e.unwrap_or_else(|| HIDDEN.to_owned()))?;
-    let after = statements(connection).await?;
+    let after = statements(connection, scope).await?;
     let mut shown: HashMap<i64, u64> = HashMap::new();
     for (query, n) in seen.iter().flatten() {
         *shown.entry(*query).or_default() += n;

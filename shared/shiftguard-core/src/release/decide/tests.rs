@@ -295,6 +295,7 @@ impl SharedDatabase for InMemory {
         &self,
         versions: &[(String, String)],
         _: Duration,
+        _: &[String],
     ) -> impl Future<Output = Result<Vec<DatabaseLoad>, DecisionError>> + Send {
         let mut loads: Vec<DatabaseLoad> = versions
             .iter()
