@@ -478,3 +478,61 @@ fn every_command_refuses_malformed_flags() {
         );
     }
 }
+
+/// `[gates] observe` cannot silence a gate that always decides: the operator's hold, the
+/// compatibility rule's gates, or every gate at once (`*` made the hold and `schema:*`
+/// non-deciding). Exit 2, the pattern and the reason named.
+#[test]
+fn observe_cannot_silence_the_hold_or_the_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = example_project();
+    for (observe, why) in [
+        (
+            "\"hold\"",
+            "`hold` would make the operator's `hold` gate observe-only",
+        ),
+        ("\"*\"", "`*` would make every gate observe-only"),
+        (
+            "\"schema:*\"",
+            "`schema:*` would make the compatibility rule's gates",
+        ),
+        (
+            "\"health:p99\", \"s*\"",
+            "`s*` would make the compatibility rule's gates",
+        ),
+    ] {
+        let config = dir.path().join("shiftguard.toml");
+        write(
+            dir.path(),
+            "shiftguard.toml",
+            &format!("[gates]\nobserve = [{observe}]\n"),
+        );
+        let run = shiftguard(&[
+            "lint",
+            "--migrations",
+            example.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--no-sql",
+        ]);
+        assert_errors(&run, &[&format!("gates.observe: {why}")]);
+    }
+    write(
+        dir.path(),
+        "shiftguard.toml",
+        "[gates]\nobserve = [\"database:*\", \"health:*\"]\n",
+    );
+    let run = shiftguard(&[
+        "lint",
+        "--migrations",
+        example.to_str().expect("utf-8"),
+        "--config",
+        dir.path().join("shiftguard.toml").to_str().expect("utf-8"),
+        "--no-sql",
+    ]);
+    assert_ne!(
+        run.code, 2,
+        "prefixes of gates that may be observed: {}",
+        run.stderr
+    );
+}

@@ -1183,16 +1183,22 @@ async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
     monitor_once(&w, &groups).await;
     sink.assert_quiet().await;
 
-    let released = hold_cli(&["release", &group, "--table", &table]);
+    let released = hold_cli(&["release", &group, "--by", "alice", "--table", &table]);
     assert_eq!(released.code, 0, "{released:?}");
     assert!(
         released
             .stdout
-            .starts_with(&format!("released: {group} held by alice")),
+            .starts_with(&format!("released: {group} held by alice"))
+            && released
+                .stdout
+                .contains(&format!("{group} is no longer held")),
         "{released:?}"
     );
-    let again = hold_cli(&["release", &group, "--table", &table]);
-    assert_eq!(again.stdout.trim(), format!("{group} was not held"));
+    let again = hold_cli(&["release", &group, "--by", "alice", "--table", &table]);
+    assert_eq!(
+        again.stdout.trim(),
+        format!("{group} was not held by alice")
+    );
     let reported = handle(
         DecisionPoint::PreTraffic,
         event(&id, "exec-after-release"),
@@ -1216,6 +1222,126 @@ async fn an_operator_hold_fails_the_hook_and_the_monitor_until_released() {
             .as_str()
             .is_some_and(|m| m.starts_with(&format!("The gates of {group} pass again"))),
         "{message:?}"
+    );
+    w.db.drop_database().await;
+}
+
+/// Several operators hold one group, each with a reason, and none overwrites another (eight at
+/// once); the post-traffic hook fails while it is held, naming every holder; `release` lets the
+/// caller's own hold go and says who still holds it, `release --all` every one. A group
+/// CodeDeploy does not know is refused (a typo held nothing and exited 0), unless `--force`.
+#[tokio::test]
+async fn several_holders_coexist_and_the_post_traffic_hook_fails_while_held() {
+    let (mut w, id, v) = post_traffic_world(HealthBudget::default()).await;
+    let table = crate::support::keyed_dynamodb_table("holds", "group").await;
+    let deps = Arc::get_mut(&mut w.deps).expect("sole owner");
+    deps.codedeploy = deps
+        .codedeploy
+        .clone()
+        .with_holds(shiftguard_aws::DynamoHolds::new(&w.moto, &table));
+    traffic(
+        &w,
+        &v[0],
+        &v[1],
+        &[(&v[0], 9_000.0, 9.0), (&v[1], 1_000.0, 1.0)],
+    )
+    .await;
+    let group = format!("{}/{}-group", w.name, w.name);
+    let hold = |group: &str, by: &str, extra: &[&str]| {
+        let mut args = vec![
+            "hold", group, "--reason", "a reason", "--by", by, "--table", &table,
+        ];
+        args.extend_from_slice(extra);
+        hold_cli(&args)
+    };
+    let list = || hold_cli(&["hold", "--list", "--table", &table, "--json"]);
+    let holders = || -> Vec<String> {
+        json(&list())
+            .as_array()
+            .expect("holds")
+            .iter()
+            .map(|h| h["by"].as_str().expect("by").to_owned())
+            .collect()
+    };
+
+    // A typo: refused, nothing written; with --force, held.
+    let typo = format!("{}/{}-gruop", w.name, w.name);
+    let refused = hold(&typo, "alice", &[]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "CodeDeploy knows no deployment group `{}-gruop`",
+            w.name
+        )) && refused.stderr.contains("--force"),
+        "{refused:?}"
+    );
+    assert!(holders().is_empty());
+    assert_eq!(hold(&typo, "alice", &["--force"]).code, 0);
+    assert_eq!(
+        hold_cli(&["release", &typo, "--all", "--table", &table]).code,
+        0
+    );
+    assert!(holders().is_empty());
+
+    // Alice and Bob, then six more at once: every one kept.
+    assert_eq!(hold(&group, "alice", &[]).code, 0);
+    let bob = hold(&group, "bob", &[]);
+    assert!(
+        bob.stdout
+            .starts_with(&format!("held: {group} held by bob"))
+            && bob.stdout.contains(&format!("also {group} held by alice")),
+        "{bob:?}"
+    );
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..6)
+            .map(|i| {
+                let hold = &hold;
+                let group = &group;
+                scope.spawn(move || hold(group, &format!("op{i}"), &[]))
+            })
+            .collect();
+        for run in runs {
+            let run = run.join().expect("hold");
+            assert_eq!(run.code, 0, "{run:?}");
+        }
+    });
+    let mut all = holders();
+    all.sort();
+    assert_eq!(
+        all,
+        ["alice", "bob", "op0", "op1", "op2", "op3", "op4", "op5"]
+    );
+
+    // After traffic, healthy: failed all the same, naming the holders.
+    let reason = invoke_phase_expecting(&w, DecisionPoint::PostTraffic, &id, "Failed").await;
+    assert!(
+        reason.contains(&format!("hold: FAIL: {group} held by "))
+            && reason.contains("held by alice")
+            && reason.contains("held by bob"),
+        "{reason}"
+    );
+
+    // Alice lets hers go: the others remain.
+    let alice = hold_cli(&["release", &group, "--by", "alice", "--table", &table]);
+    assert_eq!(alice.code, 0, "{alice:?}");
+    assert!(
+        alice
+            .stdout
+            .starts_with(&format!("released: {group} held by alice"))
+            && alice.stdout.contains(&format!("still {group} held by bob")),
+        "{alice:?}"
+    );
+    assert_eq!(holders().len(), 7);
+    let every = hold_cli(&["release", &group, "--all", "--table", &table, "--json"]);
+    assert_eq!(every.code, 0, "{every:?}");
+    assert_eq!(json(&every)["released"].as_array().map(Vec::len), Some(7));
+    assert!(holders().is_empty());
+    let groups = shiftguard_hooks::deployment_groups(&group).expect("groups");
+    let reports = monitor_once(&w, &groups).await;
+    assert_eq!(
+        gate_failing(&w, &group, Some("hold")).await.last(),
+        Some(&0.0),
+        "{reports:?}"
     );
     w.db.drop_database().await;
 }
@@ -1441,7 +1567,7 @@ async fn a_hook_that_cannot_start_still_reports_failed_with_the_reason() {
     let missing_secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf";
     /// The function, what its environment has (an empty value unsets), what the reason says.
     type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
-    let cases: [Case; 3] = [
+    let cases: [Case; 4] = [
         (
             "pre-traffic-hook",
             vec![(
@@ -1454,6 +1580,11 @@ async fn a_hook_that_cannot_start_still_reports_failed_with_the_reason() {
             "post-traffic-hook",
             vec![("SHIFTGUARD_MAX_ERROR_RATE", "lots".to_owned())],
             "SHIFTGUARD_MAX_ERROR_RATE is `lots`",
+        ),
+        (
+            "post-traffic-hook",
+            vec![("SHIFTGUARD_OBSERVE_GATES", "health:*,*".to_owned())],
+            "SHIFTGUARD_OBSERVE_GATES: `*` would make every gate observe-only",
         ),
         (
             "pre-traffic-hook",

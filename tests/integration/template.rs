@@ -146,8 +146,8 @@ fn the_template_wires_hooks_alarms_schedules_and_the_checkpoint_table() {
         .collect();
     assert_eq!(dimensions, ["FunctionName", "Resource", "ExecutedVersion"]);
 
-    // The pre-traffic hook and the monitor read the operators' holds, keyed by group.
-    for function in ["PreTrafficHook", "GateMonitor"] {
+    // Both hooks and the monitor read the operators' holds, keyed by group.
+    for function in ["PreTrafficHook", "PostTrafficHook", "GateMonitor"] {
         let properties = &t["Resources"][function]["Properties"];
         assert_eq!(
             reference(&properties["Environment"]["Variables"]["SHIFTGUARD_HOLDS_TABLE"]),

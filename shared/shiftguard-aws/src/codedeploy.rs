@@ -40,6 +40,36 @@ impl CodeDeployAdapter {
         }
     }
 
+    /// Whether CodeDeploy knows the deployment group `application/group`.
+    pub async fn deployment_group_exists(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<bool, AwsError> {
+        let found = self
+            .client
+            .get_deployment_group()
+            .application_name(application)
+            .deployment_group_name(group)
+            .send()
+            .await;
+        match found {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| {
+                    e.is_application_does_not_exist_exception()
+                        || e.is_deployment_group_does_not_exist_exception()
+                }) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(AwsError::from_sdk(
+                &format!("GetDeploymentGroup {application}/{group}"),
+                &error,
+            )),
+        }
+    }
+
     /// The deployments of a deployment group that have not finished (created, queued, in
     /// progress, or ready), newest first as CodeDeploy lists them.
     pub async fn active_deployments(
@@ -166,13 +196,13 @@ impl Deployments for CodeDeployAdapter {
             .map_err(|e| DecisionError::Deployment(e.message))
     }
 
-    async fn group_hold(
+    async fn group_holds(
         &self,
         application: &str,
         group: &str,
-    ) -> Result<Option<Hold>, DecisionError> {
+    ) -> Result<Vec<Hold>, DecisionError> {
         let Some(holds) = &self.holds else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         holds
             .get(&format!("{application}/{group}"))
@@ -180,10 +210,10 @@ impl Deployments for CodeDeployAdapter {
             .map_err(|e| DecisionError::Deployment(e.message))
     }
 
-    /// The deployment's group from `GetDeployment`, then its hold (no call without a table).
-    async fn deployment_hold(&self, deployment_id: &str) -> Result<Option<Hold>, DecisionError> {
+    /// The deployment's group from `GetDeployment`, then its holds (no call without a table).
+    async fn deployment_holds(&self, deployment_id: &str) -> Result<Vec<Hold>, DecisionError> {
         if self.holds.is_none() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let output = self.deployment(deployment_id).await?;
         let info = output.deployment_info();
@@ -195,6 +225,6 @@ impl Deployments for CodeDeployAdapter {
                 "GetDeployment {deployment_id}: no application or deployment group"
             )));
         };
-        self.group_hold(application, group).await
+        self.group_holds(application, group).await
     }
 }

@@ -40,12 +40,12 @@ impl Deployments for Stamps {
         Ok(Vec::new())
     }
 
-    async fn group_hold(&self, _: &str, _: &str) -> Result<Option<Hold>, DecisionError> {
-        Ok(None)
+    async fn group_holds(&self, _: &str, _: &str) -> Result<Vec<Hold>, DecisionError> {
+        Ok(Vec::new())
     }
 
-    async fn deployment_hold(&self, _: &str) -> Result<Option<Hold>, DecisionError> {
-        Ok(None)
+    async fn deployment_holds(&self, _: &str) -> Result<Vec<Hold>, DecisionError> {
+        Ok(Vec::new())
     }
 }
 

@@ -277,9 +277,9 @@ where
     D: SharedDatabase,
 {
     let facts = TrafficFacts::read(ports, release, deployment_id, true).await?;
-    let hold = ports.deployments.deployment_hold(deployment_id).await?;
+    let holds = ports.deployments.deployment_holds(deployment_id).await?;
     let mut decision = facts.pre_traffic(release.graph);
-    decision.gates.push(hold_gate(hold.as_ref()));
+    decision.gates.push(hold_gate(&holds));
     if let Some(smoke) = &settings.smoke {
         let (function, version) = (&facts.target.function, &facts.target.target_version);
         let outcome = ports
@@ -330,8 +330,8 @@ where
     Ok(traffic.into_record(record))
 }
 
-/// After traffic (`AfterAllowTraffic`): the schema still inside the target's window, and the
-/// target's health within budget.
+/// After traffic (`AfterAllowTraffic`): the schema still inside the target's window, the
+/// target's health within budget, and no operator's hold.
 pub async fn post_traffic<C, F, H, L, D>(
     ports: Ports<'_, C, F, H, L, D>,
     release: Release<'_>,
@@ -345,9 +345,10 @@ where
     D: SharedDatabase,
 {
     let facts = TrafficFacts::read(ports, release, deployment_id, false).await?;
+    let holds = ports.deployments.deployment_holds(deployment_id).await?;
     // No database gates here: after traffic the current version serves nothing to compare with.
     let traffic = Traffic::read(ports, settings, &facts.target, false).await?;
-    let decision = gate::post_traffic(
+    let mut decision = gate::post_traffic(
         release.graph,
         &facts.state,
         &facts.next,
@@ -355,6 +356,7 @@ where
         traffic.baseline(settings),
         &settings.budget,
     );
+    decision.gates.push(hold_gate(&holds));
     let record = facts.record(
         (DecisionPoint::PostTraffic, deployment_id),
         (release, settings),
@@ -487,9 +489,9 @@ where
     };
     // The operator's hold: the group's gate, published once with or without a deployment, and
     // recorded with each deployment's decision.
-    let hold = match ports.deployments.group_hold(application, group).await {
-        Ok(hold) => {
-            let mut gate = hold_gate(hold.as_ref());
+    let hold = match ports.deployments.group_holds(application, group).await {
+        Ok(holds) => {
+            let mut gate = hold_gate(&holds);
             mark_observed(std::slice::from_mut(&mut gate), release, settings);
             Some(gate)
         }

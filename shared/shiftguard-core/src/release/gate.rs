@@ -192,6 +192,14 @@ pub fn backfill_gates(required: &[String], now: &[BackfillNow]) -> Vec<GateResul
         .collect()
 }
 
+/// The prefixes of the gates the compatibility rule decides: never observe-only.
+const ALWAYS_DECIDING_PREFIXES: [&str; 3] = ["schema:", "live:", "rollback:"];
+
+/// Whether `gate` always decides (the operator's hold, the compatibility rule's gates).
+fn always_decides(gate: &str) -> bool {
+    gate == "hold" || ALWAYS_DECIDING_PREFIXES.iter().any(|p| gate.starts_with(p))
+}
+
 /// Gates chosen by name, for observe-only: `health:p99` exactly, or `health:*` every gate
 /// whose name starts with `health:` (a `*` only at the end; `*` alone: every gate).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -220,16 +228,41 @@ impl GateSelection {
     }
 
     /// What makes it unusable: a pattern that is empty, holds other than gate-name characters
-    /// (letters, digits, `:`, `_`, `-`, `.`), or a `*` anywhere but at the end.
+    /// (letters, digits, `:`, `_`, `-`, `.`), or a `*` anywhere but at the end; or one that
+    /// would silence a gate that always decides: `*` alone, the operator's `hold`, the
+    /// compatibility rule's gates (`schema:*`, and the approvals' `live:*`, `rollback:*`).
     pub fn problem(&self) -> Option<String> {
         self.0.iter().find_map(|pattern| {
             let name = pattern.strip_suffix('*').unwrap_or(pattern);
             let valid = name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-' | '.'));
-            (pattern.is_empty() || !valid).then(|| {
-                format!(
+            if pattern.is_empty() || !valid {
+                return Some(format!(
                     "`{pattern}` is not a gate name (e.g. `health:p99`) or a prefix ending in `*` (e.g. `health:*`)"
+                ));
+            }
+            if pattern == "*" {
+                return Some(
+                    "`*` would make every gate observe-only, the operator's `hold` and the compatibility rule's among them: name gates or prefixes (e.g. `database:*`)"
+                        .to_owned(),
+                );
+            }
+            // `gate` is a name (`hold`) or a family of names (`schema:`).
+            let silences = |gate: &str| match pattern.strip_suffix('*') {
+                Some(prefix) => {
+                    gate.starts_with(prefix) || (gate.ends_with(':') && prefix.starts_with(gate))
+                }
+                None => pattern == gate || (gate.ends_with(':') && pattern.starts_with(gate)),
+            };
+            if silences("hold") {
+                return Some(format!(
+                    "`{pattern}` would make the operator's `hold` gate observe-only: a hold always decides"
+                ));
+            }
+            ALWAYS_DECIDING_PREFIXES.iter().find(|p| silences(p)).map(|_| {
+                format!(
+                    "`{pattern}` would make the compatibility rule's gates (`schema:current`, `schema:target`, the approvals' `live:` and `rollback:`) observe-only: the rule always decides"
                 )
             })
         })
@@ -250,9 +283,13 @@ impl GateSelection {
     }
 }
 
-/// Marks the gates `selection` names observe-only.
+/// Marks the gates `selection` names observe-only (never one that always decides, whatever the
+/// selection says).
 pub fn observe(gates: &mut [GateResult], selection: &GateSelection) {
-    for gate in gates.iter_mut().filter(|g| selection.matches(&g.gate)) {
+    for gate in gates
+        .iter_mut()
+        .filter(|g| selection.matches(&g.gate) && !always_decides(&g.gate))
+    {
         gate.observed = true;
     }
 }
@@ -818,12 +855,54 @@ mod tests {
         blocking.gates[0].observed = false;
         assert_eq!(blocking.overall(), Overall::Fail);
         assert_eq!(blocking.failures(), "health:p99: FAIL: slow");
-        // `*` alone selects every gate; a `*` inside or a stray character is refused.
-        assert!(
-            GateSelection::parse_list("*")
-                .expect("valid")
-                .matches("schema:target")
-        );
+        // A gate that always decides cannot be silenced: `*` alone, the operator's hold, the
+        // rule's gates (by name or by any prefix that reaches them).
+        for (silencing, why) in [
+            ("*", "`*` would make every gate observe-only"),
+            (
+                "hold",
+                "`hold` would make the operator's `hold` gate observe-only",
+            ),
+            (
+                "ho*",
+                "`ho*` would make the operator's `hold` gate observe-only",
+            ),
+            (
+                "schema:*",
+                "`schema:*` would make the compatibility rule's gates",
+            ),
+            ("s*", "`s*` would make the compatibility rule's gates"),
+            (
+                "schema:target",
+                "`schema:target` would make the compatibility rule's gates",
+            ),
+            (
+                "live:*",
+                "`live:*` would make the compatibility rule's gates",
+            ),
+        ] {
+            let error =
+                GateSelection::parse_list(&format!("health:p99,{silencing}")).expect_err(silencing);
+            assert!(error.starts_with(why), "{silencing}: {error}");
+        }
+        for fine in [
+            "database:*",
+            "health:*",
+            "backfill:*",
+            "check:*",
+            "smoke",
+            "holdings",
+        ] {
+            assert!(GateSelection::parse_list(fine).is_ok(), "{fine}");
+        }
+        // And were a selection built around the checks, it still marks none of them.
+        let mut gates = vec![
+            GateResult::new("hold", GateVerdict::Fail("held".to_owned())),
+            GateResult::new("schema:target", GateVerdict::Fail("no".to_owned())),
+        ];
+        observe(&mut gates, &GateSelection(vec!["*".to_owned()]));
+        assert!(gates.iter().all(|g| !g.observed));
+        // A `*` inside or a stray character is refused.
         for bad in ["health:*99", "health p99", "schema:$"] {
             let error = GateSelection::parse_list(bad).expect_err(bad);
             assert!(

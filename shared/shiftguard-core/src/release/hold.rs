@@ -1,13 +1,15 @@
 //! The operator's hold: `shiftguard hold <application>/<group>` stops a canary between steps
 //! (the monitor publishes the group's `hold` gate failing, so the alarm stops the shift before
 //! the next step) and the pre-traffic hook refuses while it stands; `shiftguard release` lets it
-//! go. CodeDeploy has no pause between steps; Argo Rollouts and Flagger do.
+//! go. Several operators may hold one group at once, each with a reason; the group stays held
+//! until every one has let go. CodeDeploy has no pause between steps; Argo Rollouts and Flagger
+//! do.
 
 use serde::{Deserialize, Serialize};
 
 use crate::release::gate::{GateResult, GateVerdict};
 
-/// A hold on one deployment group.
+/// One operator's hold on one deployment group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// `application/deployment group`.
@@ -33,15 +35,29 @@ impl Hold {
     }
 }
 
-/// The `hold` gate of a deployment group: fails while an operator holds it.
-pub fn hold_gate(hold: Option<&Hold>) -> GateResult {
-    let verdict = match hold {
-        None => GateVerdict::Pass,
-        Some(hold) => GateVerdict::Fail(format!(
-            "{} (`shiftguard release {}` lets it go)",
+/// The `hold` gate of a deployment group: fails while any operator holds it, naming every
+/// holder, since when and why.
+pub fn hold_gate(holds: &[Hold]) -> GateResult {
+    let verdict = match holds {
+        [] => GateVerdict::Pass,
+        [hold] => GateVerdict::Fail(format!(
+            "{} (`shiftguard release {} --by {}` lets it go)",
             hold.describe(),
-            hold.group
+            hold.group,
+            hold.by
         )),
+        [first, ..] => {
+            let others: Vec<String> = holds[1..]
+                .iter()
+                .map(|h| format!("held by {} since {}: {}", h.by, utc(h.since_ms), h.reason))
+                .collect();
+            GateVerdict::Fail(format!(
+                "{}; {} (each holder's `shiftguard release {} --by NAME` lets theirs go; `--all` every one)",
+                first.describe(),
+                others.join("; "),
+                first.group
+            ))
+        }
     };
     GateResult::new("hold", verdict)
 }
@@ -79,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_hold_fails_its_gate_with_who_when_and_why() {
-        assert!(hold_gate(None).passed());
+        assert!(hold_gate(&[]).passed());
         let hold = Hold {
             group: "users-api/live".to_owned(),
             by: "alice".to_owned(),
@@ -87,8 +103,18 @@ mod tests {
             since_ms: 1_764_883_200_000,
         };
         assert_eq!(
-            hold_gate(Some(&hold)).to_string(),
-            "hold: FAIL: users-api/live held by alice since 2025-12-04T21:20:00Z: checking the replica lag (`shiftguard release users-api/live` lets it go)"
+            hold_gate(std::slice::from_ref(&hold)).to_string(),
+            "hold: FAIL: users-api/live held by alice since 2025-12-04T21:20:00Z: checking the replica lag (`shiftguard release users-api/live --by alice` lets it go)"
+        );
+        let bob = Hold {
+            by: "bob".to_owned(),
+            reason: "a migration runs".to_owned(),
+            since_ms: 1_764_883_260_000,
+            ..hold.clone()
+        };
+        assert_eq!(
+            hold_gate(&[hold, bob]).to_string(),
+            "hold: FAIL: users-api/live held by alice since 2025-12-04T21:20:00Z: checking the replica lag; held by bob since 2025-12-04T21:21:00Z: a migration runs (each holder's `shiftguard release users-api/live --by NAME` lets theirs go; `--all` every one)"
         );
     }
 

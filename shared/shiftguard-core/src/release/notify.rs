@@ -195,14 +195,14 @@ mod tests {
 
     #[test]
     fn a_notice_only_when_the_verdict_changes() {
-        let held = hold_gate(Some(&Hold {
+        let held = hold_gate(&[Hold {
             group: "orders/orders-api".to_owned(),
             by: "alice".to_owned(),
             reason: "checking the index".to_owned(),
             since_ms: 0,
-        }));
+        }]);
         let failing = report(true, Some(held), Vec::new());
-        let passing = report(false, Some(hold_gate(None)), Vec::new());
+        let passing = report(false, Some(hold_gate(&[])), Vec::new());
         // (report, previous, notified?)
         for (report, previous, notified) in [
             (&failing, None, true),

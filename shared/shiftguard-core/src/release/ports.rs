@@ -34,18 +34,18 @@ pub trait Deployments: Sync {
         group: &str,
     ) -> impl Future<Output = Result<Vec<String>, DecisionError>> + Send;
 
-    /// The operator's hold on `application/group`, if any (`None` too where no holds are kept).
-    fn group_hold(
+    /// The operators' holds on `application/group` (none too where no holds are kept).
+    fn group_holds(
         &self,
         application: &str,
         group: &str,
-    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Hold>, DecisionError>> + Send;
 
-    /// The hold on the deployment group `deployment_id` belongs to, if any.
-    fn deployment_hold(
+    /// The holds on the deployment group `deployment_id` belongs to.
+    fn deployment_holds(
         &self,
         deployment_id: &str,
-    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Hold>, DecisionError>> + Send;
 }
 
 /// A function's published versions (each with its schema stamp) and its aliases' routing.

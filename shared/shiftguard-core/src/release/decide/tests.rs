@@ -159,23 +159,26 @@ impl Deployments for InMemory {
         self.answer("active", DecisionError::Deployment, active)
     }
 
-    fn group_hold(
+    fn group_holds(
         &self,
         application: &str,
         group: &str,
-    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send {
-        let hold = self
+    ) -> impl Future<Output = Result<Vec<Hold>, DecisionError>> + Send {
+        let holds = self
             .hold
-            .clone()
-            .filter(|h| h.group == format!("{application}/{group}"));
-        self.answer("hold", DecisionError::Deployment, hold)
+            .iter()
+            .filter(|h| h.group == format!("{application}/{group}"))
+            .cloned()
+            .collect();
+        self.answer("hold", DecisionError::Deployment, holds)
     }
 
-    fn deployment_hold(
+    fn deployment_holds(
         &self,
         _: &str,
-    ) -> impl Future<Output = Result<Option<Hold>, DecisionError>> + Send {
-        self.answer("hold", DecisionError::Deployment, self.hold.clone())
+    ) -> impl Future<Output = Result<Vec<Hold>, DecisionError>> + Send {
+        let holds = self.hold.iter().cloned().collect();
+        self.answer("hold", DecisionError::Deployment, holds)
     }
 }
 
@@ -709,6 +712,22 @@ fn an_operators_hold_fails_the_pre_traffic_decision_and_the_monitor() {
     };
     let record = run(pre_traffic(held.ports(), release, &settings, "d-1")).expect("decided");
     assert_eq!(failed_gates(&record.decision.gates), ["hold"]);
+    // After traffic too: a hold fails the post-traffic hook (CodeDeploy rolls back).
+    let after = run(post_traffic(held.ports(), release, &settings, "d-1")).expect("decided");
+    assert!(
+        failed_gates(&after.decision.gates).contains(&"hold"),
+        "{:?}",
+        after.decision.gates
+    );
+    assert!(
+        run(post_traffic(
+            InMemory::failing("hold").ports(),
+            release,
+            &settings,
+            "d-1"
+        ))
+        .is_err()
+    );
     let groups = [("app".to_owned(), "group".to_owned())];
     let hold_point = |monitored: &Monitored| {
         monitored
