@@ -598,3 +598,86 @@ async fn a_reset_of_shards_changes_every_shard_or_none() {
     );
     db.drop_database().await;
 }
+
+/// A lease renewal that DynamoDB throttles (past the SDK's own three attempts) is retried
+/// within the lease's time: the run goes on and completes. (It ended the run as an error, and
+/// the backfill Lambda told a "Backfill Failed" notice.)
+#[tokio::test]
+async fn a_throttled_lease_renewal_is_retried_within_the_lease() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::endpoint::{LocalEndpoint, Response};
+    use crate::support::{Run, dynamodb_table};
+    let db = TestDatabase::create(Kind::Postgres).await;
+    half_pending(&db).await;
+    db.execute("CREATE TABLE strain (v INTEGER NOT NULL)").await;
+    db.execute("INSERT INTO strain VALUES (7)").await;
+    let table = dynamodb_table().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(
+        &dir,
+        "display_name IS NULL",
+        "display_name = full_name, touched = touched + 1",
+        "throttle_query = \"SELECT max(v) FROM strain\"\nthrottle_max = 5\nstatement_timeout_ms = 1000\nlease_ttl_ms = 6000",
+    );
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        format!("[checkpoint]\nstore = \"dynamodb\"\ntable = \"{table}\"\n{text}"),
+    )
+    .expect("config");
+    // Once armed, the next three PutItem calls (one SDK call and its two retries) are throttled.
+    let armed = Arc::new(AtomicBool::new(false));
+    let endpoint = LocalEndpoint::start(Arc::new({
+        let armed = Arc::clone(&armed);
+        move |request, earlier| {
+            let put =
+                request.header("x-amz-target").as_deref() == Some("DynamoDB_20120810.PutItem");
+            (put && armed.load(Ordering::SeqCst) && earlier.len() < 3).then(|| Response {
+                status: "400 Bad Request",
+                content_type: "application/x-amz-json-1.0",
+                body: serde_json::json!({
+                    "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                    "message": "Rate of requests exceeds the allowed throughput."
+                })
+                .to_string(),
+            })
+        }
+    }))
+    .await;
+    let mut command = crate::backfill::backfill_command(
+        &path,
+        &db.url(),
+        &["run", "copy", "--max-seconds", "60"],
+    );
+    command.env("AWS_ENDPOINT_URL_DYNAMODB", &endpoint.url);
+    let runner = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Held by the throttle query, the run renews its lease every 2 s: throttle the next one.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    armed.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    while endpoint.answered().len() < 3 {
+        assert!(started.elapsed().as_secs() < 30, "no renewal was throttled");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    db.execute("UPDATE strain SET v = 1").await;
+    // (Waited for off the runtime: the endpoint serves the runner's calls on it.)
+    let run: Run = tokio::task::spawn_blocking(move || runner.wait_with_output())
+        .await
+        .expect("join")
+        .expect("runner")
+        .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("swept"), "{}", run.stderr);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE display_name IS NULL")
+            .await,
+        0
+    );
+    db.drop_database().await;
+}

@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use shiftguard_core::backfill::{Checkpoint, CheckpointStore};
 
@@ -348,13 +349,20 @@ impl Runner<'_> {
         checkpoint: &mut Checkpoint,
     ) -> Result<(), BackfillError> {
         let now = now_ms();
-        if matches!(self.checkpoints, Checkpoints::Sql(_))
-            || !lease_due(now, checkpoint.updated_at, self.lease_ttl())
-        {
+        let Checkpoints::External(store) = &self.checkpoints else {
+            return Ok(());
+        };
+        if !lease_due(now, checkpoint.updated_at, self.lease_ttl()) {
             return Ok(());
         }
         let renewed = renewed(checkpoint, now, self.lease_ttl());
-        if !self.save(connection, &renewed).await? {
+        // A transient error (throttling) is retried while the lease still stands: the run
+        // need not end, nor the backfill be reported failed, for want of one write.
+        let left = checkpoint
+            .lease_expires_at
+            .map_or(0, |expires| expires.saturating_sub(now).max(0) as u64);
+        let until = Instant::now() + Duration::from_millis(left);
+        if !self.save_external(*store, &renewed, until).await? {
             return Err(BackfillError::LeaseLost {
                 name: self.config.name.clone(),
                 holder: self.current_holder(connection).await,
