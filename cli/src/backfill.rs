@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use shiftguard_aws::DynamoCheckpoints;
-use shiftguard_core::backfill::{BackfillConfig, CheckpointStoreKind, KeyRange};
+use shiftguard_core::backfill::{BackfillConfig, CheckpointStoreKind, Key, KeyRange, ShownKey};
 use shiftguard_core::backfill::{Command, Reading, Signal, Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_sql::DatabaseUrl;
@@ -284,10 +284,12 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new(&args.name);
     let emf = args.emf;
     let name = args.name.clone();
+    let show_keys = backfill.tuning.show_keys;
+    progress.show_keys = show_keys;
     let mut observe = |event: &Event| {
         match event {
             Event::Batch { report, .. } if emf => {
-                println!("{}", emf_line(&name, "batch", report, now_ms()));
+                println!("{}", emf_line(&name, "batch", report, show_keys, now_ms()));
             }
             Event::Held(hold) if emf => println!("{}", hold_emf_line(&name, hold, now_ms())),
             _ => {}
@@ -318,7 +320,10 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
         }
     };
     if emf {
-        println!("{}", emf_line(&args.name, "run", &summary.report, now_ms()));
+        println!(
+            "{}",
+            emf_line(&args.name, "run", &summary.report, show_keys, now_ms())
+        );
     }
     let checkpoint = summary.checkpoint.as_ref();
     let what = match &summary.outcome {
@@ -384,7 +389,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         None => loaded.config.backfill.iter().collect(),
     };
     let mut reports = Vec::new();
-    for backfill in names {
+    for backfill in &names {
         reports.push(
             runner(
                 &loaded,
@@ -403,12 +408,15 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
         "{:<28} {:<10} {:>7} {:>14} {:>9} {:>7} {:>14}  pending now",
         "backfill", "status", "done", "rows updated", "batches", "passes", "cursor"
     );
-    let rows = reports
-        .iter()
-        .flat_map(|r| std::iter::once(r).chain(r.shards.iter()));
-    for report in rows {
+    let rows = names.iter().zip(&reports).flat_map(|(backfill, r)| {
+        let show_keys = backfill.tuning.show_keys;
+        std::iter::once(r)
+            .chain(r.shards.iter())
+            .map(move |r| (show_keys, r))
+    });
+    for (show_keys, report) in rows {
         let pending = match &report.first_pending_key {
-            Some(key) => format!("yes (from key {key})"),
+            Some(key) => format!("yes (from key {})", ShownKey::text(Some(key), show_keys)),
             None => "no".to_owned(),
         };
         match &report.checkpoint {
@@ -420,7 +428,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
                 c.rows_updated,
                 c.batches,
                 c.passes,
-                c.cursor.as_ref().map_or("-".to_owned(), |k| k.to_string()),
+                c.cursor
+                    .as_ref()
+                    .map_or("-".to_owned(), |k| ShownKey::text(Some(k), show_keys)),
                 c.last_error
                     .as_ref()
                     .map_or(String::new(), |e| format!("  last error: {e}")),
@@ -475,6 +485,8 @@ struct Progress {
     bar: Option<ProgressBar>,
     last_line: Instant,
     name: String,
+    /// The backfill's `show_keys`: keys other than integers are hidden otherwise.
+    show_keys: bool,
 }
 
 impl Progress {
@@ -493,10 +505,16 @@ impl Progress {
             bar,
             last_line: Instant::now() - Duration::from_secs(10),
             name: name.to_owned(),
+            show_keys: false,
         }
     }
 
     fn show(&mut self, event: &Event) {
+        let show_keys = self.show_keys;
+        let key = |key: Option<&Key>| match key {
+            None => "start".to_owned(),
+            some => ShownKey::text(some, show_keys),
+        };
         let line = match event {
             Event::Started {
                 checkpoint,
@@ -508,10 +526,7 @@ impl Progress {
                 Some(format!(
                     "started: status {}, cursor {}, about {remaining_estimate} rows to scan",
                     checkpoint.status,
-                    checkpoint
-                        .cursor
-                        .as_ref()
-                        .map_or("start".to_owned(), |c| c.to_string())
+                    key(checkpoint.cursor.as_ref())
                 ))
             }
             Event::Batch { report, checkpoint } => {
@@ -528,10 +543,7 @@ impl Progress {
                 (self.last_line.elapsed() >= Duration::from_secs(1)).then(|| {
                     format!(
                         "cursor {} | {} rows updated | {:.0} rows/s | batch {} rows, {:.0} ms | ~{} left",
-                        checkpoint
-                            .cursor
-                            .as_ref()
-                            .map_or("start".to_owned(), |c| c.to_string()),
+                        key(checkpoint.cursor.as_ref()),
                         checkpoint.rows_updated,
                         report.rows_per_second,
                         report.batch_size,
@@ -552,7 +564,10 @@ impl Progress {
             Event::Swept => Some("pass finished".to_owned()),
             Event::Verified {
                 pending_from: Some(key),
-            } => Some(format!("pending rows found again from key {key}: sweeping")),
+            } => Some(format!(
+                "pending rows found again from key {}: sweeping",
+                ShownKey::text(Some(key), show_keys)
+            )),
             Event::Verified { pending_from: None } => Some("verified: nothing pending".to_owned()),
             Event::Planned {
                 shards,

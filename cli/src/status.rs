@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shiftguard_aws::DynamoHolds;
-use shiftguard_core::backfill::{Key, pace};
+use shiftguard_core::backfill::{ShownKey, pace};
 use shiftguard_core::release::ApprovalRecord;
 use shiftguard_core::release::decide;
 use shiftguard_core::release::gate::{GateVerdict, Overall};
@@ -82,8 +82,8 @@ struct BackfillRow {
     percent_estimated: bool,
     rows_per_second: Option<f64>,
     eta_seconds: Option<u64>,
-    /// The first key pending now (none: nothing pending).
-    first_pending_key: Option<Key>,
+    /// The first key pending now (none: nothing pending), as [`ShownKey`] shows it.
+    first_pending_key: Option<ShownKey>,
 }
 
 /// A gate's verdict, or why there is none.
@@ -171,7 +171,12 @@ async fn read(
     )
     .await?;
     let now = now_ms();
-    let backfills = reports.iter().map(|r| backfill_row(r, now)).collect();
+    // (One report per configured backfill, in the configuration's order.)
+    let backfills = reports
+        .iter()
+        .zip(&loaded.config.backfill)
+        .map(|(r, b)| backfill_row(r, b.tuning.show_keys, now))
+        .collect();
 
     let cutover = gate_row(loaded.cutover(None).await);
     let contract = match (revision, fits.unapplied_heads.as_slice()) {
@@ -216,7 +221,7 @@ async fn read(
     })
 }
 
-fn backfill_row(report: &StatusReport, now: i64) -> BackfillRow {
+fn backfill_row(report: &StatusReport, show_keys: bool, now: i64) -> BackfillRow {
     let (rate, eta) = match &report.checkpoint {
         Some(checkpoint) => pace(checkpoint, report.percent, now),
         None => (None, None),
@@ -231,7 +236,10 @@ fn backfill_row(report: &StatusReport, now: i64) -> BackfillRow {
         percent_estimated: report.percent_estimated,
         rows_per_second: rate,
         eta_seconds: eta.map(|d| d.as_secs()),
-        first_pending_key: report.first_pending_key.clone(),
+        first_pending_key: report
+            .first_pending_key
+            .clone()
+            .map(|key| ShownKey::new(key, show_keys)),
     }
 }
 

@@ -327,6 +327,19 @@ async fn typed_keys_are_reported_exactly() {
         report[0]["first_pending_key"],
         serde_json::json!({"text": "a3"})
     );
+    // A text key may be an e-mail address: what an operator reads (and CI logs keep) hides it
+    // unless the backfill says `show_keys = true`.
+    let human = backfill(&config, &url, &["status", NAME]);
+    assert!(
+        human
+            .stdout
+            .contains("yes (from key (hidden; show_keys = true shows it))")
+            && !human.stdout.contains("a3"),
+        "{}",
+        human.stdout
+    );
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{text}show_keys = true\n")).expect("write config");
     let human = backfill(&config, &url, &["status", NAME]);
     assert!(
         human.stdout.contains("yes (from key \"a3\")"),

@@ -15,7 +15,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use shiftguard_aws::{DynamoCheckpoints, Notifier};
 use shiftguard_core::backfill::CheckpointStoreKind;
-use shiftguard_core::backfill::{Key, KeyRange, Status, emf_line, hold_emf_line};
+use shiftguard_core::backfill::{Key, KeyRange, ShownKey, Status, emf_line, hold_emf_line};
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::release::notify::{BackfillNews, backfill_notice};
 use shiftguard_sql::DatabaseUrl;
@@ -181,14 +181,23 @@ pub async fn handle(
                     reading.limit
                 ));
             }
-            log_event(name, event)
+            log_event(name, backfill.tuning.show_keys, event)
         };
         // A backfill with shards: concurrent invocations start at different shards, each
         // taking the free ones in turn.
         let first = event.first.unwrap_or((now_ms() % 1_000) as u32);
         match runner.run_shards(first, deadline, &mut observe).await {
             Ok(summary) => {
-                println!("{}", emf_line(name, "run", &summary.report, now_ms()));
+                println!(
+                    "{}",
+                    emf_line(
+                        name,
+                        "run",
+                        &summary.report,
+                        backfill.tuning.show_keys,
+                        now_ms()
+                    )
+                );
                 let outcome = match summary.outcome {
                     Outcome::Busy { .. } | Outcome::Full { .. } => "busy",
                     Outcome::Stayed(_) => "stayed",
@@ -300,9 +309,13 @@ async fn tell(deps: &Deps, record: &RunRecord, held_by: Option<String>) {
 }
 
 /// EMF line per batch on stdout (CloudWatch turns it into metrics); other events as JSON logs.
-fn log_event(name: &str, event: &Event) {
+/// Keys as [`ShownKey`] shows them.
+fn log_event(name: &str, show_keys: bool, event: &Event) {
+    let shown = |key: Option<&Key>| ShownKey::text(key, show_keys);
     match event {
-        Event::Batch { report, .. } => println!("{}", emf_line(name, "batch", report, now_ms())),
+        Event::Batch { report, .. } => {
+            println!("{}", emf_line(name, "batch", report, show_keys, now_ms()))
+        }
         Event::Started {
             checkpoint,
             remaining_estimate,
@@ -347,11 +360,6 @@ fn log_event(name: &str, event: &Event) {
             from_histogram,
         } => tracing::info!(backfill = name, shards, from_histogram, "shards planned"),
     }
-}
-
-/// A key for a log line (`none` when there is none).
-fn shown(key: Option<&Key>) -> String {
-    key.map_or_else(|| "none".to_owned(), Key::to_string)
 }
 
 /// The whole Lambda function: configuration (from `environment`, the process environment in

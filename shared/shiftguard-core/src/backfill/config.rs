@@ -113,6 +113,9 @@ pub struct Tuning {
     /// Lifetime of the lease in an external checkpoint store (DynamoDB), in milliseconds;
     /// every batch renews it. A runner killed with -9 holds the backfill up for at most this.
     pub lease_ttl_ms: u64,
+    /// Show key values other than integers in logs, EMF lines, notices and gate reasons (off:
+    /// a text key may be an e-mail address).
+    pub show_keys: bool,
 }
 
 /// The longest a time setting may be: an hour (a batch, a lock wait, a lease).
@@ -198,6 +201,7 @@ impl Default for Tuning {
             shards: 1,
             max_concurrency: None,
             lease_ttl_ms: 30_000,
+            show_keys: false,
         }
     }
 }
@@ -232,6 +236,7 @@ struct RawBackfill {
     shards: Option<u32>,
     max_concurrency: Option<u32>,
     lease_ttl_ms: Option<u64>,
+    show_keys: Option<bool>,
 }
 
 /// `key = "id"` or `key = ["tenant", "id"]`.
@@ -278,6 +283,7 @@ impl From<RawBackfill> for BackfillConfig {
                 shards: raw.shards.unwrap_or(d.shards),
                 max_concurrency: raw.max_concurrency,
                 lease_ttl_ms: raw.lease_ttl_ms.unwrap_or(d.lease_ttl_ms),
+                show_keys: raw.show_keys.unwrap_or(d.show_keys),
             },
         }
     }

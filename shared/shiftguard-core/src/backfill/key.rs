@@ -175,6 +175,51 @@ impl Serialize for Key {
     }
 }
 
+/// A key as logs, EMF lines, notices and gate reasons show it: a key of integers as it is; any
+/// other only where the backfill's `show_keys` allows (a text key may be an e-mail address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShownKey {
+    Shown(Key),
+    Hidden,
+}
+
+impl ShownKey {
+    pub fn new(key: Key, show_keys: bool) -> ShownKey {
+        let integers = key.0.iter().all(|v| matches!(v, KeyValue::Int(_)));
+        if show_keys || integers {
+            ShownKey::Shown(key)
+        } else {
+            ShownKey::Hidden
+        }
+    }
+
+    /// `key` as shown, `none` when there is none.
+    pub fn text(key: Option<&Key>, show_keys: bool) -> String {
+        key.map_or_else(
+            || "none".to_owned(),
+            |k| ShownKey::new(k.clone(), show_keys).to_string(),
+        )
+    }
+}
+
+impl fmt::Display for ShownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShownKey::Shown(key) => key.fmt(f),
+            ShownKey::Hidden => f.write_str("(hidden; show_keys = true shows it)"),
+        }
+    }
+}
+
+impl Serialize for ShownKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ShownKey::Shown(key) => key.serialize(serializer),
+            ShownKey::Hidden => serializer.serialize_str("hidden"),
+        }
+    }
+}
+
 impl fmt::Display for KeyValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

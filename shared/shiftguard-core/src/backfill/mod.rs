@@ -9,7 +9,7 @@ mod key;
 
 pub use config::{BackfillConfig, CheckpointConfig, CheckpointStoreKind, Tuning};
 pub use health::{Reading, Signal, first_hold, hold_emf_line};
-pub use key::{Key, KeyRange, KeyValue};
+pub use key::{Key, KeyRange, KeyValue, ShownKey};
 
 use std::fmt;
 use std::future::Future;
@@ -346,8 +346,15 @@ pub struct BatchReport {
 /// The CloudWatch namespace of backfill metrics.
 pub const METRIC_NAMESPACE: &str = "shiftguard/backfill";
 
-/// One Embedded Metric Format log line (`event` is `batch` or `run`), dimension `Backfill`.
-pub fn emf_line(backfill: &str, event: &str, report: &BatchReport, timestamp_ms: i64) -> String {
+/// One Embedded Metric Format log line (`event` is `batch` or `run`), dimension `Backfill`; the
+/// cursor as [`ShownKey`] shows it.
+pub fn emf_line(
+    backfill: &str,
+    event: &str,
+    report: &BatchReport,
+    show_keys: bool,
+    timestamp_ms: i64,
+) -> String {
     let metric = |name: &str, unit: &str| serde_json::json!({ "Name": name, "Unit": unit });
     serde_json::json!({
         "_aws": {
@@ -379,7 +386,7 @@ pub fn emf_line(backfill: &str, event: &str, report: &BatchReport, timestamp_ms:
         "ReplicaLag": report.replica_lag_ms,
         "Retries": report.retries,
         "Errors": report.errors,
-        "cursor": report.cursor,
+        "cursor": report.cursor.clone().map(|key| ShownKey::new(key, show_keys)),
     })
     .to_string()
 }
@@ -520,7 +527,13 @@ mod tests {
             cursor: Some(Key::int(42)),
             ..BatchReport::default()
         };
-        let line = emf_line("users_display_name", "batch", &report, 1_700_000_000_000);
+        let line = emf_line(
+            "users_display_name",
+            "batch",
+            &report,
+            false,
+            1_700_000_000_000,
+        );
         assert!(!line.contains('\n'));
         let value: serde_json::Value = serde_json::from_str(&line).expect("json");
         let declared = value["_aws"]["CloudWatchMetrics"][0]["Metrics"]
@@ -533,6 +546,20 @@ mod tests {
         assert_eq!(value["RowsUpdated"], 10);
         assert_eq!(value["Backfill"], "users_display_name");
         assert_eq!(value["cursor"], 42);
+        // A text key (an e-mail address, say) only with show_keys.
+        let email = BatchReport {
+            cursor: Key::new(vec![KeyValue::Text("ann@example.com".to_owned())]),
+            ..report
+        };
+        let hidden = emf_line("users", "batch", &email, false, 0);
+        assert!(!hidden.contains("ann@example.com"), "{hidden}");
+        assert!(hidden.contains("\"cursor\":\"hidden\""), "{hidden}");
+        assert!(emf_line("users", "batch", &email, true, 0).contains("ann@example.com"));
+        assert_eq!(
+            ShownKey::text(email.cursor.as_ref(), false),
+            "(hidden; show_keys = true shows it)"
+        );
+        assert_eq!(ShownKey::text(Some(&Key::int(7)), false), "7");
     }
 
     #[test]

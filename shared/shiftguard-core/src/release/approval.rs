@@ -252,7 +252,7 @@ mod tests {
         let required = ["fill".to_owned()];
         let pending = [BackfillNow {
             name: "fill".into(),
-            first_pending_key: Some(Key::int(41)),
+            first_pending_key: Some(crate::backfill::ShownKey::Shown(Key::int(41))),
         }];
         let done = [BackfillNow {
             name: "fill".into(),

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::backfill::BackfillConfig;
+use crate::backfill::{BackfillConfig, ShownKey};
 use crate::config::ProjectConfig;
 use crate::release::DecisionError;
 use crate::release::approval::{self, Shift};
@@ -615,7 +615,10 @@ async fn backfills_now<D: SharedDatabase>(
     for backfill in backfills {
         now.push(BackfillNow {
             name: backfill.name.clone(),
-            first_pending_key: database.first_pending_key(backfill).await?,
+            first_pending_key: database
+                .first_pending_key(backfill)
+                .await?
+                .map(|key| ShownKey::new(key, backfill.tuning.show_keys)),
         });
     }
     Ok(now)

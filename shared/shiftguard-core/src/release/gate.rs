@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backfill::Key;
+use crate::backfill::ShownKey;
 
 use crate::schema::compat::{DatabaseState, check_build};
 use crate::schema::graph::RevisionGraph;
@@ -119,8 +119,9 @@ pub struct VersionStamp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BackfillNow {
     pub name: String,
-    /// The first key still matching `pending` (`None`: nothing pending now).
-    pub first_pending_key: Option<Key>,
+    /// The first key still matching `pending` (`None`: nothing pending now), as the backfill's
+    /// `show_keys` lets it be shown.
+    pub first_pending_key: Option<ShownKey>,
 }
 
 /// Rule check for one version: its build revision must be inside the database's window.
@@ -637,7 +638,7 @@ mod tests {
         };
         let pending = BackfillNow {
             name: "fill".into(),
-            first_pending_key: Some(Key::int(7)),
+            first_pending_key: Some(ShownKey::Shown(crate::backfill::Key::int(7))),
         };
         // (heads, current, target, backfills now, expected failing gates)
         // (heads, current, target, backfills now, expected failing gates)
