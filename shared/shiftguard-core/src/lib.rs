@@ -27,7 +27,7 @@ pub mod rehearsal;
 pub mod release;
 pub mod schema;
 pub mod settings;
-pub mod sql_text;
+pub mod sql_fragments;
 
 pub use schema::compat::{DatabaseState, Reason, Verdict, check_build};
 pub use schema::graph::{RevisionGraph, RevisionIndex, RevisionSet};

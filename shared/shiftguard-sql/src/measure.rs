@@ -52,7 +52,7 @@ pub async fn measure(
     // The query as a CTE with one named column: a second column is an error, rows are counted,
     // and no second statement can follow.
     // (The query may end in a comment: the wrapper closes on a line of its own.)
-    let query = shiftguard_core::sql_text::without_final_semicolon(query);
+    let query = shiftguard_core::sql_fragments::without_final_semicolon(query);
     // The third column counts what the other dialects refuse by themselves: PostgreSQL lets a
     // CTE name fewer columns than the query has, and SQLite turns text into numbers silently.
     let (double, misfits) = match connection.dialect() {

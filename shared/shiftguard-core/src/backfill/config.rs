@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 
 use crate::names::{is_identifier, is_name, is_table_name};
 use crate::settings::all_within;
-use crate::sql_text;
+use crate::sql_fragments;
 
 /// Where backfill checkpoints are kept.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -338,11 +338,11 @@ impl BackfillConfig {
             return Err(String::from("`set` is empty"));
         }
         for (field, fragment) in [("pending", &self.pending), ("set", &self.set)] {
-            if let Some(problem) = sql_text::expression_problem(field, fragment) {
+            if let Some(problem) = sql_fragments::expression_problem(field, fragment) {
                 return Err(problem);
             }
         }
-        if sql_text::has_top_level_word(&self.set, "WHERE") {
+        if sql_fragments::has_top_level_word(&self.set, "WHERE") {
             return Err(String::from(
                 "`set` must hold only assignments: the WHERE clause is `pending`",
             ));
@@ -374,7 +374,7 @@ impl BackfillConfig {
         ] {
             if let Some(problem) = query
                 .as_deref()
-                .and_then(|q| sql_text::query_problem(name, q))
+                .and_then(|q| sql_fragments::query_problem(name, q))
             {
                 return Err(problem);
             }

@@ -183,7 +183,7 @@ impl CheckConfig {
                     "`query` must be one SELECT (or WITH … SELECT): checks only read".to_owned(),
                 );
             }
-            if let Some(problem) = crate::sql_text::query_problem("`query`", query) {
+            if let Some(problem) = crate::sql_fragments::query_problem("`query`", query) {
                 return Some(problem);
             }
             if let Err(problem) = crate::settings::within(

@@ -16,7 +16,7 @@ use super::{BackfillError, Event, LagSource, Runner};
 use crate::connection::{Bind, Cell, ConnectSettings, Connection, Kind};
 use crate::error::{ErrorClass, classify};
 use crate::url::{DatabaseUrl, Dialect};
-use shiftguard_core::sql_text::without_final_semicolon;
+use shiftguard_core::sql_fragments::without_final_semicolon;
 
 /// How often to re-check the signals while held.
 const HOLD_POLL: Duration = Duration::from_millis(500);
