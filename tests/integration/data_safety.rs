@@ -83,7 +83,7 @@ async fn a_fragment_that_would_comment_out_the_guard_is_refused_and_nothing_is_w
         (
             "display_name IS NULL",
             "display_name = 'a\\'', touched = touched + 1 # '",
-            "`set` ",
+            "`set` holds a comment (`#` starts one on MySQL/MariaDB)",
         ),
     ];
     for kind in ALL_KINDS {
@@ -626,6 +626,50 @@ async fn a_throttled_lease_renewal_is_retried_within_the_lease() {
         db.scalar("SELECT count(*) FROM users WHERE display_name IS NULL")
             .await,
         0
+    );
+    db.drop_database().await;
+}
+
+/// A long wait between batches (here the rate cap: 100 rows at 10 rows/s, 10 s) keeps the lease:
+/// the runner renews it while it waits, so a second runner 7 s in is turned away. (The wait was
+/// one sleep: the lease, 3 s, ran out in it and the second runner took over.)
+#[tokio::test]
+async fn a_long_wait_between_batches_keeps_the_lease() {
+    use crate::backfill::spawn;
+    use crate::support::dynamodb_table;
+    let db = TestDatabase::create(Kind::Postgres).await;
+    half_pending(&db).await;
+    let table = dynamodb_table().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(
+        &dir,
+        "display_name IS NULL",
+        "display_name = full_name, touched = touched + 1",
+        "batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 10\nstatement_timeout_ms = 1000\nlease_ttl_ms = 3000",
+    );
+    with_dynamodb(&path, &table);
+    let url = db.url();
+    let mut first = spawn(&path, &url, &["run", "copy", "--max-seconds", "12"]);
+    let started = std::time::Instant::now();
+    while db
+        .scalar("SELECT count(*) FROM users WHERE touched > 0")
+        .await
+        == 0
+    {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the first runner never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let second = backfill(&path, &url, &["run", "copy", "--max-seconds", "1"]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(
+        second.code, 75,
+        "the lease was still held: {}",
+        second.stderr
     );
     db.drop_database().await;
 }

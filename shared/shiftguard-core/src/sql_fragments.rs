@@ -8,14 +8,18 @@
 //! text is read here as each grammar reads it, and must be safe under all of them: the file does
 //! not know which database it will meet.
 
-/// How one database family tokenizes the text between statements.
+/// How one database family, in one of its modes, tokenizes the text between statements.
 #[derive(Clone, Copy, Debug)]
 struct Grammar {
     name: &'static str,
     /// `#` starts a comment to the end of the line.
     hash_comments: bool,
-    /// `\` escapes the next character inside '…' and "…".
-    backslash_escapes: bool,
+    /// `--` starts a comment only before whitespace or the end (MySQL/MariaDB: `--1` is code).
+    dashes_need_space: bool,
+    /// `/*!` and `/*M!` are not comments: the server runs what they hold.
+    executable_comments: bool,
+    /// The quotes inside which `\` escapes the next character.
+    backslash_in: &'static str,
     /// `$tag$ … $tag$` quotes text (and `E'…'` strings take backslash escapes).
     dollar_quotes: bool,
     /// `/* /* */ */` nests.
@@ -29,47 +33,59 @@ struct Grammar {
 const POSTGRESQL: Grammar = Grammar {
     name: "PostgreSQL",
     hash_comments: false,
-    backslash_escapes: false,
+    dashes_need_space: false,
+    executable_comments: false,
+    backslash_in: "",
     dollar_quotes: true,
     nested_comments: true,
     brackets: false,
     backticks: false,
 };
 
-/// MySQL/MariaDB as configured by default, and with `NO_BACKSLASH_ESCAPES` (a server's
-/// `sql_mode` may take either).
-const MYSQL: [Grammar; 2] = [
-    Grammar {
-        name: "MySQL/MariaDB",
-        hash_comments: true,
-        backslash_escapes: true,
-        dollar_quotes: false,
-        nested_comments: false,
-        brackets: false,
-        backticks: true,
-    },
-    Grammar {
-        name: "MySQL/MariaDB",
-        hash_comments: true,
-        backslash_escapes: false,
-        dollar_quotes: false,
-        nested_comments: false,
-        brackets: false,
-        backticks: true,
-    },
-];
+const MYSQL: Grammar = Grammar {
+    name: "MySQL/MariaDB",
+    hash_comments: true,
+    dashes_need_space: true,
+    executable_comments: true,
+    backslash_in: "'\"",
+    dollar_quotes: false,
+    nested_comments: false,
+    brackets: false,
+    backticks: true,
+};
 
 const SQLITE: Grammar = Grammar {
     name: "SQLite",
     hash_comments: false,
-    backslash_escapes: false,
+    dashes_need_space: false,
+    executable_comments: false,
+    backslash_in: "",
     dollar_quotes: false,
     nested_comments: false,
     brackets: true,
     backticks: true,
 };
 
-const GRAMMARS: [Grammar; 4] = [POSTGRESQL, MYSQL[0], MYSQL[1], SQLITE];
+/// Every grammar and mode a fragment must be safe under: PostgreSQL with
+/// `standard_conforming_strings` on and off; MySQL/MariaDB by default, with `ANSI_QUOTES` (`"`
+/// quotes an identifier, without escapes) and with `NO_BACKSLASH_ESCAPES`; SQLite.
+const GRAMMARS: [Grammar; 6] = [
+    POSTGRESQL,
+    Grammar {
+        backslash_in: "'",
+        ..POSTGRESQL
+    },
+    MYSQL,
+    Grammar {
+        backslash_in: "'",
+        ..MYSQL
+    },
+    Grammar {
+        backslash_in: "",
+        ..MYSQL
+    },
+    SQLITE,
+];
 
 /// Text as one grammar reads it: each character outside quotes and comments with the
 /// parenthesis depth it stands at (a quoted span becomes one space), and what else was seen.
@@ -84,6 +100,8 @@ struct Reading {
     semicolon: bool,
     /// A quote or a block comment left open at the end.
     unclosed: bool,
+    /// A MySQL executable comment (`/*!…*/`, `/*M!…*/`).
+    executable: bool,
 }
 
 impl Reading {
@@ -123,7 +141,12 @@ fn read(text: &str, g: Grammar) -> Reading {
         let c = chars[i];
         let after_word = i > 0 && is_word(chars[i - 1]);
         // Comments.
-        let line_comment = if at(i, "--") {
+        let dashes = at(i, "--")
+            && (!g.dashes_need_space
+                || chars
+                    .get(i + 2)
+                    .is_none_or(|c| c.is_whitespace() || c.is_control()));
+        let line_comment = if dashes {
             Some("--")
         } else if g.hash_comments && c == '#' {
             Some("#")
@@ -136,6 +159,10 @@ fn read(text: &str, g: Grammar) -> Reading {
                 i += 1;
             }
             continue;
+        }
+        if g.executable_comments && (at(i, "/*!") || at(i, "/*M!")) {
+            // Run by the server: neither a comment nor plain code to check. Refused.
+            r.executable = true;
         }
         if at(i, "/*") {
             r.comment.get_or_insert("/*");
@@ -163,7 +190,7 @@ fn read(text: &str, g: Grammar) -> Reading {
             _ => None,
         };
         if let Some(close) = close {
-            let escapes = (g.backslash_escapes && c != '`')
+            let escapes = g.backslash_in.contains(c)
                 || (g.dollar_quotes
                     && c == '\''
                     && i > 0
@@ -259,36 +286,40 @@ fn listed(names: &[&str]) -> String {
 /// statement on every database: a comment, a `;`, a quote left open or a parenthesis that
 /// does not close where it opened, under any grammar. `None` when it is safe.
 pub fn expression_problem(field: &str, fragment: &str) -> Option<String> {
-    for g in GRAMMARS {
-        let r = read(fragment, g);
-        if let Some(opener) = r.comment {
-            let on = names_where(fragment, |r| r.comment == Some(opener));
-            return Some(format!(
-                "`{field}` holds a comment (`{opener}` starts one on {}): it must be one SQL expression",
-                listed(&on)
-            ));
-        }
-        if r.unclosed || !r.balanced() {
-            return Some(format!(
-                "`{field}` has unbalanced parentheses or quotes (read as {} reads it): it must be one SQL expression",
-                g.name
-            ));
-        }
-        if r.semicolon {
-            return Some(format!(
-                "`{field}` holds a `;`: it must be one SQL expression"
-            ));
-        }
+    let readings: Vec<(Grammar, Reading)> =
+        GRAMMARS.iter().map(|&g| (g, read(fragment, g))).collect();
+    // A comment first: it is the danger, wherever a quote also reads differently.
+    if let Some(opener) = readings.iter().find_map(|(_, r)| r.comment) {
+        let on = names_where(fragment, |r| r.comment == Some(opener));
+        return Some(format!(
+            "`{field}` holds a comment (`{opener}` starts one on {}): it must be one SQL expression",
+            listed(&on)
+        ));
     }
-    None
+    if let Some((g, _)) = readings.iter().find(|(_, r)| r.unclosed || !r.balanced()) {
+        return Some(format!(
+            "`{field}` has unbalanced parentheses or quotes (read as {} reads it): it must be one SQL expression",
+            g.name
+        ));
+    }
+    readings
+        .iter()
+        .any(|(_, r)| r.semicolon)
+        .then(|| format!("`{field}` holds a `;`: it must be one SQL expression"))
 }
 
 /// Why `query`, given as `field`, cannot be wrapped as one statement on every database: a
-/// quote or block comment left open, unbalanced parentheses, or a second statement. Comments
-/// are allowed (the engines close their wrappers on a new line), and so is one `;` at the end.
+/// quote or block comment left open, unbalanced parentheses, a second statement or anything
+/// after a final `;`, or a MySQL executable comment. Comments are allowed (the engines close
+/// their wrappers on a new line), and so is one `;` at the very end.
 pub fn query_problem(field: &str, query: &str) -> Option<String> {
     for g in GRAMMARS {
         let r = read(query, g);
+        if r.executable {
+            return Some(format!(
+                "{field} holds a MySQL/MariaDB executable comment (`/*!` or `/*M!`): the server would run it"
+            ));
+        }
         if r.unclosed || !r.balanced() {
             return Some(format!(
                 "{field} has unbalanced parentheses, quotes or comments (read as {} reads it)",
@@ -297,6 +328,11 @@ pub fn query_problem(field: &str, query: &str) -> Option<String> {
         }
         if r.inner_semicolon {
             return Some(format!("{field} must be one statement"));
+        }
+        if r.semicolon && !query.trim_end().ends_with(';') {
+            return Some(format!(
+                "{field} must be one statement: nothing may follow its final `;`"
+            ));
         }
     }
     None
@@ -349,6 +385,12 @@ mod tests {
             // MySQL ends the string one quote later (`\'` is a quote there): `#` is outside.
             (
                 "a = 'x\\'', c = 1 # '",
+                "`set` holds a comment (`#` starts one on MySQL/MariaDB): it must be one SQL expression",
+            ),
+            // With ANSI_QUOTES, `"` quotes an identifier without escapes while `'` keeps them:
+            // a mode of its own, where this `#` is outside every quote.
+            (
+                "a = \"\\\" '\\'' # \" '\\''",
                 "`set` holds a comment (`#` starts one on MySQL/MariaDB): it must be one SQL expression",
             ),
             // A dollar quote hides `--` from PostgreSQL only.
@@ -414,6 +456,20 @@ mod tests {
             Some("throttle_query must be one statement")
         );
         assert!(query_problem("throttle_query", "SELECT 1 /* open").is_some());
+        // Past a final `;` nothing may follow, a comment neither (the wrapper would break).
+        assert_eq!(
+            query_problem("throttle_query", "SELECT 1; -- done").as_deref(),
+            Some("throttle_query must be one statement: nothing may follow its final `;`")
+        );
+        // MySQL runs what an executable comment holds; `--1` is code there.
+        assert!(
+            query_problem("check", "SELECT 1 /*!50000 , 2 */")
+                .is_some_and(|p| p.contains("executable comment"))
+        );
+        assert!(
+            query_problem("check", "SELECT 1 --1)")
+                .is_some_and(|p| p.contains("read as MySQL/MariaDB"))
+        );
         assert!(query_problem("check", "SELECT (1").is_some());
         assert_eq!(without_final_semicolon("SELECT 1 ; \n"), "SELECT 1");
     }

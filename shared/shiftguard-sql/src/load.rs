@@ -145,15 +145,14 @@ fn placeholders(connection: &Connection, n: std::ops::RangeInclusive<usize>) -> 
 /// runs one (1/0; NULL when hidden from this role), whether it waits for a lock (1/0), the
 /// session's id. Only the sessions of the first read count (a session tagged later would bring
 /// what it did before). Adds the sessions to `loads`; returns, per load, in how many samples its
-/// sessions showed each statement, and the sessions of the first read with their tags.
-/// `Err(None)`: a session's state was hidden.
+/// sessions showed each statement. `Err(None)`: a session's state was hidden.
 async fn watch_sessions(
     connection: &mut Connection,
     activity: &str,
     scope: &Scope,
     loads: &mut [DatabaseLoad],
     sample: Duration,
-) -> Result<(Vec<HashMap<i64, u64>>, HashMap<i64, String>), Option<String>> {
+) -> Result<Vec<HashMap<i64, u64>>, Option<String>> {
     let shape = [Kind::Text, Kind::Int, Kind::Int, Kind::Int, Kind::Int];
     let mut seen: Vec<HashMap<i64, u64>> = vec![HashMap::new(); loads.len()];
     let mut first: Option<HashMap<i64, String>> = None;
@@ -200,5 +199,5 @@ async fn watch_sessions(
         }
         tokio::time::sleep(INTERVAL).await;
     }
-    Ok((seen, first.unwrap_or_default()))
+    Ok(seen)
 }

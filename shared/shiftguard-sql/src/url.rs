@@ -138,7 +138,11 @@ impl DatabaseUrl {
             .split('&')
             .filter_map(|pair| {
                 let (key, value) = pair.split_once('=')?;
-                matches!(key, "password" | "sslpassword").then_some(value)
+                // The key as the driver reads it: decoded, in any case (`Pass%77ord=`).
+                let key = url::form_urlencoded::parse(format!("{key}=").as_bytes())
+                    .next()
+                    .map(|(key, _)| key.to_ascii_lowercase())?;
+                matches!(key.as_str(), "password" | "sslpassword").then_some(value)
             });
         let mut secrets = Vec::new();
         for written in parsed.password().into_iter().chain(in_query) {
@@ -258,6 +262,8 @@ mod tests {
             url.redact("as given postgresql+psycopg://app@db/users?sslmode=require&password=s3cr%40t; s3cr@t; s3cr%40t"),
             "as given postgres database users on db:5432; ***; ***"
         );
+        let url = DatabaseUrl::parse("postgres://app@db/users?Pass%77ord=other9").expect("valid");
+        assert_eq!(url.redact("rejected other9"), "rejected ***");
     }
 
     #[test]

@@ -203,11 +203,13 @@ pub trait CheckpointStore: Send + Sync {
     fn describe(&self) -> String;
     /// The checkpoint of `name`, read consistently.
     fn load<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<Checkpoint>>;
-    /// Stores `checkpoint` unless one with its name exists.
+    /// Stores `checkpoint` unless one with its name exists (a store that keeps a reset's
+    /// tombstone stores it with a version above the tombstone's).
     fn create<'a>(&'a self, checkpoint: &'a Checkpoint) -> StoreFuture<'a, ()>;
     /// Stores `checkpoint` if the stored version is `checkpoint.version - 1`; returns whether it did.
     fn write<'a>(&'a self, checkpoint: &'a Checkpoint) -> StoreFuture<'a, bool>;
-    /// Deletes the checkpoint of `name`; returns whether there was one.
+    /// Deletes the checkpoint of `name` (a store may keep a tombstone in its place, so that its
+    /// versions keep rising); returns whether there was one.
     fn delete<'a>(&'a self, name: &'a str) -> StoreFuture<'a, bool>;
 }
 

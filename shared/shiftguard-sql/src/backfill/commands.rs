@@ -115,25 +115,36 @@ impl Runner<'_> {
     /// applies nowhere.
     pub async fn command(&self, command: Command) -> Result<Status, BackfillError> {
         let shards_changed = self.command_shards(command).await?;
-        match self.own_command(command).await {
+        match self.own_command(command).await? {
             Ok(own) => Ok(own.status),
-            Err(BackfillError::Target { .. }) if shards_changed > 0 => Ok(command.sets()),
-            Err(error) => Err(error),
+            Err(_) if shards_changed > 0 => Ok(command.sets()),
+            Err(does_not_apply) => Err(self.target_error(does_not_apply)),
         }
     }
 
-    pub(super) async fn own_command(&self, command: Command) -> Result<Checkpoint, BackfillError> {
+    /// The command on this runner's own checkpoint: the checkpoint after it, or why it does
+    /// not apply (`Ok(Err)`); an error when it could not be written.
+    pub(super) async fn own_command(
+        &self,
+        command: Command,
+    ) -> Result<Result<Checkpoint, String>, BackfillError> {
         let mut connection = self.connect().await?;
         // Retry on a concurrent write (a runner committing a batch).
         for _ in 0..COMMAND_TRIES {
             let Some(stored) = self.stored_checkpoint(&mut connection).await? else {
-                return Err(self.target_error("has never run: nothing to change"));
+                connection.close().await;
+                return Ok(Err("has never run: nothing to change".to_owned()));
             };
-            let checkpoint =
-                commanded(&stored, command, now_ms()).map_err(|e| self.target_error(e))?;
+            let checkpoint = match commanded(&stored, command, now_ms()) {
+                Ok(checkpoint) => checkpoint,
+                Err(does_not_apply) => {
+                    connection.close().await;
+                    return Ok(Err(does_not_apply));
+                }
+            };
             if self.save(&mut connection, &checkpoint).await? {
                 connection.close().await;
-                return Ok(checkpoint);
+                return Ok(Ok(checkpoint));
             }
             tokio::time::sleep(COMMAND_RETRY).await;
         }
@@ -141,33 +152,67 @@ impl Runner<'_> {
     }
 
     /// Deletes the checkpoint (a backfill with shards: every shard's too, and the next run plans
-    /// them anew) so the next run starts over. All or nothing: every checkpoint is held first
-    /// (its lock or lease), and while a runner holds any of them nothing is changed. Returns
-    /// whether there was a checkpoint.
+    /// them anew) so the next run starts over. Every checkpoint is held first (its lock or
+    /// lease: the backfill's own first, since planning shards needs it, so none is planned
+    /// meanwhile), and while a runner holds any of them nothing is changed; then every fence is
+    /// raised, and only then is any checkpoint deleted. Returns whether there was a checkpoint.
     pub async fn reset(&self) -> Result<bool, BackfillError> {
-        let planned = self.planned_shards().await?;
+        let own = self.hold_for_reset().await?;
+        let planned = match self.planned_shards().await {
+            Ok(planned) => planned,
+            Err(error) => {
+                if let Some((connection, held)) = own {
+                    self.let_go(connection, held).await;
+                }
+                return Err(error);
+            }
+        };
         let shards: Vec<Runner> = planned
             .iter()
             .map(|(config, range)| self.shard_runner(config, range.clone()))
             .collect();
         let mut held = Vec::new();
-        for runner in shards.iter().chain(std::iter::once(self)) {
+        let mut refused = None;
+        for runner in &shards {
             match runner.hold_for_reset().await {
                 Ok(Some(hold)) => held.push((runner, hold)),
                 Ok(None) => {}
                 Err(error) => {
-                    for (runner, (connection, hold)) in held {
-                        runner.let_go(connection, hold).await;
-                    }
-                    return Err(error);
+                    refused = Some(error);
+                    break;
                 }
             }
         }
-        let mut existed = false;
-        for (runner, (connection, hold)) in held {
-            existed |= runner.reset_held(connection, hold).await?;
+        if let Some((connection, hold)) = own {
+            held.push((self, (connection, hold)));
         }
-        Ok(existed)
+        // The fences, where a stale batch in flight may make the step wait or fail: nothing is
+        // deleted unless every one is raised.
+        if refused.is_none() {
+            for (runner, (connection, _)) in &mut held {
+                if let Err(error) = runner.retire_fence_of_external_store(connection).await {
+                    refused = Some(error);
+                    break;
+                }
+            }
+        }
+        if let Some(error) = refused {
+            for (runner, (connection, hold)) in held {
+                runner.let_go(connection, hold).await;
+            }
+            return Err(error);
+        }
+        let (mut existed, mut failed) = (false, None);
+        for (runner, (mut connection, hold)) in held {
+            match runner.delete_checkpoint(&mut connection).await {
+                Ok(deleted) => existed |= deleted,
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
+            }
+            runner.let_go(connection, hold).await;
+        }
+        failed.map_or(Ok(existed), Err)
     }
 
     /// This runner's checkpoint held for a reset: `None` when there is none; an error naming
@@ -197,29 +242,29 @@ impl Runner<'_> {
         connection.close().await;
     }
 
-    /// Deletes the held checkpoint (an external store's fence raised first, so that no runner
-    /// from before the reset can commit again); whether there was one.
-    async fn reset_held(
+    /// With an external store, raises the fence (see [`Runner::retire_fence`]).
+    async fn retire_fence_of_external_store(
         &self,
-        mut connection: Connection,
-        held: Held,
-    ) -> Result<bool, BackfillError> {
-        let deleted = match &self.checkpoints {
+        connection: &mut Connection,
+    ) -> Result<(), BackfillError> {
+        match &self.checkpoints {
+            Checkpoints::External(_) => self.retire_fence(connection).await,
+            Checkpoints::Sql(_) => Ok(()),
+        }
+    }
+
+    /// Deletes the checkpoint (an external store's becomes a tombstone); whether there was one.
+    async fn delete_checkpoint(&self, connection: &mut Connection) -> Result<bool, BackfillError> {
+        match &self.checkpoints {
             Checkpoints::Sql(table) => table
-                .delete(&mut connection, &self.config.name)
+                .delete(connection, &self.config.name)
                 .await
-                .map_err(|e| self.store_error(self.sql_error(&e)))?,
-            Checkpoints::External(store) => {
-                self.retire_fence(&mut connection).await?;
-                store
-                    .delete(&self.config.name)
-                    .await
-                    .map_err(|e| self.store_error(e))?
-            }
-        };
-        self.unlock(&mut connection, held).await;
-        connection.close().await;
-        Ok(deleted)
+                .map_err(|e| self.store_error(self.sql_error(&e))),
+            Checkpoints::External(store) => store
+                .delete(&self.config.name)
+                .await
+                .map_err(|e| self.store_error(e)),
+        }
     }
 }
 

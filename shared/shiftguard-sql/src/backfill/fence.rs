@@ -170,6 +170,11 @@ impl Runner<'_> {
         };
         let cursor = match row[1].text() {
             Some(text) => Some(Key::parse(text).map_err(|e| {
+                let text = if self.config.tuning.show_keys {
+                    text
+                } else {
+                    "(hidden)"
+                };
                 self.store_error(format!(
                     "{FENCE_TABLE}: the cursor {text} is not a key: {e}"
                 ))

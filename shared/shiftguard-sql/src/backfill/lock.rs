@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shiftguard_core::backfill::{Checkpoint, CheckpointStore};
+use shiftguard_core::backfill::{Checkpoint, CheckpointStore, ShownKey};
 
 use super::batch::Guards;
 use super::inspect::{Extent, Inspected};
@@ -165,6 +165,13 @@ impl Runner<'_> {
             .ok_or_else(|| self.store_error("the checkpoint vanished"))?;
         let mut held = held;
         if let Held::Lease { epoch } = &mut held {
+            // A runner that stalled after taking the lease may find it taken over, or the
+            // backfill reset and begun again by another runner: then it is not this one's turn.
+            if checkpoint.lease_owner.as_deref() != Some(self.owner.as_str()) {
+                let holder = checkpoint.lease_owner.clone();
+                connection.close().await;
+                return Ok(Err(Outcome::Busy { holder }));
+            }
             let Some(claimed) = self.claim_fence(&mut connection, &mut checkpoint).await? else {
                 // A stale runner's batch is still in flight: try later (the lease is given back).
                 connection.close().await;
@@ -172,6 +179,16 @@ impl Runner<'_> {
                     holder: Some("a runner whose lease expired, its last batch in flight".into()),
                 }));
             };
+            // The fence is raised; the lease must still be this runner's after it (a write on
+            // the condition of the version loaded), or a runner that claimed in between
+            // would be fenced out by one that no longer holds the lease.
+            let confirmed = renewed(&checkpoint, now_ms(), self.lease_ttl());
+            if !self.save(&mut connection, &confirmed).await? {
+                let holder = self.current_holder(&mut connection).await;
+                connection.close().await;
+                return Ok(Err(Outcome::Busy { holder }));
+            }
+            checkpoint = confirmed;
             *epoch = claimed;
         }
         if let Some(cursor) = checkpoint
@@ -180,7 +197,8 @@ impl Runner<'_> {
             .filter(|c| !statements.plan.fits(c))
         {
             return Err(self.target_error(format!(
-                "the checkpoint's cursor {cursor} was written for another key than ({}): reset the backfill to start over",
+                "the checkpoint's cursor {} was written for another key than ({}): reset the backfill to start over",
+                ShownKey::text(Some(cursor), self.config.tuning.show_keys),
                 self.config.key_columns()
             )));
         }

@@ -523,13 +523,22 @@ impl<'a> Runner<'a> {
     }
 
     /// An operator's command on every planned shard where it applies (pausing a complete
-    /// shard does not); how many shards it changed.
+    /// shard does not); how many shards it changed. A shard whose checkpoint cannot be written
+    /// is an error naming it (the shards before it are changed: say so, never exit 0).
     pub(super) async fn command_shards(&self, command: Command) -> Result<usize, BackfillError> {
         let mut changed = 0;
         for (config, range) in self.planned_shards().await? {
             match self.shard_runner(&config, range).own_command(command).await {
-                Ok(_) => changed += 1,
-                Err(BackfillError::Target { .. }) => {}
+                Ok(Ok(_)) => changed += 1,
+                Ok(Err(_does_not_apply)) => {}
+                Err(BackfillError::Target { name, problem }) if changed > 0 => {
+                    return Err(BackfillError::Target {
+                        name,
+                        problem: format!(
+                            "{problem} ({changed} shard(s) before it were changed: run the command again)"
+                        ),
+                    });
+                }
                 Err(error) => return Err(error),
             }
         }

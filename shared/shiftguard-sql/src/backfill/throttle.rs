@@ -225,10 +225,19 @@ impl Runner<'_> {
         if Instant::now() + wait > deadline {
             return Ok(false);
         }
-        self.renew_lease(&mut attached.connection, &mut attached.checkpoint)
-            .await?;
-        tokio::time::sleep(wait).await;
-        Ok(true)
+        // In slices of a third of the lease at most, renewing it between them: a long pause or
+        // rate wait must not outlast the lease the run holds.
+        let slice = Duration::from_millis((self.lease_ttl() / 3).max(1) as u64);
+        let until = Instant::now() + wait;
+        loop {
+            self.renew_lease(&mut attached.connection, &mut attached.checkpoint)
+                .await?;
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(true);
+            }
+            tokio::time::sleep(left.min(slice)).await;
+        }
     }
 
     /// The replica lag in milliseconds, from the configured source (0 without one).

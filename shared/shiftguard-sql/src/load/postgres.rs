@@ -99,7 +99,7 @@ pub(super) async fn sample(
         scope.tags, scope.roles
     );
     let mut loads = super::loads(versions, LoadSource::PgStatStatements);
-    let (seen, _) = watch_sessions(connection, &activity, scope, &mut loads, sample)
+    let seen = watch_sessions(connection, &activity, scope, &mut loads, sample)
         .await
         .map_err(|e| e.unwrap_or_else(|| HIDDEN.to_owned()))?;
     let after = statements(connection, scope).await?;
