@@ -171,11 +171,15 @@ async fn read(
     )
     .await?;
     let now = now_ms();
-    // (One report per configured backfill, in the configuration's order.)
     let backfills = reports
         .iter()
-        .zip(&loaded.config.backfill)
-        .map(|(r, b)| backfill_row(r, b.tuning.show_keys, now))
+        .map(|r| {
+            let show_keys = loaded
+                .config
+                .backfill(&r.name)
+                .is_some_and(|b| b.tuning.show_keys);
+            backfill_row(r, show_keys, now)
+        })
         .collect();
 
     let cutover = gate_row(loaded.cutover(None).await);
