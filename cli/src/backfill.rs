@@ -281,11 +281,10 @@ async fn run_backfill(args: RunArgs) -> anyhow::Result<Outcome> {
             Duration::from_secs,
         );
 
-    let mut progress = Progress::new(&args.name);
+    let show_keys = backfill.tuning.show_keys;
+    let mut progress = Progress::new(&args.name, show_keys);
     let emf = args.emf;
     let name = args.name.clone();
-    let show_keys = backfill.tuning.show_keys;
-    progress.show_keys = show_keys;
     let mut observe = |event: &Event| {
         match event {
             Event::Batch { report, .. } if emf => {
@@ -490,7 +489,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, show_keys: bool) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
@@ -505,7 +504,7 @@ impl Progress {
             bar,
             last_line: Instant::now() - Duration::from_secs(10),
             name: name.to_owned(),
-            show_keys: false,
+            show_keys,
         }
     }
 

@@ -189,8 +189,9 @@ struct Lab {
     graph: RevisionGraph,
     url: DatabaseUrl,
     connection: Connection,
-    /// The database user the versions connect as: the only one whose sessions are sampled.
-    database_user: String,
+    /// The database user the versions connect as: the only one whose sessions are sampled
+    /// (none on SQLite).
+    database_user: Option<String>,
     versions: Vec<Version>,
     alias: Alias,
     traffic: Traffic,
@@ -336,23 +337,27 @@ impl Lab {
             ..ConnectSettings::default()
         };
         let mut connection = Connection::open(&url, settings).await?;
+        // The user the versions connect as: the one role the database gates trust (a server's;
+        // SQLite has no users and no database gates).
         let who = match url.dialect() {
-            Dialect::Postgres => "SELECT CAST(session_user AS TEXT)",
-            Dialect::MySql => "SELECT SUBSTRING_INDEX(USER(), '@', 1)",
-            Dialect::Sqlite => "SELECT 'sqlite'",
+            Dialect::Postgres => Some("SELECT CAST(session_user AS TEXT)"),
+            Dialect::MySql => Some("SELECT SUBSTRING_INDEX(USER(), '@', 1)"),
+            Dialect::Sqlite => None,
         };
-        let database_user = connection
-            .fetch_strings(who)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read the database user: {}",
-                    url.redact(&e.to_string())
-                )
-            })?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let database_user = match who {
+            Some(who) => connection
+                .fetch_strings(who)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the database user: {}",
+                        url.redact(&e.to_string())
+                    )
+                })?
+                .into_iter()
+                .next(),
+            None => None,
+        };
         let backfill = BackfillConfig {
             name: BACKFILL.to_owned(),
             table: "users".to_owned(),
@@ -885,7 +890,7 @@ impl Lab {
         };
         if self.variant.is_some() {
             settings.load.sample = DATABASE_SAMPLE;
-            settings.load.roles = vec![self.database_user.clone()];
+            settings.load.roles = self.database_user.iter().cloned().collect();
         }
         settings
     }

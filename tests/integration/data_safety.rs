@@ -61,6 +61,38 @@ fn with_dynamodb(path: &std::path::Path, table: &str) {
     .expect("config");
 }
 
+/// PostgreSQL with [`half_pending`] users, and the backfill `copy` (`touched` counts its
+/// updates, `extra` its tuning) with its checkpoints in a new DynamoDB table: the database, the
+/// table, the configuration's directory (kept while it lives) and the configuration.
+async fn on_dynamodb(extra: &str) -> (TestDatabase, String, tempfile::TempDir, PathBuf) {
+    let db = TestDatabase::create(Kind::Postgres).await;
+    half_pending(&db).await;
+    let table = crate::support::dynamodb_table().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(
+        &dir,
+        "display_name IS NULL",
+        "display_name = full_name, touched = touched + 1",
+        extra,
+    );
+    with_dynamodb(&path, &table);
+    (db, table, dir, path)
+}
+
+/// Waits (up to 30 s) until at least `rows` users match `condition`: a runner's batches
+/// committed.
+async fn wait_for(db: &TestDatabase, condition: &str, rows: i64) {
+    let count = format!("SELECT count(*) FROM users WHERE {condition}");
+    let started = std::time::Instant::now();
+    while db.scalar(&count).await < rows {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "no {rows} rows with {condition}: the runner never got going"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The reproduction: on MariaDB `#` starts a comment, and a `set` ending in one commented out
 /// the key range and the `pending` guard (every row touched four times, 20,000 updates, exit 0).
 /// Every fragment is now read as each dialect reads it: refused on every database, nothing
@@ -259,18 +291,7 @@ async fn one_run_lock_per_database_whatever_the_host_is_called() {
         };
         assert_ne!(other, url);
         let first = spawn(&path, &url, &["run", "copy"]);
-        let started = std::time::Instant::now();
-        while db
-            .scalar("SELECT count(*) FROM users WHERE touched > 0")
-            .await
-            == 0
-        {
-            assert!(
-                started.elapsed().as_secs() < 30,
-                "{kind:?}: the first runner never started"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        wait_for(&db, "touched > 0", 1).await;
         let second = backfill(&path, &other, &["run", "copy"]);
         let first: Run = first.wait_with_output().expect("first runner").into();
         assert_eq!(first.code, 0, "{kind:?}: {}", first.stderr);
@@ -384,15 +405,7 @@ async fn a_reset_is_final_even_for_a_runner_frozen_before_it() {
     let url = db.url();
     let path = write("display_name = 'old', touched = touched + 1");
     let a = spawn(&path, &url, &["run", "copy"]);
-    let started = std::time::Instant::now();
-    while db
-        .scalar("SELECT count(*) FROM users WHERE display_name = 'old'")
-        .await
-        < 300
-    {
-        assert!(started.elapsed().as_secs() < 30, "runner A never got going");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for(&db, "display_name = 'old'", 300).await;
     signal(a.id(), "-STOP");
     // Past the lease and the clock-skew allowance (2 s each).
     tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
@@ -459,19 +472,8 @@ async fn dynamo_items(table: &str) -> std::collections::BTreeMap<String, String>
 /// exit 2); once it is free, every shard is.
 #[tokio::test]
 async fn a_reset_of_shards_changes_every_shard_or_none() {
-    use crate::support::dynamodb_table;
     use aws_sdk_dynamodb::types::AttributeValue;
-    let db = TestDatabase::create(Kind::Postgres).await;
-    half_pending(&db).await;
-    let table = dynamodb_table().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = config(
-        &dir,
-        "display_name IS NULL",
-        "display_name = full_name, touched = touched + 1",
-        "shards = 4\nbatch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 1000\nstatement_timeout_ms = 1000\nlease_ttl_ms = 3000",
-    );
-    with_dynamodb(&path, &table);
+    let (db, table, _dir, path) = on_dynamodb("shards = 4\nbatch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 1000\nstatement_timeout_ms = 1000\nlease_ttl_ms = 3000").await;
     let url = db.url();
     let run = backfill(&path, &url, &["run", "copy", "--max-seconds", "1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -559,20 +561,10 @@ async fn a_throttled_lease_renewal_is_retried_within_the_lease() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::endpoint::{LocalEndpoint, Response};
-    use crate::support::{Run, dynamodb_table};
-    let db = TestDatabase::create(Kind::Postgres).await;
-    half_pending(&db).await;
+    use crate::support::Run;
+    let (db, _, _dir, path) = on_dynamodb("throttle_query = \"SELECT max(v) FROM strain\"\nthrottle_max = 5\nstatement_timeout_ms = 1000\nlease_ttl_ms = 6000").await;
     db.execute("CREATE TABLE strain (v INTEGER NOT NULL)").await;
     db.execute("INSERT INTO strain VALUES (7)").await;
-    let table = dynamodb_table().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = config(
-        &dir,
-        "display_name IS NULL",
-        "display_name = full_name, touched = touched + 1",
-        "throttle_query = \"SELECT max(v) FROM strain\"\nthrottle_max = 5\nstatement_timeout_ms = 1000\nlease_ttl_ms = 6000",
-    );
-    with_dynamodb(&path, &table);
     // Once armed, the next three PutItem calls (one SDK call and its two retries) are throttled.
     let armed = Arc::new(AtomicBool::new(false));
     let endpoint = LocalEndpoint::start(Arc::new({
@@ -634,32 +626,10 @@ async fn a_throttled_lease_renewal_is_retried_within_the_lease() {
 #[tokio::test]
 async fn a_long_wait_between_batches_keeps_the_lease() {
     use crate::backfill::spawn;
-    use crate::support::dynamodb_table;
-    let db = TestDatabase::create(Kind::Postgres).await;
-    half_pending(&db).await;
-    let table = dynamodb_table().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = config(
-        &dir,
-        "display_name IS NULL",
-        "display_name = full_name, touched = touched + 1",
-        "batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 10\nstatement_timeout_ms = 1000\nlease_ttl_ms = 2000",
-    );
-    with_dynamodb(&path, &table);
+    let (db, _, _dir, path) = on_dynamodb("batch_size = 100\nmin_batch_size = 100\nmax_batch_size = 100\nmax_rows_per_second = 10\nstatement_timeout_ms = 1000\nlease_ttl_ms = 2000").await;
     let url = db.url();
     let mut first = spawn(&path, &url, &["run", "copy", "--max-seconds", "12"]);
-    let started = std::time::Instant::now();
-    while db
-        .scalar("SELECT count(*) FROM users WHERE touched > 0")
-        .await
-        == 0
-    {
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "the first runner never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for(&db, "touched > 0", 1).await;
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let second = backfill(&path, &url, &["run", "copy", "--max-seconds", "1"]);
     let _ = first.kill();
@@ -668,6 +638,69 @@ async fn a_long_wait_between_batches_keeps_the_lease() {
         second.code, 75,
         "the lease was still held: {}",
         second.stderr
+    );
+    db.drop_database().await;
+}
+
+/// A shard's checkpoint carries its key range wherever it is created: a runner of one shard
+/// whose item is missing (reset under it, say) creates it as it takes the lease, and the range
+/// must be there, or status, pause and reset pass the shard by. (Taking the lease created it
+/// without one.)
+#[tokio::test]
+async fn a_shards_checkpoint_is_created_with_its_range() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shiftguard_core::backfill::{BackfillConfig, Key, KeyRange, Tuning};
+    use shiftguard_sql::backfill::{Checkpoints, LagSource, Runner};
+    let (db, table, _dir, _) = on_dynamodb("").await;
+    let url = shiftguard_sql::DatabaseUrl::parse(&db.url()).expect("url");
+    let config = BackfillConfig {
+        name: "copy.shard2".to_owned(),
+        table: "users".to_owned(),
+        key: vec!["id".to_owned()],
+        pending: "display_name IS NULL".to_owned(),
+        set: "display_name = full_name".to_owned(),
+        tuning: Tuning::default(),
+    };
+    let store = shiftguard_aws::DynamoCheckpoints::from_config(
+        &crate::support::emulator_config().await,
+        &table,
+    );
+    let range = KeyRange {
+        after: Some(Key::int(1_000)),
+        until: Some(Key::int(2_000)),
+    };
+    let runner = Runner {
+        url: &url,
+        config: &config,
+        checkpoints: Checkpoints::External(&store),
+        owner: "test:1".to_owned(),
+        lag: LagSource::None,
+        connect_timeout: std::time::Duration::from_secs(5),
+        range: range.clone(),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    runner.run(deadline, &mut |_| {}).await.expect("ran");
+    let item = crate::support::dynamodb()
+        .await
+        .get_item()
+        .table_name(&table)
+        .key("name", AttributeValue::S(config.name.clone()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .expect("the shard's checkpoint");
+    assert_eq!(
+        item.get("key_range").and_then(|v| v.as_s().ok()),
+        Some(&range.to_json().to_string()),
+        "{item:?}"
+    );
+    // It walked its range only.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE display_name IS NULL AND id % 2 = 0 OR display_name IS NOT NULL AND id % 2 = 1 AND (id <= 1000 OR id > 2000)")
+            .await,
+        0
     );
     db.drop_database().await;
 }

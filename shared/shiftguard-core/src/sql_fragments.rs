@@ -263,11 +263,14 @@ fn read(text: &str, g: Grammar) -> Reading {
     r
 }
 
-/// The grammars (by name, each once) under which `problem` holds.
-fn names_where(text: &str, problem: impl Fn(&Reading) -> bool) -> Vec<&'static str> {
+/// The grammars (by name, each once) whose reading shows `problem`.
+fn names_where(
+    readings: &[(Grammar, Reading)],
+    problem: impl Fn(&Reading) -> bool,
+) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
-    for g in GRAMMARS {
-        if problem(&read(text, g)) && !names.contains(&g.name) {
+    for (g, r) in readings {
+        if problem(r) && !names.contains(&g.name) {
             names.push(g.name);
         }
     }
@@ -290,7 +293,7 @@ pub fn expression_problem(field: &str, fragment: &str) -> Option<String> {
         GRAMMARS.iter().map(|&g| (g, read(fragment, g))).collect();
     // A comment first: it is the danger, wherever a quote also reads differently.
     if let Some(opener) = readings.iter().find_map(|(_, r)| r.comment) {
-        let on = names_where(fragment, |r| r.comment == Some(opener));
+        let on = names_where(&readings, |r| r.comment == Some(opener));
         return Some(format!(
             "`{field}` holds a comment (`{opener}` starts one on {}): it must be one SQL expression",
             listed(&on)

@@ -98,36 +98,36 @@ fn loads(versions: &[(String, String)], source: LoadSource) -> Vec<DatabaseLoad>
 
 /// Which sessions count, as SQL and its binds: the versions' tags (placeholders `tags`) and
 /// the app's roles (placeholders `roles`), bound in that order as `binds`; and the roles alone
-/// (`only_roles`, bound as `role_binds`).
+/// (`only_roles`, bound as [`Scope::role_binds`]).
 struct Scope {
     tags: String,
     roles: String,
     binds: Vec<Bind>,
     only_roles: String,
-    role_binds: Vec<Bind>,
+    /// Where the roles start in `binds`.
+    first_role: usize,
 }
 
 impl Scope {
     fn new(connection: &Connection, versions: &[(String, String)], roles: &[String]) -> Scope {
-        let role_binds: Vec<Bind> = roles
-            .iter()
-            .map(|role| Bind::Text(Some(role.clone())))
-            .collect();
         let binds: Vec<Bind> = versions
             .iter()
-            .map(|(_, tag)| Bind::Text(Some(tag.clone())))
-            .chain(role_binds.iter().cloned())
+            .map(|(_, tag)| tag)
+            .chain(roles)
+            .map(|text| Bind::Text(Some(text.clone())))
             .collect();
         Scope {
             tags: placeholders(connection, 1..=versions.len()),
-            roles: placeholders(
-                connection,
-                versions.len() + 1..=versions.len() + roles.len(),
-            ),
-            binds,
+            roles: placeholders(connection, versions.len() + 1..=binds.len()),
             only_roles: placeholders(connection, 1..=roles.len()),
-            role_binds,
+            first_role: versions.len(),
+            binds,
         }
+    }
+
+    /// The roles' binds alone, for `only_roles`.
+    fn role_binds(&self) -> &[Bind] {
+        &self.binds[self.first_role..]
     }
 }
 

@@ -56,19 +56,21 @@ impl DatabaseUrl {
     /// Parses `postgres://`, `postgresql://`, `mysql://`, `mariadb://` and `sqlite:` URLs.
     pub fn parse(raw: &str) -> Result<Self, SqlError> {
         let given = raw.trim();
-        let raw = given;
-        let written = raw.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
+        let written = given
+            .split_once(':')
+            .map(|(scheme, _)| scheme)
+            .unwrap_or("");
         // SQLAlchemy spells a driver into the scheme (`postgresql+psycopg`); the dialect is
         // what counts here.
         let (scheme, driver) = written.split_once('+').unwrap_or((written, ""));
         let raw = &if driver.is_empty() {
-            raw.to_owned()
+            given.to_owned()
         } else {
-            format!("{scheme}{}", &raw[written.len()..])
+            format!("{scheme}{}", &given[written.len()..])
         };
-        let parsed = match scheme {
-            "sqlite" => Ok(Self::sqlite(raw)),
-            "postgres" | "postgresql" | "mysql" | "mariadb" => Self::server(raw, scheme),
+        match scheme {
+            "sqlite" => Ok(Self::sqlite(raw, given)),
+            "postgres" | "postgresql" | "mysql" | "mariadb" => Self::server(raw, scheme, given),
             _ => Err(SqlError::UnsupportedUrl {
                 scheme: if scheme.is_empty() || scheme.contains('/') {
                     "(none)".to_owned()
@@ -76,14 +78,10 @@ impl DatabaseUrl {
                     scheme.to_owned()
                 },
             }),
-        };
-        parsed.map(|url| DatabaseUrl {
-            given: given.to_owned(),
-            ..url
-        })
+        }
     }
 
-    fn sqlite(raw: &str) -> Self {
+    fn sqlite(raw: &str, given: &str) -> Self {
         let rest = raw
             .strip_prefix("sqlite://")
             .or_else(|| raw.strip_prefix("sqlite:"))
@@ -93,7 +91,7 @@ impl DatabaseUrl {
         DatabaseUrl {
             driver_url: raw.to_owned(),
             dialect: Dialect::Sqlite,
-            given: String::new(),
+            given: given.to_owned(),
             database: None,
             target: if in_memory {
                 "sqlite in-memory database".to_owned()
@@ -105,7 +103,7 @@ impl DatabaseUrl {
         }
     }
 
-    fn server(raw: &str, scheme: &str) -> Result<Self, SqlError> {
+    fn server(raw: &str, scheme: &str, given: &str) -> Result<Self, SqlError> {
         let invalid = |reason: String| SqlError::InvalidUrl { reason };
         let parsed = url::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
         let dialect = if scheme.starts_with("postgres") {
@@ -162,7 +160,7 @@ impl DatabaseUrl {
         };
         Ok(DatabaseUrl {
             driver_url,
-            given: String::new(),
+            given: given.to_owned(),
             database: (!named.is_empty()).then(|| named.to_owned()),
             dialect,
             target: format!("{dialect} database {database} on {host}:{port}"),
@@ -195,9 +193,7 @@ impl DatabaseUrl {
     /// from a message that may quote them.
     pub fn redact(&self, message: &str) -> String {
         let mut message = message.replace(&self.driver_url, &self.target);
-        if !self.given.is_empty() {
-            message = message.replace(&self.given, &self.target);
-        }
+        message = message.replace(&self.given, &self.target);
         for secret in &self.secrets {
             message = message.replace(secret.as_str(), "***");
         }

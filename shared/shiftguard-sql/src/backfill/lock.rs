@@ -229,12 +229,17 @@ impl Runner<'_> {
             held,
             ..
         } = attached;
+        let mut cleared = false;
         if let Some(released) = released(&checkpoint, &self.owner)
             && let Ok(true) = self.save(&mut connection, &released).await
         {
             checkpoint = released;
+            cleared = true;
         }
-        self.unlock(&mut connection, held).await;
+        // A lease that write just cleared needs no more letting go (no second read of it).
+        if !(cleared && matches!(held, Held::Lease { .. })) {
+            self.unlock(&mut connection, held).await;
+        }
         connection.close().await;
         checkpoint
     }

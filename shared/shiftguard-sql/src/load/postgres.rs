@@ -44,7 +44,7 @@ async fn statements(
     scope: &Scope,
 ) -> Result<HashMap<i64, Counters>, String> {
     let rows = connection
-        .fetch_rows(&statements_sql(&scope.only_roles), &scope.role_binds, &STATEMENTS_SHAPE)
+        .fetch_rows(&statements_sql(&scope.only_roles), scope.role_binds(), &STATEMENTS_SHAPE)
         .await
         .map_err(|e| {
             format!(
