@@ -137,13 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
             GateCommand::Contract(args) => {
                 let loaded = Loaded::read(&args.rollout).await?;
-                let minutes = args
-                    .observation_minutes
-                    .unwrap_or(loaded.config.gates.observation_minutes);
-                anyhow::ensure!(
-                    (1..=MAX_WINDOW_MINUTES).contains(&minutes),
-                    "--observation-minutes must be between 1 and {MAX_WINDOW_MINUTES} (30 days)"
-                );
+                let minutes = observation_minutes(args.observation_minutes, &loaded.config)?;
                 loaded.contract(&args.revision, minutes).await
             }
         }
@@ -166,6 +160,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Err(error)
         }
     }
+}
+
+/// The contract gate's observation window: `--observation-minutes`, else the configuration's.
+pub fn observation_minutes(given: Option<u64>, config: &ProjectConfig) -> anyhow::Result<u64> {
+    let minutes = given.unwrap_or(config.gates.observation_minutes);
+    anyhow::ensure!(
+        (1..=MAX_WINDOW_MINUTES).contains(&minutes),
+        "--observation-minutes must be between 1 and {MAX_WINDOW_MINUTES} (30 days)"
+    );
+    Ok(minutes)
 }
 
 /// Exit code of a decision: 0 pass, 1 fail, 3 inconclusive.

@@ -8,7 +8,9 @@ mod hold;
 mod lab;
 mod lint;
 mod manifest;
+mod migrate;
 mod migrations;
+mod process;
 mod rehearse;
 mod status;
 
@@ -49,6 +51,7 @@ enum Command {
     Lint(lint::Args),
     Lab(lab::Args),
     Rehearse(rehearse::Args),
+    Migrate(migrate::Args),
     Check(check::Args),
     Backfill(backfill::Args),
     Gate(gate::Args),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => lint::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Rehearse(args) => rehearse::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Check(args) => check::run(args),
         Command::Backfill(args) => backfill::run(args),
         Command::Gate(args) => gate::run(args),

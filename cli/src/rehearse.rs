@@ -6,7 +6,6 @@
 //! scratch database, where `alembic check` compares them with the models.
 
 mod output;
-mod process;
 mod record;
 mod report;
 
@@ -20,18 +19,19 @@ use anyhow::{Context, bail};
 use shiftguard_core::backfill::KeyRange;
 use shiftguard_core::config::ProjectConfig;
 use shiftguard_core::rehearsal::{self, Confirmation, lock_findings, misjudged};
-use shiftguard_core::schema::scan::load_migrations;
+use shiftguard_core::schema::alembic::RevisionFile;
+use shiftguard_core::schema::scan::load_valid_project;
 use shiftguard_core::{DatabaseState, RevisionGraph, RevisionIndex, check_build};
 use shiftguard_sql::backfill::{
     BackfillError, Checkpoints, LagSource, Outcome as RunOutcome, Runner,
 };
 use shiftguard_sql::checkpoint::SqlCheckpoints;
 use shiftguard_sql::rehearsal::locks::LockSampler;
-use shiftguard_sql::rehearsal::{Scratch, fill, settings, tables};
+use shiftguard_sql::rehearsal::{Scratch, fill, scratch_name, settings, tables};
 use shiftguard_sql::{Connection, DEFAULT_VERSION_TABLE, DatabaseUrl, Dialect, read_heads};
 
 use crate::Outcome;
-use process::{Alembic, Finished, command_exists, find_alembic, idle};
+use crate::process::{self, Alembic, Finished, alembic_url, command_exists, find_alembic, idle};
 use record::{AppRun, BackfillRun, Check, Finding, Record, Step};
 
 /// Rehearse a release on an empty database, with the app builds' own tests after every step.
@@ -94,6 +94,11 @@ pub struct Args {
     /// to create a database beside this one).
     #[arg(long)]
     no_empty_check: bool,
+    /// The scratch database for that check, created on the same server before the first step
+    /// and dropped at the end; it must not exist (default: the database's name + `_scratch`;
+    /// SQLite: a temporary file).
+    #[arg(long, value_name = "NAME", conflicts_with = "no_empty_check")]
+    scratch_database: Option<String>,
     /// The Alembic executable (default: `alembic` on PATH).
     #[arg(long, env = "SHIFTGUARD_ALEMBIC", value_name = "PATH")]
     alembic: Option<PathBuf>,
@@ -121,6 +126,8 @@ struct App {
 #[derive(Debug)]
 struct Plan {
     graph: RevisionGraph,
+    /// Each revision's parsed file, indexed like the graph.
+    files: Vec<RevisionFile>,
     since: Vec<RevisionIndex>,
     apps: Vec<App>,
     config: ProjectConfig,
@@ -129,6 +136,10 @@ struct Plan {
     alembic_url: String,
     given_url: String,
     alembic: Alembic,
+    /// The from-empty check's database (`None` with --no-empty-check).
+    scratch: Option<Scratch>,
+    /// Holds a SQLite scratch file until the rehearsal ends.
+    _scratch_dir: tempfile::TempDir,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -137,9 +148,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let plan = Plan::check(&args).await?;
+        let mut plan = Plan::check(&args).await?;
         let format = if args.json { Format::Json } else { args.format };
-        let record = Rehearsal::new(&args, &plan).run().await?;
+        let record = Rehearsal::new(&args, &plan).run().await;
+        if let Some(scratch) = plan.scratch.take() {
+            scratch.drop().await;
+        }
+        let record = record?;
         if let Some(path) = &args.report {
             std::fs::write(path, report::html(&record))
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -160,13 +175,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 impl Plan {
     async fn check(args: &Args) -> anyhow::Result<Self> {
         let project = &args.migrations;
-        let graph = load_migrations(project)?.graph;
-        if !project.join("alembic.ini").is_file() && !project.join("pyproject.toml").is_file() {
-            bail!(
-                "--migrations {}: not an Alembic project directory (no alembic.ini or pyproject.toml); Alembic runs there",
-                project.display()
-            );
-        }
+        let loaded = load_valid_project(project)?;
+        let files = loaded.files.into_iter().map(|f| f.parsed).collect();
+        let graph = loaded.graph;
+        let alembic = Alembic::new(find_alembic(args.alembic.as_deref())?, project)?;
         let url = DatabaseUrl::parse(&args.database_url).context("--database-url")?;
         if url.dialect() == Dialect::Sqlite && !sqlite_path_is_absolute(&args.database_url) {
             bail!(
@@ -199,7 +211,6 @@ impl Plan {
             Some(path) => crate::read_config(path)?,
             None => ProjectConfig::default(),
         };
-        let alembic = Alembic::new(find_alembic(args.alembic.as_deref())?, project)?;
         if let Some(path) = &args.report {
             std::fs::File::create(path)
                 .with_context(|| format!("--report: cannot write {}", path.display()))?;
@@ -213,10 +224,29 @@ impl Plan {
                 existing.join(", ")
             );
         }
+        let alembic_url = alembic_url(&args.database_url, &url);
+        // Last: the one check that writes (the scratch database), so that a role without the
+        // right to create it fails here, before the first step, not after the last.
+        let scratch_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let scratch = if args.no_empty_check {
+            None
+        } else {
+            if url.dialect() == Dialect::Sqlite && args.scratch_database.is_some() {
+                bail!(
+                    "--scratch-database: on SQLite the scratch database is a temporary file; the option names a database on a server"
+                );
+            }
+            let name =
+                scratch_name(&url, args.scratch_database.as_deref()).map_err(anyhow::Error::msg)?;
+            Some(Scratch::create(&url, &alembic_url, &name, scratch_dir.path()).await?)
+        };
         Ok(Plan {
-            alembic_url: alembic_url(&args.database_url, &url),
+            alembic_url,
+            scratch,
+            _scratch_dir: scratch_dir,
             given_url: args.database_url.clone(),
             graph,
+            files,
             since,
             apps,
             config,
@@ -260,20 +290,6 @@ fn sqlite_path_is_absolute(given: &str) -> bool {
     given
         .split_once("://")
         .is_some_and(|(_, rest)| rest.starts_with("//"))
-}
-
-/// The URL for Alembic: SQLAlchemy needs a driver it has (`postgresql+psycopg`,
-/// `mysql+pymysql`) and three slashes before a relative SQLite path; as given when it names one.
-fn alembic_url(given: &str, url: &DatabaseUrl) -> String {
-    let (scheme, rest) = given.split_once("://").unwrap_or((given, ""));
-    if scheme.contains('+') {
-        return given.to_owned();
-    }
-    match url.dialect() {
-        Dialect::Postgres => format!("postgresql+psycopg://{rest}"),
-        Dialect::MySql => format!("mysql+pymysql://{rest}"),
-        Dialect::Sqlite => given.to_owned(),
-    }
 }
 
 /// The rehearsal under way.
@@ -321,7 +337,7 @@ impl<'a> Rehearsal<'a> {
             bail!(
                 "`alembic heads` failed in {}: {}",
                 plan.alembic.project().display(),
-                plan.url.redact(startup.last_line())
+                plan.url.redact(&startup.error_line())
             );
         }
         let steps = rehearsal::steps(&plan.graph, &plan.since);
@@ -473,7 +489,7 @@ impl<'a> Rehearsal<'a> {
     }
 
     fn alembic_failed(&mut self, step: usize, done: &Finished, revision: String) -> String {
-        let line = self.plan.url.redact(done.last_line());
+        let line = self.plan.url.redact(&done.error_line());
         let message = format!("`alembic upgrade {revision}` failed: {line}");
         self.findings.push(Finding {
             kind: "alembic",
@@ -636,7 +652,14 @@ impl<'a> Rehearsal<'a> {
                     "after {at}: build {} fits by the rule but its tests fail ({}): {}",
                     app.id,
                     plan.url.redact(&failure(&done)),
-                    misjudged(&plan.graph, app.build, revision, state, passed_before)
+                    misjudged(
+                        &plan.graph,
+                        &plan.files,
+                        app.build,
+                        revision,
+                        state,
+                        passed_before
+                    )
                 ))
             }
             Confirmation::RefusedPasses => Some(format!(
@@ -676,30 +699,24 @@ impl<'a> Rehearsal<'a> {
             outcome,
             finding,
             output: plan.url.redact(&done.tail(20)),
+            error_lines: if done.succeeded() {
+                Vec::new()
+            } else {
+                done.error_lines()
+                    .iter()
+                    .map(|line| plan.url.redact(line))
+                    .collect()
+            },
         })
     }
 
-    /// `alembic upgrade heads` on a scratch database, then `alembic check` there.
+    /// `alembic upgrade heads` on the scratch database, then `alembic check` there.
     async fn upgrade_from_empty(&mut self) -> anyhow::Result<(Check, Option<Check>)> {
         let plan = self.plan;
-        let dir = tempfile::tempdir()?;
-        let scratch = match Scratch::create(&plan.url, &plan.alembic_url, dir.path()).await {
-            Ok(scratch) => scratch,
-            Err(error) => {
-                let detail = format!(
-                    "cannot create a scratch database: {error} (--no-empty-check skips this check)"
-                );
-                self.finding("from_empty", &detail);
-                return Ok((
-                    Check {
-                        status: "failed",
-                        ms: 0.0,
-                        detail,
-                    },
-                    None,
-                ));
-            }
-        };
+        let scratch = plan
+            .scratch
+            .as_ref()
+            .context("no scratch database was created")?;
         let started = Instant::now();
         let upgrade = self
             .alembic(&scratch.alembic_url, &["upgrade", "heads"], idle)
@@ -720,7 +737,7 @@ impl<'a> Rehearsal<'a> {
             Ok(done) => {
                 let detail = format!(
                     "`alembic upgrade heads` from an empty database failed: {}",
-                    scratch.url.redact(&plan.url.redact(done.last_line()))
+                    scratch.url.redact(&plan.url.redact(&done.error_line()))
                 );
                 self.finding("from_empty", &detail);
                 Ok((
@@ -734,7 +751,6 @@ impl<'a> Rehearsal<'a> {
             }
             Err(error) => Err(error),
         };
-        scratch.drop().await;
         result
     }
 
@@ -761,7 +777,7 @@ impl<'a> Rehearsal<'a> {
                 "failed",
                 format!(
                     "`alembic check` failed: {}",
-                    self.plan.url.redact(done.last_line())
+                    self.plan.url.redact(&done.error_line())
                 ),
             ),
             Err(error) => (
@@ -856,13 +872,13 @@ fn empty_step(number: usize, revision: Option<RevisionIndex>, graph: &RevisionGr
     }
 }
 
-/// `exit 1: <last line>` / `timed out`.
+/// `exit 1: <the error's line>` / `timed out`.
 fn failure(done: &Finished) -> String {
     if done.timed_out {
         return "timed out".to_owned();
     }
     match done.code {
-        Some(code) => format!("exit {code}: {}", done.last_line()),
+        Some(code) => format!("exit {code}: {}", done.error_line()),
         None => "killed by a signal".to_owned(),
     }
 }

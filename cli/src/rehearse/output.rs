@@ -129,6 +129,12 @@ fn step_block(out: &mut String, step: &Step) {
             app.ms,
             app.outcome
         );
+        // A failure the rule did not predict: the lines that say why, not only the last one.
+        if app.outcome.is_error() {
+            for line in &app.error_lines {
+                let _ = writeln!(out, "    | {line}");
+            }
+        }
     }
 }
 

@@ -72,6 +72,9 @@ pub struct AppRun {
     pub finding: Option<String>,
     /// The last lines of its output.
     pub output: String,
+    /// When its tests failed: the lines of its output that carry the error (a Python
+    /// exception and SQLAlchemy's detail, or pytest's summary), bounded.
+    pub error_lines: Vec<String>,
 }
 
 /// The from-empty upgrade and `alembic check`.

@@ -10,8 +10,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::schema::alembic::{Located, RevisionFile, parse_revision_file};
 use crate::schema::compat::DatabaseState;
 use crate::schema::graph::{RevisionGraph, RevisionIndex};
+use crate::schema::phase::decide;
 use crate::schema::revision::{Phase, PhaseSource};
 
 /// The revisions a release applies from `since`, one step each, in topological order (a merge
@@ -71,10 +73,15 @@ impl fmt::Display for Confirmation {
 
 /// The finding for a build the rule said fits but whose tests fail after `step` (`None`: at
 /// the starting point); `passed_before`: its tests passed before this step. Names the revision
-/// whose phase is wrong, what was declared or inferred, and the declaration that would have made
-/// the rule right.
+/// whose phase is wrong, what was declared or inferred, and what would have made the rule right.
+///
+/// A suggested change is one shiftguard itself accepts: a declaration is offered only when the
+/// revision's file, with it, passes the phase validation `shiftguard manifest` runs, and a
+/// suggested operation is parsed and classified as an expand before it is offered. `files` holds
+/// each revision's parsed file, indexed like the graph (empty when there are none to read).
 pub fn misjudged(
     graph: &RevisionGraph,
+    files: &[RevisionFile],
     build: RevisionIndex,
     step: Option<RevisionIndex>,
     state: &DatabaseState,
@@ -92,7 +99,7 @@ pub fn misjudged(
                     revision.id
                 ),
                 // The build is older than the step that broke it: to that build, the step is a
-                // contract, whatever it was called.
+                // contract, whatever it was called (a declaration every file may carry).
                 _ => format!(
                     "revision {} ({what}) broke build {build_id}, which the rule said tolerates it: a revision that breaks the builds made before it is a contract; declare shiftguard_phase = \"contract\" in it (and shiftguard_requires_app_at_least = the oldest build that passes), so the contract gate waits for those builds to be gone",
                     revision.id
@@ -108,10 +115,18 @@ pub fn misjudged(
     }
     // The build descends from every applied step: it may need a revision the rule thought it
     // could do without (a contract it descends from that is not applied yet).
-    let unapplied: Vec<String> = graph
+    let unapplied: Vec<RevisionIndex> = graph
         .topological()
         .filter(|&i| built_on.contains(i) && !state.applied().contains(i))
-        .map(|i| {
+        .collect();
+    if unapplied.is_empty() {
+        return format!(
+            "build {build_id} fails on a schema that has every revision it was built at: no phase explains it; its tests fail on their own"
+        );
+    }
+    let named: Vec<String> = unapplied
+        .iter()
+        .map(|&i| {
             let revision = graph.revision(i);
             format!(
                 "{} ({})",
@@ -120,16 +135,161 @@ pub fn misjudged(
             )
         })
         .collect();
-    if unapplied.is_empty() {
-        format!(
-            "build {build_id} fails on a schema that has every revision it was built at: no phase explains it; its tests fail on their own"
-        )
-    } else {
-        format!(
-            "build {build_id} fails although every expand revision it descends from is applied; it may need {}, which the rule let it run without: a revision the build's code needs is not a pure contract; split it, or declare shiftguard_phase = \"expand\" for what the build needs",
-            unapplied.join(", ")
-        )
+    let fixes: Vec<String> = unapplied
+        .iter()
+        .map(|&i| fix_for_needed(graph, files, state, i, build_id))
+        .collect();
+    format!(
+        "build {build_id} fails although every expand revision it descends from is applied; it may need {}, which the rule let it run without: {}",
+        named.join(", "),
+        fixes.join("; ")
+    )
+}
+
+/// What to change when a build needs `needed`, a revision the rule let it run without: the
+/// expand declaration where the file passes validation with it; else, for a column the
+/// revision drops that is NOT NULL without a default, the operation that makes it optional in
+/// an expand before it; else splitting the revision.
+fn fix_for_needed(
+    graph: &RevisionGraph,
+    files: &[RevisionFile],
+    state: &DatabaseState,
+    needed: RevisionIndex,
+    build_id: &str,
+) -> String {
+    let id = &graph.revision(needed).id;
+    let Some(file) = files.get(needed) else {
+        return split(id, build_id);
+    };
+    if passes_with_declaration(file, Phase::Expand) {
+        return format!("declare shiftguard_phase = \"expand\" in {id}");
     }
+    let relaxations: Vec<String> = file
+        .operations
+        .iter()
+        .filter(|op| op.name == "drop_column")
+        .filter_map(|op| {
+            let (table, column) = (op.table.as_deref()?, op.column.as_deref()?);
+            let facts = column_facts(graph, files, state, table, column)?;
+            (facts.nullable == Some(false) && !facts.has_server_default)
+                .then(|| relax_not_null(table, column, facts.type_.as_deref()))
+                .flatten()
+                .map(|call| {
+                    format!(
+                        "{id} drops {table}.{column}, which is NOT NULL without a default until then, so a build that no longer writes it cannot insert: make it optional in an expand revision before {id}: `{call}` (on SQLite inside `op.batch_alter_table`), and keep {id} a contract"
+                    )
+                })
+        })
+        .collect();
+    if relaxations.is_empty() {
+        split(id, build_id)
+    } else {
+        relaxations.join("; ")
+    }
+}
+
+fn split(id: &str, build_id: &str) -> String {
+    format!(
+        "split {id}: what build {build_id} needs goes into an expand revision before it, the removal stays a contract (declaring {id} an expand would fail validation or let it run before the old build is gone)"
+    )
+}
+
+/// Whether `file` passes the phase validation with `phase` declared.
+fn passes_with_declaration(file: &RevisionFile, phase: Phase) -> bool {
+    let mut declared = file.clone();
+    declared.declared_phase = Some(Located {
+        value: phase,
+        line: 1,
+    });
+    decide(&declared).is_ok()
+}
+
+/// A column as the applied revisions leave it.
+#[derive(Debug, Default)]
+struct ColumnFacts {
+    nullable: Option<bool>,
+    has_server_default: bool,
+    type_: Option<String>,
+}
+
+/// What the applied revisions' operations say about `table.column` (`None`: no applied
+/// operation defines it, e.g. it was made by raw SQL).
+fn column_facts(
+    graph: &RevisionGraph,
+    files: &[RevisionFile],
+    state: &DatabaseState,
+    table: &str,
+    column: &str,
+) -> Option<ColumnFacts> {
+    let mut facts: Option<ColumnFacts> = None;
+    let applied = graph
+        .topological()
+        .filter(|&i| state.applied().contains(i))
+        .filter_map(|i| files.get(i));
+    for operation in applied.flat_map(|file| &file.operations) {
+        if operation.table.as_deref() != Some(table) {
+            continue;
+        }
+        match operation.name.as_str() {
+            "create_table" | "add_column" => {
+                if let Some(spec) = operation.columns.iter().find(|c| c.name == column) {
+                    facts = Some(ColumnFacts {
+                        nullable: spec.nullable,
+                        has_server_default: spec.has_server_default,
+                        type_: spec.type_.clone(),
+                    });
+                }
+            }
+            "alter_column" if operation.column.as_deref() == Some(column) => {
+                if let Some(facts) = facts.as_mut() {
+                    facts.nullable = operation.nullable.or(facts.nullable);
+                    facts.has_server_default |= operation.has_server_default;
+                }
+            }
+            "drop_column" if operation.column.as_deref() == Some(column) => facts = None,
+            "drop_table" => facts = None,
+            _ => {}
+        }
+    }
+    facts
+}
+
+/// SQLAlchemy's generic types, which `sqlalchemy` exports under these names.
+const GENERIC_TYPES: &[&str] = &[
+    "BigInteger",
+    "Boolean",
+    "Date",
+    "DateTime",
+    "Double",
+    "Float",
+    "Integer",
+    "Interval",
+    "JSON",
+    "LargeBinary",
+    "Numeric",
+    "SmallInteger",
+    "String",
+    "Text",
+    "Time",
+    "Unicode",
+    "UnicodeText",
+    "Uuid",
+];
+
+/// `op.alter_column(…, nullable=True)` for the column, when it parses and classifies as an
+/// expand (checked, not assumed: it is printed as advice).
+fn relax_not_null(table: &str, column: &str, type_: Option<&str>) -> Option<String> {
+    // MySQL needs the type; only SQLAlchemy's generic types are spelled `sa.…` for sure.
+    let existing = type_
+        .filter(|t| GENERIC_TYPES.contains(&t.split('(').next().unwrap_or_default()))
+        .map(|t| format!(", existing_type=sa.{t}"))
+        .unwrap_or_default();
+    let call = format!(
+        "op.alter_column({table:?}, {column:?}{existing}, existing_nullable=False, nullable=True)"
+    );
+    let source = format!("revision = 'x'\ndown_revision = None\n\ndef upgrade():\n    {call}\n");
+    let parsed = parse_revision_file(&source).ok()?;
+    (decide(&parsed).ok()? == (Phase::Expand, PhaseSource::Inferred)).then_some(call)
 }
 
 /// `expand, declared` / `contract, inferred from its operations` / `contract, assumed`.
@@ -294,7 +454,7 @@ mod tests {
     fn a_step_that_breaks_an_older_build_is_named_as_a_contract() {
         let g = graph();
         let state = DatabaseState::new(&g, &["audit"]).expect("state");
-        let finding = misjudged(&g, at(&g, "base"), Some(at(&g, "audit")), &state, true);
+        let finding = misjudged(&g, &[], at(&g, "base"), Some(at(&g, "audit")), &state, true);
         assert!(
             finding.starts_with("revision audit (expand, declared) broke build base"),
             "{finding}"
@@ -304,11 +464,25 @@ mod tests {
             "{finding}"
         );
         // Failing before the step already: the step is not blamed.
-        let finding = misjudged(&g, at(&g, "base"), Some(at(&g, "audit")), &state, false);
+        let finding = misjudged(
+            &g,
+            &[],
+            at(&g, "base"),
+            Some(at(&g, "audit")),
+            &state,
+            false,
+        );
         assert!(finding.contains("this step is not to blame"), "{finding}");
         // A contract whose declared tolerance let the build through: raise it.
         let state = DatabaseState::new(&g, &["contract"]).expect("state");
-        let finding = misjudged(&g, at(&g, "merge"), Some(at(&g, "contract")), &state, true);
+        let finding = misjudged(
+            &g,
+            &[],
+            at(&g, "merge"),
+            Some(at(&g, "contract")),
+            &state,
+            true,
+        );
         assert!(
             finding.contains("declares shiftguard_requires_app_at_least = \"merge\", which lets build merge through"),
             "{finding}"
@@ -320,19 +494,116 @@ mod tests {
         let g = graph();
         let state = DatabaseState::new(&g, &["merge"]).expect("state");
         // The build made at the contract fails before the contract is applied.
-        let finding = misjudged(&g, at(&g, "contract"), Some(at(&g, "merge")), &state, true);
+        let finding = misjudged(
+            &g,
+            &[],
+            at(&g, "contract"),
+            Some(at(&g, "merge")),
+            &state,
+            true,
+        );
         assert!(
             finding.contains("it may need contract (contract, declared)"),
             "{finding}"
         );
-        assert!(
-            finding.contains("shiftguard_phase = \"expand\""),
-            "{finding}"
-        );
+        // Without its file, no declaration can be checked: the advice is to split it.
+        assert!(finding.contains("split contract:"), "{finding}");
+        assert!(!finding.contains("shiftguard_phase"), "{finding}");
         // Nothing unapplied to blame: the tests fail on their own.
         let state = DatabaseState::new(&g, &["contract"]).expect("state");
-        let finding = misjudged(&g, at(&g, "contract"), None, &state, true);
+        let finding = misjudged(&g, &[], at(&g, "contract"), None, &state, true);
         assert!(finding.contains("no phase explains it"), "{finding}");
+    }
+
+    /// Graph and parsed files of revision sources `(id, parent, upgrade body)`.
+    fn project(sources: &[(&str, Option<&str>, &str)]) -> (RevisionGraph, Vec<RevisionFile>) {
+        let mut revisions = Vec::new();
+        let mut files = Vec::new();
+        for (id, parent, body) in sources {
+            let down = parent.map_or("None".to_owned(), |p| format!("'{p}'"));
+            let source =
+                format!("revision = '{id}'\ndown_revision = {down}\n\ndef upgrade():\n{body}\n");
+            files.push(parse_revision_file(&source).expect("parses"));
+            revisions.push(crate::schema::scan::revision_from_source(&source, id).expect("valid"));
+        }
+        (RevisionGraph::new(revisions).expect("graph"), files)
+    }
+
+    #[test]
+    fn the_advice_for_a_needed_contract_is_what_validation_accepts() {
+        let (g, files) = project(&[
+            (
+                "orders",
+                None,
+                "    op.create_table('orders', sa.Column('id', sa.Integer(), primary_key=True), sa.Column('customer_email', sa.String(200), nullable=False))",
+            ),
+            (
+                "cid",
+                Some("orders"),
+                "    op.add_column('orders', sa.Column('customer_id', sa.Integer()))",
+            ),
+            (
+                "drop",
+                Some("cid"),
+                "    op.drop_column('orders', 'customer_email')",
+            ),
+            ("opaque", Some("drop"), "    op.execute(some_sql)"),
+        ]);
+        let state = DatabaseState::new(&g, &["cid"]).expect("state");
+        let finding = misjudged(
+            &g,
+            &files,
+            at(&g, "drop"),
+            Some(at(&g, "cid")),
+            &state,
+            true,
+        );
+        // Declaring the drop an expand is what `shiftguard manifest` refuses: not offered.
+        assert!(
+            !finding.contains("shiftguard_phase = \"expand\""),
+            "{finding}"
+        );
+        let call = "op.alter_column(\"orders\", \"customer_email\", existing_type=sa.String(200), existing_nullable=False, nullable=True)";
+        assert!(finding.contains(call), "{finding}");
+        // Followed as printed (the call added to the expand before it), the file still passes
+        // as an expand.
+        let mut cid = files[at(&g, "cid")].clone();
+        let extra = parse_revision_file(&format!(
+            "revision = 'x'\ndown_revision = None\ndef upgrade():\n    {call}\n"
+        ))
+        .expect("parses");
+        cid.operations.extend(extra.operations);
+        assert_eq!(decide(&cid), Ok((Phase::Expand, PhaseSource::Inferred)));
+        // A revision assumed a contract (nothing could be inferred) may be declared an expand.
+        let state = DatabaseState::new(&g, &["drop"]).expect("state");
+        let finding = misjudged(
+            &g,
+            &files,
+            at(&g, "opaque"),
+            Some(at(&g, "drop")),
+            &state,
+            true,
+        );
+        assert!(
+            finding.contains("declare shiftguard_phase = \"expand\" in opaque"),
+            "{finding}"
+        );
+        // A dropped column that was nullable all along explains nothing: split it.
+        let (g, files) = project(&[
+            (
+                "orders",
+                None,
+                "    op.create_table('orders', sa.Column('id', sa.Integer(), primary_key=True), sa.Column('note', sa.Text()))",
+            ),
+            (
+                "drop",
+                Some("orders"),
+                "    op.drop_column('orders', 'note')",
+            ),
+        ]);
+        let state = DatabaseState::new(&g, &["orders"]).expect("state");
+        let finding = misjudged(&g, &files, at(&g, "drop"), None, &state, true);
+        assert!(finding.contains("split drop:"), "{finding}");
     }
 
     #[test]

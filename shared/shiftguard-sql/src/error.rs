@@ -32,6 +32,13 @@ pub enum SqlError {
         "invalid table name `{name}`: use letters, digits and underscores, optionally schema.table"
     )]
     InvalidTableName { name: String },
+    /// The rehearsal's scratch database could not be created.
+    #[error("cannot create the scratch database `{name}` on {target}: {reason}")]
+    ScratchDatabase {
+        name: String,
+        target: String,
+        reason: String,
+    },
     /// A query failed.
     #[error("query on {target} failed: {reason}")]
     Query { target: String, reason: String },

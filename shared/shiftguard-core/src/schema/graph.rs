@@ -362,6 +362,11 @@ impl RevisionGraph {
         &self.parents[index]
     }
 
+    /// What must be applied before a revision: its `down_revision` and `depends_on` targets.
+    pub fn requires(&self, index: RevisionIndex) -> &[RevisionIndex] {
+        &self.requires[index]
+    }
+
     /// Revisions that no other revision names as `down_revision`, in topological order.
     pub fn heads(&self) -> Vec<RevisionIndex> {
         let mut has_child = vec![false; self.len()];

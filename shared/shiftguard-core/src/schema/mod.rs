@@ -6,6 +6,7 @@
 
 pub mod alembic;
 pub mod compat;
+pub mod frontier;
 pub mod graph;
 pub mod manifest;
 pub mod phase;

@@ -374,6 +374,12 @@ pub fn load_migrations(path: &Path) -> Result<Migrations, LoadError> {
     })
 }
 
+/// Like [`load_migrations`], with each revision's parsed file (for advice that must pass the
+/// same validation).
+pub fn load_valid_project(path: &Path) -> Result<Project, LoadError> {
+    load(path, false)
+}
+
 /// A migrations directory read for the lint: the graph and, per revision, its parsed file.
 #[derive(Debug)]
 pub struct Project {

@@ -55,39 +55,73 @@ pub struct Scratch {
     pub url: DatabaseUrl,
     /// The rehearsal's URL with the scratch database in place of its own, as Alembic takes it.
     pub alembic_url: String,
-    name: String,
+    /// Its name on the server (SQLite: the file's).
+    pub name: String,
     /// Where to connect to drop it (the rehearsed database).
     home: DatabaseUrl,
 }
 
+/// The longest database name both servers take (PostgreSQL 63 bytes, MySQL 64 characters).
+const MAX_DATABASE_NAME: usize = 63;
+
+/// The scratch database's name: `given`, or the rehearsed database's name with `_scratch`
+/// appended. A name is letters, digits and `_`, at most 63 characters, never the rehearsed
+/// database's own.
+pub fn scratch_name(home: &DatabaseUrl, given: Option<&str>) -> Result<String, String> {
+    let name = match given {
+        Some(name) => name.to_owned(),
+        None if home.dialect() == Dialect::Sqlite => "scratch".to_owned(),
+        None => match home.database_name() {
+            Some(database) => format!("{database}_scratch"),
+            None => {
+                return Err(
+                    "the database URL names no database: name the scratch database with --scratch-database".to_owned(),
+                );
+            }
+        },
+    };
+    if name.is_empty()
+        || name.len() > MAX_DATABASE_NAME
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(format!(
+            "scratch database name `{name}`: use letters, digits and `_`, at most {MAX_DATABASE_NAME} characters (--scratch-database NAME)"
+        ));
+    }
+    if home.database_name() == Some(name.as_str()) {
+        return Err(format!(
+            "the scratch database `{name}` is the rehearsed database itself: name another"
+        ));
+    }
+    Ok(name)
+}
+
 impl Scratch {
-    /// Creates an empty scratch database. `alembic_url` is the rehearsed database's URL as
-    /// Alembic takes it (`postgresql+psycopg://…`); `dir` holds the SQLite file.
+    /// Creates the empty scratch database `name` (see [`scratch_name`]). `alembic_url` is the
+    /// rehearsed database's URL as Alembic takes it (`postgresql+psycopg://…`); `dir` holds the
+    /// SQLite file. A database of that name that exists already is left alone (an error): it
+    /// may hold something, and it is dropped afterwards.
     pub async fn create(
         home: &DatabaseUrl,
         alembic_url: &str,
+        name: &str,
         dir: &std::path::Path,
     ) -> Result<Self, SqlError> {
-        // Unique across runners sharing a server (a container's pid is often the same).
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!("sg_rehearsal_empty_{}_{nanos}", std::process::id());
         if home.dialect() == Dialect::Sqlite {
             let path = dir.join(format!("{name}.db"));
             return Ok(Scratch {
                 url: DatabaseUrl::parse(&format!("sqlite://{}", path.display()))?,
                 alembic_url: format!("sqlite:///{}", path.display()),
-                name,
+                name: name.to_owned(),
                 home: home.clone(),
             });
         }
         let mut connection = Connection::open(home, settings()).await?;
-        let quoted = quote(home.dialect(), &name);
+        let quoted = quote(home.dialect(), name);
         let created = connection
             .raw(&format!("CREATE DATABASE {quoted}"))
             .await
-            .map_err(|e| query_failed(home, &e));
+            .map_err(|e| cannot_create(home, name, &e));
         connection.close().await;
         created?;
         let replace = |raw: &str| -> Result<String, SqlError> {
@@ -100,7 +134,7 @@ impl Scratch {
         Ok(Scratch {
             url: DatabaseUrl::parse(&replace(&home.driver_url)?)?,
             alembic_url: replace(alembic_url)?,
-            name,
+            name: name.to_owned(),
             home: home.clone(),
         })
     }
@@ -121,6 +155,48 @@ impl Scratch {
             connection.close().await;
         }
     }
+}
+
+/// Why `CREATE DATABASE name` failed, with what to do about it: the privilege it takes, or
+/// another name when it exists.
+fn cannot_create(home: &DatabaseUrl, name: &str, error: &sqlx::Error) -> SqlError {
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned())
+        .unwrap_or_default();
+    let hint = if is_exists(error) {
+        "it exists already (left by an interrupted rehearsal?): drop it, or name another with --scratch-database".to_owned()
+    } else {
+        match (home.dialect(), code.as_str()) {
+            // insufficient_privilege
+            (Dialect::Postgres, "42501") => "the role lacks the CREATEDB privilege (ALTER ROLE … CREATEDB), or skip the from-empty check with --no-empty-check".to_owned(),
+            // ER_DBACCESS_DENIED_ERROR (1044) reports 42000.
+            (Dialect::MySql, "42000") => format!(
+                "the user lacks the CREATE and DROP privileges on it (GRANT CREATE, DROP ON `{name}`.* TO …), or skip the from-empty check with --no-empty-check"
+            ),
+            _ => String::new(),
+        }
+    };
+    let reason = home.redact(&error.to_string());
+    SqlError::ScratchDatabase {
+        name: name.to_owned(),
+        target: home.target().to_owned(),
+        reason: if hint.is_empty() {
+            reason
+        } else {
+            format!("{reason}: {hint}")
+        },
+    }
+}
+
+/// ER_DB_CREATE_EXISTS (1007) on MySQL; duplicate_database on PostgreSQL.
+fn is_exists(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| {
+        e.code().as_deref() == Some("42P04")
+            || e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|m| m.number() == 1007)
+    })
 }
 
 /// Quotes an identifier the dialect's way.

@@ -1,6 +1,7 @@
-//! The programs a rehearsal runs: the project's own Alembic CLI and each app build's test
-//! command. Output goes to files (a chatty test can never block on a full pipe), and the wait
-//! polls, so the caller can sample locks meanwhile and stop a command at its time limit.
+//! The programs shiftguard runs: the project's own Alembic CLI (`rehearse`, `migrate`) and each
+//! app build's test command. Output goes to files (a chatty test can never block on a full
+//! pipe), and the wait polls, so the caller can sample locks meanwhile and stop a command at its
+//! time limit.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt as _;
@@ -9,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use shiftguard_sql::{DatabaseUrl, Dialect};
 
 /// How often a running program is polled (and locks are sampled).
 const POLL: Duration = Duration::from_millis(5);
@@ -48,6 +50,83 @@ impl Finished {
         let lines: Vec<&str> = self.output.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
+
+    /// The line that names the error, for one-line messages: a Python exception's own line (not
+    /// SQLAlchemy's "Background on this error" after it), else the last line.
+    pub fn error_line(&self) -> String {
+        match located_error(&self.output).first() {
+            Some(line) => clipped(line),
+            None => clipped(self.last_line()),
+        }
+    }
+
+    /// The lines that carry the error, at most [`ERROR_LINES`], each at most [`ERROR_LINE_CHARS`]
+    /// characters: the last Python traceback's exception and what follows it (SQLAlchemy's
+    /// DETAIL and statement), else pytest's FAILED/ERROR summary or its `E` lines, else the last
+    /// lines of the output.
+    pub fn error_lines(&self) -> Vec<String> {
+        let mut lines = located_error(&self.output);
+        if lines.is_empty() {
+            lines = self
+                .output
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            lines.drain(..lines.len().saturating_sub(3));
+        }
+        lines.truncate(ERROR_LINES);
+        lines.into_iter().map(clipped).collect()
+    }
+}
+
+/// The most lines [`Finished::error_lines`] gives.
+pub const ERROR_LINES: usize = 8;
+/// The longest line [`Finished::error_lines`] gives (a `[parameters: …]` line can be megabytes).
+pub const ERROR_LINE_CHARS: usize = 300;
+
+fn clipped(line: &str) -> String {
+    let line = line.trim_end();
+    match line.char_indices().nth(ERROR_LINE_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+/// The error lines of a Python program's output, if it has any: the exception line of the last
+/// traceback and the lines after it up to a blank line; else pytest's summary lines (`FAILED …`,
+/// `ERROR …`); else its `E   ` lines.
+fn located_error(output: &str) -> Vec<&str> {
+    let lines: Vec<&str> = output.lines().collect();
+    if let Some(start) = lines
+        .iter()
+        .rposition(|l| l.starts_with("Traceback (most recent call last):"))
+    {
+        // The frames are indented; the exception is the first line that is not.
+        let exception = lines[start + 1..]
+            .iter()
+            .position(|l| !l.is_empty() && !l.starts_with([' ', '\t']))
+            .map(|at| start + 1 + at);
+        if let Some(first) = exception {
+            return lines[first..]
+                .iter()
+                .take_while(|l| !l.trim().is_empty())
+                .copied()
+                .collect();
+        }
+    }
+    let summary: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("FAILED ") || l.starts_with("ERROR "))
+        .copied()
+        .collect();
+    if !summary.is_empty() {
+        return summary;
+    }
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("E ").map(str::trim_start))
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Runs `command` to its end or `limit`, calling `tick` between polls (errors from `tick` are
@@ -147,7 +226,15 @@ pub struct Alembic {
 }
 
 impl Alembic {
+    /// The Alembic `program` for the project in `project` (a directory holding alembic.ini
+    /// and/or pyproject.toml; `--migrations` names it in messages).
     pub fn new(program: PathBuf, project: &Path) -> anyhow::Result<Self> {
+        if !project.join("alembic.ini").is_file() && !project.join("pyproject.toml").is_file() {
+            anyhow::bail!(
+                "--migrations {}: not an Alembic project directory (no alembic.ini or pyproject.toml); Alembic runs there",
+                project.display()
+            );
+        }
         let project = std::path::absolute(project)?;
         let path = project.join("alembic.ini");
         let ini = match std::fs::read_to_string(&path) {
@@ -221,6 +308,20 @@ fn with_url(ini: &str, url: &str) -> String {
     }
 }
 
+/// The URL for Alembic: SQLAlchemy needs a driver it has (`postgresql+psycopg`,
+/// `mysql+pymysql`); a URL that names its driver (`postgresql+asyncpg://…`) is kept as given.
+pub fn alembic_url(given: &str, url: &DatabaseUrl) -> String {
+    let (scheme, rest) = given.split_once("://").unwrap_or((given, ""));
+    if scheme.contains('+') {
+        return given.to_owned();
+    }
+    match url.dialect() {
+        Dialect::Postgres => format!("postgresql+psycopg://{rest}"),
+        Dialect::MySql => format!("mysql+pymysql://{rest}"),
+        Dialect::Sqlite => given.to_owned(),
+    }
+}
+
 /// The Alembic to run: `explicit` (--alembic / SHIFTGUARD_ALEMBIC), else `alembic` on PATH.
 pub fn find_alembic(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = explicit {
@@ -280,6 +381,70 @@ mod tests {
             with_url("[loggers]\nkeys = root\n", "sqlite:////x.db"),
             "[alembic]\nsqlalchemy.url = sqlite:////x.db\n[loggers]\nkeys = root\n"
         );
+    }
+
+    fn finished(output: &str) -> Finished {
+        Finished {
+            code: Some(1),
+            timed_out: false,
+            elapsed: Duration::ZERO,
+            output: output.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_error_lines_are_the_exception_not_sqlalchemy_s_last_line() {
+        let traceback = "running the build's tests\n\
+            Traceback (most recent call last):\n  File \"t.py\", line 3, in <module>\n    c.execute(x)\n    ^^^^^^^^^^^^\n\
+            ValueError: an earlier error\n\n\
+            The above exception was the direct cause of the following exception:\n\n\
+            Traceback (most recent call last):\n  File \"t.py\", line 5, in <module>\n    raise\n\
+            sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation) null value in column \"customer_email\" violates not-null constraint\n\
+            DETAIL:  Failing row contains (1, null).\n\
+            [SQL: INSERT INTO orders (customer_id) VALUES (%(customer_id)s)]\n\
+            (Background on this error at: https://sqlalche.me/e/20/gkpj)\n";
+        let done = finished(traceback);
+        assert_eq!(
+            done.last_line(),
+            "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
+        );
+        assert!(
+            done.error_line()
+                .starts_with("sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation)")
+        );
+        let lines = done.error_lines();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[1].starts_with("DETAIL:") && lines[3].starts_with("(Background"));
+        // pytest: the summary lines, else its E lines.
+        let pytest = "tests/test_db.py F\n\
+            E       sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation) null value\n\
+            =========================== short test summary info ============================\n\
+            FAILED tests/test_db.py::test_insert - sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation) null value\n\
+            ============================== 1 failed in 0.12s ===============================\n";
+        assert_eq!(
+            finished(pytest).error_lines(),
+            [
+                "FAILED tests/test_db.py::test_insert - sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation) null value"
+            ]
+        );
+        let e_only =
+            finished("E       AssertionError: 3 != 4\nE        +  where 3 = f()\n1 failed\n");
+        assert_eq!(
+            e_only.error_lines(),
+            ["AssertionError: 3 != 4", "+  where 3 = f()"]
+        );
+        // Anything else: its last three lines; and every line is bounded.
+        let plain = finished(&format!("one\ntwo\n\nthree\nfour {}\n", "x".repeat(1000)));
+        let lines = plain.error_lines();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], "two");
+        assert_eq!(lines[2].chars().count(), ERROR_LINE_CHARS + 1);
+        assert_eq!(plain.error_line(), lines[2]);
+        let many = finished(&format!(
+            "Traceback (most recent call last):\n  File x\nE: boom\n{}",
+            "more\n".repeat(50)
+        ));
+        assert_eq!(many.error_lines().len(), ERROR_LINES);
     }
 
     #[tokio::test]
