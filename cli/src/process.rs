@@ -310,7 +310,14 @@ fn with_url(ini: &str, url: &str) -> String {
 
 /// The URL for Alembic: SQLAlchemy needs a driver it has (`postgresql+psycopg`,
 /// `mysql+pymysql`); a URL that names its driver (`postgresql+asyncpg://…`) is kept as given.
+/// A SQLite file is named by the absolute path shiftguard reads (SQLAlchemy's `sqlite:///x`
+/// is relative, and Alembic runs in the project directory), so both open the same file.
 pub fn alembic_url(given: &str, url: &DatabaseUrl) -> String {
+    if let Some(path) = url.sqlite_path() {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let path = path.to_string_lossy();
+        return format!("sqlite:////{}", path.trim_start_matches('/'));
+    }
     let (scheme, rest) = given.split_once("://").unwrap_or((given, ""));
     if scheme.contains('+') {
         return given.to_owned();

@@ -15,6 +15,7 @@ mod hooks;
 mod lab;
 mod lambda_backfill;
 mod lint;
+mod migrate;
 mod rehearsal;
 mod rehearse;
 mod sample_app;
