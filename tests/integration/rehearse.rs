@@ -437,3 +437,154 @@ async fn bad_input_is_one_line_exit_2_and_writes_nothing() {
     assert!(!db.table_exists("alembic_version").await && !db.table_exists("users").await);
     db.drop_database().await;
 }
+
+/// The build made at the contract `drop` of the orders project: it no longer writes
+/// customer_email, and raises (a traceback) when the insert fails.
+fn new_build_test(dir: &Path) -> PathBuf {
+    let script = dir.join("new_build.py");
+    std::fs::write(
+        &script,
+        "import os\nimport sqlalchemy as sa\nengine = sa.create_engine(os.environ['DATABASE_URL'])\nwith engine.connect() as c:\n    t = c.begin()\n    c.execute(sa.text('INSERT INTO orders (id, customer_id) VALUES (1, 7)'))\n    t.rollback()\nprint('new build: ok')\n",
+    )
+    .expect("write test");
+    script
+}
+
+#[tokio::test]
+async fn a_build_that_needs_a_waiting_contract_shows_its_error_and_advice_that_passes_validation() {
+    let project = crate::migrate::orders_project();
+    let test = new_build_test(project.path());
+    let db = TestDatabase::create(Kind::Postgres).await;
+    let run = rehearse(
+        project.path(),
+        &db.sqlalchemy_url(),
+        "orders",
+        &[&app("drop", &test), "--no-empty-check"],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    // The violation, under the build's line (not SQLAlchemy's last line alone).
+    assert!(
+        run.stdout.contains("fits+FAILS\n    | sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation) null value in column \"customer_email\"")
+            && run.stdout.contains("    | DETAIL:"),
+        "{}",
+        run.stdout
+    );
+    // The advice is what shiftguard accepts: not "declare the drop an expand".
+    assert!(
+        !run.stdout.contains("shiftguard_phase = \"expand\""),
+        "{}",
+        run.stdout
+    );
+    let marker = "make it optional in an expand revision before drop: `";
+    let start = run
+        .stdout
+        .find(marker)
+        .unwrap_or_else(|| panic!("{}", run.stdout))
+        + marker.len();
+    let call = &run.stdout[start..start + run.stdout[start..].find('`').expect("closing `")];
+    assert!(
+        call.starts_with("op.alter_column(\"orders\", \"customer_email\""),
+        "{call}"
+    );
+
+    // Followed as printed, in the expand before the drop: `shiftguard manifest` accepts it, and
+    // the rehearsal confirms every step.
+    let file = project.file_of("cid");
+    let source = std::fs::read_to_string(&file).expect("read cid");
+    let added = "    op.add_column('orders', sa.Column('customer_id', sa.Integer()))";
+    std::fs::write(
+        &file,
+        source.replacen(added, &format!("{added}\n    {call}"), 1),
+    )
+    .expect("write cid");
+    let manifest = crate::support::shiftguard(&[
+        "manifest",
+        "--migrations",
+        project.path().to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(manifest.code, 0, "{}", manifest.stderr);
+    let revisions = json(&manifest)["revisions"].clone();
+    let cid = revisions
+        .as_array()
+        .expect("revisions")
+        .iter()
+        .find(|r| r["id"] == "cid")
+        .expect("cid");
+    assert_eq!(cid["phase"], "expand", "{cid}");
+    let again = TestDatabase::create(Kind::Postgres).await;
+    let run = rehearse(
+        project.path(),
+        &again.sqlalchemy_url(),
+        "orders",
+        &[&app("drop", &test), "--no-empty-check"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    db.drop_database().await;
+    again.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_role_that_may_not_create_the_scratch_database_stops_before_the_first_step() {
+    let project = project(&[]);
+    for kind in [Kind::Postgres, Kind::MariaDb] {
+        let db = TestDatabase::create(kind).await;
+        let role = format!(
+            "sg_nocreate_{}",
+            crate::support::unique_suffix().replace('-', "_")
+        );
+        match kind {
+            Kind::Postgres => {
+                db.execute(&format!("CREATE ROLE {role} LOGIN")).await;
+                db.execute(&format!("ALTER DATABASE {} OWNER TO {role}", db.name))
+                    .await;
+                db.execute(&format!("GRANT ALL ON SCHEMA public TO {role}"))
+                    .await;
+            }
+            _ => {
+                db.execute(&format!("CREATE USER '{role}'@'%'")).await;
+                db.execute(&format!("GRANT ALL ON `{}`.* TO '{role}'@'%'", db.name))
+                    .await;
+            }
+        }
+        let mut url = url::Url::parse(&db.sqlalchemy_url()).expect("url");
+        url.set_username(&role).expect("user");
+        let run = rehearse(project.path(), url.as_str(), "items", &[]);
+        assert_eq!(run.code, 2, "{kind:?}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        let scratch = format!("`{}_scratch`", db.name);
+        let privilege = match kind {
+            Kind::Postgres => "CREATEDB",
+            _ => "CREATE and DROP privileges",
+        };
+        assert!(
+            run.stderr
+                .contains(&format!("cannot create the scratch database {scratch}"))
+                && run.stderr.contains(privilege),
+            "{}",
+            run.stderr
+        );
+        assert!(!db.table_exists("alembic_version").await, "nothing written");
+        // Named, and created by someone who may: the rehearsal runs, and drops it after.
+        let named = format!("{}_other", db.name);
+        let run = rehearse(
+            project.path(),
+            &db.sqlalchemy_url(),
+            "items",
+            &["--scratch-database", &named, "--json"],
+        );
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        assert_eq!(json(&run)["from_empty"]["status"], "ok");
+        let left = match kind {
+            Kind::Postgres => format!("SELECT count(*) FROM pg_database WHERE datname = '{named}'"),
+            _ => format!(
+                "SELECT count(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{named}'"
+            ),
+        };
+        assert_eq!(db.scalar(&left).await, 0, "the scratch database is dropped");
+        db.drop_database().await;
+        match kind {
+            Kind::Postgres => crate::support::admin_postgres(&format!("DROP ROLE {role}")).await,
+            _ => crate::support::admin_mysql(&format!("DROP USER '{role}'@'%'")).await,
+        }
+    }
+}

@@ -741,11 +741,11 @@ fn replace_database(url: &str, database: &str) -> String {
     format!("{server}/{database}")
 }
 
-async fn admin_postgres(sql: &str) {
+pub async fn admin_postgres(sql: &str) {
     run_postgres(&postgres_admin_url(), sql).await;
 }
 
-async fn admin_mysql(sql: &str) {
+pub async fn admin_mysql(sql: &str) {
     run_mysql(&mysql_admin_url(), sql).await;
 }
 
