@@ -17,6 +17,7 @@ use shiftguard_core::schema::scan::load_migrations;
 use shiftguard_core::{
     DatabaseState, Phase, PhaseSource, RevisionGraph, RevisionIndex, RevisionSet,
 };
+use shiftguard_sql::rehearsal::tables;
 use shiftguard_sql::{
     ConnectSettings, Connection, DEFAULT_VERSION_TABLE, DatabaseUrl, SqlError, read_heads,
 };
@@ -178,6 +179,9 @@ async fn expand(args: ExpandArgs) -> anyhow::Result<Outcome> {
         connect_timeout: Duration::from_secs(args.connect_timeout),
     };
     let before = migrator.heads().await?;
+    if before.is_empty() {
+        migrator.expect_new_database().await?;
+    }
     let state = DatabaseState::new(&graph, &before)?;
     let frontier = Frontier::of(&graph, &state);
     let list = |indexes: &[RevisionIndex]| -> Vec<Listed> {
@@ -226,26 +230,41 @@ async fn apply_expand(
     for &target in &frontier.targets {
         reached.push(target);
         let expected = graph.ancestors(reached.iter().copied());
-        if let Err(failure) = migrator.upgrade_to(graph, target, &expected).await? {
-            report.result = "failed";
-            report.heads_after = failure.heads;
-            report.error = Some(failure.message);
-            report.error_lines = failure.lines;
-            return Ok(Outcome::NotSafe);
+        match migrator
+            .upgrade_to(graph, target, &expected, &report.heads_after)
+            .await
+        {
+            Ok(heads) => report.heads_after = heads,
+            Err(failure) => {
+                // Only what the version table shows applied is listed as applied.
+                let now = DatabaseState::new(graph, &failure.heads).ok();
+                report.applies.retain(|listed| {
+                    let index = graph.index_of(&listed.revision);
+                    now.as_ref()
+                        .zip(index)
+                        .is_some_and(|(now, index)| now.applied().contains(index))
+                });
+                report.result = "failed";
+                report.heads_after = failure.heads;
+                report.error = Some(failure.message);
+                report.error_lines = failure.lines;
+                return Ok(Outcome::NotSafe);
+            }
         }
     }
-    report.heads_after = migrator.heads().await?;
     Ok(Outcome::Safe)
 }
 
+/// `a1, b2`, or `none`.
+fn heads(heads: &[String]) -> String {
+    if heads.is_empty() {
+        "none".to_owned()
+    } else {
+        heads.join(", ")
+    }
+}
+
 fn print_expand(report: &ExpandReport) {
-    let heads = |heads: &[String]| {
-        if heads.is_empty() {
-            "none".to_owned()
-        } else {
-            heads.join(", ")
-        }
-    };
     println!(
         "migrate expand: {} (heads: {})",
         report.database,
@@ -266,13 +285,7 @@ fn print_expand(report: &ExpandReport) {
             report.targets.join(", then ")
         ),
         "failed" => {
-            println!(
-                "FAILED: {}",
-                report.error.as_deref().unwrap_or("Alembic failed")
-            );
-            for line in &report.error_lines {
-                println!("  | {line}");
-            }
+            print_failure("", report.error.as_deref(), &report.error_lines);
             println!("heads now: {}", heads(&report.heads_after));
         }
         _ => println!(
@@ -381,15 +394,15 @@ async fn apply_contract(
         return Ok(Outcome::Safe);
     }
     let expected = graph.ancestors(state.heads().iter().copied().chain([target]));
-    match migrator.upgrade_to(graph, target, &expected).await? {
-        Ok(()) => {
+    match migrator.upgrade_to(graph, target, &expected, &now).await {
+        Ok(heads) => {
             report.result = "applied";
             report.applied = graph
                 .topological()
                 .filter(|&i| expected.contains(i) && !state.applied().contains(i))
                 .map(|i| listed(graph, i))
                 .collect();
-            report.heads_after = migrator.heads().await?;
+            report.heads_after = heads;
             Ok(Outcome::Safe)
         }
         Err(failure) => {
@@ -411,22 +424,18 @@ fn print_contract(report: &ContractReport) {
             println!(
                 "migrate contract: applied {}; heads now: {}",
                 report.revision,
-                report.heads_after.join(", ")
+                heads(&report.heads_after)
             );
         }
         "already_applied" => println!(
             "migrate contract: {} is applied already: nothing to do",
             report.revision
         ),
-        "failed" => {
-            println!(
-                "migrate contract: FAILED: {}",
-                report.error.as_deref().unwrap_or("Alembic failed")
-            );
-            for line in &report.error_lines {
-                println!("  | {line}");
-            }
-        }
+        "failed" => print_failure(
+            "migrate contract: ",
+            report.error.as_deref(),
+            &report.error_lines,
+        ),
         _ => println!(
             "migrate contract: {} not applied: the gate did not pass",
             report.revision
@@ -434,11 +443,19 @@ fn print_contract(report: &ContractReport) {
     }
 }
 
+/// `FAILED: <error>`, then the lines of Alembic's output that carry it.
+fn print_failure(prefix: &str, error: Option<&str>, lines: &[String]) {
+    println!("{prefix}FAILED: {}", error.unwrap_or("Alembic failed"));
+    for line in lines {
+        println!("  | {line}");
+    }
+}
+
 /// An upgrade that did not end where it was planned to.
 struct Failed {
     message: String,
     lines: Vec<String>,
-    /// The version table afterwards (empty when it could not be read).
+    /// The version table afterwards (empty when it could not be read back).
     heads: Vec<String>,
 }
 
@@ -472,33 +489,65 @@ impl Migrator {
         }
     }
 
-    /// `alembic upgrade TARGET`, then the version table read back: it must have applied
-    /// exactly `expected`. `Err(Failed)` when Alembic failed or the database is elsewhere.
+    /// A database without heads must be new: one with tables but no version table is one
+    /// Alembic never migrated with this table (a wrong --version-table?), not one to migrate
+    /// from nothing.
+    async fn expect_new_database(&self) -> anyhow::Result<()> {
+        if self.url.sqlite_path().is_some_and(|p| !p.exists()) || self.version_table.contains('.') {
+            return Ok(());
+        }
+        let tables = tables(&self.url).await?;
+        if !tables.is_empty() && !tables.contains(&self.version_table) {
+            anyhow::bail!(
+                "{} has {} table(s) but no version table `{}`: not a database this project's Alembic has migrated (--version-table names env.py's version_table); nothing applied",
+                self.url.target(),
+                tables.len(),
+                self.version_table
+            );
+        }
+        Ok(())
+    }
+
+    /// `alembic upgrade TARGET` on a database whose version table holds `before`, then the
+    /// version table read back: it must have applied exactly `expected`. The heads after it;
+    /// `Err(Failed)` when Alembic could not run or failed, the version table cannot be read
+    /// back, or the database is elsewhere (something may have been applied by then).
     async fn upgrade_to(
         &self,
         graph: &RevisionGraph,
         target: RevisionIndex,
         expected: &RevisionSet,
-    ) -> anyhow::Result<Result<(), Failed>> {
+        before: &[String],
+    ) -> Result<Vec<String>, Failed> {
         let id = &graph.revision(target).id;
-        let before = self.heads().await?;
-        let command = self.alembic.command(&self.alembic_url, &["upgrade", id])?;
-        let done = process::run(command, Duration::MAX, idle).await?;
+        let failed = |message: String, lines: Vec<String>, heads: Vec<String>| Failed {
+            message: format!("`alembic upgrade {id}` {message}"),
+            lines,
+            heads,
+        };
+        let ran = match self.alembic.command(&self.alembic_url, &["upgrade", id]) {
+            Ok(command) => process::run(command, Duration::MAX, idle).await,
+            Err(error) => Err(error),
+        };
+        let done =
+            ran.map_err(|e| failed(format!("could not run: {e:#}"), Vec::new(), before.to_vec()))?;
         self.show(&done);
-        let heads = self.heads().await?;
+        let heads = match self.heads().await {
+            Ok(heads) => heads,
+            Err(error) => {
+                return Err(failed(
+                    format!("ran, but the version table cannot be read back: {error:#}"),
+                    done.error_lines(&self.url),
+                    Vec::new(),
+                ));
+            }
+        };
         if !done.succeeded() {
-            return Ok(Err(Failed {
-                message: format!(
-                    "`alembic upgrade {id}` failed: {}",
-                    self.url.redact(&done.error_line())
-                ),
-                lines: done
-                    .error_lines()
-                    .iter()
-                    .map(|l| self.url.redact(l))
-                    .collect(),
+            return Err(failed(
+                format!("failed: {}", done.error_line(&self.url)),
+                done.error_lines(&self.url),
                 heads,
-            }));
+            ));
         }
         let problem = match DatabaseState::new(graph, &heads) {
             Err(unknown) => Some(unknown.to_string()),
@@ -522,14 +571,10 @@ impl Migrator {
             }
             Ok(_) => None,
         };
-        Ok(match problem {
-            Some(problem) => Err(Failed {
-                message: format!("after `alembic upgrade {id}`: {problem}"),
-                lines: Vec::new(),
-                heads,
-            }),
-            None => Ok(()),
-        })
+        match problem {
+            Some(problem) => Err(failed(format!("ran, but {problem}"), Vec::new(), heads)),
+            None => Ok(heads),
+        }
     }
 
     /// Alembic's own account (its log lines) on stderr, for the pipeline's log.

@@ -52,19 +52,21 @@ impl Finished {
     }
 
     /// The line that names the error, for one-line messages: a Python exception's own line (not
-    /// SQLAlchemy's "Background on this error" after it), else the last line.
-    pub fn error_line(&self) -> String {
-        match located_error(&self.output).first() {
-            Some(line) => clipped(line),
-            None => clipped(self.last_line()),
-        }
+    /// SQLAlchemy's "Background on this error" after it), else the last line. Without `url`'s
+    /// password (removed before the line is cut, so no part of it is left).
+    pub fn error_line(&self, url: &DatabaseUrl) -> String {
+        let line = located_error(&self.output)
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.last_line());
+        clipped(&url.redact(line))
     }
 
     /// The lines that carry the error, at most [`ERROR_LINES`], each at most [`ERROR_LINE_CHARS`]
     /// characters: the last Python traceback's exception and what follows it (SQLAlchemy's
     /// DETAIL and statement), else pytest's FAILED/ERROR summary or its `E` lines, else the last
-    /// lines of the output.
-    pub fn error_lines(&self) -> Vec<String> {
+    /// lines of the output. Without `url`'s password, as [`Finished::error_line`].
+    pub fn error_lines(&self, url: &DatabaseUrl) -> Vec<String> {
         let mut lines = located_error(&self.output);
         if lines.is_empty() {
             lines = self
@@ -75,7 +77,7 @@ impl Finished {
             lines.drain(..lines.len().saturating_sub(3));
         }
         lines.truncate(ERROR_LINES);
-        lines.into_iter().map(clipped).collect()
+        lines.into_iter().map(|l| clipped(&url.redact(l))).collect()
     }
 }
 
@@ -401,6 +403,7 @@ mod tests {
 
     #[test]
     fn the_error_lines_are_the_exception_not_sqlalchemy_s_last_line() {
+        let url = DatabaseUrl::parse("postgres://u:hunter2@db/app").expect("url");
         let traceback = "running the build's tests\n\
             Traceback (most recent call last):\n  File \"t.py\", line 3, in <module>\n    c.execute(x)\n    ^^^^^^^^^^^^\n\
             ValueError: an earlier error\n\n\
@@ -416,10 +419,10 @@ mod tests {
             "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
         );
         assert!(
-            done.error_line()
+            done.error_line(&url)
                 .starts_with("sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation)")
         );
-        let lines = done.error_lines();
+        let lines = done.error_lines(&url);
         assert_eq!(lines.len(), 4, "{lines:?}");
         assert!(lines[1].starts_with("DETAIL:") && lines[3].starts_with("(Background"));
         // pytest: the summary lines, else its E lines.
@@ -429,7 +432,7 @@ mod tests {
             FAILED tests/test_db.py::test_insert - sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation) null value\n\
             ============================== 1 failed in 0.12s ===============================\n";
         assert_eq!(
-            finished(pytest).error_lines(),
+            finished(pytest).error_lines(&url),
             [
                 "FAILED tests/test_db.py::test_insert - sqlalchemy.exc.IntegrityError: (psycopg.errors.NotNullViolation) null value"
             ]
@@ -437,21 +440,28 @@ mod tests {
         let e_only =
             finished("E       AssertionError: 3 != 4\nE        +  where 3 = f()\n1 failed\n");
         assert_eq!(
-            e_only.error_lines(),
+            e_only.error_lines(&url),
             ["AssertionError: 3 != 4", "+  where 3 = f()"]
         );
         // Anything else: its last three lines; and every line is bounded.
         let plain = finished(&format!("one\ntwo\n\nthree\nfour {}\n", "x".repeat(1000)));
-        let lines = plain.error_lines();
+        let lines = plain.error_lines(&url);
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0], "two");
         assert_eq!(lines[2].chars().count(), ERROR_LINE_CHARS + 1);
-        assert_eq!(plain.error_line(), lines[2]);
+        assert_eq!(plain.error_line(&url), lines[2]);
         let many = finished(&format!(
             "Traceback (most recent call last):\n  File x\nE: boom\n{}",
             "more\n".repeat(50)
         ));
-        assert_eq!(many.error_lines().len(), ERROR_LINES);
+        assert_eq!(many.error_lines(&url).len(), ERROR_LINES);
+        // The password is removed before a line is cut: no part of it is left.
+        let long = finished(&format!("{}hunter2\n", "x".repeat(ERROR_LINE_CHARS - 3)));
+        assert!(
+            !long.error_line(&url).contains("hun"),
+            "{}",
+            long.error_line(&url)
+        );
     }
 
     #[tokio::test]

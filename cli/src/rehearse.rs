@@ -47,15 +47,21 @@ use record::{AppRun, BackfillRun, Check, Finding, Record, Step};
     --since \"$LIVE_REVISION\" --app \"$LIVE_REVISION=pytest tests/db\" --format junit > rehearsal.xml\n\n\
     The database URL is given as SQLAlchemy spells it (postgresql+psycopg://, mysql+pymysql://, \
     sqlite:////absolute/path.db); without a driver, +psycopg and +pymysql are assumed for \
-    Alembic. Alembic runs in the project directory with the URL in SQLALCHEMY_URL and \
-    DATABASE_URL: env.py must take it from one of them (config.set_main_option(\"sqlalchemy.url\", \
-    os.environ[\"SQLALCHEMY_URL\"])). Each COMMAND runs in a shell with DATABASE_URL (the URL as \
+    Alembic. Alembic runs in the project directory and gets the URL as sqlalchemy.url (in a \
+    copy of alembic.ini, passed with -c) and in SQLALCHEMY_URL and DATABASE_URL: a stock \
+    env.py (which reads sqlalchemy.url) migrates the database given; an env.py that builds its \
+    URL elsewhere must read one of those (a pyproject.toml-only project has no alembic.ini to \
+    copy). The version table is read back after every step: Alembic migrating another database \
+    stops the rehearsal (exit 2). The from-empty check runs on a scratch database created on \
+    the same server before the first step (default name: the database's + `_scratch`; \
+    --scratch-database NAME) and dropped at the end. Each COMMAND runs in a shell with DATABASE_URL (the URL as \
     given), SHIFTGUARD_REHEARSAL_STEP (the revision just applied, or `start`) and \
     SHIFTGUARD_REHEARSAL_BUILD set.\n\n\
     Exit codes: 0 every step predicted and confirmed; 1 a build the rule said fits failed its \
     tests, a step held a blocking lock on a filled table past --lock-threshold-ms, a backfill \
     or an Alembic command failed, or the models and the migrations disagree; 2 bad input \
-    (nothing is written to the database).")]
+    (nothing is written to the database), or the scratch database cannot be created (named, \
+    with the privilege it takes).")]
 pub struct Args {
     /// The Alembic project directory (holding alembic.ini and/or pyproject.toml).
     #[arg(long, value_name = "DIR")]
@@ -152,7 +158,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let format = if args.json { Format::Json } else { args.format };
         let record = Rehearsal::new(&args, &plan).run().await;
         if let Some(scratch) = plan.scratch.take() {
-            scratch.drop().await;
+            let name = scratch.name.clone();
+            if let Err(error) = scratch.drop().await {
+                eprintln!(
+                    "warning: the scratch database `{name}` is left behind ({error}): drop it (DROP DATABASE), or the next rehearsal cannot create it"
+                );
+            }
         }
         let record = record?;
         if let Some(path) = &args.report {
@@ -337,7 +348,7 @@ impl<'a> Rehearsal<'a> {
             bail!(
                 "`alembic heads` failed in {}: {}",
                 plan.alembic.project().display(),
-                plan.url.redact(&startup.error_line())
+                startup.error_line(&plan.url)
             );
         }
         let steps = rehearsal::steps(&plan.graph, &plan.since);
@@ -489,7 +500,7 @@ impl<'a> Rehearsal<'a> {
     }
 
     fn alembic_failed(&mut self, step: usize, done: &Finished, revision: String) -> String {
-        let line = self.plan.url.redact(&done.error_line());
+        let line = done.error_line(&self.plan.url);
         let message = format!("`alembic upgrade {revision}` failed: {line}");
         self.findings.push(Finding {
             kind: "alembic",
@@ -651,7 +662,7 @@ impl<'a> Rehearsal<'a> {
                 Some(format!(
                     "after {at}: build {} fits by the rule but its tests fail ({}): {}",
                     app.id,
-                    plan.url.redact(&failure(&done)),
+                    failure(&done, &plan.url),
                     misjudged(
                         &plan.graph,
                         &plan.files,
@@ -702,10 +713,7 @@ impl<'a> Rehearsal<'a> {
             error_lines: if done.succeeded() {
                 Vec::new()
             } else {
-                done.error_lines()
-                    .iter()
-                    .map(|line| plan.url.redact(line))
-                    .collect()
+                done.error_lines(&plan.url)
             },
         })
     }
@@ -722,7 +730,7 @@ impl<'a> Rehearsal<'a> {
             .alembic(&scratch.alembic_url, &["upgrade", "heads"], idle)
             .await;
         let ms = millis(started.elapsed());
-        let result = match upgrade {
+        match upgrade {
             Ok(done) if done.succeeded() => {
                 let check = self.alembic_check(&scratch.alembic_url).await;
                 Ok((
@@ -737,7 +745,7 @@ impl<'a> Rehearsal<'a> {
             Ok(done) => {
                 let detail = format!(
                     "`alembic upgrade heads` from an empty database failed: {}",
-                    scratch.url.redact(&plan.url.redact(&done.error_line()))
+                    scratch.url.redact(&done.error_line(&plan.url))
                 );
                 self.finding("from_empty", &detail);
                 Ok((
@@ -750,8 +758,7 @@ impl<'a> Rehearsal<'a> {
                 ))
             }
             Err(error) => Err(error),
-        };
-        result
+        }
     }
 
     /// `alembic check`: the models against the migrated schema. Anything but "no difference" or
@@ -777,7 +784,7 @@ impl<'a> Rehearsal<'a> {
                 "failed",
                 format!(
                     "`alembic check` failed: {}",
-                    self.plan.url.redact(&done.error_line())
+                    done.error_line(&self.plan.url)
                 ),
             ),
             Err(error) => (
@@ -873,12 +880,12 @@ fn empty_step(number: usize, revision: Option<RevisionIndex>, graph: &RevisionGr
 }
 
 /// `exit 1: <the error's line>` / `timed out`.
-fn failure(done: &Finished) -> String {
+fn failure(done: &Finished, url: &DatabaseUrl) -> String {
     if done.timed_out {
         return "timed out".to_owned();
     }
     match done.code {
-        Some(code) => format!("exit {code}: {}", done.error_line()),
+        Some(code) => format!("exit {code}: {}", done.error_line(url)),
         None => "killed by a signal".to_owned(),
     }
 }

@@ -518,7 +518,9 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
     assert!(steps("migrate-expand").contains("shiftguard check"));
     let migrate = steps("migrate-expand");
     let lint = migrate.find("shiftguard lint").expect("the lint");
-    let upgrade = migrate.find("upgrade \\\"$HEAD\\\"").expect("the expand");
+    let upgrade = migrate
+        .find("shiftguard migrate expand")
+        .expect("the expand");
     assert!(lint < upgrade, "the release is linted before it is applied");
     assert!(steps("cutover").contains("shiftguard gate cutover"));
     assert!(steps("deploy-compatible").contains("scripts/version-key"));
@@ -560,11 +562,10 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
             && rehearse_steps.contains("--app \\\"$head=$NEW_TEST_COMMAND\\\""),
         "{rehearse_steps}"
     );
-    let gate = steps.find("shiftguard gate contract").expect("the gate");
-    let upgrade = steps.find("alembic -c").expect("the migration");
+    // The gate and the migration are one step: nothing is applied unless the gate passes.
     assert!(
-        gate < upgrade,
-        "the gate runs before the contract migration"
+        steps.contains("shiftguard migrate contract --revision \\\"$REVISION\\\""),
+        "{steps}"
     );
 }
 

@@ -80,10 +80,10 @@ pub fn scratch_name(home: &DatabaseUrl, given: Option<&str>) -> Result<String, S
             }
         },
     };
-    if name.is_empty()
-        || name.len() > MAX_DATABASE_NAME
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    // A name given is held to the plain characters; one derived from the database's own name
+    // keeps its characters (it is quoted) and only has to fit.
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if name.is_empty() || name.len() > MAX_DATABASE_NAME || (given.is_some() && !plain) {
         return Err(format!(
             "scratch database name `{name}`: use letters, digits and `_`, at most {MAX_DATABASE_NAME} characters (--scratch-database NAME)"
         ));
@@ -116,14 +116,6 @@ impl Scratch {
                 home: home.clone(),
             });
         }
-        let mut connection = Connection::open(home, settings()).await?;
-        let quoted = quote(home.dialect(), name);
-        let created = connection
-            .raw(&format!("CREATE DATABASE {quoted}"))
-            .await
-            .map_err(|e| cannot_create(home, name, &e));
-        connection.close().await;
-        created?;
         let replace = |raw: &str| -> Result<String, SqlError> {
             let mut parsed = url::Url::parse(raw).map_err(|e| SqlError::InvalidUrl {
                 reason: e.to_string(),
@@ -131,29 +123,40 @@ impl Scratch {
             parsed.set_path(&format!("/{name}"));
             Ok(parsed.into())
         };
-        Ok(Scratch {
+        // Both URLs first: nothing is created that could not be used (and dropped).
+        let scratch = Scratch {
             url: DatabaseUrl::parse(&replace(&home.driver_url)?)?,
             alembic_url: replace(alembic_url)?,
             name: name.to_owned(),
             home: home.clone(),
-        })
+        };
+        let mut connection = Connection::open(home, settings()).await?;
+        let quoted = quote(home.dialect(), name);
+        let created = connection
+            .raw(&format!("CREATE DATABASE {quoted}"))
+            .await
+            .map_err(|e| cannot_create(home, name, &e));
+        connection.close().await;
+        created.map(|()| scratch)
     }
 
-    /// Drops the scratch database (best effort: it holds nothing but the migrated schema).
-    pub async fn drop(self) {
+    /// Drops the scratch database (it holds nothing but the migrated schema). An error says
+    /// why it is left behind: the next rehearsal cannot create it again.
+    pub async fn drop(self) -> Result<(), SqlError> {
         if self.home.dialect() == Dialect::Sqlite {
             if let Some(path) = self.url.sqlite_path() {
                 let _ = std::fs::remove_file(path);
             }
-            return;
+            return Ok(());
         }
-        if let Ok(mut connection) = Connection::open(&self.home, settings()).await {
-            let quoted = quote(self.home.dialect(), &self.name);
-            let _ = connection
-                .raw(&format!("DROP DATABASE IF EXISTS {quoted}"))
-                .await;
-            connection.close().await;
-        }
+        let mut connection = Connection::open(&self.home, settings()).await?;
+        let quoted = quote(self.home.dialect(), &self.name);
+        let dropped = connection
+            .raw(&format!("DROP DATABASE IF EXISTS {quoted}"))
+            .await
+            .map_err(|e| query_failed(&self.home, &e));
+        connection.close().await;
+        dropped
     }
 }
 
