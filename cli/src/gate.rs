@@ -36,6 +36,35 @@ enum GateCommand {
     Contract(ContractArgs),
 }
 
+/// How a gate prints its decision.
+#[derive(Debug, clap::Args)]
+pub struct GateOutput {
+    /// Output: human (a table), json (the decision record), markdown (a CI summary:
+    /// `>> "$GITHUB_STEP_SUMMARY"`).
+    #[arg(long, value_enum, default_value = "human")]
+    format: GateFormat,
+    /// Short for --format json.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+}
+
+impl GateOutput {
+    fn format(&self) -> GateFormat {
+        if self.json {
+            GateFormat::Json
+        } else {
+            self.format
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GateFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
 /// What both gates read: the revisions, the configuration, the database, the function.
 #[derive(Debug, clap::Args)]
 pub struct Rollout {
@@ -73,7 +102,9 @@ pub struct Rollout {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     shiftguard gate cutover --migrations infra/example --function users-api --alias live\n  \
-    shiftguard gate cutover --manifest manifest.json --function users-api --alias live --json\n\n\
+    shiftguard gate cutover --manifest manifest.json --function users-api --alias live --json\n  \
+    shiftguard gate cutover --manifest manifest.json --function users-api --alias live \\\n      \
+    --format markdown >> \"$GITHUB_STEP_SUMMARY\"\n\n\
     Passes when every backfill in [gates] cutover_backfills (default: every [[backfill]]) has \
     no pending rows now, every [[check]] with gates = [\"cutover\"] is within its threshold, and \
     the version before the alias's primary is still published and can run on the database \
@@ -87,9 +118,8 @@ struct CutoverArgs {
     /// alias's primary).
     #[arg(long, value_name = "VERSION")]
     previous_version: Option<String>,
-    /// Print the decision record as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: GateOutput,
 }
 
 /// Contract: every version that can still run is compatible with the database at REVISION.
@@ -116,15 +146,14 @@ struct ContractArgs {
     /// Observation window (default: [gates] observation_minutes, 60).
     #[arg(long, value_name = "MINUTES")]
     observation_minutes: Option<u64>,
-    /// Print the decision record as JSON on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: GateOutput,
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let json = match &args.gate {
-        GateCommand::Cutover(a) => a.json,
-        GateCommand::Contract(a) => a.json,
+    let format = match &args.gate {
+        GateCommand::Cutover(a) => a.output.format(),
+        GateCommand::Contract(a) => a.output.format(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -144,15 +173,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     });
     match result {
         Ok(record) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
-            } else {
-                print_record(&record);
+            match format {
+                GateFormat::Human => print_record(&record),
+                GateFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+                GateFormat::Markdown => print!("{}", markdown(&record)),
             }
             Ok(outcome(record.result))
         }
         Err(error) => {
-            if json {
+            if format == GateFormat::Json {
                 let record =
                     serde_json::json!({ "result": "error", "error": format!("{error:#}") });
                 println!("{record}");
@@ -341,6 +370,61 @@ pub fn print_record(record: &ApprovalRecord) {
             );
         }
     }
+}
+
+/// The decision as a CI summary: what was judged, a row per gate, the verdict.
+pub fn markdown(record: &ApprovalRecord) -> String {
+    use crate::markdown::{cell, code, table};
+    let about = match &record.revision {
+        Some(revision) => format!("{} to {revision}", record.gate),
+        None => record.gate.to_string(),
+    };
+    let result = match record.result {
+        Overall::Pass => "PASS",
+        Overall::Fail => "FAIL",
+        Overall::Inconclusive => "INCONCLUSIVE",
+    };
+    let heads = if record.database_heads.is_empty() {
+        "none".to_owned()
+    } else {
+        record.database_heads.join(", ")
+    };
+    let rows: Vec<Vec<String>> = record
+        .gates
+        .iter()
+        .map(|gate| {
+            let (mark, reason) = match &gate.verdict {
+                GateVerdict::Pass => (":white_check_mark: pass", ""),
+                GateVerdict::Fail(reason) => (":x: FAIL", reason.as_str()),
+                GateVerdict::Inconclusive(reason) => {
+                    (":grey_question: inconclusive", reason.as_str())
+                }
+            };
+            vec![
+                if gate.observed {
+                    format!("{mark} (observed)")
+                } else {
+                    mark.to_owned()
+                },
+                code(&gate.gate),
+                gate.value.map(|v| v.to_string()).unwrap_or_default(),
+                gate.threshold.as_deref().map(cell).unwrap_or_default(),
+                cell(reason),
+            ]
+        })
+        .collect();
+    format!(
+        "### shiftguard gate {}: {result}
+
+{} on {} (heads: {})
+
+{}",
+        cell(&about),
+        code(&format!("{}:{}", record.function, record.alias)),
+        cell(&record.database),
+        cell(&heads),
+        table(&["", "Gate", "Value", "Threshold", "Reason"], &rows)
+    )
 }
 
 /// One line per gate: verdict (`(obs)` for an observe-only gate that did not pass), name, value

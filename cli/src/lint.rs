@@ -26,6 +26,8 @@ use crate::Outcome;
     shiftguard lint --migrations infra/example\n\n  \
     # A pull request: only what is not in production yet, as SARIF for GitHub code scanning:\n  \
     shiftguard lint --migrations infra/example --since \"$PROD_HEAD\" --format sarif > lint.sarif\n\n  \
+    # A CI summary (GitHub's job summary, a merge request note):\n  \
+    shiftguard lint --migrations . --since \"$PROD_HEAD\" --format markdown >> \"$GITHUB_STEP_SUMMARY\"\n\n  \
     # Every rule with its code, level and fix:\n  \
     shiftguard lint --list-rules\n\n\
     A revision turns a rule off for itself with a module-level declaration naming it:\n  \
@@ -75,6 +77,8 @@ enum Format {
     Human,
     Json,
     Sarif,
+    /// A Markdown summary (GitHub's job summary, a merge request note).
+    Markdown,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -220,6 +224,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Format::Human => output::human(&report, color),
         Format::Json => output::json(&report),
         Format::Sarif => output::sarif(&report),
+        Format::Markdown => output::markdown(&report),
     }
     Ok(if report.failed {
         Outcome::NotSafe

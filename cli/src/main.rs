@@ -8,6 +8,7 @@ mod hold;
 mod lab;
 mod lint;
 mod manifest;
+mod markdown;
 mod migrate;
 mod migrations;
 mod process;
@@ -31,10 +32,18 @@ pub enum Outcome {
     Busy,
 }
 
+/// `0.1.0 (3f2a9c1d0b7e)`: the version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SHIFTGUARD_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "shiftguard",
-    version,
+    version = VERSION,
     about = "Keeps a shared database safe while Lambda traffic shifts between app versions",
     long_about = "Keeps a shared database safe while Lambda traffic shifts between app versions.\n\n\
         Exit codes: 0 safe, 1 not safe (reasons printed), 2 could not decide (bad input, \

@@ -118,6 +118,8 @@ enum Format {
     Human,
     Json,
     Junit,
+    /// A CI summary: the builds × steps grid and the findings.
+    Markdown,
 }
 
 /// An app build to test after every step.
@@ -174,6 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Format::Human => print!("{}", output::human(&record)),
             Format::Json => println!("{}", serde_json::to_string_pretty(&record)?),
             Format::Junit => print!("{}", output::junit(&record)),
+            Format::Markdown => print!("{}", output::markdown(&record)),
         }
         Ok(if record.blocking() == 0 {
             Outcome::Safe

@@ -267,6 +267,16 @@ async fn the_contract_gate_blocks_while_old_code_can_run_and_passes_once_nothing
         ],
     );
     eprintln!("--- contract gate, blocked:\n{}", blocked.stdout);
+    // The same decision as a CI summary (names that differ per run written as the example's).
+    let summary = r.contract(&["--format", "markdown"]).await;
+    assert_eq!(summary.code, 1, "{}", summary.stderr);
+    crate::support::assert_golden(
+        "gate-contract.md",
+        &summary
+            .stdout
+            .replace(name, "users-api")
+            .replace(&r.db.name, "app"),
+    );
 
     // The shift is over; version 1 still ran 90 minutes ago: inside a 120-minute window, not
     // inside the default 60.

@@ -4,10 +4,10 @@
 //! formats; the SARIF output is validated against the SARIF 2.1.0 schema.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::support::{AlembicProject, Run, alembic_binary, json, repo_root};
+use crate::support::{AlembicProject, Run, alembic_binary, assert_golden, json, repo_root};
 
 /// Offline rendering only needs the dialect; no server is contacted.
 const POSTGRES_URL: &str = "postgresql+psycopg://app@127.0.0.1/none";
@@ -595,26 +595,6 @@ fn golden_project() -> AlembicProject {
     ])
 }
 
-fn golden_path(name: &str) -> PathBuf {
-    repo_root().join("tests/integration/golden").join(name)
-}
-
-/// Compares with the golden file; `UPDATE_GOLDEN=1` rewrites it instead.
-fn assert_golden(name: &str, actual: &str) {
-    let path = golden_path(name);
-    let actual = actual.replace(env!("CARGO_PKG_VERSION"), "<version>");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(
-        actual, expected,
-        "{name} differs (UPDATE_GOLDEN=1 rewrites it)"
-    );
-}
-
 #[test]
 fn the_three_formats_match_their_golden_files_and_sarif_validates() {
     let project = golden_project();
@@ -627,6 +607,10 @@ fn the_three_formats_match_their_golden_files_and_sarif_validates() {
     let json_run = lint_in(project.path(), &["--since", "a1", "--format", "json"]);
     assert_eq!(json_run.code, 1);
     assert_golden("lint.json", &json_run.stdout);
+
+    let markdown = lint_in(project.path(), &["--since", "a1", "--format", "markdown"]);
+    assert_eq!(markdown.code, 1);
+    assert_golden("lint.md", &markdown.stdout);
 
     let sarif = lint_in(project.path(), &["--since", "a1", "--format", "sarif"]);
     assert_eq!(sarif.code, 1);

@@ -21,3 +21,4 @@ mod rehearse;
 mod sample_app;
 mod support;
 mod template;
+mod wheel;

@@ -854,3 +854,20 @@ pub async fn publish_versions(
     }
     versions
 }
+
+/// Compares `actual` with `tests/integration/golden/NAME` (the crate's version written as
+/// `<version>`); `UPDATE_GOLDEN=1` rewrites the file instead.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = repo_root().join("tests/integration/golden").join(name);
+    let actual = actual.replace(env!("CARGO_PKG_VERSION"), "<version>");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(
+        actual, expected,
+        "{name} differs (UPDATE_GOLDEN=1 rewrites it)"
+    );
+}

@@ -479,6 +479,7 @@ fn the_pipeline_example_is_a_valid_workflow_in_the_doctrines_order() {
         .arg(dir.join("deploy.yml"))
         .arg(dir.join("contract.yml"))
         .arg(dir.join("lint.yml"))
+        .arg(dir.join("release.yml"))
         .output()
         .expect("run check-jsonschema");
     assert!(
@@ -713,4 +714,90 @@ fn the_backfill_state_machine_fans_out_the_shards_and_loops_until_complete() {
     let policies = t["Resources"][role]["Properties"]["Policies"].to_string();
     assert!(policies.contains("lambda:InvokeFunction"), "{policies}");
     assert!(policies.contains("Backfill"), "{policies}");
+}
+
+/// The release workflow: wheels for every platform PyPI users run and the sdist, published by
+/// trusted publishing; the functions zipped for both architectures with their SHA-256; the CLI
+/// built once per platform (by maturin), never by cargo elsewhere.
+#[test]
+fn the_release_workflow_builds_each_artifact_once_and_publishes_without_a_token() {
+    let text =
+        std::fs::read_to_string(repo_root().join("infra/github/release.yml")).expect("release.yml");
+    let release: Value = serde_saphyr::from_str(&text).expect("YAML");
+    assert!(release["on"]["push"]["tags"].is_array(), "on a tag");
+    let jobs = &release["jobs"];
+    let targets: Vec<&str> = jobs["wheels"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .expect("the wheel matrix")
+        .iter()
+        .filter_map(|entry| entry["target"].as_str())
+        .collect();
+    for target in [
+        "x86_64-unknown-linux-gnu",
+        "aarch64-unknown-linux-gnu",
+        "x86_64-unknown-linux-musl",
+        "aarch64-unknown-linux-musl",
+        "x86_64-apple-darwin",
+        "aarch64-apple-darwin",
+    ] {
+        assert!(
+            targets.contains(&target),
+            "a wheel for {target}: {targets:?}"
+        );
+    }
+    let steps = |job: &str| serde_json::to_string(&jobs[job]["steps"]).expect("steps");
+    assert!(steps("wheels").contains("PyO3/maturin-action") && steps("wheels").contains("--strip"));
+    assert!(steps("sdist").contains("\"command\":\"sdist\""));
+    let lambdas = steps("lambdas");
+    for function in [
+        "pre-traffic-hook",
+        "post-traffic-hook",
+        "gate-monitor",
+        "backfill",
+    ] {
+        assert!(lambdas.contains(function), "{function}");
+    }
+    assert!(lambdas.contains("sha256sum"));
+    assert_eq!(jobs["pypi"]["environment"], "pypi");
+    assert_eq!(jobs["pypi"]["permissions"]["id-token"], "write");
+    assert!(steps("pypi").contains("pypa/gh-action-pypi-publish"));
+    assert!(!text.contains("password"), "trusted publishing: no token");
+    // Nothing builds the CLI but maturin.
+    for (job, _) in jobs.as_object().expect("jobs") {
+        let steps = steps(job);
+        assert!(
+            !steps.contains("--bin shiftguard") && !steps.contains("cargo build"),
+            "{job} builds the CLI again"
+        );
+    }
+}
+
+/// The workflows a user copies install shiftguard's wheel (a pinned version); none builds it.
+#[test]
+fn the_copied_workflows_install_the_cli_instead_of_building_it() {
+    for file in ["lint.yml", "deploy.yml", "contract.yml"] {
+        let text =
+            std::fs::read_to_string(repo_root().join("infra/github").join(file)).expect(file);
+        let workflow: Value = serde_saphyr::from_str(&text).expect("YAML");
+        assert!(
+            !text.contains("--bin shiftguard") && !text.contains("target/release/shiftguard"),
+            "{file} builds shiftguard"
+        );
+        // Every job that runs shiftguard installs it first.
+        for (job, body) in workflow["jobs"].as_object().expect("jobs") {
+            let steps = serde_json::to_string(&body["steps"]).expect("steps");
+            let Some(runs) = steps.find("shiftguard ") else {
+                continue;
+            };
+            let installs = steps
+                .find("shiftguard==$SHIFTGUARD_VERSION")
+                .unwrap_or_else(|| {
+                    panic!("{file}: job {job} runs shiftguard without installing it")
+                });
+            assert!(
+                installs < runs,
+                "{file}: job {job} runs shiftguard before installing it"
+            );
+        }
+    }
 }

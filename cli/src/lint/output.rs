@@ -209,3 +209,57 @@ fn uri(path: &str) -> String {
     }
     out
 }
+
+/// A Markdown summary: the verdict line, then one table row per finding (level, rule, where,
+/// what, the fix), then the notes.
+pub fn markdown(report: &Report) {
+    use crate::markdown::{cell, code, table};
+    print_notes(report);
+    let errors = report.count(Level::Error);
+    let warnings = report.count(Level::Warning);
+    let since = if report.since.is_empty() {
+        "the whole graph".to_owned()
+    } else {
+        format!("after {}", report.since.join(", "))
+    };
+    println!(
+        "### shiftguard lint: {}\n\n{errors} error{}, {warnings} warning{} in {} revision{} ({})\n",
+        if report.failed { "FAIL" } else { "pass" },
+        plural(errors),
+        plural(warnings),
+        report.scope.release.len(),
+        plural(report.scope.release.len()),
+        cell(&since)
+    );
+    if !report.findings.is_empty() {
+        let graph = &report.project.graph;
+        let rows: Vec<Vec<String>> = report
+            .findings
+            .iter()
+            .map(|finding| {
+                let revision = graph.revision(finding.revision);
+                vec![
+                    match finding.rule.level {
+                        Level::Error => ":x: error".to_owned(),
+                        Level::Warning => ":warning: warning".to_owned(),
+                    },
+                    format!("{} {}", code(finding.rule.code), cell(finding.rule.name)),
+                    format!(
+                        "{} ({})",
+                        code(&format!(
+                            "{}:{}",
+                            report.paths[finding.revision], finding.line
+                        )),
+                        cell(&format!("{}, {}", revision.id, revision.phase))
+                    ),
+                    cell(&finding.message),
+                    cell(finding.rule.fix),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["", "Rule", "Where", "Finding", "Fix"], &rows));
+    }
+    for note in &report.notes {
+        println!("\n> {}", cell(note));
+    }
+}

@@ -239,3 +239,86 @@ pub fn junit(record: &Record) -> String {
         record.seconds
     )
 }
+
+/// A CI summary: the verdict, a row per step with each build's outcome in its column (the
+/// builds × steps grid), the from-empty checks, then the findings.
+pub fn markdown(record: &Record) -> String {
+    use crate::markdown::{cell, code, table};
+    let mut builds: Vec<&str> = Vec::new();
+    for app in record.steps.iter().flat_map(|s| &s.apps) {
+        if !builds.contains(&app.build.as_str()) {
+            builds.push(&app.build);
+        }
+    }
+    let mut header = vec!["Step", "Revision", "Phase", "Alembic"];
+    let columns: Vec<String> = builds
+        .iter()
+        .map(|b| format!("build {}", code(b)))
+        .collect();
+    header.extend(columns.iter().map(String::as_str));
+    let rows: Vec<Vec<String>> = record
+        .steps
+        .iter()
+        .map(|step| {
+            let mut row = vec![
+                step.number.to_string(),
+                step.revision.as_deref().map_or("start".to_owned(), code),
+                cell(&phase_text(step)),
+                match &step.error {
+                    Some(error) => format!(":x: {}", cell(error)),
+                    None => format!("{:.0} ms", step.alembic_ms),
+                },
+            ];
+            for build in &builds {
+                row.push(match step.apps.iter().find(|a| a.build == *build) {
+                    Some(app) if app.outcome.is_error() => format!(":x: **{}**", app.outcome),
+                    Some(app) => app.outcome.to_string(),
+                    None => String::new(),
+                });
+            }
+            row
+        })
+        .collect();
+    let mut out = format!(
+        "### shiftguard rehearse: {}\n\n{} from {} to {} ({} rows per table): {} step{}, {} blocking finding{}\n\n{}",
+        if record.result == "pass" {
+            "every step predicted and confirmed"
+        } else {
+            "FAILED"
+        },
+        cell(&record.database),
+        cell(&record.since.join(", ")),
+        cell(&record.heads.join(", ")),
+        record.rows,
+        record.steps.len().saturating_sub(1),
+        if record.steps.len() == 2 { "" } else { "s" },
+        record.blocking(),
+        if record.blocking() == 1 { "" } else { "s" },
+        table(&header, &rows)
+    );
+    for (name, check) in [
+        ("From empty", &record.from_empty),
+        ("alembic check", &record.alembic_check),
+    ] {
+        if let Some(check) = check {
+            let _ = write!(
+                out,
+                "\n{name}: {} ({})\n",
+                check.status,
+                cell(&check.detail)
+            );
+        }
+    }
+    if !record.findings.is_empty() {
+        out.push_str("\n**Findings**\n\n");
+        for finding in &record.findings {
+            let mark = if finding.blocking {
+                ":x:"
+            } else {
+                ":information_source:"
+            };
+            let _ = writeln!(out, "- {mark} {}", cell(&finding.message));
+        }
+    }
+    out
+}
