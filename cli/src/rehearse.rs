@@ -44,7 +44,10 @@ use record::{AppRun, BackfillRun, Check, Finding, Record, Step};
     --app '3f55b760f0a3=python infra/example/app_tests/v3.py' --rows 100000\n\n  \
     # In CI, from the live alias's stamp, as JUnit for the CI system to show:\n  \
     shiftguard rehearse --migrations . --database-url sqlite:////tmp/r.db \\\n      \
-    --since \"$LIVE_REVISION\" --app \"$LIVE_REVISION=pytest tests/db\" --format junit > rehearsal.xml\n\n\
+    --since \"$LIVE_REVISION\" --app \"$LIVE_REVISION=pytest tests/db\" --format junit > rehearsal.xml\n\n  \
+    # The builds × steps grid as a CI summary (GitHub's job summary, a merge request note):\n  \
+    shiftguard rehearse --migrations . --database-url \"$URL\" --since \"$LIVE_REVISION\" \\\n      \
+    --app \"$LIVE_REVISION=pytest tests/db\" --format markdown >> \"$GITHUB_STEP_SUMMARY\"\n\n\
     The database URL is given as SQLAlchemy spells it (postgresql+psycopg://, mysql+pymysql://, \
     sqlite:////absolute/path.db); without a driver, +psycopg and +pymysql are assumed for \
     Alembic. Alembic runs in the project directory and gets the URL as sqlalchemy.url (in a \

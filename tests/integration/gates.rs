@@ -275,7 +275,7 @@ async fn the_contract_gate_blocks_while_old_code_can_run_and_passes_once_nothing
         &summary
             .stdout
             .replace(name, "users-api")
-            .replace(&r.db.name, "app"),
+            .replace(&r.db.name.replace('_', "\\_"), "app"),
     );
 
     // The shift is over; version 1 still ran 90 minutes ago: inside a 120-minute window, not

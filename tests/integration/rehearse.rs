@@ -525,7 +525,9 @@ async fn a_build_that_needs_a_waiting_contract_shows_its_error_and_advice_that_p
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     // As a CI summary: the builds × steps grid (timings and the database's name vary).
-    let mut summary = run.stdout.replace(&again.name, "rehearsal");
+    let mut summary = run
+        .stdout
+        .replace(&again.name.replace('_', "\\_"), "rehearsal");
     while let Some(at) = summary.find(" ms |") {
         let start = summary[..at].rfind("| ").expect("a cell") + 2;
         summary.replace_range(start..at + 3, "<ms>");

@@ -798,6 +798,12 @@ fn the_copied_workflows_install_the_cli_instead_of_building_it() {
                 installs < runs,
                 "{file}: job {job} runs shiftguard before installing it"
             );
+            // A runner's system pip refuses installs (PEP 668): setup-python's pip comes first.
+            let python = steps.find("actions/setup-python").unwrap_or(usize::MAX);
+            assert!(
+                python < installs,
+                "{file}: job {job} installs without setup-python"
+            );
         }
     }
 }

@@ -271,14 +271,17 @@ fn the_pre_commit_hook_fails_on_a_hazard_and_passes_on_a_safe_revision() {
         "    op.create_table('items', sa.Column('id', sa.Integer(), primary_key=True))",
     );
     let cache = tempfile::tempdir().expect("cache");
+    // As on a developer's machine without the project's venv active: no Alembic on PATH, so
+    // the lint's SQL layer is skipped (with a note) and the operations layer decides.
     let pre_commit = |files: &Path| -> Run {
         Command::new(repo_root().join(".venv/bin/pre-commit"))
             .args(["run", "--color", "never", "--files"])
             .arg(files)
             .current_dir(dir)
             .env("PRE_COMMIT_HOME", cache.path())
-            .env("SHIFTGUARD_ALEMBIC", alembic_binary())
-            .env("SQLALCHEMY_URL", OFFLINE_URL)
+            .env("PATH", "/usr/bin:/bin")
+            .env_remove("SHIFTGUARD_ALEMBIC")
+            .env_remove("SQLALCHEMY_URL")
             .output()
             .expect("pre-commit")
             .into()
@@ -418,9 +421,34 @@ fn the_action_installs_the_wheel_runs_the_lint_and_writes_the_summary() {
             && summary.contains("`SG107`"),
         "{summary}"
     );
+    let path = std::fs::read_to_string(runner.path().join("path")).expect("GITHUB_PATH");
+    assert_eq!(
+        path.trim(),
+        runner.path().join("shiftguard-bin").display().to_string(),
+        "only the command goes on PATH, not the venv's python and pip"
+    );
     let sarif =
         std::fs::read_to_string(runner.path().join("shiftguard-lint.sarif")).expect("sarif");
     assert!(sarif.contains("\"ruleId\": \"SG107\""), "{sarif}");
+
+    // `args` is split like a shell would, but nothing in it runs.
+    let marker = runner.path().join("marker");
+    let injected = format!(
+        "--migrations '{}' $(touch {}) `touch {}`",
+        project.path().display(),
+        marker.display(),
+        marker.display()
+    );
+    let codes = run_action(
+        &[
+            ("command", "lint"),
+            ("args", &injected),
+            ("version", wheel.to_str().expect("utf-8 path")),
+        ],
+        runner.path(),
+    );
+    assert_eq!(codes, [0, 2], "an unexpected argument");
+    assert!(!marker.exists(), "nothing in args was run");
 
     // An unknown command: an error annotation, exit 2, nothing run.
     let codes = run_action(
