@@ -17,6 +17,7 @@ use shiftguard_core::schema::scan::load_migrations;
 use shiftguard_core::{
     DatabaseState, Phase, PhaseSource, RevisionGraph, RevisionIndex, RevisionSet,
 };
+use shiftguard_sql::migrate_lock::MigrationLock;
 use shiftguard_sql::rehearsal::tables;
 use shiftguard_sql::{
     ConnectSettings, Connection, DEFAULT_VERSION_TABLE, DatabaseUrl, SqlError, read_heads,
@@ -60,7 +61,8 @@ enum MigrateCommand {
     DATABASE_URL; without a driver, +psycopg and +pymysql are assumed.\n\n\
     Exit codes: 0 applied (or nothing to apply; --dry-run: the plan); 1 an Alembic command \
     failed or the version table is not what was planned (what was applied before is listed); \
-    2 bad input or an unreadable database (nothing applied).")]
+    2 bad input or an unreadable database (nothing applied); 75 another `shiftguard migrate` \
+    is migrating the database (nothing applied; try again).")]
 struct ExpandArgs {
     /// The Alembic project directory (holding alembic.ini and/or pyproject.toml).
     #[arg(long, value_name = "DIR")]
@@ -97,7 +99,8 @@ struct ExpandArgs {
     the project's own Alembic; the version table is read back.\n\n\
     Exit codes: 0 applied (or already applied); 1 the gate failed (nothing applied; each \
     blocker is listed) or Alembic failed; 2 could not decide (nothing applied); 3 \
-    inconclusive (nothing applied).")]
+    inconclusive (nothing applied); 75 another `shiftguard migrate` is migrating the database \
+    (nothing applied).")]
 struct ContractArgs {
     #[command(flatten)]
     rollout: Rollout,
@@ -178,6 +181,15 @@ async fn expand(args: ExpandArgs) -> anyhow::Result<Outcome> {
         version_table: args.version_table,
         connect_timeout: Duration::from_secs(args.connect_timeout),
     };
+    // One `migrate` at a time on a database (a dry run only reads).
+    let lock = if args.dry_run {
+        None
+    } else {
+        match migrator.lock().await? {
+            Some(lock) => Some(lock),
+            None => return Ok(busy(&migrator, args.json)),
+        }
+    };
     let before = migrator.heads().await?;
     if before.is_empty() {
         migrator.expect_new_database().await?;
@@ -210,6 +222,9 @@ async fn expand(args: ExpandArgs) -> anyhow::Result<Outcome> {
     } else {
         apply_expand(&migrator, &graph, &state, &frontier, &mut report).await?
     };
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -360,7 +375,14 @@ async fn contract(args: ContractArgs) -> anyhow::Result<Outcome> {
         error_lines: Vec::new(),
     };
     let outcome = match record.result {
-        Overall::Pass => apply_contract(&migrator, graph, target, &mut report).await?,
+        Overall::Pass => match migrator.lock().await? {
+            Some(lock) => {
+                let applied = apply_contract(&migrator, graph, target, &mut report).await;
+                lock.release().await;
+                applied?
+            }
+            None => return Ok(busy(&migrator, args.json)),
+        },
         Overall::Fail => Outcome::NotSafe,
         Overall::Inconclusive => Outcome::Inconclusive,
     };
@@ -443,6 +465,22 @@ fn print_contract(report: &ContractReport) {
     }
 }
 
+/// Another `shiftguard migrate` holds the database: exit 75, nothing applied.
+fn busy(migrator: &Migrator, json: bool) -> Outcome {
+    let message = format!(
+        "another `shiftguard migrate` is migrating {}: nothing applied; run again when it ends",
+        migrator.url.target()
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "result": "busy", "error": message })
+        );
+    }
+    eprintln!("error: {message}");
+    Outcome::Busy
+}
+
 /// `FAILED: <error>`, then the lines of Alembic's output that carry it.
 fn print_failure(prefix: &str, error: Option<&str>, lines: &[String]) {
     println!("{prefix}FAILED: {}", error.unwrap_or("Alembic failed"));
@@ -487,6 +525,16 @@ impl Migrator {
             Err(SqlError::NotUnderAlembic { .. }) => Ok(Vec::new()),
             heads => Ok(heads?),
         }
+    }
+
+    /// The database's migration lock, if no other `shiftguard migrate` holds it.
+    async fn lock(&self) -> anyhow::Result<Option<MigrationLock>> {
+        let settings = ConnectSettings {
+            timeout: self.connect_timeout,
+            read_only: false,
+            ..ConnectSettings::default()
+        };
+        Ok(MigrationLock::try_take(&self.url, settings).await?)
     }
 
     /// A database without heads must be new: one with tables but no version table is one

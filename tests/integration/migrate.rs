@@ -309,3 +309,76 @@ fn no_workflow_applies_migrations_with_a_bare_alembic_upgrade() {
     assert!(runs("deploy.yml", "shiftguard migrate expand"));
     assert!(runs("contract.yml", "shiftguard migrate contract"));
 }
+
+#[tokio::test]
+async fn a_second_migrate_on_the_same_database_waits_its_turn() {
+    use sqlx::Connection as _;
+    let project = orders_project();
+    for kind in ALL_KINDS {
+        let db = TestDatabase::create(kind).await;
+        alembic(
+            project.path(),
+            Some(&db.sqlalchemy_url()),
+            &["upgrade", "orders"],
+        );
+        // Another `shiftguard migrate` holds the database: its lock, taken as it takes it.
+        let holder: Box<dyn std::any::Any> = match kind {
+            crate::support::Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&db.url())
+                    .await
+                    .expect("connect");
+                sqlx::query("SELECT pg_advisory_lock(hashtextextended('shiftguard:migrate', 0))")
+                    .execute(&mut c)
+                    .await
+                    .expect("lock");
+                Box::new(c)
+            }
+            crate::support::Kind::MariaDb => {
+                let mut c = sqlx::MySqlConnection::connect(&db.url())
+                    .await
+                    .expect("connect");
+                sqlx::query(&format!(
+                    "SELECT GET_LOCK('shiftguard:migrate:{}', 0)",
+                    db.name
+                ))
+                .execute(&mut c)
+                .await
+                .expect("lock");
+                Box::new(c)
+            }
+            crate::support::Kind::Sqlite => {
+                let path = db.url().trim_start_matches("sqlite://").to_owned();
+                let file = std::fs::File::create(format!("{path}.shiftguard-migrate.lock"))
+                    .expect("lock file");
+                file.try_lock().expect("lock");
+                Box::new(file)
+            }
+        };
+        let waiting = migrate(&project, &db, &["--json"]);
+        assert_eq!(
+            waiting.code, 75,
+            "{kind:?}: {}{}",
+            waiting.stdout, waiting.stderr
+        );
+        assert_eq!(json(&waiting)["result"], "busy");
+        assert!(
+            waiting
+                .stderr
+                .contains("another `shiftguard migrate` is migrating"),
+            "{}",
+            waiting.stderr
+        );
+        assert_eq!(heads(&db).await, ["orders"], "{kind:?}: nothing applied");
+        // A dry run only reads: it does not wait.
+        assert_eq!(migrate(&project, &db, &["--dry-run"]).code, 0);
+        drop(holder);
+        let applied = migrate(&project, &db, &[]);
+        assert_eq!(
+            applied.code, 0,
+            "{kind:?}: {}{}",
+            applied.stdout, applied.stderr
+        );
+        assert_eq!(heads(&db).await, ["merge"]);
+        db.drop_database().await;
+    }
+}

@@ -75,11 +75,7 @@ pub fn human(report: &Report, color: bool) {
     let warnings = report.count(Level::Warning);
     let revisions: std::collections::HashSet<_> =
         report.findings.iter().map(|f| f.revision).collect();
-    let since = if report.since.is_empty() {
-        "the whole graph".to_owned()
-    } else {
-        format!("after {}", report.since.join(", "))
-    };
+    let since = since_text(report);
     println!(
         "shiftguard lint: {errors} error{}, {warnings} warning{} in {} of {} revisions ({since})",
         plural(errors),
@@ -87,6 +83,15 @@ pub fn human(report: &Report, color: bool) {
         revisions.len(),
         report.scope.release.len(),
     );
+}
+
+/// What was linted: `after <heads>`, or the whole graph.
+fn since_text(report: &Report) -> String {
+    if report.since.is_empty() {
+        "the whole graph".to_owned()
+    } else {
+        format!("after {}", report.since.join(", "))
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -217,11 +222,7 @@ pub fn markdown(report: &Report) {
     print_notes(report);
     let errors = report.count(Level::Error);
     let warnings = report.count(Level::Warning);
-    let since = if report.since.is_empty() {
-        "the whole graph".to_owned()
-    } else {
-        format!("after {}", report.since.join(", "))
-    };
+    let since = since_text(report);
     println!(
         "### shiftguard lint: {}\n\n{errors} error{}, {warnings} warning{} in {} revision{} ({})\n",
         if report.failed { "FAIL" } else { "pass" },

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod error;
 pub mod load;
 pub mod measure;
+pub mod migrate_lock;
 pub mod rehearsal;
 pub mod shared_database;
 pub mod url;
