@@ -5,7 +5,7 @@
 use crate::gates::{BACKFILL, release};
 use crate::support::example::*;
 use crate::support::{
-    ALL_KINDS, AlembicProject, Run, TestDatabase, alembic, alembic_binary, json, repo_root,
+    ALL_KINDS, AlembicProject, Kind, Run, TestDatabase, alembic, alembic_binary, json, repo_root,
     shiftguard,
 };
 
@@ -54,6 +54,17 @@ fn migrate(project: &AlembicProject, db: &TestDatabase, extra: &[&str]) -> Run {
     shiftguard(&args)
 }
 
+/// A fresh database of `kind` at the project's first revision, `orders`.
+async fn at_orders(project: &AlembicProject, kind: Kind) -> TestDatabase {
+    let db = TestDatabase::create(kind).await;
+    alembic(
+        project.path(),
+        Some(&db.sqlalchemy_url()),
+        &["upgrade", "orders"],
+    );
+    db
+}
+
 fn ids(value: &serde_json::Value) -> Vec<String> {
     value
         .as_array()
@@ -85,12 +96,7 @@ async fn heads(db: &TestDatabase) -> Vec<String> {
 async fn migrate_expand_applies_up_to_the_merge_and_leaves_the_contract_waiting() {
     let project = orders_project();
     for kind in ALL_KINDS {
-        let db = TestDatabase::create(kind).await;
-        alembic(
-            project.path(),
-            Some(&db.sqlalchemy_url()),
-            &["upgrade", "orders"],
-        );
+        let db = at_orders(&project, kind).await;
         // The plan: both branches and the merge, one target; the drop waits.
         let planned = migrate(&project, &db, &["--dry-run", "--json"]);
         assert_eq!(
@@ -163,12 +169,7 @@ async fn migrate_expand_stops_at_a_failing_revision_and_an_unknown_head_applies_
         "broken",
         "    op.execute(\"INSERT INTO orders (id) VALUES (1)\")",
     );
-    let db = TestDatabase::create(crate::support::Kind::Postgres).await;
-    alembic(
-        project.path(),
-        Some(&db.sqlalchemy_url()),
-        &["upgrade", "orders"],
-    );
+    let db = at_orders(&project, Kind::Postgres).await;
     let run = migrate(&project, &db, &[]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     // The violation itself, not SQLAlchemy's "Background on this error" line.
@@ -179,7 +180,12 @@ async fn migrate_expand_stops_at_a_failing_revision_and_an_unknown_head_applies_
         "{}",
         run.stdout
     );
-    assert!(!heads(&db).await.contains(&"drop".to_owned()));
+    // PostgreSQL rolled the whole upgrade back; listed as applied is what the version table
+    // shows (nothing), not what was planned.
+    assert_eq!(heads(&db).await, ["orders"]);
+    let failed = json(&migrate(&project, &db, &["--json"]));
+    assert_eq!(failed["result"], "failed");
+    assert!(ids(&failed["applies"]).is_empty(), "{failed}");
     // A database at a revision the migrations do not have: exit 2, nothing applied.
     db.execute("UPDATE alembic_version SET version_num = 'feedface'")
         .await;
@@ -187,6 +193,21 @@ async fn migrate_expand_stops_at_a_failing_revision_and_an_unknown_head_applies_
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("feedface"), "{}", run.stderr);
     assert_eq!(heads(&db).await, ["feedface"]);
+    db.drop_database().await;
+
+    // Tables but no version table (`--version-table` names another): refused before Alembic
+    // runs, not migrated from the bases.
+    let db = TestDatabase::create(Kind::Postgres).await;
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        .await;
+    let run = migrate(&project, &db, &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("no version table `alembic_version`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!db.table_exists("alembic_version").await, "nothing applied");
     db.drop_database().await;
 }
 
@@ -315,15 +336,10 @@ async fn a_second_migrate_on_the_same_database_waits_its_turn() {
     use sqlx::Connection as _;
     let project = orders_project();
     for kind in ALL_KINDS {
-        let db = TestDatabase::create(kind).await;
-        alembic(
-            project.path(),
-            Some(&db.sqlalchemy_url()),
-            &["upgrade", "orders"],
-        );
+        let db = at_orders(&project, kind).await;
         // Another `shiftguard migrate` holds the database: its lock, taken as it takes it.
         let holder: Box<dyn std::any::Any> = match kind {
-            crate::support::Kind::Postgres => {
+            Kind::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&db.url())
                     .await
                     .expect("connect");
@@ -333,7 +349,7 @@ async fn a_second_migrate_on_the_same_database_waits_its_turn() {
                     .expect("lock");
                 Box::new(c)
             }
-            crate::support::Kind::MariaDb => {
+            Kind::MariaDb => {
                 let mut c = sqlx::MySqlConnection::connect(&db.url())
                     .await
                     .expect("connect");
@@ -346,7 +362,7 @@ async fn a_second_migrate_on_the_same_database_waits_its_turn() {
                 .expect("lock");
                 Box::new(c)
             }
-            crate::support::Kind::Sqlite => {
+            Kind::Sqlite => {
                 let path = db.url().trim_start_matches("sqlite://").to_owned();
                 let file = std::fs::File::create(format!("{path}.shiftguard-migrate.lock"))
                     .expect("lock file");
